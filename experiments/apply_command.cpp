@@ -1,0 +1,109 @@
+// normlab apply: one norm, forward (and backward) on .npy files, so that users
+// can check normlab against their own framework.
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <map>
+#include <stdexcept>
+#include <xtensor/xarray.hpp>
+
+#include "commands.hpp"
+#include "normlab/normlab.hpp"
+#include "output_dir.hpp"
+
+namespace po = boost::program_options;
+
+namespace normlab::cli {
+namespace {
+
+struct ApplyOptions {
+  std::string norm;
+  std::string input;
+  std::string grad;
+  std::string mode = "train";
+  std::vector<std::string> params;
+  std::string out;
+};
+
+// Loads an .npy of either float dtype as T.
+template <class T>
+xt::xarray<T> load_as(const std::string& path) {
+  if (npy_dtype(path) == DType::float32) return xt::xarray<T>(load_npy<float>(path));
+  return xt::xarray<T>(load_npy<double>(path));
+}
+
+template <class T>
+void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
+  const Mode mode = parse_mode(o.mode);
+  const xt::xarray<T> x = load_npy<T>(o.input);
+  auto norm = make_norm<T>(spec, 0);
+  norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
+
+  for (const std::string& assignment : o.params) {
+    const std::size_t eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument("--param '" + assignment + "': expected NAME=FILE.npy");
+    const std::string name = assignment.substr(0, eq);
+    norm->set(name, load_as<T>(assignment.substr(eq + 1)));
+  }
+
+  // Compute everything before writing anything.
+  std::map<std::string, xt::xarray<T>> outputs;
+  outputs["y"] = norm->forward(x, mode);
+  if (!o.grad.empty()) {
+    const xt::xarray<T> dy = load_as<T>(o.grad);
+    outputs["dx"] = norm->backward(dy);
+    for (const std::string& name : norm->parameter_names())
+      outputs["d" + name] = norm->parameter(name).grad;
+  }
+  if (mode == Mode::train)
+    for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
+
+  StagedOutput out(o.out);
+  for (const auto& [name, value] : outputs) save_npy<T>(out.path(name + ".npy"), value);
+  out.commit();
+  std::cout << "wrote";
+  for (const auto& entry : outputs) std::cout << " " << entry.first << ".npy";
+  std::cout << " to " << o.out << "\n";
+}
+
+}  // namespace
+
+int apply_command(const Args& args) {
+  ApplyOptions o;
+  po::options_description desc(
+      "usage: normlab apply --norm SPEC --input X.npy [--grad DY.npy] [--mode train|eval]\n"
+      "                     [--param NAME=FILE.npy ...] --out DIR\n\n"
+      "Writes DIR/y.npy; with --grad also dx.npy and d<param>.npy; after a train\n"
+      "forward the updated running_mean.npy / running_var.npy. Options");
+  desc.add_options()("help,h", "show this help")(
+      "norm", po::value(&o.norm)->required(),
+      "norm spec as JSON, e.g. '{\"type\":\"group\",\"groups\":4}'")(
+      "input", po::value(&o.input)->required(), "input .npy (float32 or float64; WeightNorm: v)")(
+      "grad", po::value(&o.grad), "upstream gradient dy .npy (same shape as the input)")(
+      "mode", po::value(&o.mode), "train (default) or eval")(
+      "param", po::value(&o.params)->composing(),
+      "set a parameter or running state: gamma, beta, g, running_mean, running_var")(
+      "out", po::value(&o.out)->required(), "output directory");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  po::notify(vm);
+
+  nlohmann::json spec;
+  try {
+    spec = nlohmann::json::parse(o.norm);
+  } catch (const nlohmann::json::parse_error&) {
+    throw std::invalid_argument("--norm is not valid JSON: '" + o.norm +
+                                "' (example: '{\"type\":\"batch\"}')");
+  }
+  if (npy_dtype(o.input) == DType::float32)
+    run_apply<float>(o, spec);
+  else
+    run_apply<double>(o, spec);
+  return 0;
+}
+
+}  // namespace normlab::cli

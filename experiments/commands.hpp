@@ -1,0 +1,15 @@
+// The subcommands of the `normlab` tool. Each takes the arguments after its
+// name and returns the exit code; user errors are thrown as exceptions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace normlab::cli {
+
+using Args = std::vector<std::string>;
+
+int apply_command(const Args& args);
+int demo_command(const Args& args);
+
+}  // namespace normlab::cli

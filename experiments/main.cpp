@@ -1,0 +1,58 @@
+// normlab: the command-line tool. `normlab COMMAND --help` for each command.
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include "commands.hpp"
+#include "normlab/version.hpp"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const normlab::cli::Args&);
+};
+
+const Command kCommands[] = {
+    {"apply", "run one norm forward/backward on .npy files (conformance with other frameworks)",
+     normlab::cli::apply_command},
+    {"demo", "apply every norm to a sample input and compare what each normalizes",
+     normlab::cli::demo_command},
+};
+
+void print_usage(std::ostream& out) {
+  out << "normlab " << normlab::version << " - normalization layers on one reduction engine\n\n"
+      << "usage: normlab COMMAND [options]   (normlab COMMAND --help for its options)\n\n"
+      << "commands:\n";
+  for (const Command& c : kCommands) out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  if (name == "--version") {
+    std::cout << "normlab " << normlab::version << "\n";
+    return 0;
+  }
+  for (const Command& c : kCommands) {
+    if (name != c.name) continue;
+    try {
+      return c.run(normlab::cli::Args(argv + 2, argv + argc));
+    } catch (const std::exception& e) {
+      std::cerr << "normlab " << name << ": " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "normlab: unknown command '" << name << "' (see normlab --help)\n";
+  return 2;
+}

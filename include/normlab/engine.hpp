@@ -1,0 +1,84 @@
+// The shared reduction engine: per-group statistics, normalize + affine, and
+// the backward reductions. Every norm is a NormDescription handed to it.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace normlab {
+
+// An activation seen as a row-major [outer, channels, inner] block. For an
+// (N, C, H, W) input that is [N, C, H*W]; a (N, C) input has inner == 1.
+struct View3 {
+  std::size_t outer = 1;
+  std::size_t channels = 1;
+  std::size_t inner = 1;
+  std::size_t size() const { return outer * channels * inner; }
+};
+
+// Which elements share one set of statistics.
+enum class Pooling {
+  per_channel,       // one group per channel, over outer and inner (BatchNorm, WeightNorm)
+  per_outer_groups,  // per outer index and run of `channels_per_group` channels (LN, IN, GN)
+};
+
+// How gamma/beta are indexed.
+enum class Affine {
+  none,
+  per_channel,  // gamma[channel]
+  elementwise,  // gamma[channel * inner + inner_index] (LayerNorm's normalized_shape)
+};
+
+struct NormDescription {
+  View3 view;
+  Pooling pooling = Pooling::per_outer_groups;
+  std::size_t channels_per_group = 1;  // per_outer_groups only
+  bool centered = true;                // subtract the mean (false: RMS or L2 scaling)
+  bool divide_by_count = true;         // mean of squares; false: sum of squares (L2 norm)
+  double eps = 1e-5;
+  Affine affine = Affine::none;
+  bool has_shift = false;           // beta present (only with an affine)
+  bool statistics_given = false;    // eval with running stats: constants in backward
+  bool tracks_running_stats = false;
+
+  std::size_t groups() const;
+  std::size_t group_size() const;
+  // Group of the contiguous run view[a, c, :].
+  std::size_t group_of(std::size_t a, std::size_t c) const {
+    return pooling == Pooling::per_channel
+               ? c
+               : a * (view.channels / channels_per_group) + c / channels_per_group;
+  }
+  std::size_t affine_size() const;
+};
+
+// Per-group statistics, kept in double whatever the data type.
+struct GroupStats {
+  std::vector<double> mean;  // all zero when not centered
+  std::vector<double> var;   // biased variance, mean square, or sum of squares (see description)
+  std::vector<double> rstd;  // 1 / sqrt(var + eps)
+  void resize(std::size_t groups);
+};
+
+// First reduce: mean and var of every group (stable: blockwise two-pass sums in
+// double, blocks merged with Chan's formula), then rstd.
+template <class T>
+void compute_stats(const T* x, const NormDescription& d, GroupStats& stats);
+
+// Fills rstd from var and eps.
+void finish_rstd(const NormDescription& d, GroupStats& stats);
+
+// y = (x - mean) * rstd * gamma + beta. gamma and beta may be null when absent.
+template <class T>
+void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
+                       const T* gamma, const T* beta, T* y);
+
+// dx for y = normalize_forward(x); adds dL/dgamma and dL/dbeta into dgamma and
+// dbeta (either may be null). With statistics_given the statistics are
+// constants; otherwise the two backward reductions per group, sum(dxhat) and
+// sum(dxhat * xhat), carry the gradient through mean and variance.
+template <class T>
+void normalize_backward(const T* x, const T* dy, const NormDescription& d,
+                        const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta);
+
+}  // namespace normlab

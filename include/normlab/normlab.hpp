@@ -1,0 +1,8 @@
+// normlab: the normalization family on one shared reduction engine.
+// Including this header brings in the whole public API.
+#pragma once
+
+#include "normlab/engine.hpp"
+#include "normlab/norm.hpp"
+#include "normlab/npy.hpp"
+#include "normlab/version.hpp"

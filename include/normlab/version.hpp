@@ -1,0 +1,5 @@
+#pragma once
+
+namespace normlab {
+constexpr const char* version = "0.1.0";
+}  // namespace normlab

@@ -1,0 +1,253 @@
+// The shared reduction engine. Every loop in here walks the activation as
+// contiguous runs view[a, c, 0:inner]; a run belongs to one statistics group
+// and (per-channel affine) one gamma/beta entry. All sums are kept in double.
+#include "normlab/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace normlab {
+
+std::size_t NormDescription::groups() const {
+  return pooling == Pooling::per_channel ? view.channels
+                                         : view.outer * (view.channels / channels_per_group);
+}
+
+std::size_t NormDescription::group_size() const {
+  return pooling == Pooling::per_channel ? view.outer * view.inner
+                                         : channels_per_group * view.inner;
+}
+
+std::size_t NormDescription::affine_size() const {
+  switch (affine) {
+    case Affine::none: return 0;
+    case Affine::per_channel: return view.channels;
+    case Affine::elementwise: return view.channels * view.inner;
+  }
+  return 0;
+}
+
+void GroupStats::resize(std::size_t groups) {
+  mean.assign(groups, 0.0);
+  var.assign(groups, 0.0);
+  rstd.assign(groups, 0.0);
+}
+
+namespace {
+
+// Count, mean and sum of squared deviations of a set of values; two sets
+// merge exactly (Chan, Golub & LeVeque), so blocks can be combined in any order.
+struct Moments {
+  double count = 0;
+  double mean = 0;
+  double m2 = 0;
+
+  void merge(const Moments& other) {
+    if (other.count == 0) return;
+    const double total = count + other.count;
+    const double delta = other.mean - mean;
+    mean += delta * (other.count / total);
+    m2 += other.m2 + delta * delta * (count * other.count / total);
+    count = total;
+  }
+};
+
+// Blocks small enough for L1: the second pass over a block is a cache hit.
+constexpr std::size_t kBlock = 2048;
+
+// Two-pass moments of one block: exact mean first, then squared deviations.
+template <class T>
+Moments block_moments(const T* x, std::size_t n) {
+  double sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (std::size_t i = 0; i < n; ++i) sum += double(x[i]);
+  const double mean = sum / double(n);
+  double m2 = 0;
+#pragma omp simd reduction(+ : m2)
+  for (std::size_t i = 0; i < n; ++i) {
+    const double dev = double(x[i]) - mean;
+    m2 += dev * dev;
+  }
+  return {double(n), mean, m2};
+}
+
+template <class T>
+void add_moments(const T* x, std::size_t n, Moments& into) {
+  for (std::size_t start = 0; start < n; start += kBlock)
+    into.merge(block_moments(x + start, std::min(kBlock, n - start)));
+}
+
+template <class T>
+double sum_of_squares(const T* x, std::size_t n) {
+  double sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (std::size_t i = 0; i < n; ++i) sum += double(x[i]) * double(x[i]);
+  return sum;
+}
+
+// Visits every run view[a, c, :] with its offset and group.
+template <class F>
+void for_each_run(const NormDescription& d, F&& visit) {
+  const View3& v = d.view;
+  for (std::size_t a = 0; a < v.outer; ++a)
+    for (std::size_t c = 0; c < v.channels; ++c)
+      visit(c, (a * v.channels + c) * v.inner, d.group_of(a, c));
+}
+
+}  // namespace
+
+void finish_rstd(const NormDescription& d, GroupStats& stats) {
+  for (std::size_t g = 0; g < stats.var.size(); ++g)
+    stats.rstd[g] = 1.0 / std::sqrt(stats.var[g] + d.eps);
+}
+
+template <class T>
+void compute_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  const std::size_t groups = d.groups();
+  stats.resize(groups);
+  const std::size_t inner = d.view.inner;
+  const double count = double(d.group_size());
+  if (!d.centered) {
+    for_each_run(d, [&](std::size_t, std::size_t offset, std::size_t g) {
+      stats.var[g] += sum_of_squares(x + offset, inner);
+    });
+    if (d.divide_by_count)
+      for (double& v : stats.var) v /= count;
+  } else {
+    std::vector<Moments> moments(groups);
+    for_each_run(d, [&](std::size_t, std::size_t offset, std::size_t g) {
+      add_moments(x + offset, inner, moments[g]);
+    });
+    for (std::size_t g = 0; g < groups; ++g) {
+      stats.mean[g] = moments[g].mean;
+      stats.var[g] = moments[g].m2 / count;  // biased, as the normalization uses
+    }
+  }
+  finish_rstd(d, stats);
+}
+
+template <class T>
+void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
+                       const T* gamma, const T* beta, T* y) {
+  const std::size_t inner = d.view.inner;
+  for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
+    const double mean = stats.mean[g];
+    const double rstd = stats.rstd[g];
+    const T* xr = x + offset;
+    T* yr = y + offset;
+    if (d.affine == Affine::elementwise) {
+      const T* gr = gamma + c * inner;
+      const T* br = beta ? beta + c * inner : nullptr;
+#pragma omp simd
+      for (std::size_t i = 0; i < inner; ++i)
+        yr[i] = T((double(xr[i]) - mean) * rstd * double(gr[i]) + (br ? double(br[i]) : 0.0));
+    } else {
+      // One scale and shift for the run; (x - mean) first keeps large means exact.
+      const double scale = d.affine == Affine::per_channel ? rstd * double(gamma[c]) : rstd;
+      const double shift = beta ? double(beta[c]) : 0.0;
+#pragma omp simd
+      for (std::size_t i = 0; i < inner; ++i) yr[i] = T((double(xr[i]) - mean) * scale + shift);
+    }
+  });
+}
+
+template <class T>
+void normalize_backward(const T* x, const T* dy, const NormDescription& d,
+                        const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta) {
+  const std::size_t inner = d.view.inner;
+  const bool elementwise = d.affine == Affine::elementwise;
+  auto gamma_of = [&](std::size_t c) { return d.affine == Affine::per_channel ? double(gamma[c]) : 1.0; };
+
+  // Parameter gradients accumulate in double, then are added to the outputs.
+  std::vector<double> dgamma_sum(d.affine_size(), 0.0);
+  std::vector<double> dbeta_sum(d.affine_size(), 0.0);
+
+  // First: the two reductions per group, sum(dxhat) and sum(dxhat * xhat),
+  // where dxhat = dy * gamma. They also give dgamma and dbeta.
+  std::vector<double> sum_dxhat(d.groups(), 0.0);
+  std::vector<double> sum_dxhat_xhat(d.groups(), 0.0);
+  for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
+    const double mean = stats.mean[g];
+    const double rstd = stats.rstd[g];
+    const T* xr = x + offset;
+    const T* dyr = dy + offset;
+    if (elementwise) {
+      const T* gr = gamma + c * inner;
+      double* dgr = dgamma_sum.data() + c * inner;
+      double* dbr = dbeta_sum.data() + c * inner;
+      double s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+      for (std::size_t i = 0; i < inner; ++i) {
+        const double xhat = (double(xr[i]) - mean) * rstd;
+        const double dyi = double(dyr[i]);
+        dgr[i] += dyi * xhat;
+        dbr[i] += dyi;
+        s1 += dyi * double(gr[i]);
+        s2 += dyi * double(gr[i]) * xhat;
+      }
+      sum_dxhat[g] += s1;
+      sum_dxhat_xhat[g] += s2;
+    } else {
+      double sum_dy = 0, sum_dy_xhat = 0;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+      for (std::size_t i = 0; i < inner; ++i) {
+        const double dyi = double(dyr[i]);
+        sum_dy += dyi;
+        sum_dy_xhat += dyi * (double(xr[i]) - mean);
+      }
+      sum_dy_xhat *= rstd;
+      if (d.affine == Affine::per_channel) {
+        dgamma_sum[c] += sum_dy_xhat;
+        dbeta_sum[c] += sum_dy;
+      }
+      sum_dxhat[g] += gamma_of(c) * sum_dy;
+      sum_dxhat_xhat[g] += gamma_of(c) * sum_dy_xhat;
+    }
+  });
+  if (dgamma && d.affine != Affine::none)
+    for (std::size_t p = 0; p < dgamma_sum.size(); ++p) dgamma[p] += T(dgamma_sum[p]);
+  if (dbeta && d.has_shift)
+    for (std::size_t p = 0; p < dbeta_sum.size(); ++p) dbeta[p] += T(dbeta_sum[p]);
+
+  // Then apply: dx = rstd * (dxhat - mean(dxhat) - xhat * sum(dxhat * xhat) / divisor).
+  // Given statistics are constants, so both correction terms vanish.
+  const double count = double(d.group_size());
+  const double divisor = d.divide_by_count ? count : 1.0;
+  for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
+    const double mean = stats.mean[g];
+    const double rstd = stats.rstd[g];
+    const bool constant = d.statistics_given;
+    const double mean_dxhat = constant || !d.centered ? 0.0 : sum_dxhat[g] / count;
+    const double xhat_coef = constant ? 0.0 : sum_dxhat_xhat[g] / divisor;
+    const T* xr = x + offset;
+    const T* dyr = dy + offset;
+    T* dxr = dx + offset;
+    if (elementwise) {
+      const T* gr = gamma + c * inner;
+#pragma omp simd
+      for (std::size_t i = 0; i < inner; ++i) {
+        const double xhat = (double(xr[i]) - mean) * rstd;
+        dxr[i] = T(rstd * (double(dyr[i]) * double(gr[i]) - mean_dxhat - xhat * xhat_coef));
+      }
+    } else {
+      const double dy_scale = rstd * gamma_of(c);
+      const double x_scale = -rstd * rstd * xhat_coef;
+      const double shift = -rstd * mean_dxhat;
+#pragma omp simd
+      for (std::size_t i = 0; i < inner; ++i)
+        dxr[i] = T(double(dyr[i]) * dy_scale + (double(xr[i]) - mean) * x_scale + shift);
+    }
+  });
+}
+
+#define NORMLAB_INSTANTIATE(T)                                                                 \
+  template void compute_stats<T>(const T*, const NormDescription&, GroupStats&);              \
+  template void normalize_forward<T>(const T*, const NormDescription&, const GroupStats&,     \
+                                     const T*, const T*, T*);                                  \
+  template void normalize_backward<T>(const T*, const T*, const NormDescription&,             \
+                                      const GroupStats&, const T*, T*, T*, T*);
+NORMLAB_INSTANTIATE(float)
+NORMLAB_INSTANTIATE(double)
+#undef NORMLAB_INSTANTIATE
+
+}  // namespace normlab
