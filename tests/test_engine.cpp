@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 #include <xtensor/xarray.hpp>
+#include <xtensor/xstrided_view.hpp>
 
 #include "normlab/normlab.hpp"
 
@@ -58,7 +59,7 @@ TEST_CASE("worked example: x = [1,2,3,4], gamma 2, beta 1") {
   auto batch = make_norm<double>({{"type", "batch"}, {"eps", 0.0}}, 1);
   batch->set("gamma", xt::xarray<double>({2.0}));
   batch->set("beta", xt::xarray<double>({1.0}));
-  const xt::xarray<double> column = {{1.0}, {2.0}, {3.0}, {4.0}};
+  const xt::xarray<double> column = xt::reshape_view(xt::xarray<double>({1.0, 2.0, 3.0, 4.0}), {4, 1});
   const xt::xarray<double> yb = batch->forward(column, Mode::train);
   for (int i = 0; i < 4; ++i) CHECK(yb(i, 0) == doctest::Approx(expected[i]).epsilon(1e-10));
 }
