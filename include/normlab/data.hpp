@@ -1,0 +1,45 @@
+// Image classification data: IDX files (MNIST, Fashion-MNIST; gzipped or
+// not) and a synthetic dataset made from a seed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+namespace normlab {
+
+struct Dataset {
+  xt::xarray<float> images;          // (N, 1, H, W); pixels in [0, 1] until standardized
+  std::vector<std::uint8_t> labels;  // N values in [0, classes)
+  std::size_t classes = 10;
+  std::size_t size() const { return labels.size(); }
+};
+
+// Reads an IDX image file (magic 2051, u8 pixels) and its label file (magic
+// 2049). Either may be gzipped (read through zlib). Throws std::runtime_error
+// naming the file and the problem: missing, wrong magic, truncated, or image
+// and label counts that differ.
+Dataset load_idx(const std::string& images_path, const std::string& labels_path);
+
+// A seeded synthetic 1x28x28 dataset: each class is a fixed random blob
+// pattern; samples are shifted, scaled and noisy copies, so it is learnable
+// but not trivial. Same seed, same data.
+Dataset make_synthetic(std::size_t count, std::size_t classes, std::uint64_t seed);
+
+// (x - mean) / std in place.
+void standardize(Dataset& data, float mean, float std);
+
+// The samples at `indices`, in that order.
+Dataset select(const Dataset& data, const std::vector<std::size_t>& indices);
+
+// The first k samples, or k samples chosen by a seeded random permutation.
+std::vector<std::size_t> first_k(std::size_t size, std::size_t k);
+std::vector<std::size_t> random_k(std::size_t size, std::size_t k, std::uint64_t seed);
+
+// A seeded shuffle of 0..size-1 (the same on every platform: own generator,
+// no std:: distributions).
+std::vector<std::size_t> permutation(std::size_t size, std::uint64_t seed);
+
+}  // namespace normlab

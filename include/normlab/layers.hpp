@@ -1,0 +1,81 @@
+// The training stack's layers: each a forward and a backward over row-major
+// xtensor arrays, shapes in comments. Outputs are buffers owned by the layer
+// (valid until its next call), so a training step allocates nothing once warm.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <xtensor/xarray.hpp>
+
+#include "normlab/norm.hpp"
+
+namespace normlab {
+
+// A learned tensor of a layer, as the optimizer sees it.
+template <class T>
+struct ParameterRef {
+  std::string name;
+  xt::xarray<T>* value;
+  xt::xarray<T>* grad;
+};
+
+template <class T>
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) = 0;
+  // dx for the last forward; adds into the parameter gradients.
+  virtual const xt::xarray<T>& backward(const xt::xarray<T>& dy) = 0;
+  virtual std::vector<ParameterRef<T>> parameters() { return {}; }
+  // The layer's norm, if it has one (activation norm or weight norm).
+  virtual Norm<T>* norm() { return nullptr; }
+  // He-normal weights (fan_in, ReLU gain sqrt(2)) and zero biases; layers
+  // without weights do nothing. Norms keep gamma 1, beta 0; a weight norm's g
+  // is set from v on the first forward, so w == v at start.
+  virtual void initialize(std::mt19937_64&) {}
+  virtual std::string name() const = 0;
+};
+
+// y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad] + b[o]
+// x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). im2col + GEMM.
+// With weight_norm, w = g * v / ||v|| per output channel and v, g are learned.
+template <class T>
+std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
+                                      std::size_t kernel, std::size_t stride, std::size_t padding,
+                                      bool bias, bool weight_norm);
+
+// y = x w^T + b; x: (N, in) -> y: (N, out). With weight_norm as in conv2d.
+template <class T>
+std::unique_ptr<Layer<T>> make_linear(std::size_t in_features, std::size_t out_features, bool bias,
+                                      bool weight_norm);
+
+template <class T>
+std::unique_ptr<Layer<T>> make_relu();
+
+// Non-overlapping k x k max pooling: (N, C, H, W) -> (N, C, H/k, W/k).
+template <class T>
+std::unique_ptr<Layer<T>> make_max_pool2d(std::size_t kernel);
+
+// (N, C, H, W) -> (N, C): the mean over H and W.
+template <class T>
+std::unique_ptr<Layer<T>> make_global_avg_pool();
+
+// (N, ...) -> (N, prod(...)).
+template <class T>
+std::unique_ptr<Layer<T>> make_flatten();
+
+// An activation norm (any Norm but weight) as a layer.
+template <class T>
+std::unique_ptr<Layer<T>> make_norm_layer(std::unique_ptr<Norm<T>> norm);
+
+// Mean softmax cross-entropy over the batch; fills dlogits with dLoss/dlogits.
+// logits: (N, classes), labels: N values in [0, classes).
+template <class T>
+double softmax_cross_entropy(const xt::xarray<T>& logits, const std::vector<std::uint8_t>& labels,
+                             xt::xarray<T>& dlogits);
+
+}  // namespace normlab
