@@ -1,0 +1,59 @@
+// Models built from a name and a norm spec, and the SGD optimizer.
+#pragma once
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "normlab/layers.hpp"
+
+namespace normlab {
+
+// A stack of layers applied in order.
+template <class T>
+class Model {
+ public:
+  void add(std::unique_ptr<Layer<T>> layer) { layers_.push_back(std::move(layer)); }
+  const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode);
+  void backward(const xt::xarray<T>& dlogits);
+  std::vector<ParameterRef<T>> parameters();
+  // Every norm in the model, activation and weight norms alike.
+  std::vector<Norm<T>*> norms();
+  void initialize(std::uint64_t seed);
+  void zero_grad();
+  // "conv3x3(1->16) -> group_norm -> relu -> ..."
+  std::string summary() const;
+
+ private:
+  std::vector<std::unique_ptr<Layer<T>>> layers_;
+};
+
+// Architectures: "cnn3" and "mlp2" (see README). norm_spec is a norm spec
+// object as in `normlab apply`, or {"type": "none"}; for "weight" the conv and
+// hidden linear weights are weight-normalized. Throws std::invalid_argument
+// for an unknown model or a norm that does not fit it.
+template <class T>
+Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec);
+
+std::vector<std::string> model_names();
+
+// SGD with momentum and weight decay on every parameter (PyTorch's update:
+// d = grad + wd * p; buf = momentum * buf + d; p -= lr * buf).
+template <class T>
+class Sgd {
+ public:
+  Sgd(std::vector<ParameterRef<T>> parameters, double momentum, double weight_decay);
+  void step(double lr);
+  void zero_grad();
+
+ private:
+  std::vector<ParameterRef<T>> parameters_;
+  std::vector<xt::xarray<T>> velocity_;
+  double momentum_, weight_decay_;
+  bool first_step_ = true;
+};
+
+}  // namespace normlab

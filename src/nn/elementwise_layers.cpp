@@ -1,0 +1,185 @@
+// Layers without parameters: ReLU, max pooling, global average pooling, flatten.
+#include <limits>
+#include <stdexcept>
+
+#include "normlab/layers.hpp"
+#include "shapes.hpp"
+
+namespace normlab {
+namespace {
+
+template <class T>
+class ReLU final : public Layer<T> {
+ public:
+  const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode) override {
+    y_.resize(x.shape());
+    const T* in = x.data();
+    T* out = y_.data();
+    for (std::size_t i = 0; i < x.size(); ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+    return y_;
+  }
+  // dx = dy where the output was positive.
+  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    dx_.resize(dy.shape());
+    for (std::size_t i = 0; i < dy.size(); ++i)
+      dx_.data()[i] = y_.data()[i] > T(0) ? dy.data()[i] : T(0);
+    return dx_;
+  }
+  std::string name() const override { return "relu"; }
+
+ private:
+  xt::xarray<T> y_, dx_;
+};
+
+template <class T>
+class MaxPool2d final : public Layer<T> {
+ public:
+  explicit MaxPool2d(std::size_t k) : k_(k) {}
+
+  // x: (N, C, H, W) -> y: (N, C, H/k, W/k); remembers where each max came from.
+  const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode) override {
+    if (x.dimension() != 4 || x.shape(2) < k_ || x.shape(3) < k_)
+      throw std::invalid_argument(name() + " needs input (N, C, H, W) with H, W >= " +
+                                  std::to_string(k_) + ", got " + shape_text(x.shape()));
+    in_shape_ = {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
+    const std::size_t planes = x.shape(0) * x.shape(1), H = x.shape(2), W = x.shape(3);
+    const std::size_t Ho = H / k_, Wo = W / k_;
+    y_.resize({x.shape(0), x.shape(1), Ho, Wo});
+    argmax_.resize(y_.size());
+    for (std::size_t p = 0; p < planes; ++p)
+      for (std::size_t oh = 0; oh < Ho; ++oh)
+        for (std::size_t ow = 0; ow < Wo; ++ow) {
+          std::size_t best = (p * H + oh * k_) * W + ow * k_;
+          for (std::size_t i = 0; i < k_; ++i)
+            for (std::size_t j = 0; j < k_; ++j) {
+              const std::size_t at = (p * H + oh * k_ + i) * W + ow * k_ + j;
+              if (x.data()[at] > x.data()[best]) best = at;  // first max wins ties
+            }
+          const std::size_t o = (p * Ho + oh) * Wo + ow;
+          y_.data()[o] = x.data()[best];
+          argmax_[o] = best;
+        }
+    return y_;
+  }
+  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    dx_.resize(in_shape_);
+    dx_.fill(T(0));
+    for (std::size_t o = 0; o < dy.size(); ++o) dx_.data()[argmax_[o]] += dy.data()[o];
+    return dx_;
+  }
+  std::string name() const override { return "maxpool" + std::to_string(k_); }
+
+ private:
+  std::size_t k_;
+  std::vector<std::size_t> in_shape_, argmax_;
+  xt::xarray<T> y_, dx_;
+};
+
+template <class T>
+class GlobalAvgPool final : public Layer<T> {
+ public:
+  // x: (N, C, H, W) -> y: (N, C)
+  const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode) override {
+    if (x.dimension() != 4)
+      throw std::invalid_argument(name() + " needs input (N, C, H, W), got " + shape_text(x.shape()));
+    in_shape_ = {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
+    const std::size_t planes = x.shape(0) * x.shape(1), S = x.shape(2) * x.shape(3);
+    y_.resize({x.shape(0), x.shape(1)});
+    for (std::size_t p = 0; p < planes; ++p) {
+      double sum = 0;
+      for (std::size_t s = 0; s < S; ++s) sum += double(x.data()[p * S + s]);
+      y_.data()[p] = T(sum / double(S));
+    }
+    return y_;
+  }
+  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    dx_.resize(in_shape_);
+    const std::size_t S = in_shape_[2] * in_shape_[3];
+    for (std::size_t p = 0; p < dy.size(); ++p)
+      std::fill_n(dx_.data() + p * S, S, T(dy.data()[p] / T(S)));
+    return dx_;
+  }
+  std::string name() const override { return "global_avg_pool"; }
+
+ private:
+  std::vector<std::size_t> in_shape_;
+  xt::xarray<T> y_, dx_;
+};
+
+template <class T>
+class Flatten final : public Layer<T> {
+ public:
+  // x: (N, ...) -> y: (N, prod(...))
+  const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode) override {
+    in_shape_.assign(x.shape().begin(), x.shape().end());
+    y_.resize({x.shape(0), x.size() / x.shape(0)});
+    std::copy(x.data(), x.data() + x.size(), y_.data());
+    return y_;
+  }
+  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    dx_.resize(in_shape_);
+    std::copy(dy.data(), dy.data() + dy.size(), dx_.data());
+    return dx_;
+  }
+  std::string name() const override { return "flatten"; }
+
+ private:
+  std::vector<std::size_t> in_shape_;
+  xt::xarray<T> y_, dx_;
+};
+
+template <class T>
+class NormLayer final : public Layer<T> {
+ public:
+  explicit NormLayer(std::unique_ptr<Norm<T>> norm) : norm_(std::move(norm)) {}
+  const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) override {
+    norm_->forward(x, mode, y_);
+    return y_;
+  }
+  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    norm_->backward(dy, dx_);
+    return dx_;
+  }
+  std::vector<ParameterRef<T>> parameters() override {
+    std::vector<ParameterRef<T>> out;
+    for (const std::string& name : norm_->parameter_names()) {
+      Parameter<T>& p = norm_->parameter(name);
+      out.push_back({name, &p.value, &p.grad});
+    }
+    return out;
+  }
+  Norm<T>* norm() override { return norm_.get(); }
+  std::string name() const override { return norm_->type() + "_norm"; }
+
+ private:
+  std::unique_ptr<Norm<T>> norm_;
+  xt::xarray<T> y_, dx_;
+};
+
+}  // namespace
+
+template <class T>
+std::unique_ptr<Layer<T>> make_relu() { return std::make_unique<ReLU<T>>(); }
+template <class T>
+std::unique_ptr<Layer<T>> make_max_pool2d(std::size_t kernel) {
+  return std::make_unique<MaxPool2d<T>>(kernel);
+}
+template <class T>
+std::unique_ptr<Layer<T>> make_global_avg_pool() { return std::make_unique<GlobalAvgPool<T>>(); }
+template <class T>
+std::unique_ptr<Layer<T>> make_flatten() { return std::make_unique<Flatten<T>>(); }
+template <class T>
+std::unique_ptr<Layer<T>> make_norm_layer(std::unique_ptr<Norm<T>> norm) {
+  return std::make_unique<NormLayer<T>>(std::move(norm));
+}
+
+#define NORMLAB_INSTANTIATE_LAYERS(T)                                                 \
+  template std::unique_ptr<Layer<T>> make_relu<T>();                                  \
+  template std::unique_ptr<Layer<T>> make_max_pool2d<T>(std::size_t);                 \
+  template std::unique_ptr<Layer<T>> make_global_avg_pool<T>();                       \
+  template std::unique_ptr<Layer<T>> make_flatten<T>();                               \
+  template std::unique_ptr<Layer<T>> make_norm_layer<T>(std::unique_ptr<Norm<T>>);
+NORMLAB_INSTANTIATE_LAYERS(float)
+NORMLAB_INSTANTIATE_LAYERS(double)
+
+}  // namespace normlab

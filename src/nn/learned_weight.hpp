@@ -1,0 +1,77 @@
+// The weight of a conv or linear layer: plain, or reparameterized by
+// WeightNorm (w = g * v / ||v|| per output row), plus an optional bias.
+#pragma once
+
+#include <cmath>
+#include <random>
+#include <xtensor/xbuilder.hpp>
+
+#include "normlab/layers.hpp"
+
+namespace normlab {
+
+template <class T>
+class LearnedWeight {
+ public:
+  // shape: (out, ...) -- the first dimension is the output.
+  LearnedWeight(std::vector<std::size_t> shape, bool bias, bool weight_norm)
+      : v_(xt::zeros<T>(shape)), dv_(xt::zeros<T>(shape)) {
+    if (bias) {
+      bias_ = xt::zeros<T>({shape[0]});
+      dbias_ = xt::zeros<T>({shape[0]});
+    }
+    if (weight_norm) {
+      weight_norm_ = make_norm<T>({{"type", "weight"}, {"dim", 0}}, shape[0]);
+      dw_ = xt::zeros<T>(shape);
+    }
+  }
+
+  // He-normal: std = sqrt(2 / fan_in), fan_in = elements per output row.
+  void initialize(std::mt19937_64& rng) {
+    const double fan_in = double(v_.size() / v_.shape(0));
+    std::normal_distribution<double> normal(0.0, std::sqrt(2.0 / fan_in));
+    for (T& value : v_) value = T(normal(rng));
+    if (has_bias()) bias_.fill(T(0));
+  }
+
+  // The weight to use in this forward.
+  const xt::xarray<T>& weight(Mode mode) {
+    if (!weight_norm_) return v_;
+    weight_norm_->forward(v_, mode, w_);
+    return w_;
+  }
+  // Where the layer accumulates dL/dw during backward.
+  xt::xarray<T>& weight_grad() {
+    if (!weight_norm_) return dv_;
+    dw_.fill(T(0));
+    return dw_;
+  }
+  // After the layer has filled weight_grad(): carry it to v and g.
+  void finish_backward() {
+    if (!weight_norm_) return;
+    weight_norm_->backward(dw_, dv_step_);
+    dv_ += dv_step_;
+  }
+
+  bool has_bias() const { return bias_.size() != 0; }
+  T* bias() { return bias_.data(); }
+  T* bias_grad() { return dbias_.data(); }
+  Norm<T>* norm() { return weight_norm_.get(); }
+
+  void append_parameters(std::vector<ParameterRef<T>>& out) {
+    out.push_back({weight_norm_ ? "v" : "weight", &v_, &dv_});
+    if (weight_norm_) {
+      Parameter<T>& g = weight_norm_->parameter("g");
+      out.push_back({"g", &g.value, &g.grad});
+    }
+    if (has_bias()) out.push_back({"bias", &bias_, &dbias_});
+  }
+
+ private:
+  xt::xarray<T> v_, dv_;
+  xt::xarray<T> bias_, dbias_;
+  std::unique_ptr<Norm<T>> weight_norm_;
+  xt::xarray<T> w_, dw_, dv_step_;
+};
+
+}  // namespace normlab

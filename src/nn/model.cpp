@@ -1,0 +1,181 @@
+// Model: a layer stack; build_model: cnn3 and mlp2 with a norm of choice.
+#include "normlab/model.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "spec.hpp"
+
+namespace normlab {
+
+template <class T>
+const xt::xarray<T>& Model<T>::forward(const xt::xarray<T>& x, Mode mode) {
+  const xt::xarray<T>* h = &x;
+  for (auto& layer : layers_) h = &layer->forward(*h, mode);
+  return *h;
+}
+
+template <class T>
+void Model<T>::backward(const xt::xarray<T>& dlogits) {
+  const xt::xarray<T>* g = &dlogits;
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = &(*it)->backward(*g);
+}
+
+template <class T>
+std::vector<ParameterRef<T>> Model<T>::parameters() {
+  std::vector<ParameterRef<T>> all;
+  for (auto& layer : layers_)
+    for (auto& p : layer->parameters()) all.push_back({layer->name() + "." + p.name, p.value, p.grad});
+  return all;
+}
+
+template <class T>
+std::vector<Norm<T>*> Model<T>::norms() {
+  std::vector<Norm<T>*> all;
+  for (auto& layer : layers_)
+    if (Norm<T>* n = layer->norm()) all.push_back(n);
+  return all;
+}
+
+template <class T>
+void Model<T>::initialize(std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (auto& layer : layers_) layer->initialize(rng);
+}
+
+template <class T>
+void Model<T>::zero_grad() {
+  for (auto& p : parameters()) p.grad->fill(T(0));
+}
+
+template <class T>
+std::string Model<T>::summary() const {
+  std::string text;
+  for (const auto& layer : layers_) text += (text.empty() ? "" : " -> ") + layer->name();
+  return text;
+}
+
+namespace {
+
+// How the chosen norm enters a conv or hidden linear layer of `channels` outputs.
+struct NormPlan {
+  std::string type;  // none | weight | an activation norm type
+  nlohmann::json spec;
+
+  bool bias() const { return type == "none" || type == "weight"; }
+  bool weight_norm() const { return type == "weight"; }
+  bool activation_norm() const { return !bias(); }
+
+  // The norm spec for one layer: GroupNorm uses min(groups, C) groups; LayerNorm
+  // normalizes over everything but N, per-channel affine after a conv.
+  nlohmann::json for_layer(std::size_t channels, bool spatial) const {
+    nlohmann::json s = spec;
+    if (type == "group") s["groups"] = std::min<std::size_t>(s.value("groups", 4), channels);
+    if (type == "layer" || type == "rms") {
+      if (spatial && type == "layer") s["channel_affine"] = true;
+      else if (!s.contains("normalized_shape")) s["normalized_shape"] = {channels};
+    }
+    return s;
+  }
+};
+
+NormPlan plan_norm(const nlohmann::json& norm_spec) {
+  if (!norm_spec.is_object() || !norm_spec.contains("type") || !norm_spec["type"].is_string())
+    throw std::invalid_argument("norm: expected an object with a \"type\", got " + norm_spec.dump());
+  NormPlan plan{norm_spec["type"].get<std::string>(), norm_spec};
+  if (plan.type == "none") {
+    if (norm_spec.size() != 1) throw std::invalid_argument("norm 'none' takes no other keys");
+  } else {
+    resolve_spec(norm_spec);  // reject unknown types and keys early, naming them
+  }
+  return plan;
+}
+
+template <class T>
+void add_norm(Model<T>& model, const NormPlan& plan, std::size_t channels, bool spatial) {
+  if (plan.activation_norm()) model.add(make_norm_layer<T>(make_norm<T>(plan.for_layer(channels, spatial), channels)));
+}
+
+template <class T>
+void add_conv_block(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
+  model.add(make_conv2d<T>(in, out, 3, 1, 1, plan.bias(), plan.weight_norm()));
+  add_norm(model, plan, out, /*spatial=*/true);
+  model.add(make_relu<T>());
+}
+
+template <class T>
+void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
+  model.add(make_linear<T>(in, out, plan.bias(), plan.weight_norm()));
+  add_norm(model, plan, out, /*spatial=*/false);
+  model.add(make_relu<T>());
+}
+
+}  // namespace
+
+std::vector<std::string> model_names() { return {"cnn3", "mlp2"}; }
+
+template <class T>
+Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec) {
+  const NormPlan plan = plan_norm(norm_spec);
+  Model<T> model;
+  if (architecture == "cnn3") {
+    // (N,1,28,28) -> conv 16 -> pool -> (N,16,14,14) -> conv 32 -> pool -> (N,32,7,7) -> conv 64
+    // -> global average pool (N,64) -> linear 10
+    add_conv_block(model, plan, 1, 16);
+    model.add(make_max_pool2d<T>(2));
+    add_conv_block(model, plan, 16, 32);
+    model.add(make_max_pool2d<T>(2));
+    add_conv_block(model, plan, 32, 64);
+    model.add(make_global_avg_pool<T>());
+    model.add(make_linear<T>(64, 10, true, false));
+  } else if (architecture == "mlp2") {
+    if (plan.type == "instance")
+      throw std::invalid_argument(
+          "norm 'instance' needs spatial extent and mlp2 has none: use it with cnn3");
+    // (N,1,28,28) -> flatten (N,784) -> linear 256 -> linear 256 -> linear 10
+    model.add(make_flatten<T>());
+    add_hidden_linear(model, plan, 784, 256);
+    add_hidden_linear(model, plan, 256, 256);
+    model.add(make_linear<T>(256, 10, true, false));
+  } else {
+    throw std::invalid_argument("unknown model '" + architecture + "' (use cnn3 or mlp2)");
+  }
+  return model;
+}
+
+template <class T>
+Sgd<T>::Sgd(std::vector<ParameterRef<T>> parameters, double momentum, double weight_decay)
+    : parameters_(std::move(parameters)), momentum_(momentum), weight_decay_(weight_decay) {
+  for (const auto& p : parameters_) velocity_.push_back(xt::zeros<T>(p.value->shape()));
+}
+
+template <class T>
+void Sgd<T>::step(double lr) {
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    T* value = parameters_[i].value->data();
+    const T* grad = parameters_[i].grad->data();
+    T* velocity = velocity_[i].data();
+    const std::size_t n = parameters_[i].value->size();
+    const T wd = T(weight_decay_), m = T(momentum_), rate = T(lr);
+    for (std::size_t k = 0; k < n; ++k) {
+      const T d = grad[k] + wd * value[k];
+      velocity[k] = first_step_ ? d : m * velocity[k] + d;  // PyTorch: first buffer = d
+      value[k] -= rate * velocity[k];
+    }
+  }
+  first_step_ = false;
+}
+
+template <class T>
+void Sgd<T>::zero_grad() {
+  for (auto& p : parameters_) p.grad->fill(T(0));
+}
+
+template class Model<float>;
+template class Model<double>;
+template Model<float> build_model<float>(const std::string&, const nlohmann::json&);
+template Model<double> build_model<double>(const std::string&, const nlohmann::json&);
+template class Sgd<float>;
+template class Sgd<double>;
+
+}  // namespace normlab
