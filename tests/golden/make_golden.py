@@ -1,0 +1,360 @@
+#!/usr/bin/python3
+"""Golden test vectors for normlab, computed by PyTorch 1.13 (CPU).
+
+Run by hand, from anywhere, with the system python that has torch (the pyenv
+`python3` on PATH has none):
+
+    /usr/bin/python3 tests/golden/make_golden.py
+
+It rewrites tests/golden/<case>/*.npy and tests/golden/cases.json; the build
+never runs it. tests/test_golden.cpp checks normlab against the files.
+
+Every case is generated twice, float32 and float64 (suffix _f32 / _f64), from
+the same float64 draws (seeded by the case's base name). The inputs are saved
+in the case's dtype; the expected outputs are what PyTorch computes from exactly
+those inputs in float64, rounded to the dtype. (torch's float32 kernels lose up
+to three digits on groups of two values, where dx is a cancellation of order
+eps; its own float32 error is recorded per case as torch_float32_error.)
+
+Files of a case (all .npy, normlab's names; cases.json lists which exist):
+  inputs   x            input of the measured forward (WeightNorm: v)
+           x0 x1 x2     inputs of the train forwards run before it (train_steps of them)
+           dy           upstream gradient of the measured forward
+           gamma beta g running_mean running_var
+                        parameters and running state set before the first forward
+  outputs  y dx         output and input gradient of the measured forward
+           d<param>     parameter gradients (dgamma, dbeta, dg) of the measured backward
+           running_mean_out running_var_out
+                        running state after all forwards (train steps and measured)
+"""
+
+import json
+import os
+import shutil
+import zlib
+
+import numpy as np
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DTYPES = {"float32": (torch.float32, "f32"), "float64": (torch.float64, "f64")}
+STEPS = 3  # train forwards before the measured one in the "steps" cases
+
+
+# --- random data: nonzero means and non-unit spreads so that dropped terms show ---
+
+
+def per_channel(shape, mean_range, std_range, channel_dim=1):
+    """Normal values whose mean and std differ along channel_dim."""
+    c = shape[channel_dim] if len(shape) > channel_dim else 1
+    view = [1] * len(shape)
+    if len(shape) > channel_dim:
+        view[channel_dim] = c
+    mean = torch.empty(c, dtype=torch.float64).uniform_(*mean_range).reshape(view)
+    std = torch.empty(c, dtype=torch.float64).uniform_(*std_range).reshape(view)
+    return mean + std * torch.randn(shape, dtype=torch.float64)
+
+
+def activation(shape, channel_dim=1):
+    return per_channel(shape, (-3.0, 3.0), (0.5, 3.0), channel_dim)
+
+
+def upstream(shape):
+    return 0.4 + 1.5 * torch.randn(shape, dtype=torch.float64)
+
+
+def scale_param(shape):
+    return 1.0 + 0.5 * torch.randn(shape, dtype=torch.float64)
+
+
+def shift_param(shape):
+    return torch.randn(shape, dtype=torch.float64)
+
+
+def running_stats(c):
+    return {
+        "running_mean": torch.randn(c, dtype=torch.float64),
+        "running_var": torch.empty(c, dtype=torch.float64).uniform_(0.5, 2.0),
+    }
+
+
+# --- reference modules; torch names -> normlab names ---
+
+
+class RMSNorm(nn.Module):
+    """torch 2.4 nn.RMSNorm semantics (torch 1.13 has none):
+    y = x / sqrt(mean(x^2 over the normalized dims) + eps) * gamma,
+    eps None = torch.finfo(dtype of the data).eps."""
+
+    def __init__(self, normalized_shape, eps, affine):
+        super().__init__()
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(self.normalized_shape)) if affine else None
+
+    def forward(self, x):
+        dims = tuple(range(-len(self.normalized_shape), 0))
+        y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + self.eps)
+        return y * self.weight if self.weight is not None else y
+
+
+PARAM_NAMES = {"weight": "gamma", "bias": "beta"}
+
+
+def torch_module(spec, shape, data_dtype):
+    """The torch module whose semantics the normlab spec claims."""
+    kind = spec["type"]
+    c = shape[1] if len(shape) > 1 else None
+    eps = spec.get("eps", 1e-5)
+    if kind == "batch":
+        cls = nn.BatchNorm1d if len(shape) <= 3 else nn.BatchNorm2d
+        return cls(c, eps=eps, momentum=spec.get("momentum", 0.1),
+                   affine=spec.get("affine", True),
+                   track_running_stats=spec.get("track_running_stats", True))
+    if kind == "instance":
+        cls = nn.InstanceNorm1d if len(shape) == 3 else nn.InstanceNorm2d
+        return cls(c, eps=eps, momentum=spec.get("momentum", 0.1),
+                   affine=spec.get("affine", False),
+                   track_running_stats=spec.get("track_running_stats", False))
+    if kind == "group":
+        return nn.GroupNorm(spec.get("groups", 4), c, eps=eps, affine=spec.get("affine", True))
+    if kind == "layer":
+        if spec.get("channel_affine", False):
+            # One group over all but dim 0, with per-channel gamma/beta.
+            return nn.GroupNorm(1, c, eps=eps, affine=spec.get("affine", True))
+        ns = spec.get("normalized_shape") or shape[1:]
+        return nn.LayerNorm(ns, eps=eps, elementwise_affine=spec.get("affine", True))
+    if kind == "rms":
+        ns = spec.get("normalized_shape") or shape[1:]
+        eps = spec.get("eps")
+        if eps is None:  # the data's machine epsilon, even when computed in float64
+            eps = torch.finfo(data_dtype).eps
+        return RMSNorm(ns, eps, spec.get("affine", True))
+    raise ValueError(kind)
+
+
+def draw_module_inputs(spec, shape, steps):
+    """x, dy, the train-step inputs, random parameters and running state."""
+    arrays = {f"x{i}": activation(shape) for i in range(steps)}
+    arrays["x"] = activation(shape)
+    arrays["dy"] = upstream(shape)
+    module = torch_module(spec, shape, torch.float64)
+    for tname, p in module.named_parameters():
+        name = PARAM_NAMES[tname]
+        arrays[name] = scale_param(p.shape) if name == "gamma" else shift_param(p.shape)
+    if getattr(module, "running_mean", None) is not None:
+        arrays.update(running_stats(shape[1]))
+    return arrays
+
+
+def compute_module(spec, shape, mode, steps, inputs, data_dtype):
+    """Runs the norm module in the dtype of `inputs`: `steps` train forwards,
+    then the measured forward in `mode` and its backward. Returns the outputs."""
+    dtype = inputs["x"].dtype
+    module = torch_module(spec, shape, data_dtype).to(dtype)
+    with torch.no_grad():
+        for tname, p in module.named_parameters():
+            p.copy_(inputs[PARAM_NAMES[tname]])
+        for name in ("running_mean", "running_var"):
+            if getattr(module, name, None) is not None:
+                getattr(module, name).copy_(inputs[name])
+    module.train()
+    with torch.no_grad():
+        for i in range(steps):
+            module(inputs[f"x{i}"])
+    module.train(mode == "train")
+    x = inputs["x"].clone().requires_grad_()
+    y = module(x)
+    y.backward(inputs["dy"])
+
+    out = {"y": y.detach(), "dx": x.grad}
+    for tname, p in module.named_parameters():
+        out["d" + PARAM_NAMES[tname]] = p.grad
+    for name in ("running_mean", "running_var"):
+        if getattr(module, name, None) is not None:
+            out[name + "_out"] = getattr(module, name).detach().clone()
+    return out
+
+
+def draw_weight_inputs(spec, shape, given_g):
+    """v (as x), dy and, unless g is left to weight_norm's initialization, g."""
+    dim = spec["dim"]
+    arrays = {"x": per_channel(shape, (-1.0, 1.0), (0.3, 2.0), channel_dim=dim),
+              "dy": upstream(shape)}
+    if given_g:
+        arrays["g"] = scale_param((shape[dim],))
+    return arrays
+
+
+def compute_weight(spec, shape, inputs):
+    """torch.nn.utils.weight_norm on a Linear / Conv2d weight v of this shape:
+    w = g * v / ||v||, the norm over all dims but `dim`. Without a given g, g
+    keeps weight_norm's initialization ||v|| (so w == v)."""
+    dtype = inputs["x"].dtype
+    dim = spec["dim"]
+    if len(shape) == 2:
+        module = nn.Linear(shape[1], shape[0], bias=False)
+    else:
+        module = nn.Conv2d(shape[1], shape[0], shape[2:], bias=False)
+    module = module.to(dtype)
+    with torch.no_grad():
+        module.weight.copy_(inputs["x"])
+    nn.utils.weight_norm(module, name="weight", dim=dim)  # g = ||v|| here
+    if "g" in inputs:
+        with torch.no_grad():
+            module.weight_g.copy_(inputs["g"].reshape(module.weight_g.shape))
+    for hook in module._forward_pre_hooks.values():  # recomputes module.weight
+        hook(module, None)
+    module.weight.backward(inputs["dy"])
+    return {"y": module.weight.detach(), "dx": module.weight_v.grad,
+            "dg": module.weight_g.grad.reshape(-1)}
+
+
+def scaled_error(got, want):
+    """max |got - want| / (|want| + max|want|), as tests/test_golden.cpp measures."""
+    got, want = got.double(), want.double()
+    scale = max(want.abs().max().item(), 1e-30)
+    return ((got - want).abs() / (want.abs() + scale)).max().item()
+
+
+# --- the cases: (base name, normlab spec, input shape, mode, train steps) ---
+
+
+def cases():
+    c = []
+    add = lambda *args: c.append(args)
+
+    for mode in ("train", "eval"):
+        add(f"batch_2d_{mode}", {"type": "batch"}, (2, 3), mode, 0)
+        add(f"batch_3d_n1_{mode}", {"type": "batch"}, (1, 5, 7), mode, 0)
+        add(f"batch_4d_{mode}", {"type": "batch"}, (2, 3, 5, 5), mode, 0)
+        add(f"batch_odd_{mode}", {"type": "batch"}, (3, 6, 3, 5), mode, 0)
+        add(f"batch_noaffine_{mode}", {"type": "batch", "affine": False}, (2, 3, 5, 5), mode, 0)
+        add(f"batch_notrack_{mode}", {"type": "batch", "track_running_stats": False},
+            (2, 3, 5, 5), mode, 0)
+    add("batch_eps_momentum_train", {"type": "batch", "eps": 1e-3, "momentum": 0.3}, (4, 3),
+        "train", 0)
+    add("batch_cumulative_train", {"type": "batch", "momentum": None}, (2, 3, 5, 5), "train", 0)
+    add("batch_momentum_steps_eval", {"type": "batch", "momentum": 0.1}, (3, 6, 3, 5), "eval",
+        STEPS)
+    add("batch_cumulative_steps_eval", {"type": "batch", "momentum": None}, (2, 3, 5, 5), "eval",
+        STEPS)
+    add("batch_cumulative_steps_train", {"type": "batch", "momentum": None}, (2, 3, 4), "train",
+        STEPS)
+
+    add("layer_2d", {"type": "layer"}, (3, 5), "train", 0)
+    add("layer_3d", {"type": "layer"}, (2, 3, 7), "train", 0)
+    add("layer_4d", {"type": "layer"}, (2, 3, 4, 5), "train", 0)
+    add("layer_4d_eval", {"type": "layer"}, (2, 3, 4, 5), "eval", 0)
+    add("layer_last_dim", {"type": "layer", "normalized_shape": [7]}, (2, 3, 7), "train", 0)
+    add("layer_last_two", {"type": "layer", "normalized_shape": [4, 5]}, (2, 3, 4, 5), "train", 0)
+    add("layer_noaffine", {"type": "layer", "affine": False}, (2, 3, 4, 5), "train", 0)
+    add("layer_eps", {"type": "layer", "eps": 1e-3}, (2, 3, 7), "train", 0)
+    add("layer_channel_affine_3d", {"type": "layer", "channel_affine": True}, (2, 4, 7),
+        "train", 0)
+    add("layer_channel_affine_4d", {"type": "layer", "channel_affine": True}, (2, 3, 4, 5),
+        "train", 0)
+
+    for shape, tag in (((2, 3, 7), "1d"), ((1, 4, 5, 5), "2d")):
+        add(f"instance_{tag}", {"type": "instance"}, shape, "train", 0)
+        add(f"instance_{tag}_eval", {"type": "instance"}, shape, "eval", 0)
+        add(f"instance_{tag}_affine", {"type": "instance", "affine": True}, shape, "train", 0)
+        for mode in ("train", "eval"):
+            add(f"instance_{tag}_track_{mode}",
+                {"type": "instance", "affine": True, "track_running_stats": True}, shape, mode, 0)
+    add("instance_1d_track_steps_eval",
+        {"type": "instance", "affine": True, "track_running_stats": True, "momentum": 0.2},
+        (2, 3, 7), "eval", STEPS)
+
+    add("group_g1", {"type": "group", "groups": 1}, (2, 6, 5, 5), "train", 0)
+    add("group_g2", {"type": "group", "groups": 2}, (2, 6, 5, 5), "train", 0)
+    add("group_gC", {"type": "group", "groups": 6}, (2, 6, 5, 5), "train", 0)
+    add("group_g3_eval", {"type": "group", "groups": 3}, (2, 6, 5, 5), "eval", 0)
+    add("group_1d", {"type": "group", "groups": 2}, (1, 4, 7), "train", 0)
+    add("group_2d", {"type": "group", "groups": 3}, (2, 6), "train", 0)
+    add("group_noaffine", {"type": "group", "groups": 4, "affine": False}, (1, 4, 7), "train", 0)
+    add("group_default_groups", {"type": "group"}, (3, 8, 3), "train", 0)
+
+    add("weight_2d_dim0", {"type": "weight", "dim": 0}, (4, 3), "train", 0)
+    add("weight_2d_dim1", {"type": "weight", "dim": 1}, (4, 3), "train", 0)
+    add("weight_4d_dim0", {"type": "weight", "dim": 0}, (5, 3, 3, 3), "train", 0)
+    add("weight_4d_dim1", {"type": "weight", "dim": 1}, (5, 3, 3, 3), "eval", 0)
+    add("weight_4d_dim0_init_g", {"type": "weight", "dim": 0}, (5, 3, 3, 3), "train", 0)
+
+    add("rms_2d", {"type": "rms", "eps": 1e-6}, (3, 5), "train", 0)
+    add("rms_2d_eps_null", {"type": "rms", "eps": None}, (3, 5), "train", 0)
+    add("rms_3d", {"type": "rms", "eps": 1e-6}, (2, 3, 7), "train", 0)
+    add("rms_4d_eps_null", {"type": "rms", "eps": None}, (2, 3, 4, 5), "train", 0)
+    add("rms_last_dim", {"type": "rms", "eps": 1e-6, "normalized_shape": [7]}, (2, 3, 7),
+        "train", 0)
+    add("rms_last_dim_eps_null", {"type": "rms", "normalized_shape": [7]}, (2, 3, 7), "train", 0)
+    add("rms_noaffine", {"type": "rms", "eps": 1e-6, "affine": False}, (2, 3, 7), "train", 0)
+    return c
+
+
+def remove_previous_cases():
+    """Deletes the case directories the last manifest listed, so none go stale."""
+    path = os.path.join(HERE, "cases.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        for case in json.load(f)["cases"]:
+            shutil.rmtree(os.path.join(HERE, case["name"]), ignore_errors=True)
+
+
+def main():
+    torch.set_num_threads(1)
+    remove_previous_cases()
+    manifest = []
+    for base, spec, shape, mode, steps in cases():
+        torch.manual_seed(zlib.crc32(base.encode()))  # the same draws for both dtypes
+        if spec["type"] == "weight":
+            drawn = draw_weight_inputs(spec, shape, given_g=not base.endswith("init_g"))
+            compute = lambda inputs, data_dtype: compute_weight(spec, shape, inputs)
+        else:
+            drawn = draw_module_inputs(spec, shape, steps)
+            compute = lambda inputs, data_dtype: compute_module(spec, shape, mode, steps, inputs,
+                                                                data_dtype)
+        for dtype_name, (dtype, suffix) in DTYPES.items():
+            inputs = {k: v.to(dtype) for k, v in drawn.items()}
+            # The reference is computed in float64 from the dtype's inputs, then rounded:
+            # torch's float32 kernels accumulate in float32 and lose digits on groups of
+            # two values (dx there is a cancellation of order eps), normlab accumulates in
+            # double. torch's own float32 result is kept as a check of its error.
+            reference = compute({k: v.double() for k, v in inputs.items()}, dtype)
+            entry = {}
+            if dtype == torch.float32:
+                own = compute(inputs, dtype)
+                assert sorted(own) == sorted(reference)
+                entry["torch_float32_error"] = max(scaled_error(own[k], reference[k])
+                                                   for k in reference)
+                assert entry["torch_float32_error"] < 1e-2, (base, entry)
+            arrays = dict(inputs, **{k: v.to(dtype) for k, v in reference.items()})
+            name = f"{base}_{suffix}"
+            os.makedirs(os.path.join(HERE, name))
+            for key, value in sorted(arrays.items()):
+                array = value.detach().numpy()
+                assert array.dtype == np.dtype(dtype_name), (name, key, array.dtype)
+                np.save(os.path.join(HERE, name, key + ".npy"), np.ascontiguousarray(array))
+            manifest.append(dict({
+                "name": name,
+                "spec": spec,
+                "dtype": dtype_name,
+                "mode": mode,
+                "train_steps": steps,
+                "shape": list(shape),
+                "files": sorted(arrays),
+            }, **entry))
+    with open(os.path.join(HERE, "cases.json"), "w") as f:
+        json.dump({"generator": "tests/golden/make_golden.py",
+                   "torch": torch.__version__,
+                   "cases": manifest}, f, indent=1)
+        f.write("\n")
+    worst = max(c.get("torch_float32_error", 0) for c in manifest)
+    print(f"{len(manifest)} cases written to {HERE}; "
+          f"torch float32 vs float64 reference: largest scaled error {worst:.3g}")
+
+
+if __name__ == "__main__":
+    main()
