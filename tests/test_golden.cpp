@@ -1,0 +1,176 @@
+// normlab against PyTorch 1.13: the golden vectors in tests/golden (written by
+// tests/golden/make_golden.py, whose docstring describes the files). For every
+// case: y, dx, each parameter gradient and the running state after all forwards.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+#include <xtensor/xarray.hpp>
+
+#include "normlab/normlab.hpp"
+
+using namespace normlab;
+
+namespace {
+
+const std::string kGoldenDir = NORMLAB_GOLDEN_DIR;
+
+const nlohmann::json& manifest() {
+  static const nlohmann::json cases = [] {
+    std::ifstream in(kGoldenDir + "/cases.json");
+    if (!in) throw std::runtime_error(kGoldenDir + "/cases.json: cannot open");
+    return nlohmann::json::parse(in).at("cases");
+  }();
+  return cases;
+}
+
+// Agreement asked of normlab. The golden outputs are PyTorch's float64 results
+// rounded to the case's dtype; float32 state is also rounded between steps.
+template <class T>
+constexpr double tolerance() {
+  return sizeof(T) == 4 ? 1e-5 : 1e-10;
+}
+
+// All digits, so that a failure shows how far apart the values are.
+std::string exact(double v) {
+  std::ostringstream text;
+  text << std::setprecision(17) << v;
+  return text.str();
+}
+
+// Scale-aware error of one array: |got - want| / (|want| + max|want|), so an
+// element is judged relative to itself and to the size of its array (entries
+// that cancel to near zero are not held to a relative bound they cannot meet).
+template <class T>
+double compare(const std::string& what, const xt::xarray<T>& got, const xt::xarray<T>& want) {
+  INFO(what);
+  REQUIRE(got.shape() == want.shape());
+  double scale = 0;
+  for (T w : want) scale = std::max(scale, std::abs(double(w)));
+  scale = std::max(scale, 1e-30);
+  double worst = 0;
+  std::size_t worst_at = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double w = double(want.flat(i));
+    const double error = std::abs(double(got.flat(i)) - w) / (std::abs(w) + scale);
+    if (!(error <= worst)) {  // also catches NaN
+      worst = std::isnan(error) ? HUGE_VAL : error;
+      worst_at = i;
+    }
+  }
+  INFO("worst at flat index ", worst_at, ": normlab ", exact(got.flat(worst_at)), ", PyTorch ",
+       exact(want.flat(worst_at)), ", array max ", exact(scale));
+  CHECK(worst <= tolerance<T>());
+  return worst;
+}
+
+// Runs one case; returns its largest scaled error.
+template <class T>
+double check_case(const nlohmann::json& c) {
+  const std::string name = c.at("name").get<std::string>();
+  const std::string dir = kGoldenDir + "/" + name + "/";
+  const std::set<std::string> files = c.at("files").get<std::set<std::string>>();
+  std::set<std::string> used;
+  auto load = [&](const std::string& file) {
+    INFO("golden file ", file, " of ", name);
+    REQUIRE(files.count(file) == 1);
+    used.insert(file);
+    return load_npy<T>(dir + file + ".npy");
+  };
+
+  auto norm = make_norm<T>(c.at("spec"), 0);
+  const xt::xarray<T> x = load("x");
+  norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
+  // Parameters PyTorch was given (WeightNorm's g may be absent: it starts as ||v||).
+  for (const auto& p : norm->parameter_names())
+    if (files.count(p)) norm->set(p, load(p));
+  for (const auto& s : norm->state_names()) norm->set(s, load(s));
+
+  const int steps = c.at("train_steps").get<int>();
+  for (int i = 0; i < steps; ++i) norm->forward(load("x" + std::to_string(i)), Mode::train);
+  const xt::xarray<T> y = norm->forward(x, parse_mode(c.at("mode").get<std::string>()));
+  const xt::xarray<T> dx = norm->backward(load("dy"));
+
+  double worst = std::max(compare("y", y, load("y")), compare("dx", dx, load("dx")));
+  for (const auto& p : norm->parameter_names())
+    worst = std::max(worst, compare("d" + p, norm->parameter(p).grad, load("d" + p)));
+  for (const auto& s : norm->state_names())
+    worst = std::max(worst, compare(s + " after the forwards", norm->state(s), load(s + "_out")));
+
+  // Every golden array was used: none names a parameter or state normlab lacks.
+  for (const auto& file : files) {
+    INFO("golden file ", file, " of ", name, " was not checked");
+    CHECK(used.count(file) == 1);
+  }
+  return worst;
+}
+
+// Checks every case of one norm type, in both dtypes.
+void check_type(const std::string& type) {
+  std::map<std::string, double> worst;  // by dtype
+  std::size_t expected = 0, checked = 0;
+  for (const auto& c : manifest()) {
+    if (c.at("spec").at("type") != type) continue;
+    ++expected;
+    const std::string dtype = c.at("dtype").get<std::string>();
+    INFO("golden case ", c.at("name").get<std::string>(), " spec ", c.at("spec").dump());
+    double error = 0;
+    if (dtype == "float32") {
+      error = check_case<float>(c);
+    } else {
+      REQUIRE(dtype == "float64");
+      error = check_case<double>(c);
+    }
+    worst[dtype] = std::max(worst[dtype], error);
+    ++checked;
+  }
+  CHECK(expected > 0);
+  CHECK(checked == expected);
+  CHECK(worst.count("float32") == 1);
+  CHECK(worst.count("float64") == 1);
+  MESSAGE(type, " norm: ", checked, " golden cases; largest scaled error float32 ",
+          worst["float32"], ", float64 ", worst["float64"]);
+}
+
+}  // namespace
+
+TEST_CASE("golden manifest lists cases of every norm type and nothing else") {
+  REQUIRE(manifest().is_array());
+  REQUIRE(!manifest().empty());
+  const std::vector<std::string> types = norm_types();
+  std::set<std::string> seen;
+  for (const auto& c : manifest()) {
+    const std::string type = c.at("spec").at("type").get<std::string>();
+    INFO("golden case ", c.at("name").get<std::string>());
+    CHECK(std::find(types.begin(), types.end(), type) != types.end());
+    seen.insert(type);
+  }
+  CHECK(seen.size() == types.size());
+}
+
+TEST_CASE("golden: batch norm matches PyTorch 1.13") {
+  check_type("batch");
+}
+TEST_CASE("golden: layer norm matches PyTorch 1.13") {
+  check_type("layer");
+}
+TEST_CASE("golden: instance norm matches PyTorch 1.13") {
+  check_type("instance");
+}
+TEST_CASE("golden: group norm matches PyTorch 1.13") {
+  check_type("group");
+}
+TEST_CASE("golden: weight norm matches PyTorch 1.13 weight_norm") {
+  check_type("weight");
+}
+TEST_CASE("golden: rms norm matches the RMSNorm formula under PyTorch 1.13") {
+  check_type("rms");
+}
