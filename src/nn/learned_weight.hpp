@@ -53,7 +53,7 @@ class LearnedWeight {
     dv_ += dv_step_;
   }
 
-  bool has_bias() const { return bias_.size() != 0; }
+  bool has_bias() const { return bias_.dimension() != 0; }  // a default xarray is 0-d, size 1
   T* bias() { return bias_.data(); }
   T* bias_grad() { return dbias_.data(); }
   Norm<T>* norm() { return weight_norm_.get(); }
