@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -57,6 +58,13 @@ inline void check_mentions(const std::string& message, const std::vector<std::st
     INFO("message: " << message);
     CHECK_MESSAGE(message.find(phrase) != std::string::npos, "missing phrase: " << phrase);
   }
+}
+
+// Writes `bytes` to `path` as they are.
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+  REQUIRE(out.good());
 }
 
 // A fresh directory under the system temp dir, removed with everything in it
