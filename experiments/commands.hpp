@@ -11,5 +11,8 @@ using Args = std::vector<std::string>;
 
 int apply_command(const Args& args);
 int demo_command(const Args& args);
+int run_command(const Args& args);
+int validate_command(const Args& args);
+int list_command(const Args& args);
 
 }  // namespace normlab::cli

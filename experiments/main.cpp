@@ -15,6 +15,10 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"run", "train the grid of a JSON config (norm x batch size x seed) and record results",
+     normlab::cli::run_command},
+    {"validate", "check a config and print it with defaults filled in", normlab::cli::validate_command},
+    {"list", "the norms, models and datasets a config can name", normlab::cli::list_command},
     {"apply", "run one norm forward/backward on .npy files (conformance with other frameworks)",
      normlab::cli::apply_command},
     {"demo", "apply every norm to a sample input and compare what each normalizes",

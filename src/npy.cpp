@@ -108,8 +108,8 @@ xt::xarray<T> load_npy(const std::string& path) {
     fail(path, "truncated: the header promises " + std::to_string(count) + " values");
   if (!h.fortran_order) return xt::adapt(data, h.shape);
   // Fortran order: adapt with column-major layout, then copy to row-major.
-  auto column_major = xt::adapt(data.data(), count, xt::no_ownership(), h.shape,
-                                xt::layout_type::column_major);
+  auto column_major = xt::adapt<xt::layout_type::dynamic>(data.data(), count, xt::no_ownership(),
+                                                         h.shape, xt::layout_type::column_major);
   return xt::xarray<T>(column_major);
 }
 

@@ -47,7 +47,8 @@ const std::vector<TypeFields>& type_table() {
       {"rms",
        {{"eps", Kind::number_or_null, nullptr},
         {"affine", Kind::boolean, true},
-        {"normalized_shape", Kind::count_list_or_null, nullptr}}},
+        {"normalized_shape", Kind::count_list_or_null, nullptr},
+        {"channel_affine", Kind::boolean, false}}},
   };
   return table;
 }
@@ -146,7 +147,7 @@ nlohmann::json resolve_spec(const nlohmann::json& spec) {
     if (m < 0 || m > 1)
       throw std::invalid_argument("norm spec: momentum: expected a number in [0, 1] or null");
   }
-  if (type == "layer" && resolved["channel_affine"].get<bool>() && !resolved["normalized_shape"].is_null())
+  if (resolved.value("channel_affine", false) && !resolved["normalized_shape"].is_null())
     throw std::invalid_argument(
         "norm spec: channel_affine normalizes over all dims but the first; drop normalized_shape");
   return resolved;

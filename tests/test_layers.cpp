@@ -298,21 +298,8 @@ TEST_CASE("cnn3 gradients match finite differences for every norm") {
     check_model("cnn3", {{"type", type}}, {2, 1, 8, 8});
 }
 
-// KNOWN BUG (marked may_fail): build_model("cnn3", {"type": "rms"}) succeeds,
-// but model.cpp gives every conv block's RMSNorm normalized_shape (C,), which
-// cannot match (N, C, H, W), so the first forward throws "rms norm normalizes
-// over the trailing shape (16,) but the input has shape (2, 16, 8, 8)". Either
-// fix passes: reject rms for cnn3 up front, or normalize it like layer norm.
-TEST_CASE("KNOWN BUG: cnn3 with rms norm either is rejected by build_model or trains" *
-          doctest::may_fail()) {
-  const nlohmann::json rms = {{"type", "rms"}};
-  try {
-    build_model<double>("cnn3", rms);
-  } catch (const std::invalid_argument& e) {
-    check_mentions(e.what(), {"rms", "cnn3"});
-    return;
-  }
-  check_model("cnn3", rms, {2, 1, 8, 8});
+TEST_CASE("cnn3 with rms norm normalizes each sample over (C, H, W), per-channel scale") {
+  check_model("cnn3", {{"type", "rms"}}, {2, 1, 8, 8});
 }
 
 TEST_CASE("mlp2 gradients match finite differences") {

@@ -94,12 +94,7 @@ TEST_CASE_TEMPLATE("npy round trip: 1-D, 0-d, 4-D and more", T, float, double) {
   check_mentions(read_bytes(dir / "m.npy"), {"'shape': (2, 3)"});
 }
 
-// KNOWN BUG (src/npy.cpp, load_npy): a Fortran-order file throws xtensor's
-// "Cannot change layout_type if template parameter not layout_type::dynamic":
-// xt::adapt(..., layout_type::column_major) needs xt::adapt<xt::layout_type::dynamic>.
-// should_fail keeps the suite green meanwhile and turns red once the bug is
-// fixed: then drop the decorator.
-TEST_CASE("npy: Fortran-order files load row-major (KNOWN BUG)" * doctest::should_fail()) {
+TEST_CASE("npy: Fortran-order files load row-major") {
   const ScratchDir dir;
   // Column-major (2, 3): memory order x[0,0], x[1,0], x[0,1], x[1,1], ...
   write_npy_by_hand(dir / "f.npy", "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }",

@@ -67,12 +67,12 @@ struct NormPlan {
   bool activation_norm() const { return !bias(); }
 
   // The norm spec for one layer: GroupNorm uses min(groups, C) groups; LayerNorm
-  // normalizes over everything but N, per-channel affine after a conv.
+  // and RMSNorm normalize over everything but N, per-channel affine after a conv.
   nlohmann::json for_layer(std::size_t channels, bool spatial) const {
     nlohmann::json s = spec;
     if (type == "group") s["groups"] = std::min<std::size_t>(s.value("groups", 4), channels);
     if (type == "layer" || type == "rms") {
-      if (spatial && type == "layer") s["channel_affine"] = true;
+      if (spatial) s["channel_affine"] = true;
       else if (!s.contains("normalized_shape")) s["normalized_shape"] = {channels};
     }
     return s;

@@ -1,0 +1,104 @@
+// Config-driven experiments: a grid of norm x batch size x seed for one
+// model, each cell trained and evaluated on real or synthetic data.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "normlab/data.hpp"
+
+namespace normlab {
+
+struct DatasetConfig {
+  std::string type;                // fashion-mnist | mnist | synthetic
+  std::string path;                // folder with the four IDX files (gzipped or not)
+  long long train_size = -1;       // -1: all
+  long long test_size = -1;
+  std::string subset = "first";    // first | random
+  std::uint64_t subset_seed = 0;
+  double mean = 0, std = 1;        // standardization after scaling pixels to [0, 1]
+  std::size_t classes = 10;        // synthetic only
+  std::uint64_t seed = 0;          // synthetic only
+};
+
+struct OptimizerConfig {
+  double lr = 0.1;
+  double base_batch = 32;          // linear scaling: lr * B / base_batch
+  bool linear_scaling = true;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  std::vector<long long> drop_epochs;  // 0-based epochs from which lr is multiplied again
+  double drop_factor = 0.1;
+  // The learning rate of an epoch at batch size B.
+  double lr_at(std::size_t epoch, std::size_t batch_size) const;
+};
+
+struct EvaluationConfig {
+  std::size_t batch_size = 1000;   // eval-mode test batches
+  bool batch_stats_accuracy = true;  // also test with batch statistics at the training B
+};
+
+struct ExperimentConfig {
+  std::string name;
+  DatasetConfig dataset;
+  std::string model;
+  std::vector<nlohmann::json> norms;  // norm specs ({"type": "none"} for none)
+  std::vector<std::size_t> batch_sizes;
+  std::vector<std::uint64_t> seeds;
+  std::size_t epochs = 1;
+  OptimizerConfig optimizer;
+  EvaluationConfig evaluation;
+  std::string output;
+  std::size_t workers = 1;  // cells trained at once, each on one thread
+  nlohmann::json resolved;  // the whole config with defaults filled in
+};
+
+// Checks and resolves a config. Errors name the JSON path:
+// "optimizer.lr: expected a number, got a string".
+ExperimentConfig parse_config(const nlohmann::json& config);
+
+// Reads a config file and applies "--set key.path=value" overrides (value is
+// parsed as JSON when it is valid JSON, else taken as a string).
+nlohmann::json read_config_file(const std::string& path, const std::vector<std::string>& sets);
+
+// One point of the grid.
+struct Cell {
+  std::size_t index = 0;
+  nlohmann::json norm;
+  std::size_t batch_size = 0;
+  std::uint64_t seed = 0;
+  std::string norm_label() const;  // "batch", "group(groups=8)"
+  std::string id() const;          // "batch/B64/seed0"
+};
+std::vector<Cell> grid_cells(const ExperimentConfig& config);
+
+// Where a training cell is: called every few steps.
+struct CellProgress {
+  std::size_t epoch, epochs, step, steps;
+  double running_loss;
+};
+using ProgressFn = std::function<void(const CellProgress&)>;
+
+// Trains and evaluates one cell; returns its result record (test accuracy in
+// eval mode, with batch statistics where the norm has them, train loss per
+// epoch, wall time, images/s, diverged).
+nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
+                          const Dataset& test, const ProgressFn& progress);
+
+// The train and test sets a config asks for, standardized and subset.
+std::pair<Dataset, Dataset> load_datasets(const DatasetConfig& config);
+
+struct RunOptions {
+  std::string out_dir;
+  bool fresh = false;
+};
+// Runs every unfinished cell, appending to out_dir/results.jsonl and rewriting
+// out_dir/results.csv after each; prints progress to stderr and the table of
+// test error by norm x batch size to stdout.
+void run_experiment(const ExperimentConfig& config, const RunOptions& options);
+
+}  // namespace normlab

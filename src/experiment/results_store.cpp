@@ -1,0 +1,157 @@
+#include "results_store.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+
+namespace normlab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The settings that change results: everything but where they go and how
+// many cells run at once.
+nlohmann::json result_relevant(nlohmann::json config) {
+  config.erase("output");
+  config.erase("workers");
+  return config;
+}
+
+void write_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) throw std::runtime_error(path.string() + ": cannot write");
+  }
+  fs::rename(tmp, path);
+}
+
+std::string csv_field(const nlohmann::json& v) {
+  if (v.is_null()) return "";
+  if (v.is_string()) {
+    std::string s = v.get<std::string>(), quoted = "\"";
+    for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return quoted + "\"";
+  }
+  return v.dump();
+}
+
+std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
+  std::vector<std::string> columns = {"cell", "model", "norm", "batch_size", "seed", "lr",
+                                      "test_error", "test_accuracy", "test_accuracy_batch_stats",
+                                      "diverged", "train_seconds", "train_images_per_second",
+                                      "wall_seconds"};
+  std::string text;
+  for (const auto& c : columns) text += c + ",";
+  for (std::size_t e = 1; e <= epochs; ++e) text += "train_loss_epoch" + std::to_string(e) + ",";
+  text.back() = '\n';
+  for (const auto& r : records) {
+    for (const auto& c : columns) text += csv_field(r.value(c, nlohmann::json())) + ",";
+    for (std::size_t e = 0; e < epochs; ++e)
+      text += (e < r["train_loss"].size() ? r["train_loss"][e].dump() : std::string()) + ",";
+    text.back() = '\n';
+  }
+  return text;
+}
+
+}  // namespace
+
+ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, bool fresh)
+    : dir_(std::move(dir)), config_(resolved_config) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw std::runtime_error(dir_.string() + ": cannot create output folder (" + ec.message() + ")");
+  const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
+  if (fresh) {
+    for (const char* name : {"config.json", "results.jsonl", "results.csv", "table.md"})
+      fs::remove(dir_ / name, ec);
+  }
+  if (fs::exists(config_path)) {
+    std::ifstream in(config_path);
+    const nlohmann::json started = nlohmann::json::parse(in, nullptr, false);
+    if (started.is_discarded())
+      throw std::runtime_error(config_path.string() + ": unreadable; use --fresh to start over");
+    const nlohmann::json diff = nlohmann::json::diff(result_relevant(started), result_relevant(config_));
+    if (!diff.empty())
+      throw std::runtime_error(dir_.string() + " was started with a different config (first difference at " +
+                               diff[0].value("path", std::string("/")) +
+                               "); use --fresh to start over or another --out");
+  } else {
+    write_atomically(config_path, config_.dump(2) + "\n");
+  }
+  // Records of finished cells; a line cut short by a kill is dropped.
+  std::ifstream in(results_path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
+    if (record.is_discarded() || !record.contains("cell")) continue;
+    records_.push_back(record);
+    finished_.insert(record["cell"].get<std::string>());
+    kept += line + "\n";
+  }
+  if (in.is_open()) write_atomically(results_path, kept);
+}
+
+void ResultsStore::append(const nlohmann::json& record) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::ofstream out(dir_ / "results.jsonl", std::ios::app);
+  out << record.dump() << "\n";
+  out.flush();
+  if (!out) throw std::runtime_error((dir_ / "results.jsonl").string() + ": cannot append");
+  records_.push_back(record);
+  finished_.insert(record["cell"].get<std::string>());
+  rewrite_summaries();
+}
+
+void ResultsStore::rewrite_summaries() const {
+  std::vector<nlohmann::json> sorted = records_;
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return a["index"].template get<std::size_t>() < b["index"].template get<std::size_t>();
+  });
+  write_atomically(dir_ / "results.csv", to_csv(sorted, config_["epochs"].get<std::size_t>()));
+  write_atomically(dir_ / "table.md", error_table(config_, sorted));
+}
+
+std::string error_table(const nlohmann::json& config, const std::vector<nlohmann::json>& records) {
+  // (norm label, B) -> test errors over seeds; diverged cells count separately.
+  std::map<std::pair<std::string, std::size_t>, std::vector<double>> errors;
+  std::map<std::pair<std::string, std::size_t>, int> diverged;
+  std::vector<std::string> norms;
+  for (const auto& r : records) {
+    const std::string norm = r["norm"].get<std::string>();
+    if (std::find(norms.begin(), norms.end(), norm) == norms.end()) norms.push_back(norm);
+    const auto key = std::make_pair(norm, r["batch_size"].get<std::size_t>());
+    if (r["diverged"].get<bool>()) ++diverged[key];
+    else errors[key].push_back(100.0 * r["test_error"].get<double>());
+  }
+  const auto batch_sizes = config["batch_sizes"].get<std::vector<std::size_t>>();
+  std::string text = "| norm |";
+  for (std::size_t b : batch_sizes) text += " B=" + std::to_string(b) + " |";
+  text += "\n|---|";
+  for (std::size_t i = 0; i < batch_sizes.size(); ++i) text += "---:|";
+  text += "\n";
+  for (const auto& norm : norms) {
+    text += "| " + norm + " |";
+    for (std::size_t b : batch_sizes) {
+      const auto key = std::make_pair(norm, b);
+      char cell[32] = "-";
+      if (errors.count(key)) {
+        double sum = 0;
+        for (double e : errors[key]) sum += e;
+        std::snprintf(cell, sizeof cell, "%.2f", sum / double(errors[key].size()));
+      } else if (diverged.count(key)) {
+        std::snprintf(cell, sizeof cell, "diverged");
+      }
+      text += std::string(" ") + cell + " |";
+    }
+    text += "\n";
+  }
+  return text;
+}
+
+}  // namespace normlab

@@ -1,0 +1,153 @@
+// One cell of the grid: train a fresh model with SGD, then evaluate it.
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "normlab/experiment.hpp"
+#include "normlab/layers.hpp"
+#include "normlab/model.hpp"
+
+namespace normlab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Copies samples order[first, first + B) into the batch buffers.
+void gather(const Dataset& data, const std::vector<std::size_t>& order, std::size_t first,
+            xt::xarray<float>& images, std::vector<std::uint8_t>& labels) {
+  const std::size_t batch = images.shape(0), pixels = images.size() / batch;
+  for (std::size_t i = 0; i < batch; ++i) {
+    const std::size_t sample = order[first + i];
+    std::copy_n(data.images.data() + sample * pixels, pixels, images.data() + i * pixels);
+    labels[i] = data.labels[sample];
+  }
+}
+
+std::size_t correct(const xt::xarray<float>& logits, const std::vector<std::uint8_t>& labels) {
+  const std::size_t classes = logits.shape(1);
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const float* row = logits.data() + i * classes;
+    right += std::size_t(std::max_element(row, row + classes) - row) == labels[i];
+  }
+  return right;
+}
+
+// Accuracy over `data` in batches of `batch`; with drop_last the incomplete
+// last batch is skipped (train-mode statistics need full batches).
+double accuracy(Model<float>& model, const Dataset& data, std::size_t batch, Mode mode,
+                bool drop_last) {
+  std::vector<std::size_t> order(data.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const std::vector<std::size_t> sample_shape(data.images.shape().begin() + 1, data.images.shape().end());
+  std::size_t right = 0, seen = 0;
+  for (std::size_t first = 0; first < data.size(); first += batch) {
+    const std::size_t n = std::min(batch, data.size() - first);
+    if (n < batch && drop_last) break;
+    std::vector<std::size_t> shape = {n};
+    shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+    xt::xarray<float> images = xt::empty<float>(shape);
+    std::vector<std::uint8_t> labels(n);
+    gather(data, order, first, images, labels);
+    right += correct(model.forward(images, mode), labels);
+    seen += n;
+  }
+  return seen ? double(right) / double(seen) : 0.0;
+}
+
+// Test accuracy with batch statistics at the training batch size: the
+// train/test discrepancy. Running statistics are restored afterwards.
+double batch_stats_accuracy(Model<float>& model, const Dataset& test, std::size_t batch) {
+  std::vector<std::map<std::string, xt::xarray<float>>> saved;
+  for (Norm<float>* norm : model.norms()) {
+    saved.emplace_back();
+    for (const std::string& name : norm->state_names()) saved.back()[name] = norm->state(name);
+  }
+  const double acc = accuracy(model, test, batch, Mode::train, /*drop_last=*/true);
+  std::size_t i = 0;
+  for (Norm<float>* norm : model.norms()) {
+    for (const auto& [name, value] : saved[i]) norm->set(name, value);
+    ++i;
+  }
+  return acc;
+}
+
+// Norms whose train-mode output depends on the other samples of the batch.
+bool uses_batch_statistics(const nlohmann::json& norm) { return norm.at("type") == "batch"; }
+
+}  // namespace
+
+nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
+                          const Dataset& test, const ProgressFn& progress) {
+  const auto start = Clock::now();
+  Model<float> model = build_model<float>(config.model, cell.norm);
+  model.initialize(cell.seed);
+  Sgd<float> sgd(model.parameters(), config.optimizer.momentum, config.optimizer.weight_decay);
+
+  const std::size_t batch = cell.batch_size;
+  const std::size_t steps = train.size() / batch;  // the incomplete last batch is dropped
+  std::vector<std::size_t> batch_shape = {batch};
+  batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1, train.images.shape().end());
+  xt::xarray<float> images = xt::empty<float>(batch_shape), dlogits;
+  std::vector<std::uint8_t> labels(batch);
+
+  nlohmann::json epoch_losses = nlohmann::json::array();
+  bool diverged = false;
+  nlohmann::json diverged_at = nullptr;
+  double train_seconds = 0;
+  std::size_t images_seen = 0;
+  for (std::size_t epoch = 0; epoch < config.epochs && !diverged; ++epoch) {
+    const double lr = config.optimizer.lr_at(epoch, batch);
+    const std::vector<std::size_t> order = permutation(train.size(), cell.seed * 1000003ULL + epoch);
+    const auto epoch_start = Clock::now();
+    double loss_sum = 0;
+    for (std::size_t step = 0; step < steps; ++step) {
+      gather(train, order, step * batch, images, labels);
+      sgd.zero_grad();
+      const double loss = softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
+      if (!std::isfinite(loss)) {
+        diverged = true;
+        diverged_at = {{"epoch", epoch}, {"step", step}};
+        break;
+      }
+      model.backward(dlogits);
+      sgd.step(lr);
+      loss_sum += loss;
+      images_seen += batch;
+      if (progress && (step % 50 == 0 || step + 1 == steps))
+        progress({epoch, config.epochs, step + 1, steps, loss_sum / double(step + 1)});
+    }
+    train_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    if (!diverged) epoch_losses.push_back(loss_sum / double(steps));
+  }
+
+  nlohmann::json result = {{"cell", cell.id()},
+                           {"index", cell.index},
+                           {"model", config.model},
+                           {"norm", cell.norm_label()},
+                           {"norm_spec", cell.norm},
+                           {"batch_size", batch},
+                           {"seed", cell.seed},
+                           {"epochs", config.epochs},
+                           {"lr", config.optimizer.lr_at(0, batch)},
+                           {"steps_per_epoch", steps},
+                           {"train_loss", epoch_losses},
+                           {"diverged", diverged},
+                           {"diverged_at", diverged_at},
+                           {"test_accuracy", nullptr},
+                           {"test_error", nullptr},
+                           {"test_accuracy_batch_stats", nullptr}};
+  if (!diverged) {
+    const double acc = accuracy(model, test, config.evaluation.batch_size, Mode::eval, false);
+    result["test_accuracy"] = acc;
+    result["test_error"] = 1.0 - acc;
+    if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm))
+      result["test_accuracy_batch_stats"] = batch_stats_accuracy(model, test, batch);
+  }
+  result["train_seconds"] = train_seconds;
+  result["train_images_per_second"] = train_seconds > 0 ? double(images_seen) / train_seconds : 0.0;
+  result["wall_seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace normlab
