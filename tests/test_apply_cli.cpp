@@ -1,0 +1,277 @@
+// `normlab apply` end to end: real .npy files through the built binary,
+// compared with the library called directly; every failure exits non-zero
+// with one line on stderr and writes nothing.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xmath.hpp>
+
+#include "normlab/normlab.hpp"
+#include "test_helpers.hpp"
+
+using namespace normlab;
+using normlab::test::check_mentions;
+using normlab::test::random_normal;
+using normlab::test::random_uniform;
+using normlab::test::ScratchDir;
+using normlab::test::write_bytes;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CliResult {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string shell_quote(const std::string& arg) {
+  std::string quoted = "'";
+  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs `normlab apply ARGS`, capturing stdout and stderr in files of `dir`.
+CliResult run_apply(const ScratchDir& dir, const std::vector<std::string>& args) {
+  std::string command = shell_quote(NORMLAB_CLI) + " apply";
+  for (const std::string& arg : args) command += " " + shell_quote(arg);
+  command += " >" + shell_quote(dir / "stdout.txt") + " 2>" + shell_quote(dir / "stderr.txt");
+  const int raw = std::system(command.c_str());
+  CliResult result;
+  result.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  result.out = read_text(dir / "stdout.txt");
+  result.err = read_text(dir / "stderr.txt");
+  return result;
+}
+
+std::set<std::string> files_in(const std::string& dir) {
+  std::set<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir))
+    names.insert(entry.path().filename().string());
+  return names;
+}
+
+template <class T>
+void check_close(const std::string& what, const xt::xarray<T>& a, const xt::xarray<T>& b) {
+  INFO(what);
+  REQUIRE(a.shape() == b.shape());
+  const double tolerance = sizeof(T) == 4 ? 1e-6 : 1e-13;
+  CHECK_MESSAGE(xt::allclose(a, b, tolerance, tolerance),
+                "max |difference| " << xt::amax(xt::abs(a - b))());
+}
+
+// What the library computes for one apply call.
+template <class T>
+std::map<std::string, xt::xarray<T>> library_outputs(
+    const nlohmann::json& spec, const xt::xarray<T>& x, const xt::xarray<T>* dy, Mode mode,
+    const std::map<std::string, xt::xarray<T>>& set) {
+  auto norm = make_norm<T>(spec, 0);
+  norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
+  for (const auto& [name, value] : set) norm->set(name, value);
+  std::map<std::string, xt::xarray<T>> outputs;
+  outputs["y"] = norm->forward(x, mode);
+  if (dy) {
+    outputs["dx"] = norm->backward(*dy);
+    for (const std::string& name : norm->parameter_names())
+      outputs["d" + name] = norm->parameter(name).grad;
+  }
+  if (mode == Mode::train)
+    for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
+  return outputs;
+}
+
+// Runs apply on x (and dy, and --param files) saved as T, then checks that
+// DIR holds exactly the library's outputs, of dtype T.
+template <class T>
+void check_apply(const nlohmann::json& spec, const std::vector<std::size_t>& shape, bool with_grad,
+                 Mode mode, const std::map<std::string, xt::xarray<T>>& params) {
+  INFO(spec.dump() << " in " << to_string(mode));
+  const ScratchDir dir;
+  std::mt19937_64 rng(21);
+  const xt::xarray<T> x = random_normal<T>(rng, shape, 0.5, 2.0);
+  const xt::xarray<T> dy = random_normal<T>(rng, shape);
+  save_npy<T>(dir / "x.npy", x);
+  std::vector<std::string> args = {"--norm", spec.dump(),     "--input", dir / "x.npy",
+                                   "--mode", to_string(mode), "--out",   dir / "out"};
+  if (with_grad) {
+    save_npy<T>(dir / "dy.npy", dy);
+    args.insert(args.end(), {"--grad", dir / "dy.npy"});
+  }
+  for (const auto& [name, value] : params) {
+    save_npy<T>(dir / (name + ".npy"), value);
+    args.insert(args.end(), {"--param", name + "=" + (dir / (name + ".npy"))});
+  }
+  const CliResult result = run_apply(dir, args);
+  REQUIRE_MESSAGE(result.status == 0, result.err);
+  CHECK(result.err.empty());
+  check_mentions(result.out, {"wrote", "y.npy"});
+
+  const auto expected = library_outputs<T>(spec, x, with_grad ? &dy : nullptr, mode, params);
+  std::set<std::string> expected_files;
+  for (const auto& entry : expected) expected_files.insert(entry.first + ".npy");
+  CHECK(files_in(dir / "out") == expected_files);  // and no staging folder left behind
+  const DType dtype = sizeof(T) == 4 ? DType::float32 : DType::float64;
+  for (const auto& [name, value] : expected) {
+    const std::string path = dir / ("out/" + name + ".npy");
+    REQUIRE(fs::exists(path));
+    CHECK(npy_dtype(path) == dtype);
+    check_close(name, load_npy<T>(path), value);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("apply: group norm with --grad and --param gamma matches the library") {
+  std::mt19937_64 rng(3);
+  check_apply<float>({{"type", "group"}, {"groups", 3}}, {4, 6, 3, 3}, true, Mode::train,
+                     {{"gamma", random_uniform<float>(rng, {6}, 0.5, 1.5)}});
+}
+
+TEST_CASE("apply: batch norm train writes the updated running statistics") {
+  check_apply<float>({{"type", "batch"}, {"momentum", 0.2}}, {5, 3, 2, 3}, true, Mode::train, {});
+  check_apply<float>({{"type", "instance"}, {"track_running_stats", true}}, {2, 3, 5}, false,
+                     Mode::train, {});
+}
+
+TEST_CASE("apply: eval with running statistics given by --param") {
+  std::mt19937_64 rng(4);
+  check_apply<float>({{"type", "batch"}}, {3, 4, 5}, true, Mode::eval,
+                     {{"running_mean", random_normal<float>(rng, {4})},
+                      {"running_var", random_uniform<float>(rng, {4}, 0.5, 2.0)},
+                      {"gamma", random_uniform<float>(rng, {4}, 0.5, 1.5)},
+                      {"beta", random_normal<float>(rng, {4})}});
+}
+
+TEST_CASE("apply: float64 input gives float64 outputs") {
+  std::mt19937_64 rng(5);
+  check_apply<double>({{"type", "layer"}, {"channel_affine", true}}, {2, 3, 4}, true, Mode::train,
+                      {{"beta", random_normal<double>(rng, {3})}});
+  check_apply<double>({{"type", "batch"}}, {4, 3}, true, Mode::train, {});
+  check_apply<double>({{"type", "weight"}, {"dim", 1}}, {3, 5}, true, Mode::train, {});
+  check_apply<double>({{"type", "rms"}}, {2, 7}, true, Mode::eval, {});
+}
+
+TEST_CASE("apply: a float32 --param file is accepted for a float64 input") {
+  const ScratchDir dir;
+  const xt::xarray<double> x = {{1.0, 2.0}, {3.0, 5.0}, {-1.0, 0.5}};
+  save_npy<double>(dir / "x.npy", x);
+  save_npy<float>(dir / "gamma.npy", xt::xarray<float>{2.0f, 0.5f});
+  const CliResult result =
+      run_apply(dir, {"--norm", R"({"type":"batch"})", "--input", dir / "x.npy", "--param",
+                      "gamma=" + (dir / "gamma.npy"), "--out", dir / "out"});
+  REQUIRE_MESSAGE(result.status == 0, result.err);
+  CHECK(npy_dtype(dir / "out/y.npy") == DType::float64);
+  auto norm = make_norm<double>({{"type", "batch"}}, 2);
+  norm->set("gamma", xt::xarray<double>{2.0, 0.5});
+  check_close("y", load_npy<double>(dir / "out/y.npy"), norm->forward(x, Mode::train));
+}
+
+TEST_CASE("apply: every failure exits 1 with one line on stderr and leaves nothing") {
+  const ScratchDir inputs;
+  std::mt19937_64 rng(6);
+  save_npy<float>(inputs / "x.npy", random_normal<float>(rng, {4, 6, 3}));
+  save_npy<float>(inputs / "dy.npy", random_normal<float>(rng, {4, 6, 3}));
+  save_npy<float>(inputs / "dy_wrong.npy", random_normal<float>(rng, {4, 6, 2}));
+  save_npy<float>(inputs / "gamma.npy", xt::ones<float>({6}));
+  save_npy<float>(inputs / "gamma5.npy", xt::ones<float>({5}));
+  save_npy<float>(inputs / "one.npy", random_normal<float>(rng, {1, 6}));
+  std::string noise(200, '\0');
+  for (char& c : noise) c = char(rng() & 0xff);
+  noise[0] = 'x';
+  write_bytes(inputs / "noise.npy", noise);
+  const std::string x = inputs / "x.npy";
+  const std::string batch = R"({"type":"batch"})";
+
+  struct Failure {
+    const char* what;
+    std::vector<std::string> args;  // all but --out
+    std::vector<std::string> phrases;
+  };
+  const std::vector<Failure> failures = {
+      {"missing input file",
+       {"--norm", batch, "--input", inputs / "nothere.npy"},
+       {"nothere.npy", "cannot open file"}},
+      {"input not an npy", {"--norm", batch, "--input", inputs / "noise.npy"}, {"not a .npy file"}},
+      {"unknown norm type",
+       {"--norm", R"({"type":"batchnorm"})", "--input", x},
+       {"unknown type 'batchnorm'"}},
+      {"unknown key",
+       {"--norm", R"({"type":"batch","groups":2})", "--input", x},
+       {"unknown key 'groups'"}},
+      {"wrong value type",
+       {"--norm", R"({"type":"batch","eps":"small"})", "--input", x},
+       {"eps: expected a number, got a string"}},
+      {"bad JSON", {"--norm", R"({"type":)", "--input", x}, {"--norm is not valid JSON"}},
+      {"group C % G", {"--norm", R"({"type":"group","groups":4})", "--input", x}, {"4 groups"}},
+      {"param of the wrong shape",
+       {"--norm", batch, "--input", x, "--param", "gamma=" + (inputs / "gamma5.npy")},
+       {"gamma has shape (5,)", "(6,)"}},
+      {"unknown param name",
+       {"--norm", batch, "--input", x, "--param", "alpha=" + (inputs / "gamma.npy")},
+       {"no parameter or state 'alpha'"}},
+      {"param without a file",
+       {"--norm", batch, "--input", x, "--param", "gamma"},
+       {"--param 'gamma'", "NAME=FILE.npy"}},
+      {"param file missing",
+       {"--norm", batch, "--input", x, "--param", "gamma=" + (inputs / "g.npy")},
+       {"g.npy", "cannot open file"}},
+      {"grad of the wrong shape",
+       {"--norm", batch, "--input", x, "--grad", inputs / "dy_wrong.npy"},
+       {"gradient has shape (4, 6, 2)", "(4, 6, 3)"}},
+      {"bad mode",
+       {"--norm", batch, "--input", x, "--grad", inputs / "dy.npy", "--mode", "test"},
+       {"mode 'test'"}},
+      {"batch norm training on one sample",
+       {"--norm", batch, "--input", inputs / "one.npy"},
+       {"more than one value per channel"}},
+      {"missing --norm", {"--input", x}, {"'--norm' is required"}},
+  };
+
+  // Half the cases with an --out that does not exist (it must not appear), half
+  // with an existing empty one (it must stay empty): one process each keeps it fast.
+  for (std::size_t i = 0; i < failures.size(); ++i) {
+    const Failure& f = failures[i];
+    const bool existing = i % 2 == 1;
+    INFO(f.what << (existing ? " (existing --out)" : ""));
+    const ScratchDir run;
+    const std::string out = run / "out";
+    if (existing) fs::create_directory(out);
+    std::vector<std::string> args = f.args;
+    args.insert(args.end(), {"--out", out});
+    const CliResult result = run_apply(run, args);
+    CHECK(result.status == 1);
+    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+    CHECK(result.err.back() == '\n');
+    CHECK(result.err.rfind("normlab apply: ", 0) == 0);
+    check_mentions(result.err, f.phrases);
+    CHECK(result.out.empty());
+    if (existing)
+      CHECK(files_in(out).empty());
+    else
+      CHECK_FALSE(fs::exists(out));
+  }
+
+  // --out naming a file: the file is left as it was.
+  const ScratchDir run;
+  write_bytes(run / "taken", "keep");
+  const CliResult result = run_apply(run, {"--norm", batch, "--input", x, "--out", run / "taken"});
+  CHECK(result.status == 1);
+  CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+  check_mentions(result.err, {"normlab apply: ", "taken", "not a directory"});
+  CHECK(read_text(run / "taken") == "keep");
+}
