@@ -101,13 +101,47 @@ void finish_rstd(const NormDescription& d, GroupStats& stats) {
     stats.rstd[g] = 1.0 / std::sqrt(stats.var[g] + d.eps);
 }
 
+// One group per column of an [outer, channels] matrix (BatchNorm after a
+// linear layer): runs have length 1, so sum down the columns instead, two
+// passes, vectorized across channels.
+template <class T>
+void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  const std::size_t rows = d.view.outer, columns = d.view.channels;
+  double* mean = stats.mean.data();
+  double* var = stats.var.data();
+  if (d.centered) {
+    for (std::size_t a = 0; a < rows; ++a) {
+      const T* row = x + a * columns;
+#pragma omp simd
+      for (std::size_t c = 0; c < columns; ++c) mean[c] += double(row[c]);
+    }
+    for (std::size_t c = 0; c < columns; ++c) mean[c] /= double(rows);
+  }
+  for (std::size_t a = 0; a < rows; ++a) {
+    const T* row = x + a * columns;
+#pragma omp simd
+    for (std::size_t c = 0; c < columns; ++c) {
+      const double dev = double(row[c]) - mean[c];
+      var[c] += dev * dev;
+    }
+  }
+  if (d.centered || d.divide_by_count)
+    for (std::size_t c = 0; c < columns; ++c) var[c] /= double(rows);
+}
+
+bool is_columns(const NormDescription& d) {
+  return d.pooling == Pooling::per_channel && d.view.inner == 1;
+}
+
 template <class T>
 void compute_stats(const T* x, const NormDescription& d, GroupStats& stats) {
   const std::size_t groups = d.groups();
   stats.resize(groups);
   const std::size_t inner = d.view.inner;
   const double count = double(d.group_size());
-  if (!d.centered) {
+  if (is_columns(d)) {
+    column_stats(x, d, stats);
+  } else if (!d.centered) {
     for_each_run(d, [&](std::size_t, std::size_t offset, std::size_t g) {
       stats.var[g] += sum_of_squares(x + offset, inner);
     });
@@ -130,21 +164,40 @@ template <class T>
 void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
                        const T* gamma, const T* beta, T* y) {
   const std::size_t inner = d.view.inner;
+  // Per-channel affine folds into one scale and shift per (group, channel);
+  // (x - mean) first keeps large means exact.
+  auto scale_of = [&](std::size_t c, std::size_t g) {
+    return d.affine == Affine::per_channel ? stats.rstd[g] * double(gamma[c]) : stats.rstd[g];
+  };
+  auto shift_of = [&](std::size_t c) { return beta ? double(beta[c]) : 0.0; };
+
+  if (is_columns(d)) {
+    const std::size_t columns = d.view.channels;
+    std::vector<double> scale(columns), shift(columns);
+    for (std::size_t c = 0; c < columns; ++c) scale[c] = scale_of(c, c), shift[c] = shift_of(c);
+    const double* mean = stats.mean.data();
+    for (std::size_t a = 0; a < d.view.outer; ++a) {
+      const T* xr = x + a * columns;
+      T* yr = y + a * columns;
+#pragma omp simd
+      for (std::size_t c = 0; c < columns; ++c)
+        yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
+    }
+    return;
+  }
   for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
     const double mean = stats.mean[g];
-    const double rstd = stats.rstd[g];
     const T* xr = x + offset;
     T* yr = y + offset;
     if (d.affine == Affine::elementwise) {
+      const double rstd = stats.rstd[g];
       const T* gr = gamma + c * inner;
       const T* br = beta ? beta + c * inner : nullptr;
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i)
         yr[i] = T((double(xr[i]) - mean) * rstd * double(gr[i]) + (br ? double(br[i]) : 0.0));
     } else {
-      // One scale and shift for the run; (x - mean) first keeps large means exact.
-      const double scale = d.affine == Affine::per_channel ? rstd * double(gamma[c]) : rstd;
-      const double shift = beta ? double(beta[c]) : 0.0;
+      const double scale = scale_of(c, g), shift = shift_of(c);
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i) yr[i] = T((double(xr[i]) - mean) * scale + shift);
     }
@@ -166,7 +219,18 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
   // where dxhat = dy * gamma. They also give dgamma and dbeta.
   std::vector<double> sum_dxhat(d.groups(), 0.0);
   std::vector<double> sum_dxhat_xhat(d.groups(), 0.0);
-  for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
+  // A run's (or column's) sum(dy) and sum(dy * (x - mean)) into the group
+  // sums and the per-channel parameter gradients.
+  auto add_run_sums = [&](std::size_t c, std::size_t g, double sum_dy, double sum_dy_xmu) {
+    const double sum_dy_xhat = sum_dy_xmu * stats.rstd[g];
+    if (d.affine == Affine::per_channel) {
+      dgamma_sum[c] += sum_dy_xhat;
+      dbeta_sum[c] += sum_dy;
+    }
+    sum_dxhat[g] += gamma_of(c) * sum_dy;
+    sum_dxhat_xhat[g] += gamma_of(c) * sum_dy_xhat;
+  };
+  auto reduce_run = [&](std::size_t c, std::size_t offset, std::size_t g) {
     const double mean = stats.mean[g];
     const double rstd = stats.rstd[g];
     const T* xr = x + offset;
@@ -188,22 +252,34 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
       sum_dxhat[g] += s1;
       sum_dxhat_xhat[g] += s2;
     } else {
-      double sum_dy = 0, sum_dy_xhat = 0;
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+      double sum_dy = 0, sum_dy_xmu = 0;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xmu)
       for (std::size_t i = 0; i < inner; ++i) {
         const double dyi = double(dyr[i]);
         sum_dy += dyi;
-        sum_dy_xhat += dyi * (double(xr[i]) - mean);
+        sum_dy_xmu += dyi * (double(xr[i]) - mean);
       }
-      sum_dy_xhat *= rstd;
-      if (d.affine == Affine::per_channel) {
-        dgamma_sum[c] += sum_dy_xhat;
-        dbeta_sum[c] += sum_dy;
-      }
-      sum_dxhat[g] += gamma_of(c) * sum_dy;
-      sum_dxhat_xhat[g] += gamma_of(c) * sum_dy_xhat;
+      add_run_sums(c, g, sum_dy, sum_dy_xmu);
     }
-  });
+  };
+  if (is_columns(d)) {
+    // Sums down the columns of [outer, channels], vectorized across channels.
+    const std::size_t columns = d.view.channels;
+    std::vector<double> sum_dy(columns, 0.0), sum_dy_xmu(columns, 0.0);
+    const double* mean = stats.mean.data();
+    for (std::size_t a = 0; a < d.view.outer; ++a) {
+      const T* xr = x + a * columns;
+      const T* dyr = dy + a * columns;
+#pragma omp simd
+      for (std::size_t c = 0; c < columns; ++c) {
+        sum_dy[c] += double(dyr[c]);
+        sum_dy_xmu[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
+      }
+    }
+    for (std::size_t c = 0; c < columns; ++c) add_run_sums(c, c, sum_dy[c], sum_dy_xmu[c]);
+  } else {
+    for_each_run(d, reduce_run);
+  }
   if (dgamma && d.affine != Affine::none)
     for (std::size_t p = 0; p < dgamma_sum.size(); ++p) dgamma[p] += T(dgamma_sum[p]);
   if (dbeta && d.has_shift)
@@ -213,16 +289,45 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
   // Given statistics are constants, so both correction terms vanish.
   const double count = double(d.group_size());
   const double divisor = d.divide_by_count ? count : 1.0;
+  const bool constant = d.statistics_given;
+  auto mean_dxhat_of = [&](std::size_t g) {
+    return constant || !d.centered ? 0.0 : sum_dxhat[g] / count;
+  };
+  auto xhat_coef_of = [&](std::size_t g) { return constant ? 0.0 : sum_dxhat_xhat[g] / divisor; };
+  // Per-channel affine: dx = dy * dy_scale + (x - mean) * x_scale + shift.
+  struct Coefficients {
+    double dy_scale, x_scale, shift;
+  };
+  auto coefficients = [&](std::size_t c, std::size_t g) {
+    const double rstd = stats.rstd[g];
+    return Coefficients{rstd * gamma_of(c), -rstd * rstd * xhat_coef_of(g), -rstd * mean_dxhat_of(g)};
+  };
+  if (is_columns(d)) {
+    const std::size_t columns = d.view.channels;
+    std::vector<double> dy_scale(columns), x_scale(columns), shift(columns);
+    for (std::size_t c = 0; c < columns; ++c) {
+      const Coefficients k = coefficients(c, c);
+      dy_scale[c] = k.dy_scale, x_scale[c] = k.x_scale, shift[c] = k.shift;
+    }
+    const double* mean = stats.mean.data();
+    for (std::size_t a = 0; a < d.view.outer; ++a) {
+      const T* xr = x + a * columns;
+      const T* dyr = dy + a * columns;
+      T* dxr = dx + a * columns;
+#pragma omp simd
+      for (std::size_t c = 0; c < columns; ++c)
+        dxr[c] = T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
+    }
+    return;
+  }
   for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
     const double mean = stats.mean[g];
     const double rstd = stats.rstd[g];
-    const bool constant = d.statistics_given;
-    const double mean_dxhat = constant || !d.centered ? 0.0 : sum_dxhat[g] / count;
-    const double xhat_coef = constant ? 0.0 : sum_dxhat_xhat[g] / divisor;
     const T* xr = x + offset;
     const T* dyr = dy + offset;
     T* dxr = dx + offset;
     if (elementwise) {
+      const double mean_dxhat = mean_dxhat_of(g), xhat_coef = xhat_coef_of(g);
       const T* gr = gamma + c * inner;
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i) {
@@ -230,12 +335,10 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
         dxr[i] = T(rstd * (double(dyr[i]) * double(gr[i]) - mean_dxhat - xhat * xhat_coef));
       }
     } else {
-      const double dy_scale = rstd * gamma_of(c);
-      const double x_scale = -rstd * rstd * xhat_coef;
-      const double shift = -rstd * mean_dxhat;
+      const Coefficients k = coefficients(c, g);
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i)
-        dxr[i] = T(double(dyr[i]) * dy_scale + (double(xr[i]) - mean) * x_scale + shift);
+        dxr[i] = T(double(dyr[i]) * k.dy_scale + (double(xr[i]) - mean) * k.x_scale + k.shift);
     }
   });
 }
