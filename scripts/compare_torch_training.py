@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Training speed of normlab next to PyTorch, measured in the same run.
+
+For cnn3 and mlp2 at batch 64 and batch 2 (1 thread each), trains the same
+model with the same norm on the same number of synthetic images in PyTorch
+(torch.set_num_threads(1)) and in normlab (`normlab run` on a synthetic
+config), and prints images/s for both and their ratio.
+
+Run by hand with Debian's python3-torch:  /usr/bin/python3 scripts/compare_torch_training.py
+Options: --normlab PATH (default build/normlab), --images N (default 4096), --norm batch
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+
+torch.set_num_threads(1)
+
+
+def norm_layer(norm, channels, spatial):
+    if norm == "batch":
+        return nn.BatchNorm2d(channels) if spatial else nn.BatchNorm1d(channels)
+    if norm == "group":
+        return nn.GroupNorm(min(4, channels), channels)
+    if norm == "layer":
+        return nn.GroupNorm(1, channels) if spatial else nn.LayerNorm(channels)
+    if norm == "instance":
+        return nn.InstanceNorm2d(channels)
+    return nn.Identity()
+
+
+def make_model(model, norm):
+    bias = norm in ("none", "weight")
+    wrap = (lambda m: nn.utils.weight_norm(m)) if norm == "weight" else (lambda m: m)
+    if model == "cnn3":
+        layers, cin = [], 1
+        for i, cout in enumerate((16, 32, 64)):
+            layers += [wrap(nn.Conv2d(cin, cout, 3, padding=1, bias=bias)), norm_layer(norm, cout, True), nn.ReLU()]
+            if i < 2:
+                layers.append(nn.MaxPool2d(2))
+            cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+        return nn.Sequential(*layers)
+    return nn.Sequential(nn.Flatten(),
+                         wrap(nn.Linear(784, 256, bias=bias)), norm_layer(norm, 256, False), nn.ReLU(),
+                         wrap(nn.Linear(256, 256, bias=bias)), norm_layer(norm, 256, False), nn.ReLU(),
+                         nn.Linear(256, 10))
+
+
+def torch_images_per_second(model_name, norm, batch, images):
+    torch.manual_seed(0)
+    model = make_model(model_name, norm)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    x = torch.randn(images, 1, 28, 28)
+    y = torch.randint(0, 10, (images,))
+    steps = images // batch
+
+    def step(i):
+        xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+        opt.zero_grad()
+        loss_fn(model(xb), yb).backward()
+        opt.step()
+
+    for i in range(min(steps, 20)):  # warm-up
+        step(i)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def normlab_images_per_second(binary, model_name, norm, batch, images):
+    config = {"name": "speed", "dataset": {"type": "synthetic", "train_size": images, "test_size": 64},
+              "model": model_name, "norms": [norm], "batch_sizes": [batch], "seeds": [0], "epochs": 1,
+              "optimizer": {"lr": 0.01},
+              "evaluation": {"batch_size": 64, "batch_stats_accuracy": False}, "workers": 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "config.json")
+        with open(path, "w") as f:
+            json.dump(config, f)
+        subprocess.run([binary, "run", path, "--out", os.path.join(tmp, "out")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(os.path.join(tmp, "out", "results.jsonl")) as f:
+            return json.loads(f.readline())["train_images_per_second"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--normlab", default="build/normlab")
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--norm", default="batch")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, 1 thread, norm {args.norm}, {args.images} images per measurement")
+    print(f"{'model':6} {'batch':>5} {'normlab img/s':>14} {'torch img/s':>12} {'ratio':>6}")
+    for model_name in ("cnn3", "mlp2"):
+        for batch in (64, 2):
+            ours = normlab_images_per_second(args.normlab, model_name, args.norm, batch, args.images)
+            theirs = torch_images_per_second(model_name, args.norm, batch, args.images)
+            print(f"{model_name:6} {batch:5d} {ours:14.0f} {theirs:12.0f} {ours / theirs:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
