@@ -2,7 +2,11 @@
 // Including this header brings in the whole public API.
 #pragma once
 
+#include "normlab/data.hpp"
 #include "normlab/engine.hpp"
+#include "normlab/experiment.hpp"
+#include "normlab/layers.hpp"
+#include "normlab/model.hpp"
 #include "normlab/norm.hpp"
 #include "normlab/npy.hpp"
 #include "normlab/version.hpp"
