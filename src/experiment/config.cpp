@@ -123,6 +123,13 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
     for (std::size_t b : c.batch_sizes)
       if (b < 2 && c.model == "mlp2" && norm["type"] == "batch")
         r.fail("batch_sizes", "batch norm in mlp2 needs batch size >= 2 (one value per channel otherwise)");
+  // A batch larger than the training set would train on nothing (0 steps).
+  if (c.dataset.train_size >= 0)
+    for (std::size_t b : c.batch_sizes)
+      if (b > std::size_t(c.dataset.train_size))
+        r.fail("batch_sizes", "batch size " + std::to_string(b) +
+                                  " is larger than dataset.train_size (" +
+                                  std::to_string(c.dataset.train_size) + ")");
   for (std::size_t s : positive_list(r, "seeds")) c.seeds.push_back(s);
   c.epochs = std::size_t(r.integer("epochs", 1));
   if (c.epochs < 1) r.fail("epochs", "expected at least 1");
@@ -190,11 +197,17 @@ void apply_set(nlohmann::json& config, const std::string& assignment) {
   std::string key;
   std::vector<std::string> parts;
   while (std::getline(keys, key, '.')) parts.push_back(key);
-  for (std::size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i].empty()) throw std::invalid_argument("--set '" + assignment + "': empty key in path");
+  if (path.back() == '.') parts.push_back("");  // getline drops a trailing empty key
+  std::string walked;  // the path so far, for messages
+  for (const std::string& part : parts) {
+    if (part.empty()) throw std::invalid_argument("--set '" + assignment + "': empty key in path");
+    if (node->is_null()) *node = nlohmann::json::object();  // a level the file leaves out
     if (!node->is_object())
-      throw std::invalid_argument("--set '" + assignment + "': " + parts[i - 1] + " is not an object");
-    node = &(*node)[parts[i]];
+      throw std::invalid_argument("--set '" + assignment + "': " +
+                                  (walked.empty() ? std::string("the config") : walked) +
+                                  " is not an object");
+    node = &(*node)[part];
+    walked += (walked.empty() ? "" : ".") + part;
   }
   *node = value;
 }

@@ -64,7 +64,7 @@ std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epoch
 ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, bool fresh)
     : dir_(std::move(dir)), config_(resolved_config) {
   std::error_code ec;
-  fs::create_directories(dir_, ec);
+  created_dir_ = fs::create_directories(dir_, ec);
   if (ec) throw std::runtime_error(dir_.string() + ": cannot create output folder (" + ec.message() + ")");
   const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
   if (fresh) {
@@ -83,6 +83,7 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
                                "); use --fresh to start over or another --out");
   } else {
     write_atomically(config_path, config_.dump(2) + "\n");
+    wrote_config_ = true;
   }
   // Records of finished cells; a line cut short by a kill is dropped.
   std::ifstream in(results_path);
@@ -97,8 +98,16 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
   if (in.is_open()) write_atomically(results_path, kept);
 }
 
+ResultsStore::~ResultsStore() {
+  if (appended_ || !wrote_config_) return;
+  std::error_code ec;
+  fs::remove(dir_ / "config.json", ec);
+  if (created_dir_) fs::remove(dir_, ec);  // only removes it when empty
+}
+
 void ResultsStore::append(const nlohmann::json& record) {
   std::lock_guard<std::mutex> lock(mutex_);
+  appended_ = true;
   std::ofstream out(dir_ / "results.jsonl", std::ios::app);
   out << record.dump() << "\n";
   out.flush();

@@ -2,6 +2,8 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <stdexcept>
+#include <string>
 
 #include "normlab/experiment.hpp"
 #include "normlab/layers.hpp"
@@ -86,6 +88,9 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
 
   const std::size_t batch = cell.batch_size;
   const std::size_t steps = train.size() / batch;  // the incomplete last batch is dropped
+  if (steps == 0)  // parse_config catches this unless the dataset size is only known now
+    throw std::invalid_argument("batch size " + std::to_string(batch) + " is larger than the " +
+                                std::to_string(train.size()) + " training samples");
   std::vector<std::size_t> batch_shape = {batch};
   batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1, train.images.shape().end());
   xt::xarray<float> images = xt::empty<float>(batch_shape), dlogits;
