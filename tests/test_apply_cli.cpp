@@ -3,13 +3,8 @@
 // with one line on stderr and writes nothing.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -22,41 +17,21 @@
 
 using namespace normlab;
 using normlab::test::check_mentions;
+using normlab::test::CliResult;
 using normlab::test::random_normal;
 using normlab::test::random_uniform;
+using normlab::test::read_file;
+using normlab::test::run_cli;
 using normlab::test::ScratchDir;
 using normlab::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string shell_quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// Runs `normlab apply ARGS`, capturing stdout and stderr in files of `dir`.
-CliResult run_apply(const ScratchDir& dir, const std::vector<std::string>& args) {
-  std::string command = shell_quote(NORMLAB_CLI) + " apply";
-  for (const std::string& arg : args) command += " " + shell_quote(arg);
-  command += " >" + shell_quote(dir / "stdout.txt") + " 2>" + shell_quote(dir / "stderr.txt");
-  const int raw = std::system(command.c_str());
-  CliResult result;
-  result.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  result.out = read_text(dir / "stdout.txt");
-  result.err = read_text(dir / "stderr.txt");
-  return result;
+// Runs `normlab apply ARGS`.
+CliResult run_apply(const ScratchDir& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), "apply");
+  return run_cli(dir, args);
 }
 
 std::set<std::string> files_in(const std::string& dir) {
@@ -273,5 +248,5 @@ TEST_CASE("apply: every failure exits 1 with one line on stderr and leaves nothi
   CHECK(result.status == 1);
   CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
   check_mentions(result.err, {"normlab apply: ", "taken", "not a directory"});
-  CHECK(read_text(run / "taken") == "keep");
+  CHECK(read_file(run / "taken") == "keep");
 }

@@ -4,13 +4,9 @@
 // the whole file runs in seconds.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -24,7 +20,10 @@
 using namespace normlab;
 using nlohmann::json;
 using normlab::test::check_mentions;
+using normlab::test::CliResult;
 using normlab::test::error_of;
+using normlab::test::read_file;
+using normlab::test::run_cli;
 using normlab::test::ScratchDir;
 using normlab::test::write_bytes;
 namespace fs = std::filesystem;
@@ -65,11 +64,6 @@ std::string config_error(const json& config) {
   return error_of<std::invalid_argument>([&] { parse_config(config); });
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
   std::vector<std::string> lines;
@@ -101,30 +95,6 @@ std::map<std::string, json> by_cell(const std::vector<json>& records) {
 
 void run(const json& config, const std::string& out_dir, bool fresh = false) {
   run_experiment(parse_config(config), {out_dir, fresh});
-}
-
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string shell_quote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-// Runs `normlab ARGS` with stdout and stderr captured in files of `dir`.
-CliResult run_cli(const ScratchDir& dir, const std::vector<std::string>& args) {
-  std::string command = shell_quote(NORMLAB_CLI);
-  for (const std::string& arg : args) command += " " + shell_quote(arg);
-  command += " >" + shell_quote(dir / "stdout.txt") + " 2>" + shell_quote(dir / "stderr.txt");
-  const int raw = std::system(command.c_str());
-  CliResult result;
-  result.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  result.out = read_text(dir / "stdout.txt");
-  result.err = read_text(dir / "stderr.txt");
-  return result;
 }
 
 std::size_t line_count(const std::string& text) {
@@ -521,13 +491,13 @@ TEST_CASE("run: a folder started with another config is refused; fresh starts ov
   config["batch_sizes"] = {16};
   run(config, out);
   REQUIRE(read_records(out).size() == 2);
-  const std::string started = read_text(out + "/config.json");
+  const std::string started = read_file(out + "/config.json");
 
   const json other = with(config, "/optimizer/lr", 0.01);
   check_mentions(error_of<std::runtime_error>([&] { run(other, out); }),
                  {"different config", "/optimizer/lr", "--fresh"});
   CHECK(read_records(out).size() == 2);  // refused before touching anything
-  CHECK(read_text(out + "/config.json") == started);
+  CHECK(read_file(out + "/config.json") == started);
 
   // Through the CLI: one line, exit 1.
   write_text(dir / "other.json", other.dump());
@@ -541,7 +511,7 @@ TEST_CASE("run: a folder started with another config is refused; fresh starts ov
   const std::vector<json> records = read_records(out);
   REQUIRE(records.size() == 2);
   for (const json& r : records) CHECK(r["config"]["optimizer"]["lr"] == 0.01);
-  CHECK(json::parse(read_text(out + "/config.json"))["optimizer"]["lr"] == 0.01);
+  CHECK(json::parse(read_file(out + "/config.json"))["optimizer"]["lr"] == 0.01);
 
   // And resuming through the CLI reports the finished cells.
   const CliResult again = run_cli(dir, {"run", dir / "other.json", "--out", out});
@@ -557,7 +527,7 @@ TEST_CASE("run: results.jsonl, results.csv and table.md") {
   const std::string out = dir / "out";
   run(tiny_config(), out);
   CHECK(fs::exists(out + "/config.json"));
-  CHECK(json::parse(read_text(out + "/config.json")) == parse_config(tiny_config()).resolved);
+  CHECK(json::parse(read_file(out + "/config.json")) == parse_config(tiny_config()).resolved);
 
   const std::vector<json> records = read_records(out);
   REQUIRE(records.size() == 4);
@@ -598,7 +568,7 @@ TEST_CASE("run: results.jsonl, results.csv and table.md") {
   CHECK(csv[1].rfind("\"batch/B16/seed0\",", 0) == 0);
   CHECK(csv[4].rfind("\"none/B4/seed0\",", 0) == 0);
 
-  const std::string table = read_text(out + "/table.md");
+  const std::string table = read_file(out + "/table.md");
   check_mentions(table, {"| norm | B=16 | B=4 |", "| batch |", "| none |"});
   CHECK(line_count(table) == 4);  // header, rule, two norms
 }
@@ -624,7 +594,7 @@ TEST_CASE("run: a diverging cell is recorded as such and the sweep goes on") {
     CHECK(r["test_accuracy_batch_stats"].is_null());
     CHECK(r["train_loss"].is_array());
   }
-  check_mentions(read_text(out + "/table.md"), {"| batch | diverged |", "| none | diverged |"});
+  check_mentions(read_file(out + "/table.md"), {"| batch | diverged |", "| none | diverged |"});
   const std::vector<std::string> csv = read_lines(out + "/results.csv");
   REQUIRE(csv.size() == 3);
   CHECK(csv[1].find(",true,") != std::string::npos);

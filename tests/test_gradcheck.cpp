@@ -14,6 +14,7 @@
 #include "test_helpers.hpp"
 
 using namespace normlab;
+using normlab::test::central_difference;
 using normlab::test::random_normal;
 using normlab::test::random_uniform;
 
@@ -46,14 +47,7 @@ void check_against_differences(const std::string& what, const xt::xarray<double>
   double worst = 0;
   std::size_t worst_at = 0;
   for (std::size_t i = 0; i < values.size(); ++i) {
-    double& entry = values.data()[i];
-    const double saved = entry;
-    entry = saved + kStep;
-    const double up = loss();
-    entry = saved - kStep;
-    const double down = loss();
-    entry = saved;
-    const double numeric = (up - down) / (2 * kStep);
+    const double numeric = central_difference(loss, values.data()[i], kStep);
     const double a = analytic.data()[i];
     const double error = std::abs(a - numeric) / std::max({1.0, std::abs(a), std::abs(numeric)});
     if (error > worst) worst = error, worst_at = i;

@@ -1,18 +1,22 @@
 // Helpers shared by the test files: seeded random arrays, exception messages,
-// and scratch directories.
+// central differences, scratch directories and running the built CLI.
 #pragma once
 
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 #include <xtensor/xarray.hpp>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace normlab::test {
@@ -60,6 +64,18 @@ inline void check_mentions(const std::string& message, const std::vector<std::st
   }
 }
 
+// d loss / d entry by central differences with step h; `loss` reads `entry`,
+// which is left as it was.
+inline double central_difference(const std::function<double()>& loss, double& entry, double h) {
+  const double saved = entry;
+  entry = saved + h;
+  const double up = loss();
+  entry = saved - h;
+  const double down = loss();
+  entry = saved;
+  return (up - down) / (2 * h);
+}
+
 // Writes `bytes` to `path` as they are.
 inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -91,5 +107,36 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+// The exit status (-1 if it did not exit) and output of one run of the CLI.
+struct CliResult {
+  int status = -1;
+  std::string out, err;
+};
+
+inline std::string shell_quote(const std::string& arg) {
+  std::string quoted = "'";
+  for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// The whole file as its bytes ("" if it cannot be read).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs `normlab ARGS` (the built NORMLAB_CLI), capturing stdout and stderr in files of `dir`.
+inline CliResult run_cli(const ScratchDir& dir, const std::vector<std::string>& args) {
+  std::string command = shell_quote(NORMLAB_CLI);
+  for (const std::string& arg : args) command += " " + shell_quote(arg);
+  command += " >" + shell_quote(dir / "stdout.txt") + " 2>" + shell_quote(dir / "stderr.txt");
+  const int raw = std::system(command.c_str());
+  CliResult result;
+  result.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  result.out = read_file(dir / "stdout.txt");
+  result.err = read_file(dir / "stderr.txt");
+  return result;
+}
 
 }  // namespace normlab::test

@@ -20,6 +20,7 @@
 #include "test_helpers.hpp"
 
 using namespace normlab;
+using normlab::test::central_difference;
 using normlab::test::check_mentions;
 using normlab::test::error_of;
 using normlab::test::random_normal;
@@ -46,17 +47,6 @@ std::vector<std::size_t> all_entries(const Array& a) {
   return entries;
 }
 
-// d loss / d entry by central differences; leaves the entry as it was.
-double numeric_derivative(const Loss& loss, double& entry) {
-  const double saved = entry;
-  entry = saved + kStep;
-  const double up = loss();
-  entry = saved - kStep;
-  const double down = loss();
-  entry = saved;
-  return (up - down) / (2 * kStep);
-}
-
 // Checks analytic[i] == d loss / d values[i] for the given flat entries, with
 // one check per tensor that names the worst entry.
 void check_gradient(const std::string& what, Array& values, const Array& analytic, const Loss& loss,
@@ -65,7 +55,7 @@ void check_gradient(const std::string& what, Array& values, const Array& analyti
   std::size_t failures = 0, worst_at = 0;
   double worst = -1, worst_analytic = 0, worst_numeric = 0;
   for (std::size_t i : entries) {
-    const double numeric = numeric_derivative(loss, values.data()[i]);
+    const double numeric = central_difference(loss, values.data()[i], kStep);
     const double a = analytic.data()[i];
     const double excess =
         std::abs(a - numeric) / (kRelTol * std::max(std::abs(a), std::abs(numeric)) + kAbsTol);

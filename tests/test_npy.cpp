@@ -4,8 +4,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 #include <xtensor/xarray.hpp>
@@ -17,15 +15,11 @@ using namespace normlab;
 using normlab::test::check_mentions;
 using normlab::test::error_of;
 using normlab::test::random_normal;
+using normlab::test::read_file;
 using normlab::test::ScratchDir;
 using normlab::test::write_bytes;
 
 namespace {
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 // The raw bytes of some values, as a little-endian machine stores them.
 template <class V>
@@ -72,7 +66,7 @@ TEST_CASE_TEMPLATE("npy round trip: 1-D, 0-d, 4-D and more", T, float, double) {
     CHECK(back == x);  // bit for bit
 
     // A header numpy accepts: version 1.0, data aligned to 64 bytes.
-    const std::string bytes = read_bytes(path);
+    const std::string bytes = read_file(path);
     REQUIRE(bytes.size() > 10);
     CHECK(bytes.compare(0, 8, std::string("\x93NUMPY\x01\x00", 8)) == 0);
     const std::size_t header_length = std::size_t(static_cast<unsigned char>(bytes[8])) |
@@ -86,12 +80,12 @@ TEST_CASE_TEMPLATE("npy round trip: 1-D, 0-d, 4-D and more", T, float, double) {
   }
   // Python's spelling of the shapes.
   save_npy<T>(dir / "v.npy", xt::xarray<T>::from_shape({7}));
-  check_mentions(read_bytes(dir / "v.npy"), {"'shape': (7,)"});
+  check_mentions(read_file(dir / "v.npy"), {"'shape': (7,)"});
   save_npy<T>(dir / "s.npy", xt::xarray<T>(T(2.5)));
-  check_mentions(read_bytes(dir / "s.npy"), {"'shape': ()"});
+  check_mentions(read_file(dir / "s.npy"), {"'shape': ()"});
   CHECK(load_npy<T>(dir / "s.npy")() == T(2.5));
   save_npy<T>(dir / "m.npy", xt::xarray<T>::from_shape({2, 3}));
-  check_mentions(read_bytes(dir / "m.npy"), {"'shape': (2, 3)"});
+  check_mentions(read_file(dir / "m.npy"), {"'shape': (2, 3)"});
 }
 
 TEST_CASE("npy: Fortran-order files load row-major") {
