@@ -10,6 +10,7 @@ namespace normlab::cli {
 using Args = std::vector<std::string>;
 
 int apply_command(const Args& args);
+int bench_command(const Args& args);
 int demo_command(const Args& args);
 int run_command(const Args& args);
 int validate_command(const Args& args);

@@ -23,6 +23,8 @@ const Command kCommands[] = {
      normlab::cli::apply_command},
     {"demo", "apply every norm to a sample input and compare what each normalizes",
      normlab::cli::demo_command},
+    {"bench", "time every norm's forward/backward against the machine's memory bandwidth",
+     normlab::cli::bench_command},
 };
 
 void print_usage(std::ostream& out) {

@@ -1,0 +1,453 @@
+// normlab bench: how fast each norm's forward and backward run, next to the
+// machine's memory bandwidth measured in the same run. Norms are memory-bound,
+// so the figure of merit is the effective GB/s of the minimum memory traffic.
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xbuilder.hpp>
+
+#include <time.h>    // clock_gettime
+#include <unistd.h>  // sysconf
+
+#include "alloc_counter.hpp"
+#include "commands.hpp"
+#include "normlab/normlab.hpp"
+#include "stream_probe.hpp"
+
+namespace po = boost::program_options;
+
+namespace normlab::cli {
+namespace {
+
+// TODO(issue 5): the engine is single-threaded. When it gets its thread pool
+// (std::thread, as the bandwidth probe uses), set it from --threads here and
+// report that count instead.
+constexpr unsigned kEngineThreads = 1;
+
+struct BenchOptions {
+  std::vector<std::string> norms;
+  std::vector<std::string> shapes;
+  unsigned threads = 1;
+  int repeats = 10;
+  double seconds = 0;  // 0: no budget, every measurement does `repeats`
+  bool json = false;
+  std::string dtype = "float32";
+  std::size_t probe_mb = 512;
+};
+
+struct Case {
+  nlohmann::json spec;
+  std::vector<std::size_t> shape;
+};
+
+using Shape = std::vector<std::size_t>;
+
+// The cases of issue 5: large 4-D activations, rows of a transformer-sized
+// LayerNorm, a batch of two, and a conv weight for WeightNorm.
+std::vector<Case> default_cases() {
+  const Shape large{32, 64, 56, 56}, rows{8192, 768}, small_batch{2, 64, 56, 56};
+  const Shape conv_weight{256, 128, 3, 3};
+  std::vector<Case> cases;
+  for (const char* type : {"batch", "layer", "instance", "group"})
+    cases.push_back({{{"type", type}}, large});
+  cases.push_back({{{"type", "layer"}}, rows});
+  cases.push_back({{{"type", "rms"}}, rows});
+  for (const char* type : {"batch", "layer", "instance", "group"})
+    cases.push_back({{{"type", type}}, small_batch});
+  cases.push_back({{{"type", "weight"}}, conv_weight});
+  return cases;
+}
+
+// "batch" or a JSON spec such as '{"type":"group","groups":32}'.
+nlohmann::json parse_norm(const std::string& text) {
+  if (!text.empty() && text.front() == '{') {
+    try {
+      nlohmann::json spec = nlohmann::json::parse(text);
+      if (spec.contains("type") && spec["type"].is_string()) return spec;
+    } catch (const nlohmann::json::parse_error&) {
+    }
+    throw std::invalid_argument("--norm '" + text +
+                                "': expected a norm name or a JSON spec with a \"type\"");
+  }
+  const std::vector<std::string> types = norm_types();
+  if (std::find(types.begin(), types.end(), text) == types.end()) {
+    std::string known;
+    for (const std::string& t : types) known += " " + t;
+    throw std::invalid_argument("--norm '" + text + "' is not a norm (known:" + known + ")");
+  }
+  return {{"type", text}};
+}
+
+Shape parse_shape(const std::string& text) {
+  Shape shape;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    std::size_t used = 0;
+    unsigned long long size = 0;
+    try {
+      size = std::stoull(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != part.size() || size == 0 || part[0] == '-')
+      throw std::invalid_argument(
+          "--shape '" + text + "': expected positive sizes separated by commas, e.g. 32,64,56,56");
+    shape.push_back(std::size_t(size));
+  }
+  if (shape.empty()) throw std::invalid_argument("--shape is empty: give sizes such as 8192,768");
+  return shape;
+}
+
+// --norm and --shape select from the defaults: norms alone keep their default
+// shapes, shapes alone get the activation norms, both give every pair.
+std::vector<Case> select_cases(const BenchOptions& o) {
+  std::vector<nlohmann::json> specs;
+  for (const std::string& n : o.norms) specs.push_back(parse_norm(n));
+  std::vector<Shape> shapes;
+  for (const std::string& s : o.shapes) shapes.push_back(parse_shape(s));
+  if (shapes.empty()) {
+    const std::vector<Case> defaults = default_cases();
+    if (specs.empty()) return defaults;
+    std::vector<Case> cases;
+    for (const nlohmann::json& spec : specs)
+      for (const Case& c : defaults)
+        if (c.spec["type"] == spec["type"]) cases.push_back({spec, c.shape});
+    if (cases.empty())
+      throw std::invalid_argument("no default shape for --norm " + o.norms.front() +
+                                  ": give one with --shape");
+    return cases;
+  }
+  if (specs.empty())
+    for (const char* type : {"batch", "layer", "instance", "group", "rms"})
+      specs.push_back({{"type", type}});
+  std::vector<Case> cases;
+  for (const nlohmann::json& spec : specs)
+    for (const Shape& shape : shapes) cases.push_back({spec, shape});
+  return cases;
+}
+
+// Minimum memory traffic in whole-tensor passes (README, "Performance"). A
+// group that fits in cache is read once for its statistics and normalize;
+// BatchNorm's groups span the batch, so its statistics cost one more read of
+// x, and its backward reductions one more read of x and dy. Parameters and
+// statistics are negligible.
+struct Passes {
+  int forward, forward_eval, backward;
+};
+
+Passes minimum_passes(const nlohmann::json& resolved_spec) {
+  if (resolved_spec.at("type") == "batch") {
+    const bool running = resolved_spec.value("track_running_stats", true);
+    return {3, running ? 2 : 3, 5};
+  }
+  return {2, 2, 3};
+}
+
+// One measured phase: median wall time of the timed calls after a warm-up call.
+struct Timing {
+  double median_ms = 0;
+  double cpu_median_ms = 0;  // CPU time of this process per engine thread
+  int calls = 0;
+  double allocations_per_call = 0;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// CPU seconds used by this process: next to wall time, it shows how much of the
+// time the engine waited for a CPU on a busy machine.
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+double median(std::vector<double>& values) {
+  std::sort(values.begin(), values.end());
+  const std::size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+// Shares the --seconds budget among the measurements still to do.
+class Budget {
+ public:
+  Budget(double seconds, int measurements)
+      : seconds_(seconds), remaining_(measurements), start_(Clock::now()) {}
+  // Seconds the next measurement may take (0: unlimited).
+  double next_share() {
+    if (seconds_ <= 0) return 0;
+    const double share = std::max(0.0, seconds_ - seconds_since(start_)) / std::max(1, remaining_);
+    --remaining_;
+    return share;
+  }
+  // Gives up the shares of measurements that will not run.
+  void skip(int measurements) { remaining_ -= measurements; }
+
+ private:
+  double seconds_;
+  int remaining_;
+  Clock::time_point start_;
+};
+
+// Up to `repeats` timed calls, fewer when the share is spent (at least one).
+template <class F>
+Timing measure(F&& call, int repeats, double share_seconds) {
+  const Clock::time_point start = Clock::now();
+  call();  // warm-up: first-touch of outputs and saved state, caches, branch predictors
+  std::vector<double> ms, cpu_ms;
+  // Reserved before counting, so that only the calls' own allocations count.
+  ms.reserve(std::size_t(repeats));
+  cpu_ms.reserve(std::size_t(repeats));
+  const std::size_t allocations_before = allocation_count();
+  while (int(ms.size()) < repeats) {
+    const double cpu = process_cpu_seconds();
+    const Clock::time_point t = Clock::now();
+    call();
+    const double seconds = seconds_since(t);
+    cpu_ms.push_back((process_cpu_seconds() - cpu) * 1e3 / kEngineThreads);
+    ms.push_back(seconds * 1e3);
+    if (share_seconds > 0 && seconds_since(start) + seconds > share_seconds) break;
+  }
+  Timing timing;
+  timing.calls = int(ms.size());
+  timing.allocations_per_call = double(allocation_count() - allocations_before) / ms.size();
+  timing.median_ms = median(ms);
+  timing.cpu_median_ms = median(cpu_ms);
+  return timing;
+}
+
+// Deterministic, cheap, non-degenerate data in [-1, 1) + offset (xorshift).
+template <class T>
+void fill(xt::xarray<T>& a, std::uint64_t seed, double offset) {
+  std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (T& v : a) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    v = T(double(s >> 11) * (2.0 / 9007199254740992.0) - 1.0 + offset);
+  }
+}
+
+std::string shape_string(const Shape& shape) {
+  std::string text;
+  for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? "x" : "") + std::to_string(shape[i]);
+  return text;
+}
+
+std::string format(const char* pattern, double a, double b, double c) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, pattern, a, b, c);
+  return buffer;
+}
+
+struct PhaseResult {
+  const char* name;
+  Timing timing;
+  double bytes;
+  double gbs() const { return bytes / (timing.median_ms * 1e-3) / 1e9; }
+};
+
+// Share of the wall time the engine had a CPU: well below 1 on a busy machine.
+double cpu_share(const std::vector<PhaseResult>& phases) {
+  double wall = 0, cpu = 0;
+  for (const PhaseResult& p : phases) wall += p.timing.median_ms, cpu += p.timing.cpu_median_ms;
+  return wall > 0 ? std::min(1.0, cpu / wall) : 1.0;
+}
+
+// The spec text of a case when it is more than its type.
+std::string norm_label(const nlohmann::json& spec) {
+  return spec.size() == 1 ? spec.at("type").get<std::string>() : spec.dump();
+}
+
+void print_table_header() {
+  std::printf("%-10s %-15s %8s %6s %4s  %8s %6s %4s  %8s %6s %4s  %4s %s\n", "norm", "shape",
+              "fwd ms", "GB/s", "%bw", "eval ms", "GB/s", "%bw", "bwd ms", "GB/s", "%bw", "cpu",
+              "allocs f/e/b");
+}
+
+void print_row(const nlohmann::json& spec, const Shape& shape,
+               const std::vector<PhaseResult>& phases, double bandwidth) {
+  std::printf("%-10s %-15s", norm_label(spec).c_str(), shape_string(shape).c_str());
+  for (const PhaseResult& p : phases)
+    std::printf(" %s ", format("%8.3f %6.1f %3.0f%%", p.timing.median_ms, p.gbs(),
+                               100 * p.gbs() / bandwidth)
+                            .c_str());
+  std::printf("%3.0f%% %g/%g/%g\n", 100 * cpu_share(phases), phases[0].timing.allocations_per_call,
+              phases[1].timing.allocations_per_call, phases[2].timing.allocations_per_call);
+  std::fflush(stdout);
+}
+
+void print_json_row(const nlohmann::json& spec, const Shape& shape, const BenchOptions& o,
+                    const std::vector<PhaseResult>& phases, const Bandwidth& bandwidth) {
+  nlohmann::json row = {{"norm", spec.at("type")},
+                        {"spec", spec},
+                        {"shape", shape},
+                        {"dtype", o.dtype},
+                        {"threads", o.threads},
+                        {"engine_threads", kEngineThreads},
+                        {"cpu_share", cpu_share(phases)},
+                        {"bandwidth_gbs", bandwidth.best_gbs()},
+                        {"copy_gbs", bandwidth.copy_gbs},
+                        {"triad_gbs", bandwidth.triad_gbs}};
+  for (const PhaseResult& p : phases) {
+    const std::string name = p.name;
+    row[name + "_ms"] = p.timing.median_ms;
+    row[name + "_cpu_ms"] = p.timing.cpu_median_ms;
+    row[name + "_calls"] = p.timing.calls;
+    row[name + "_bytes"] = p.bytes;
+    row[name + "_gbs"] = p.gbs();
+    row[name + "_pct"] = 100 * p.gbs() / bandwidth.best_gbs();
+    row[name + "_allocs_per_call"] = p.timing.allocations_per_call;
+  }
+  std::cout << row.dump() << std::endl;
+}
+
+// Measures one case; nullopt (and why) when the norm does not accept the shape.
+template <class T>
+std::optional<std::vector<PhaseResult>> bench_case(const Case& c, const BenchOptions& o,
+                                                   Budget& budget, nlohmann::json& resolved) {
+  auto norm = make_norm<T>(c.spec, 0);
+  try {
+    norm->prepare(c.shape);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "normlab bench: skipped " << norm_label(c.spec) << " on " << shape_string(c.shape)
+              << ": " << e.what() << "\n";
+    budget.skip(3);
+    return std::nullopt;
+  }
+  resolved = norm->to_json();
+  xt::xarray<T> x = xt::xarray<T>::from_shape(c.shape), dy = xt::xarray<T>::from_shape(c.shape);
+  fill(x, 1, 0.5);
+  fill(dy, 2, 0.0);
+  xt::xarray<T> y = xt::empty<T>(c.shape), dx = xt::empty<T>(c.shape);
+
+  const Passes passes = minimum_passes(resolved);
+  const double tensor_bytes = double(x.size() * sizeof(T));
+  std::vector<PhaseResult> phases;
+  phases.push_back(
+      {"forward",
+       measure([&] { norm->forward(x, Mode::train, y); }, o.repeats, budget.next_share()),
+       passes.forward * tensor_bytes});
+  phases.push_back(
+      {"forward_eval",
+       measure([&] { norm->forward(x, Mode::eval, y); }, o.repeats, budget.next_share()),
+       passes.forward_eval * tensor_bytes});
+  norm->forward(x, Mode::train, y);  // backward of a train forward, not of the eval one
+  phases.push_back({"backward",
+                    measure([&] { norm->backward(dy, dx); }, o.repeats, budget.next_share()),
+                    passes.backward * tensor_bytes});
+  return phases;
+}
+
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) {
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
+  out << "normlab bench " << version << ", " << date << ", " << cpu_model() << ", "
+      << std::thread::hardware_concurrency() << " logical CPUs, L2 "
+      << sysconf(_SC_LEVEL2_CACHE_SIZE) / 1024 << " KiB, L3 "
+      << sysconf(_SC_LEVEL3_CACHE_SIZE) / (1024 * 1024) << " MiB (as reported), g++ " << __VERSION__
+      << "\n"
+      << o.dtype << ", --threads " << o.threads << " (engine threads " << kEngineThreads
+      << "), median of up to " << o.repeats << " calls after a warm-up"
+      << (o.seconds > 0 ? ", budget " + format("%g s", o.seconds, 0, 0) : std::string()) << "\n"
+      << format("bandwidth: copy %.1f GB/s, triad %.1f GB/s -> %.1f GB/s is 100%%", b.copy_gbs,
+                b.triad_gbs, b.best_gbs())
+      << " (3 arrays of " << b.array_bytes / (1024 * 1024) << " MiB, " << b.threads
+      << (b.threads == 1 ? " thread" : " threads") << ", best of " << b.passes << ")\n"
+      << "minimum traffic: forward x + y, backward x + dy + dx; batch: forward 2x + y (eval x + y),"
+         " backward 2x + 2dy + dx\n";
+}
+
+template <class T>
+int run_bench(const BenchOptions& o, const std::vector<Case>& cases) {
+  Budget budget(o.seconds, 3 * int(cases.size()));
+  // With a budget, the probe gets its minimum: one untimed and two timed passes.
+  const Bandwidth bandwidth =
+      measure_bandwidth(o.threads, o.probe_mb * 1024 * 1024, o.seconds > 0 ? 2 : 5);
+  print_header(o.json ? std::cerr : std::cout, o, bandwidth);
+  if (!o.json) print_table_header();
+  int rows = 0;
+  double lowest_cpu_share = 1;
+  for (const Case& c : cases) {
+    nlohmann::json resolved;
+    const auto phases = bench_case<T>(c, o, budget, resolved);
+    if (!phases) continue;
+    ++rows;
+    lowest_cpu_share = std::min(lowest_cpu_share, cpu_share(*phases));
+    if (o.json)
+      print_json_row(resolved, c.shape, o, *phases, bandwidth);
+    else
+      print_row(c.spec, c.shape, *phases, bandwidth.best_gbs());
+  }
+  if (rows == 0) throw std::invalid_argument("no norm accepted any of the shapes");
+  if (lowest_cpu_share < 0.9)
+    std::cerr << "normlab bench: warning: the machine is busy: some cases had a CPU for only "
+              << int(100 * lowest_cpu_share) << "% of their wall time (column cpu); their times "
+              << "and GB/s are pessimistic\n";
+  return 0;
+}
+
+}  // namespace
+
+int bench_command(const Args& args) {
+  BenchOptions o;
+  po::options_description desc(
+      "usage: normlab bench [--norm NAME|SPEC ...] [--shape N,C,H,W ...] [--threads N]\n"
+      "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n\n"
+      "Times forward (train), forward (eval) and backward of each norm and shape (median\n"
+      "after a warm-up) and reports the effective GB/s of the minimum memory traffic\n"
+      "against the machine's bandwidth, measured first (STREAM copy and triad). Options");
+  desc.add_options()("help,h", "show this help")(
+      "norm", po::value(&o.norms)->multitoken()->composing(),
+      "norms to time: batch layer instance group weight rms, or a JSON spec (default: all)")(
+      "shape", po::value(&o.shapes)->multitoken()->composing(),
+      "input shapes, e.g. 32,64,56,56 8192,768 (default: each norm's default shapes)")(
+      "threads", po::value(&o.threads), "threads (default 1; the engine itself uses 1 today)")(
+      "repeats", po::value(&o.repeats), "timed calls per measurement (default 10)")(
+      "seconds", po::value(&o.seconds),
+      "time budget for the whole run, shared by the measurements (default: none)")(
+      "json", po::bool_switch(&o.json), "one JSON line per case on stdout instead of the table")(
+      "dtype", po::value(&o.dtype), "float32 (default) or float64")(
+      "probe-mb", po::value(&o.probe_mb),
+      "MiB per array of the bandwidth probe (default 512: far beyond any L3)");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  po::notify(vm);
+  if (o.threads < 1) throw std::invalid_argument("--threads must be at least 1");
+  if (o.repeats < 1) throw std::invalid_argument("--repeats must be at least 1");
+  if (o.seconds < 0) throw std::invalid_argument("--seconds must not be negative");
+  if (o.probe_mb < 1) throw std::invalid_argument("--probe-mb must be at least 1");
+  if (o.dtype != "float32" && o.dtype != "float64")
+    throw std::invalid_argument("--dtype '" + o.dtype + "': use float32 or float64");
+  if (o.threads > kEngineThreads)
+    std::cerr << "normlab bench: warning: the engine is single-threaded; --threads " << o.threads
+              << " sets the bandwidth probe only\n";
+  const std::vector<Case> cases = select_cases(o);
+  return o.dtype == "float32" ? run_bench<float>(o, cases) : run_bench<double>(o, cases);
+}
+
+}  // namespace normlab::cli

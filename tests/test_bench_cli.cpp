@@ -1,0 +1,86 @@
+// `normlab bench` smoke test (CI keeps it to about a second): it measures a
+// tiny case, prints a table row or a JSON line with every field, and exits 0;
+// a bad option exits 1 with one line on stderr.
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_helpers.hpp"
+
+using normlab::test::check_mentions;
+using normlab::test::CliResult;
+using normlab::test::run_cli;
+using normlab::test::ScratchDir;
+
+namespace {
+
+// Tiny input, small probe arrays and a budget: the test is about the plumbing.
+const std::vector<std::string> kQuick = {"bench",     "--norm",    "layer",      "batch",
+                                         "--shape",   "4,8,16,16", "--seconds",  "0.5",
+                                         "--repeats", "3",         "--probe-mb", "16"};
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& more) {
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+}  // namespace
+
+TEST_CASE("normlab bench prints the bandwidth and one row per case") {
+  ScratchDir dir;
+  const CliResult r = run_cli(dir, kQuick);
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  check_mentions(
+      r.out, {"bandwidth: copy", "triad", "fwd ms", "bwd ms", "\nlayer ", "\nbatch ", "4x8x16x16"});
+}
+
+TEST_CASE("normlab bench --json: one line per case with the timings, traffic and bandwidth") {
+  ScratchDir dir;
+  const CliResult r = run_cli(dir, with(kQuick, {"--json", "--dtype", "float64"}));
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> rows;
+  while (std::getline(lines, line)) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 2);
+  for (const nlohmann::json& row : rows) {
+    CHECK(row.at("dtype") == "float64");
+    CHECK(row.at("shape") == nlohmann::json({4, 8, 16, 16}));
+    CHECK(row.at("threads") == 1);
+    CHECK(row.at("bandwidth_gbs").get<double>() > 0);
+    for (const char* phase : {"forward", "forward_eval", "backward"}) {
+      CHECK(row.at(std::string(phase) + "_ms").get<double>() > 0);
+      CHECK(row.at(std::string(phase) + "_gbs").get<double>() > 0);
+      CHECK(row.contains(std::string(phase) + "_pct"));
+    }
+  }
+  // The minimum-traffic model: 4*8*16*16 doubles are 64 KiB; LN reads x and
+  // writes y, BN reads x once more; backward 3 and 5 passes.
+  const double tensor = 4 * 8 * 16 * 16 * 8;
+  CHECK(rows[0].at("norm") == "layer");
+  CHECK(rows[0].at("forward_bytes") == 2 * tensor);
+  CHECK(rows[0].at("backward_bytes") == 3 * tensor);
+  CHECK(rows[1].at("norm") == "batch");
+  CHECK(rows[1].at("forward_bytes") == 3 * tensor);
+  CHECK(rows[1].at("forward_eval_bytes") == 2 * tensor);
+  CHECK(rows[1].at("backward_bytes") == 5 * tensor);
+}
+
+TEST_CASE("normlab bench: a bad option is one line on stderr and exit 1") {
+  ScratchDir dir;
+  for (const auto& [args, phrase] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"bench", "--shape", "4,x"}, "--shape '4,x'"},
+           {{"bench", "--norm", "bogus"}, "--norm 'bogus'"},
+           {{"bench", "--dtype", "half", "--probe-mb", "1", "--norm", "rms"}, "--dtype 'half'"}}) {
+    const CliResult r = run_cli(dir, args);
+    INFO("stderr: " << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.out.empty());
+    check_mentions(r.err, {"normlab bench: ", phrase});
+  }
+}
