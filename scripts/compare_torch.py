@@ -1,0 +1,178 @@
+#!/usr/bin/python3
+"""Norm kernel speed of normlab next to PyTorch's CPU kernels, in the same run.
+
+Runs `normlab bench --json` (which also measures the machine's bandwidth), then
+times each of its cases in PyTorch with torch.set_num_threads matched:
+F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
+(RMSNorm: a composite of elementwise ops, torch 1.13 has no RMSNorm kernel).
+Forward train and eval run with autograd recording on a leaf that requires
+grad, as in training; backward times y.backward(dy) with a precomputed dy
+(each preceded by an untimed forward). Medians after a warm-up, like normlab's.
+The ratio is torch time / normlab time: above 1, normlab is faster.
+
+Run by hand with Debian's python3-torch (not the pyenv python3 on PATH):
+    /usr/bin/python3 scripts/compare_torch.py [--threads 1,2] [--norm batch ...]
+        [--shape 32,64,56,56 ...] [--repeats 10] [--dtype float32] [--normlab build/normlab]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PHASES = ("forward", "forward_eval", "backward")
+
+
+def normlab_rows(args, threads):
+    command = [args.normlab, "bench", "--json", "--threads", str(threads), "--repeats",
+               str(args.repeats), "--dtype", args.dtype]
+    if args.norm:
+        command += ["--norm"] + args.norm
+    if args.shape:
+        command += ["--shape"] + args.shape
+    if args.seconds:
+        command += ["--seconds", str(args.seconds)]
+    # stderr (the bandwidth header) goes straight to ours.
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def torch_case(spec, shape, dtype):
+    """(leaf x, forward(train: bool) -> y, label note) for a resolved normlab spec."""
+    kind = spec["type"]
+    x = torch.randn(*shape, dtype=dtype).add_(0.5).requires_grad_()
+
+    def param(size, value):
+        return torch.full(size, value, dtype=dtype, requires_grad=True)
+
+    eps = spec.get("eps")
+    if kind in ("batch", "instance"):
+        channels = shape[1]
+        affine = spec.get("affine", kind == "batch")
+        w, b = (param((channels,), 1.0), param((channels,), 0.0)) if affine else (None, None)
+        track = spec.get("track_running_stats", kind == "batch")
+        rm = torch.zeros(channels, dtype=dtype) if track else None
+        rv = torch.ones(channels, dtype=dtype) if track else None
+        momentum = spec.get("momentum")
+        momentum = 0.1 if momentum is None else momentum  # cumulative average: same work
+        if kind == "batch":
+            return x, lambda train: F.batch_norm(x, rm, rv, w, b, train or not track, momentum, eps), ""
+        return x, lambda train: F.instance_norm(x, rm, rv, w, b, train or not track, momentum, eps), ""
+    if kind == "group":
+        channels = shape[1]
+        w, b = (param((channels,), 1.0), param((channels,), 0.0)) if spec.get("affine", True) else (None, None)
+        return x, lambda train: F.group_norm(x, spec["groups"], w, b, eps), ""
+    if kind in ("layer", "rms"):
+        normalized = list(spec.get("normalized_shape") or shape[1:])
+        dims = tuple(range(len(shape) - len(normalized), len(shape)))
+        if kind == "rms" and eps is None:
+            eps = torch.finfo(dtype).eps
+        affine = spec.get("affine", True)
+        if spec.get("channel_affine"):
+            view = [1, shape[1]] + [1] * (len(shape) - 2)
+            w = param((shape[1],), 1.0) if affine else None
+            b = param((shape[1],), 0.0) if affine and kind == "layer" else None
+            scale = (lambda y: y * w.view(view)) if w is not None else (lambda y: y)
+            shift = (lambda y: y + b.view(view)) if b is not None else (lambda y: y)
+        else:
+            w = param(normalized, 1.0) if affine else None
+            b = param(normalized, 0.0) if affine and kind == "layer" else None
+            scale = (lambda y: y * w) if w is not None else (lambda y: y)
+            shift = (lambda y: y + b) if b is not None else (lambda y: y)
+        if kind == "rms":
+            return x, lambda train: scale(x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)), \
+                "composite"
+        if spec.get("channel_affine"):
+            return x, lambda train: shift(scale(F.layer_norm(x, normalized, None, None, eps))), "composite"
+        return x, lambda train: F.layer_norm(x, normalized, w, b, eps), ""
+    if kind == "weight":
+        dim = spec.get("dim", 0) % len(shape)
+        with torch.no_grad():
+            g = torch.norm_except_dim(x, 2, dim).clone()
+        g.requires_grad_()
+        return x, lambda train: torch._weight_norm(x, g, dim), ""
+    raise ValueError("no PyTorch equivalent for norm type " + kind)
+
+
+def median_ms(call, repeats, before=None):
+    """Median of `repeats` timed calls after one warm-up; `before` runs untimed ahead of each."""
+    if before:
+        before()
+    call()
+    times = []
+    for _ in range(repeats):
+        if before:
+            before()
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def torch_times(row, repeats):
+    dtype = {"float32": torch.float32, "float64": torch.float64}[row["dtype"]]
+    torch.manual_seed(0)
+    x, forward, note = torch_case(row["spec"], row["shape"], dtype)
+    dy = torch.randn(*row["shape"], dtype=dtype)
+    state = {}
+
+    def fresh_graph():
+        x.grad = None
+        state["y"] = forward(True)
+
+    times = {
+        "forward": median_ms(lambda: forward(True), repeats),
+        "forward_eval": median_ms(lambda: forward(False), repeats),
+        "backward": median_ms(lambda: state["y"].backward(dy), repeats, before=fresh_graph),
+    }
+    return times, note
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--normlab", default=os.path.join(ROOT, "build", "normlab"))
+    parser.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    parser.add_argument("--norm", nargs="*", help="as normlab bench --norm")
+    parser.add_argument("--shape", nargs="*", help="as normlab bench --shape")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--seconds", type=float, help="passed to normlab bench")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--json", action="store_true", help="also print one JSON line per case")
+    args = parser.parse_args()
+
+    header = (f"{'norm':<9} {'shape':<15} {'thr':>3} | {'normlab ms fwd/eval/bwd':>24} | "
+              f"{'torch ms fwd/eval/bwd':>24} | {'torch/normlab':>17} | {'normlab %bw f/e/b':>17}")
+    lines = []
+    for threads in [int(t) for t in args.threads.split(",")]:
+        torch.set_num_threads(threads)
+        for row in normlab_rows(args, threads):
+            torch_ms, note = torch_times(row, args.repeats)
+            ours = [row[p + "_ms"] for p in PHASES]
+            theirs = [torch_ms[p] for p in PHASES]
+            ratios = [t / n for t, n in zip(theirs, ours)]
+            shape = "x".join(str(s) for s in row["shape"])
+            lines.append(
+                f"{row['norm']:<9} {shape:<15} {threads:>3} | "
+                + " ".join(f"{v:7.2f}" for v in ours) + " | "
+                + " ".join(f"{v:7.2f}" for v in theirs) + " | "
+                + " ".join(f"{r:5.2f}" for r in ratios) + " | "
+                + " ".join(f"{row[p + '_pct']:4.0f}%" for p in PHASES)
+                + (f"  (torch: {note})" if note else ""))
+            if args.json:
+                print(json.dumps({**row, "torch_ms": torch_ms, "torch_note": note,
+                                  "torch_over_normlab": dict(zip(PHASES, ratios))}))
+            sys.stdout.flush()
+    print(f"PyTorch {torch.__version__}, {args.dtype}, median of {args.repeats} after a warm-up; "
+          "torch/normlab > 1: normlab is faster")
+    print(header)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
