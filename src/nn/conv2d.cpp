@@ -60,12 +60,12 @@ void col2im(const T* cols, const ConvGeometry& g, T* dx) {
 }
 
 template <class T>
-class Conv2d final : public Layer<T> {
+class Conv2d final : public WeightedLayer<T> {
  public:
   Conv2d(std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride,
          std::size_t padding, bool bias, bool weight_norm)
-      : in_(in), out_(out), kernel_(kernel), stride_(stride), padding_(padding),
-        weight_({out, in, kernel, kernel}, bias, weight_norm) {}
+      : WeightedLayer<T>({out, in, kernel, kernel}, bias, weight_norm),
+        in_(in), out_(out), kernel_(kernel), stride_(stride), padding_(padding) {}
 
   // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out)
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) override {
@@ -80,15 +80,15 @@ class Conv2d final : public Layer<T> {
     const std::size_t n = x.shape(0), K = g_.patch(), P = g_.pixels();
     cols_.resize({n, K, P});
     y_.resize({n, out_, g_.out_height, g_.out_width});
-    const xt::xarray<T>& w = weight_.weight(mode);
+    const xt::xarray<T>& w = this->weight_.weight(mode);
     for (std::size_t s = 0; s < n; ++s) {
       T* cols = cols_.data() + s * K * P;
       T* y = y_.data() + s * out_ * P;
       im2col(x.data() + s * in_ * g_.height * g_.width, g_, cols);
       gemm(false, false, int(out_), int(P), int(K), T(1), w.data(), int(K), cols, int(P), T(0), y, int(P));
-      if (weight_.has_bias())
+      if (this->weight_.has_bias())
         for (std::size_t o = 0; o < out_; ++o)
-          for (std::size_t p = 0; p < P; ++p) y[o * P + p] += weight_.bias()[o];
+          for (std::size_t p = 0; p < P; ++p) y[o * P + p] += this->weight_.bias()[o];
     }
     last_weight_ = &w;
     return y_;
@@ -98,34 +98,27 @@ class Conv2d final : public Layer<T> {
     const std::size_t n = dy.shape(0), K = g_.patch(), P = g_.pixels();
     dx_.resize({n, in_, g_.height, g_.width});
     dcols_.resize({K, P});
-    xt::xarray<T>& dw = weight_.weight_grad();
+    xt::xarray<T>& dw = this->weight_.weight_grad();
     for (std::size_t s = 0; s < n; ++s) {
       const T* dys = dy.data() + s * out_ * P;
       // dw (O x K) += dy[s] (O x P) * cols[s]^T (P x K)
       gemm(false, true, int(out_), int(K), int(P), T(1), dys, int(P), cols_.data() + s * K * P,
            int(P), T(1), dw.data(), int(K));
-      if (weight_.has_bias())
+      if (this->weight_.has_bias())
         for (std::size_t o = 0; o < out_; ++o) {
           T sum = 0;
           for (std::size_t p = 0; p < P; ++p) sum += dys[o * P + p];
-          weight_.bias_grad()[o] += sum;
+          this->weight_.bias_grad()[o] += sum;
         }
       // dcols (K x P) = w^T (K x O) * dy[s] (O x P), then back to image layout.
       gemm(true, false, int(K), int(P), int(out_), T(1), last_weight_->data(), int(K), dys, int(P),
            T(0), dcols_.data(), int(P));
       col2im(dcols_.data(), g_, dx_.data() + s * in_ * g_.height * g_.width);
     }
-    weight_.finish_backward();
+    this->weight_.finish_backward();
     return dx_;
   }
 
-  std::vector<ParameterRef<T>> parameters() override {
-    std::vector<ParameterRef<T>> out;
-    weight_.append_parameters(out);
-    return out;
-  }
-  Norm<T>* norm() override { return weight_.norm(); }
-  void initialize(std::mt19937_64& rng) override { weight_.initialize(rng); }
   std::string name() const override {
     return "conv" + std::to_string(kernel_) + "x" + std::to_string(kernel_) + "(" +
            std::to_string(in_) + "->" + std::to_string(out_) + ")";
@@ -133,7 +126,6 @@ class Conv2d final : public Layer<T> {
 
  private:
   std::size_t in_, out_, kernel_, stride_, padding_;
-  LearnedWeight<T> weight_;
   ConvGeometry g_{};
   const xt::xarray<T>* last_weight_ = nullptr;
   xt::xarray<T> cols_, y_, dcols_, dx_;

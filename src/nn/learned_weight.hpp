@@ -74,4 +74,22 @@ class LearnedWeight {
   xt::xarray<T> w_, dw_, dv_step_;
 };
 
+// A conv or linear layer: everything about its learned weight is shared.
+template <class T>
+class WeightedLayer : public Layer<T> {
+ public:
+  WeightedLayer(std::vector<std::size_t> weight_shape, bool bias, bool weight_norm)
+      : weight_(std::move(weight_shape), bias, weight_norm) {}
+  std::vector<ParameterRef<T>> parameters() override {
+    std::vector<ParameterRef<T>> out;
+    weight_.append_parameters(out);
+    return out;
+  }
+  Norm<T>* norm() override { return weight_.norm(); }
+  void initialize(std::mt19937_64& rng) override { weight_.initialize(rng); }
+
+ protected:
+  LearnedWeight<T> weight_;
+};
+
 }  // namespace normlab

@@ -9,10 +9,10 @@ namespace normlab {
 namespace {
 
 template <class T>
-class Linear final : public Layer<T> {
+class Linear final : public WeightedLayer<T> {
  public:
   Linear(std::size_t in, std::size_t out, bool bias, bool weight_norm)
-      : in_(in), out_(out), weight_({out, in}, bias, weight_norm) {}
+      : WeightedLayer<T>({out, in}, bias, weight_norm), in_(in), out_(out) {}
 
   // x: (N, in) -> y: (N, out)
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) override {
@@ -21,12 +21,12 @@ class Linear final : public Layer<T> {
                                   shape_text(x.shape()));
     const std::size_t n = x.shape(0);
     y_.resize({n, out_});
-    const xt::xarray<T>& w = weight_.weight(mode);
+    const xt::xarray<T>& w = this->weight_.weight(mode);
     gemm(false, true, int(n), int(out_), int(in_), T(1), x.data(), int(in_), w.data(), int(in_),
          T(0), y_.data(), int(out_));
-    if (weight_.has_bias())
+    if (this->weight_.has_bias())
       for (std::size_t s = 0; s < n; ++s)
-        for (std::size_t o = 0; o < out_; ++o) y_(s, o) += weight_.bias()[o];
+        for (std::size_t o = 0; o < out_; ++o) y_(s, o) += this->weight_.bias()[o];
     last_x_ = &x;
     last_weight_ = &w;
     return y_;
@@ -35,34 +35,26 @@ class Linear final : public Layer<T> {
   const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
     const std::size_t n = dy.shape(0);
     // dw (out x in) += dy^T (out x N) * x (N x in)
-    xt::xarray<T>& dw = weight_.weight_grad();
+    xt::xarray<T>& dw = this->weight_.weight_grad();
     gemm(true, false, int(out_), int(in_), int(n), T(1), dy.data(), int(out_), last_x_->data(),
          int(in_), T(1), dw.data(), int(in_));
-    if (weight_.has_bias())
+    if (this->weight_.has_bias())
       for (std::size_t s = 0; s < n; ++s)
-        for (std::size_t o = 0; o < out_; ++o) weight_.bias_grad()[o] += dy(s, o);
+        for (std::size_t o = 0; o < out_; ++o) this->weight_.bias_grad()[o] += dy(s, o);
     // dx (N x in) = dy (N x out) * w (out x in)
     dx_.resize({n, in_});
     gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_), last_weight_->data(),
          int(in_), T(0), dx_.data(), int(in_));
-    weight_.finish_backward();
+    this->weight_.finish_backward();
     return dx_;
   }
 
-  std::vector<ParameterRef<T>> parameters() override {
-    std::vector<ParameterRef<T>> out;
-    weight_.append_parameters(out);
-    return out;
-  }
-  Norm<T>* norm() override { return weight_.norm(); }
-  void initialize(std::mt19937_64& rng) override { weight_.initialize(rng); }
   std::string name() const override {
     return "linear(" + std::to_string(in_) + "->" + std::to_string(out_) + ")";
   }
 
  private:
   std::size_t in_, out_;
-  LearnedWeight<T> weight_;
   const xt::xarray<T>* last_x_ = nullptr;  // the previous layer's output buffer
   const xt::xarray<T>* last_weight_ = nullptr;
   xt::xarray<T> y_, dx_;
