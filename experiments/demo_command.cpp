@@ -66,14 +66,14 @@ int demo_command(const Args& args) {
 
   std::printf("input (N, C, H, W) = (4, 6, 5, 5): channel means -5..5, stds 1..3.5, sample shifts 0..3\n");
   std::printf("after each norm (train mode), the largest |mean| or |std - 1| over the slices:\n\n");
-  std::printf("%-34s %12s %12s %12s %12s\n", "norm", "per channel", "per sample", "per (n,c)", "per (n,grp)");
+  std::printf("%-40s %12s %12s %12s %12s\n", "norm", "per channel", "per sample", "per (n,c)", "per (n,grp)");
   const char* specs[] = {R"({"type":"batch"})", R"({"type":"layer"})",
                          R"({"type":"instance"})", R"({"type":"group","groups":3})",
                          R"({"type":"layer","channel_affine":true})", R"({"type":"rms"})"};
   for (const char* text : specs) {
     auto norm = make_norm<double>(nlohmann::json::parse(text), C);
     const xt::xarray<double> y = norm->forward(x, Mode::train);
-    std::printf("%-34s %12.2e %12.2e %12.2e %12.2e\n", text,
+    std::printf("%-40s %12.2e %12.2e %12.2e %12.2e\n", text,
                 worst_deviation(y, C, [](std::size_t, std::size_t c) { return c; }),
                 worst_deviation(y, N, [](std::size_t n, std::size_t) { return n; }),
                 worst_deviation(y, N * C, [&](std::size_t n, std::size_t c) { return n * C + c; }),
