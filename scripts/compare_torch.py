@@ -101,18 +101,20 @@ def torch_case(spec, shape, dtype):
 
 
 def median_ms(call, repeats, before=None):
-    """Median of `repeats` timed calls after one warm-up; `before` runs untimed ahead of each."""
+    """Median wall and CPU ms of `repeats` timed calls after one warm-up; `before` runs
+    untimed ahead of each."""
     if before:
         before()
     call()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
         if before:
             before()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        wall.append((time.perf_counter() - start) * 1e3)
+        cpu.append((time.process_time() - start_cpu) * 1e3)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def torch_times(row, repeats):
@@ -126,12 +128,16 @@ def torch_times(row, repeats):
         x.grad = None
         state["y"] = forward(True)
 
-    times = {
+    measured = {
         "forward": median_ms(lambda: forward(True), repeats),
         "forward_eval": median_ms(lambda: forward(False), repeats),
         "backward": median_ms(lambda: state["y"].backward(dy), repeats, before=fresh_graph),
     }
-    return times, note
+    times = {phase: wall for phase, (wall, _) in measured.items()}
+    # Like normlab's cpu_share: well below 1, the process waited for a CPU (busy machine).
+    wall_total = sum(wall for wall, _ in measured.values())
+    cpu_total = sum(cpu for _, cpu in measured.values()) / torch.get_num_threads()
+    return times, min(1.0, cpu_total / wall_total), note
 
 
 def main():
@@ -147,12 +153,15 @@ def main():
     args = parser.parse_args()
 
     header = (f"{'norm':<9} {'shape':<15} {'thr':>3} | {'normlab ms fwd/eval/bwd':>24} | "
-              f"{'torch ms fwd/eval/bwd':>24} | {'torch/normlab':>17} | {'normlab %bw f/e/b':>17}")
+              f"{'torch ms fwd/eval/bwd':>24} | {'torch/normlab':>17} | {'normlab %bw f/e/b':>17} | "
+              "cpu n/t")
     lines = []
+    busy = False
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         for row in normlab_rows(args, threads):
-            torch_ms, note = torch_times(row, args.repeats)
+            torch_ms, torch_cpu_share, note = torch_times(row, args.repeats)
+            busy = busy or min(torch_cpu_share, row["cpu_share"]) < 0.9
             ours = [row[p + "_ms"] for p in PHASES]
             theirs = [torch_ms[p] for p in PHASES]
             ratios = [t / n for t, n in zip(theirs, ours)]
@@ -163,15 +172,20 @@ def main():
                 + " ".join(f"{v:7.2f}" for v in theirs) + " | "
                 + " ".join(f"{r:5.2f}" for r in ratios) + " | "
                 + " ".join(f"{row[p + '_pct']:4.0f}%" for p in PHASES)
+                + f" | {100 * row['cpu_share']:3.0f}% {100 * torch_cpu_share:3.0f}%"
                 + (f"  (torch: {note})" if note else ""))
             if args.json:
-                print(json.dumps({**row, "torch_ms": torch_ms, "torch_note": note,
+                print(json.dumps({**row, "torch_ms": torch_ms, "torch_cpu_share": torch_cpu_share,
+                                  "torch_note": note,
                                   "torch_over_normlab": dict(zip(PHASES, ratios))}))
             sys.stdout.flush()
     print(f"PyTorch {torch.__version__}, {args.dtype}, median of {args.repeats} after a warm-up; "
           "torch/normlab > 1: normlab is faster")
     print(header)
     print("\n".join(lines))
+    if busy:
+        print("warning: the machine was busy (cpu n/t: share of the wall time normlab / torch had "
+              "their CPUs, below 90% somewhere): times and ratios are unreliable")
 
 
 if __name__ == "__main__":
