@@ -42,6 +42,12 @@ struct EvaluationConfig {
   bool batch_stats_accuracy = true;  // also test with batch statistics at the training B
 };
 
+// `normlab probe`: how many batches it samples per batch size, and from which seed.
+struct ProbeConfig {
+  std::size_t batches = 200;
+  std::uint64_t seed = 0;
+};
+
 struct ExperimentConfig {
   std::string name;
   DatasetConfig dataset;
@@ -52,6 +58,7 @@ struct ExperimentConfig {
   std::size_t epochs = 1;
   OptimizerConfig optimizer;
   EvaluationConfig evaluation;
+  ProbeConfig probe;
   std::string output;
   std::size_t workers = 1;  // cells trained at once, each on one thread
   nlohmann::json resolved;  // the whole config with defaults filled in

@@ -18,6 +18,12 @@ class Model {
  public:
   void add(std::unique_ptr<Layer<T>> layer) { layers_.push_back(std::move(layer)); }
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode);
+  // Layers [first, last) applied to x (x itself when first == last); with
+  // first = 0 it gives the activations entering layer `last`, for probes.
+  const xt::xarray<T>& forward_range(const xt::xarray<T>& x, Mode mode, std::size_t first,
+                                     std::size_t last);
+  std::size_t size() const { return layers_.size(); }
+  Layer<T>& layer(std::size_t i) { return *layers_.at(i); }
   void backward(const xt::xarray<T>& dlogits);
   std::vector<ParameterRef<T>> parameters();
   // Every norm in the model, activation and weight norms alike.

@@ -141,6 +141,13 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   if (c.evaluation.batch_size < 1) eval.fail("batch_size", "expected at least 1");
   eval.finish();
 
+  JsonReader probe = r.object("probe");
+  const long long probe_batches = probe.integer("batches", 200);
+  if (probe_batches < 1) probe.fail("batches", "expected at least 1");
+  c.probe.batches = std::size_t(probe_batches);
+  c.probe.seed = std::uint64_t(probe.integer("seed", 0));
+  probe.finish();
+
   c.output = r.string("output", "out/" + c.name);
   const long long workers = r.integer("workers", 1);
   if (workers < 1) r.fail("workers", "expected at least 1");
@@ -177,6 +184,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
       {"evaluation",
        {{"batch_size", c.evaluation.batch_size},
         {"batch_stats_accuracy", c.evaluation.batch_stats_accuracy}}},
+      {"probe", {{"batches", c.probe.batches}, {"seed", c.probe.seed}}},
       {"output", c.output},
       {"workers", c.workers}};
   return c;

@@ -13,11 +13,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The settings that change results: everything but where they go and how
-// many cells run at once.
+// The settings that change results: everything but where they go, how
+// many cells run at once and the probe's settings.
 nlohmann::json result_relevant(nlohmann::json config) {
   config.erase("output");
   config.erase("workers");
+  config.erase("probe");
   return config;
 }
 
@@ -29,16 +30,6 @@ void write_atomically(const fs::path& path, const std::string& text) {
     if (!out) throw std::runtime_error(path.string() + ": cannot write");
   }
   fs::rename(tmp, path);
-}
-
-std::string csv_field(const nlohmann::json& v) {
-  if (v.is_null()) return "";
-  if (v.is_string()) {
-    std::string s = v.get<std::string>(), quoted = "\"";
-    for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return quoted + "\"";
-  }
-  return v.dump();
 }
 
 std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
@@ -60,6 +51,16 @@ std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epoch
 }
 
 }  // namespace
+
+std::string csv_field(const nlohmann::json& v) {
+  if (v.is_null()) return "";
+  if (v.is_string()) {
+    std::string s = v.get<std::string>(), quoted = "\"";
+    for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return quoted + "\"";
+  }
+  return v.dump();
+}
 
 ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, bool fresh)
     : dir_(std::move(dir)), config_(resolved_config) {
@@ -126,19 +127,26 @@ void ResultsStore::rewrite_summaries() const {
   write_atomically(dir_ / "table.md", error_table(config_, sorted));
 }
 
-std::string error_table(const nlohmann::json& config, const std::vector<nlohmann::json>& records) {
-  // (norm label, B) -> test errors over seeds; diverged cells count separately.
-  std::map<std::pair<std::string, std::size_t>, std::vector<double>> errors;
-  std::map<std::pair<std::string, std::size_t>, int> diverged;
-  std::vector<std::string> norms;
-  for (const auto& r : records) {
-    const std::string norm = r["norm"].get<std::string>();
-    if (std::find(norms.begin(), norms.end(), norm) == norms.end()) norms.push_back(norm);
-    const auto key = std::make_pair(norm, r["batch_size"].get<std::size_t>());
-    if (r["diverged"].get<bool>()) ++diverged[key];
-    else errors[key].push_back(100.0 * r["test_error"].get<double>());
-  }
-  const auto batch_sizes = config["batch_sizes"].get<std::vector<std::size_t>>();
+double GridCell::mean() const {
+  double sum = 0;
+  for (double v : values) sum += v;
+  return values.empty() ? std::nan("") : sum / double(values.size());
+}
+
+std::string GridCell::text(const char* format) const {
+  char cell[32] = "-";
+  if (!values.empty()) std::snprintf(cell, sizeof cell, format, mean());
+  else if (diverged) std::snprintf(cell, sizeof cell, "diverged");
+  return cell;
+}
+
+const GridCell& ResultGrid::at(const std::string& norm, std::size_t batch_size) const {
+  static const GridCell none;
+  const auto it = cells.find({norm, batch_size});
+  return it == cells.end() ? none : it->second;
+}
+
+std::string ResultGrid::markdown(const char* format) const {
   std::string text = "| norm |";
   for (std::size_t b : batch_sizes) text += " B=" + std::to_string(b) + " |";
   text += "\n|---|";
@@ -146,21 +154,32 @@ std::string error_table(const nlohmann::json& config, const std::vector<nlohmann
   text += "\n";
   for (const auto& norm : norms) {
     text += "| " + norm + " |";
-    for (std::size_t b : batch_sizes) {
-      const auto key = std::make_pair(norm, b);
-      char cell[32] = "-";
-      if (errors.count(key)) {
-        double sum = 0;
-        for (double e : errors[key]) sum += e;
-        std::snprintf(cell, sizeof cell, "%.2f", sum / double(errors[key].size()));
-      } else if (diverged.count(key)) {
-        std::snprintf(cell, sizeof cell, "diverged");
-      }
-      text += std::string(" ") + cell + " |";
-    }
+    for (std::size_t b : batch_sizes) text += " " + at(norm, b).text(format) + " |";
     text += "\n";
   }
   return text;
+}
+
+ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
+                       const std::vector<nlohmann::json>& records,
+                       const std::function<std::optional<double>(const nlohmann::json&)>& value) {
+  ResultGrid grid;
+  grid.batch_sizes = batch_sizes;
+  for (const auto& r : records) {
+    const std::string norm = r["norm"].get<std::string>();
+    if (std::find(grid.norms.begin(), grid.norms.end(), norm) == grid.norms.end())
+      grid.norms.push_back(norm);
+    GridCell& cell = grid.cells[{norm, r["batch_size"].get<std::size_t>()}];
+    if (r["diverged"].get<bool>()) ++cell.diverged;
+    else if (const std::optional<double> v = value(r)) cell.values.push_back(*v);
+  }
+  return grid;
+}
+
+std::string error_table(const nlohmann::json& config, const std::vector<nlohmann::json>& records) {
+  return result_grid(config["batch_sizes"].get<std::vector<std::size_t>>(), records,
+                     [](const nlohmann::json& r) { return 100.0 * r["test_error"].get<double>(); })
+      .markdown("%.2f");
 }
 
 }  // namespace normlab

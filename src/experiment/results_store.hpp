@@ -4,7 +4,10 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,7 +44,32 @@ class ResultsStore {
   bool created_dir_ = false, wrote_config_ = false, appended_ = false;
 };
 
+// One number per record, summarized by norm x batch size (the mean over seeds).
+struct GridCell {
+  std::vector<double> values;
+  int diverged = 0;
+  bool empty() const { return values.empty() && diverged == 0; }
+  double mean() const;
+  // The mean with `format`, "diverged" when every record diverged, "-" when empty.
+  std::string text(const char* format) const;
+};
+struct ResultGrid {
+  std::vector<std::string> norms;  // in order of first appearance
+  std::vector<std::size_t> batch_sizes;
+  std::map<std::pair<std::string, std::size_t>, GridCell> cells;
+  const GridCell& at(const std::string& norm, std::size_t batch_size) const;
+  std::string markdown(const char* format) const;
+};
+// `value` gives a record's number, or nullopt when it has none (diverged
+// records are counted as such without asking).
+ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
+                       const std::vector<nlohmann::json>& records,
+                       const std::function<std::optional<double>(const nlohmann::json&)>& value);
+
 // Test error (%) by norm x batch size, mean over seeds, as a Markdown table.
 std::string error_table(const nlohmann::json& config, const std::vector<nlohmann::json>& records);
+
+// A CSV field: strings quoted (quotes doubled), null empty, numbers as JSON.
+std::string csv_field(const nlohmann::json& value);
 
 }  // namespace normlab

@@ -1,4 +1,5 @@
 // One cell of the grid: train a fresh model with SGD, then evaluate it.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -8,13 +9,10 @@
 #include "normlab/experiment.hpp"
 #include "normlab/layers.hpp"
 #include "normlab/model.hpp"
+#include "train_model.hpp"
 
 namespace normlab {
-namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Copies samples order[first, first + B) into the batch buffers.
 void gather(const Dataset& data, const std::vector<std::size_t>& order, std::size_t first,
             xt::xarray<float>& images, std::vector<std::uint8_t>& labels) {
   const std::size_t batch = images.shape(0), pixels = images.size() / batch;
@@ -24,6 +22,10 @@ void gather(const Dataset& data, const std::vector<std::size_t>& order, std::siz
     labels[i] = data.labels[sample];
   }
 }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 std::size_t correct(const xt::xarray<float>& logits, const std::vector<std::uint8_t>& labels) {
   const std::size_t classes = logits.shape(1);
@@ -74,14 +76,24 @@ double batch_stats_accuracy(Model<float>& model, const Dataset& test, std::size_
   return acc;
 }
 
-// Norms whose train-mode output depends on the other samples of the batch.
-bool uses_batch_statistics(const nlohmann::json& norm) { return norm.at("type") == "batch"; }
+bool uses_batch_statistics(const nlohmann::json& norm) {
+  const auto& types = batch_statistics_types();
+  return std::find(types.begin(), types.end(), norm.at("type").get<std::string>()) != types.end();
+}
 
 }  // namespace
 
-nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
-                          const Dataset& test, const ProgressFn& progress) {
-  const auto start = Clock::now();
+const std::vector<std::string>& batch_statistics_types() {
+  static const std::vector<std::string> types = {"batch", "batch_renorm", "ghost"};
+  return types;
+}
+
+double eval_accuracy(Model<float>& model, const Dataset& data, std::size_t batch) {
+  return accuracy(model, data, batch, Mode::eval, /*drop_last=*/false);
+}
+
+Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
+                         const ProgressFn& progress, TrainingLog& log) {
   Model<float> model = build_model<float>(config.model, cell.norm);
   model.initialize(cell.seed);
   Sgd<float> sgd(model.parameters(), config.optimizer.momentum, config.optimizer.weight_decay);
@@ -91,41 +103,56 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
   if (steps == 0)  // parse_config catches this unless the dataset size is only known now
     throw std::invalid_argument("batch size " + std::to_string(batch) + " is larger than the " +
                                 std::to_string(train.size()) + " training samples");
+  log.steps_per_epoch = steps;
   std::vector<std::size_t> batch_shape = {batch};
   batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1, train.images.shape().end());
   xt::xarray<float> images = xt::empty<float>(batch_shape), dlogits;
   std::vector<std::uint8_t> labels(batch);
 
-  nlohmann::json epoch_losses = nlohmann::json::array();
-  bool diverged = false;
-  nlohmann::json diverged_at = nullptr;
-  double train_seconds = 0;
-  std::size_t images_seen = 0;
-  for (std::size_t epoch = 0; epoch < config.epochs && !diverged; ++epoch) {
+  // A few points per epoch whatever B is, so curves of different B line up.
+  const std::size_t window = std::max<std::size_t>(1, steps / kLossCurvePointsPerEpoch);
+  log.loss_curve = {{"epoch", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
+  for (std::size_t epoch = 0; epoch < config.epochs && !log.diverged; ++epoch) {
     const double lr = config.optimizer.lr_at(epoch, batch);
     const std::vector<std::size_t> order = permutation(train.size(), cell.seed * 1000003ULL + epoch);
     const auto epoch_start = Clock::now();
-    double loss_sum = 0;
+    double loss_sum = 0, window_sum = 0;
+    std::size_t window_steps = 0;
     for (std::size_t step = 0; step < steps; ++step) {
       gather(train, order, step * batch, images, labels);
       sgd.zero_grad();
       const double loss = softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
       if (!std::isfinite(loss)) {
-        diverged = true;
-        diverged_at = {{"epoch", epoch}, {"step", step}};
+        log.diverged = true;
+        log.diverged_at = {{"epoch", epoch}, {"step", step}};
         break;
       }
       model.backward(dlogits);
       sgd.step(lr);
       loss_sum += loss;
-      images_seen += batch;
+      window_sum += loss;
+      log.images_seen += batch;
+      if (++window_steps == window || step + 1 == steps) {
+        log.loss_curve["epoch"].push_back(double(epoch) + double(step + 1) / double(steps));
+        log.loss_curve["loss"].push_back(window_sum / double(window_steps));
+        window_sum = 0;
+        window_steps = 0;
+      }
       if (progress && (step % 50 == 0 || step + 1 == steps))
         progress({epoch, config.epochs, step + 1, steps, loss_sum / double(step + 1)});
     }
-    train_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    if (!diverged) epoch_losses.push_back(loss_sum / double(steps));
+    log.train_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    if (!log.diverged) log.epoch_losses.push_back(loss_sum / double(steps));
   }
+  return model;
+}
 
+nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
+                          const Dataset& test, const ProgressFn& progress) {
+  const auto start = Clock::now();
+  TrainingLog log;
+  Model<float> model = train_model(config, cell, train, progress, log);
+  const std::size_t batch = cell.batch_size;
   nlohmann::json result = {{"cell", cell.id()},
                            {"index", cell.index},
                            {"model", config.model},
@@ -135,22 +162,24 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
                            {"seed", cell.seed},
                            {"epochs", config.epochs},
                            {"lr", config.optimizer.lr_at(0, batch)},
-                           {"steps_per_epoch", steps},
-                           {"train_loss", epoch_losses},
-                           {"diverged", diverged},
-                           {"diverged_at", diverged_at},
+                           {"steps_per_epoch", log.steps_per_epoch},
+                           {"train_loss", log.epoch_losses},
+                           {"loss_curve", log.loss_curve},
+                           {"diverged", log.diverged},
+                           {"diverged_at", log.diverged_at},
                            {"test_accuracy", nullptr},
                            {"test_error", nullptr},
                            {"test_accuracy_batch_stats", nullptr}};
-  if (!diverged) {
-    const double acc = accuracy(model, test, config.evaluation.batch_size, Mode::eval, false);
+  if (!log.diverged) {
+    const double acc = eval_accuracy(model, test, config.evaluation.batch_size);
     result["test_accuracy"] = acc;
     result["test_error"] = 1.0 - acc;
     if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm))
       result["test_accuracy_batch_stats"] = batch_stats_accuracy(model, test, batch);
   }
-  result["train_seconds"] = train_seconds;
-  result["train_images_per_second"] = train_seconds > 0 ? double(images_seen) / train_seconds : 0.0;
+  const double seconds = log.train_seconds;
+  result["train_seconds"] = seconds;
+  result["train_images_per_second"] = seconds > 0 ? double(log.images_seen) / seconds : 0.0;
   result["wall_seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }

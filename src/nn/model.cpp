@@ -10,8 +10,18 @@ namespace normlab {
 
 template <class T>
 const xt::xarray<T>& Model<T>::forward(const xt::xarray<T>& x, Mode mode) {
+  return forward_range(x, mode, 0, layers_.size());
+}
+
+template <class T>
+const xt::xarray<T>& Model<T>::forward_range(const xt::xarray<T>& x, Mode mode, std::size_t first,
+                                             std::size_t last) {
+  if (first > last || last > layers_.size())
+    throw std::out_of_range("forward_range: layers [" + std::to_string(first) + ", " +
+                            std::to_string(last) + ") of a model with " +
+                            std::to_string(layers_.size()));
   const xt::xarray<T>* h = &x;
-  for (auto& layer : layers_) h = &layer->forward(*h, mode);
+  for (std::size_t i = first; i < last; ++i) h = &layers_[i]->forward(*h, mode);
   return *h;
 }
 

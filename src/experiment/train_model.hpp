@@ -1,0 +1,47 @@
+// Training one cell's model, shared by train_cell and `normlab probe
+// --model-from` (which re-trains a run's cell to get its weights back).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "normlab/experiment.hpp"
+#include "normlab/model.hpp"
+
+namespace normlab {
+
+// What training did, for the result record.
+struct TrainingLog {
+  std::size_t steps_per_epoch = 0;
+  nlohmann::json epoch_losses = nlohmann::json::array();
+  // Mean loss over windows of steps_per_epoch / kLossCurvePointsPerEpoch steps:
+  // {"epoch": [fractional epoch at each window's end], "loss": [...]}.
+  nlohmann::json loss_curve;
+  bool diverged = false;
+  nlohmann::json diverged_at = nullptr;
+  double train_seconds = 0;
+  std::size_t images_seen = 0;
+};
+constexpr std::size_t kLossCurvePointsPerEpoch = 20;
+
+// A fresh model for the cell, trained with SGD as the config says (same seed,
+// same numbers: training is single-threaded and deterministic).
+Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
+                         const ProgressFn& progress, TrainingLog& log);
+
+// Norm types whose train-mode output depends on the other samples of the
+// batch: batch-stats test accuracy and the probe use this list (new
+// batch-statistics norms go here).
+const std::vector<std::string>& batch_statistics_types();
+
+// Copies samples order[first, first + B) into the batch buffers (B = images.shape(0)).
+void gather(const Dataset& data, const std::vector<std::size_t>& order, std::size_t first,
+            xt::xarray<float>& images, std::vector<std::uint8_t>& labels);
+
+// Eval-mode accuracy over all of `data`, in batches of `batch`.
+double eval_accuracy(Model<float>& model, const Dataset& data, std::size_t batch);
+
+}  // namespace normlab
