@@ -15,5 +15,7 @@ int demo_command(const Args& args);
 int run_command(const Args& args);
 int validate_command(const Args& args);
 int list_command(const Args& args);
+int probe_command(const Args& args);
+int report_command(const Args& args);
 
 }  // namespace normlab::cli

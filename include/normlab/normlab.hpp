@@ -2,6 +2,7 @@
 // Including this header brings in the whole public API.
 #pragma once
 
+#include "normlab/analysis.hpp"
 #include "normlab/data.hpp"
 #include "normlab/engine.hpp"
 #include "normlab/experiment.hpp"

@@ -1,0 +1,51 @@
+// normlab report: figures (gnuplot) and tables from runs and probes.
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "commands.hpp"
+#include "normlab/analysis.hpp"
+
+namespace po = boost::program_options;
+
+namespace normlab::cli {
+
+int report_command(const Args& args) {
+  std::vector<std::string> dirs;
+  ReportOptions options;
+  po::options_description desc(
+      "usage: normlab report DIR [DIR ...] [--out OUT] [--gnuplot PROGRAM]\n\n"
+      "Figures and tables from run folders (results.jsonl; probe folders inside them are\n"
+      "included) and probe folders (probe.jsonl): test error vs batch size, training loss at the\n"
+      "smallest and largest batch, batch-statistics error vs batch size and the train/eval gap.\n"
+      "Figures are drawn by gnuplot (apt-get install gnuplot-nox) to SVG and PNG; OUT/report.html\n"
+      "shows them with the tables (also in report.md). Options");
+  desc.add_options()("help,h", "show this help")("out", po::value(&options.out_dir),
+                                                 "output folder (default: the first DIR/report)")(
+      "gnuplot", po::value(&options.gnuplot), "the gnuplot program (default: gnuplot on PATH)");
+  po::options_description hidden;
+  hidden.add_options()("dir", po::value(&dirs));
+  po::options_description all;
+  all.add(desc).add(hidden);
+  po::positional_options_description positional;
+  positional.add("dir", -1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (dirs.empty()) throw std::invalid_argument("missing DIR (a run or probe folder)");
+  if (options.out_dir.empty())
+    options.out_dir = (std::filesystem::path(dirs[0]) / "report").string();
+  const ReportSummary summary = write_report(dirs, options);
+  if (!summary.plotted)
+    std::cerr << "normlab report: gnuplot not found; figures not drawn (apt-get install "
+                 "gnuplot-nox, then run again)\n";
+  for (const std::string& png : summary.figures) std::cout << png << "\n";
+  std::cout << summary.html << "\n";
+  return 0;
+}
+
+}  // namespace normlab::cli

@@ -1,0 +1,449 @@
+// The batch-statistics probe: how far batch means and variances stray from
+// the population's at each batch size, and what that does to a layer's output.
+//
+// The activations entering layer i come from layers [0, i) in eval mode, with
+// the batch-statistics layers before i set to their population statistics. So
+// each sample's activation is a fixed function of that sample alone, and the
+// only thing that varies between batches is which samples layer i sees.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+
+#include "environment.hpp"
+#include "normlab/analysis.hpp"
+#include "normlab/model.hpp"
+#include "results_store.hpp"
+#include "train_model.hpp"
+
+namespace normlab {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_batch_statistics(const std::string& type) {
+  const auto& types = batch_statistics_types();
+  return std::find(types.begin(), types.end(), type) != types.end();
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string text;
+  for (const auto& w : words) text += (text.empty() ? "" : ", ") + w;
+  return text;
+}
+
+struct Moments {
+  std::vector<double> mean, var;  // per channel; var is biased (divides by the count)
+};
+
+// Per-channel sums over every dimension but 1 of (N, C, ...) activations.
+class MomentAccumulator {
+ public:
+  void add(const xt::xarray<float>& x) {
+    const std::size_t n = x.shape(0), c = x.shape(1), s = x.size() / (n * c);
+    if (sum_.empty()) sum_.assign(c, 0.0), sum_sq_.assign(c, 0.0);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t ch = 0; ch < c; ++ch) {
+        const float* v = x.data() + (i * c + ch) * s;
+        double a = 0, b = 0;
+        for (std::size_t k = 0; k < s; ++k) a += v[k], b += double(v[k]) * v[k];
+        sum_[ch] += a;
+        sum_sq_[ch] += b;
+      }
+    count_ += n * s;
+  }
+  Moments moments() const {
+    Moments m;
+    for (std::size_t ch = 0; ch < sum_.size(); ++ch) {
+      const double mean = sum_[ch] / double(count_);
+      m.mean.push_back(mean);
+      m.var.push_back(std::max(0.0, sum_sq_[ch] / double(count_) - mean * mean));
+    }
+    return m;
+  }
+
+ private:
+  std::vector<double> sum_, sum_sq_;
+  std::size_t count_ = 0;
+};
+
+// Mean and spread (sample standard deviation) of one quantity over batches.
+struct Spread {
+  std::vector<double> values;
+  void add(double v) { values.push_back(v); }
+  nlohmann::json mean() const {
+    if (values.empty()) return nullptr;
+    double sum = 0;
+    for (double v : values) sum += v;
+    return sum / double(values.size());
+  }
+  nlohmann::json std() const {
+    if (values.size() < 2) return nullptr;
+    const double m = mean().get<double>();
+    double ss = 0;
+    for (double v : values) ss += (v - m) * (v - m);
+    return std::sqrt(ss / double(values.size() - 1));
+  }
+};
+
+// Channels whose population variance is zero carry no scale to measure against.
+bool usable(double population_var) {
+  return population_var > 1e-20;
+}
+
+// RMS over channels of (batch mean - mu) / sigma, and of (batch var - var) / var.
+std::pair<double, double> relative_errors(const Moments& batch, const Moments& population) {
+  double mean_sq = 0, var_sq = 0;
+  std::size_t channels = 0;
+  for (std::size_t c = 0; c < population.var.size(); ++c) {
+    const double var = population.var[c];
+    if (!usable(var)) continue;
+    const double dm = batch.mean[c] - population.mean[c], dv = batch.var[c] - var;
+    mean_sq += dm * dm / var;
+    var_sq += dv * dv / (var * var);
+    ++channels;
+  }
+  if (channels == 0) return {std::nan(""), std::nan("")};
+  return {std::sqrt(mean_sq / double(channels)), std::sqrt(var_sq / double(channels))};
+}
+
+// ||a - b|| / ||b||.
+double relative_l2(const xt::xarray<float>& a, const xt::xarray<float>& b) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = double(a.data()[i]) - b.data()[i];
+    diff += d * d;
+    norm += double(b.data()[i]) * b.data()[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::nan("");
+}
+
+xt::xarray<float> as_array(const std::vector<double>& values) {
+  xt::xarray<float> a = xt::empty<float>(std::vector<std::size_t>{values.size()});
+  std::copy(values.begin(), values.end(), a.begin());
+  return a;
+}
+
+std::vector<std::size_t> with_batch(std::size_t batch, const Dataset& data) {
+  std::vector<std::size_t> shape = {batch};
+  shape.insert(shape.end(), data.images.shape().begin() + 1, data.images.shape().end());
+  return shape;
+}
+
+// A model to probe and what the records say about where it came from.
+struct Subject {
+  nlohmann::json norm;
+  std::string norm_label;
+  Model<float> model;
+  nlohmann::json source;  // merged into every record
+  bool trained = false;
+};
+
+// One norm layer of a model: its place and its running statistics as found.
+struct ProbedLayer {
+  std::size_t index, ordinal;
+  Norm<float>* norm;
+  std::string input_from;
+  bool has_running;
+  xt::xarray<float> running_mean, running_var;
+};
+
+class Prober {
+ public:
+  Prober(const ExperimentConfig& config, const Dataset& train,
+         const std::function<void(const std::string&)>& note)
+      : config_(config), train_(train), note_(note) {}
+
+  std::vector<nlohmann::json> probe(Subject& subject) {
+    std::vector<ProbedLayer> layers;
+    for (std::size_t i = 0; i < subject.model.size(); ++i) {
+      Norm<float>* norm = subject.model.layer(i).norm();
+      if (!norm || !is_batch_statistics(norm->type())) continue;
+      ProbedLayer layer{i,     layers.size() + 1,
+                        norm,  i > 0 ? subject.model.layer(i - 1).name() : std::string("input"),
+                        false, {},
+                        {}};
+      const auto states = norm->state_names();
+      layer.has_running = std::count(states.begin(), states.end(), "running_mean") &&
+                          std::count(states.begin(), states.end(), "running_var");
+      layers.push_back(layer);
+    }
+    std::vector<nlohmann::json> records;
+    for (ProbedLayer& layer : layers) {
+      const Moments population = population_moments(subject.model, layer.index);
+      if (layer.has_running && subject.trained) {
+        layer.running_mean = layer.norm->state("running_mean");
+        layer.running_var = layer.norm->state("running_var");
+      }
+      for (std::size_t b : config_.batch_sizes)
+        records.push_back(probe_batch_size(subject, layer, population, b));
+      // Later layers see this one normalized with its population statistics.
+      if (layer.has_running)
+        set_running(layer, as_array(population.mean), as_array(population.var));
+    }
+    return records;
+  }
+
+ private:
+  // Statistics of the activations entering layer `index` over the whole training set.
+  Moments population_moments(Model<float>& model, std::size_t index) {
+    const std::size_t n = train_.size(), chunk = config_.evaluation.batch_size;
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    MomentAccumulator acc;
+    for (std::size_t first = 0; first < n; first += chunk) {
+      const std::size_t count = std::min(chunk, n - first);
+      xt::xarray<float> images = xt::empty<float>(with_batch(count, train_));
+      std::vector<std::uint8_t> labels(count);
+      gather(train_, order, first, images, labels);
+      acc.add(model.forward_range(images, Mode::eval, 0, index));
+    }
+    return acc.moments();
+  }
+
+  static void set_running(ProbedLayer& layer, const xt::xarray<float>& mean,
+                          const xt::xarray<float>& var) {
+    layer.norm->set("running_mean", mean);
+    layer.norm->set("running_var", var);
+  }
+
+  nlohmann::json probe_batch_size(Subject& subject, ProbedLayer& layer, const Moments& population,
+                                  std::size_t batch) {
+    const std::size_t n = train_.size();
+    if (batch > n)
+      throw std::invalid_argument("batch size " + std::to_string(batch) + " is larger than the " +
+                                  std::to_string(n) + " training samples");
+    const xt::xarray<float> pop_mean = as_array(population.mean),
+                            pop_var = as_array(population.var);
+    xt::xarray<float> images = xt::empty<float>(with_batch(batch, train_));
+    std::vector<std::uint8_t> labels(batch);
+    Spread mean_error, var_error, gap_population, gap_running;
+    std::size_t values_per_channel = 0;
+    // Batches are consecutive slices of seeded shuffles of the training set, as in training.
+    std::vector<std::size_t> order;
+    std::size_t next = n, pass = 0;
+    for (std::size_t k = 0; k < config_.probe.batches; ++k) {
+      if (next + batch > n) {
+        order = permutation(n, config_.probe.seed * 1000003ULL + batch * 1009ULL + pass++);
+        next = 0;
+      }
+      gather(train_, order, next, images, labels);
+      next += batch;
+      const xt::xarray<float>& x = subject.model.forward_range(images, Mode::eval, 0, layer.index);
+      values_per_channel = x.size() / x.shape(1);
+      MomentAccumulator acc;
+      acc.add(x);
+      const auto [e_mean, e_var] = relative_errors(acc.moments(), population);
+      mean_error.add(e_mean);
+      var_error.add(e_var);
+      if (!layer.has_running) continue;  // no eval statistics to compare with
+      // A train forward updates the running statistics: put the found ones back.
+      if (subject.trained) set_running(layer, layer.running_mean, layer.running_var);
+      const xt::xarray<float> y_train = layer.norm->forward(x, Mode::train);
+      if (subject.trained) {
+        set_running(layer, layer.running_mean, layer.running_var);
+        gap_running.add(relative_l2(y_train, layer.norm->forward(x, Mode::eval)));
+      }
+      set_running(layer, pop_mean, pop_var);
+      gap_population.add(relative_l2(y_train, layer.norm->forward(x, Mode::eval)));
+    }
+    std::size_t skipped = 0;
+    for (double v : population.var) skipped += !usable(v);
+    const double root_b = std::sqrt(double(batch));
+    nlohmann::json record = {{"model", config_.model},
+                             {"norm", subject.norm_label},
+                             {"norm_spec", subject.norm},
+                             {"layer", layer.ordinal},
+                             {"layer_index", layer.index},
+                             {"input_from", layer.input_from},
+                             {"channels", population.mean.size()},
+                             {"channels_skipped", skipped},
+                             {"batch_size", batch},
+                             {"values_per_channel", values_per_channel},
+                             {"batches", config_.probe.batches},
+                             {"population_size", n},
+                             {"inv_sqrt_b", 1.0 / root_b},
+                             {"mean_error", mean_error.mean()},
+                             {"mean_error_std", mean_error.std()},
+                             {"mean_error_ratio", mean_error.mean().get<double>() * root_b},
+                             {"var_error", var_error.mean()},
+                             {"var_error_std", var_error.std()},
+                             {"var_error_ratio", var_error.mean().get<double>() * root_b},
+                             {"gap_population", gap_population.mean()},
+                             {"gap_population_std", gap_population.std()},
+                             {"gap_running", gap_running.mean()},
+                             {"gap_running_std", gap_running.std()}};
+    record.update(subject.source);
+    char line[200];
+    std::snprintf(line, sizeof line, "%s layer %zu B=%zu: mean error %.4f (x sqrt(B) = %.2f)",
+                  subject.norm_label.c_str(), layer.ordinal, batch,
+                  record["mean_error"].get<double>(), record["mean_error_ratio"].get<double>());
+    note_(line);
+    return record;
+  }
+
+  const ExperimentConfig& config_;
+  const Dataset& train_;
+  const std::function<void(const std::string&)>& note_;
+};
+
+std::vector<nlohmann::json> read_records(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  std::vector<nlohmann::json> records;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
+    if (!r.is_discarded() && r.is_object()) records.push_back(r);
+  }
+  return records;
+}
+
+// The cell `source.cell` of the run in `source.run_dir`, re-trained.
+Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
+                const std::function<void(const std::string&)>& note, Dataset& train) {
+  const fs::path dir = source.run_dir;
+  const ExperimentConfig run = parse_config(read_config_file((dir / "config.json").string(), {}));
+  for (const char* key : {"model", "dataset"})
+    if (run.resolved[key] != config.resolved[key])
+      throw std::invalid_argument(std::string("the config's ") + key + " differs from the run's (" +
+                                  (dir / "config.json").string() +
+                                  "): probe the model on the data it was trained on");
+  const std::vector<Cell> cells = grid_cells(run);
+  const auto cell = std::find_if(cells.begin(), cells.end(),
+                                 [&](const Cell& c) { return c.id() == source.cell; });
+  if (cell == cells.end())
+    throw std::invalid_argument("--cell '" + source.cell + "' is not a cell of " + dir.string() +
+                                " (ids look like " + cells.front().id() + ")");
+  if (!is_batch_statistics(cell->norm.at("type").get<std::string>()))
+    throw std::invalid_argument(
+        "--cell '" + source.cell +
+        "' has no batch-statistics norm (types: " + joined(batch_statistics_types()) + ")");
+  nlohmann::json run_record;
+  for (const nlohmann::json& r : read_records(dir / "results.jsonl"))
+    if (r.value("cell", "") == source.cell) run_record = r;
+  if (run_record.is_null())
+    throw std::invalid_argument("--cell '" + source.cell + "' has not finished in " + dir.string());
+
+  note("re-training " + source.cell + " (" + std::to_string(run.epochs) + " epochs)");
+  auto [train_set, test] = load_datasets(run.dataset);
+  TrainingLog log;
+  Subject subject{cell->norm, cell->norm_label(), train_model(run, *cell, train_set, nullptr, log),
+                  nullptr, true};
+  if (log.diverged)
+    throw std::runtime_error("--cell '" + source.cell + "' diverged when re-trained");
+  const double error = 1.0 - eval_accuracy(subject.model, test, run.evaluation.batch_size);
+  const nlohmann::json run_error = run_record["test_error"];
+  char line[160];
+  std::snprintf(line, sizeof line, "re-trained test error %.4f%%; the run recorded %.4f%%",
+                100 * error, run_error.is_number() ? 100 * run_error.get<double>() : NAN);
+  note(line);
+  subject.source = {{"source", "trained"},         {"seed", cell->seed},
+                    {"trained_cell", source.cell}, {"trained_batch_size", cell->batch_size},
+                    {"run", dir.string()},         {"retrained_test_error", error},
+                    {"run_test_error", run_error}};
+  train = std::move(train_set);
+  return subject;
+}
+
+}  // namespace
+
+std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const ProbeSource& source,
+                                      const std::function<void(const std::string&)>& note) {
+  use_single_threaded_blas();  // as in training, so a re-trained cell matches its run
+  std::vector<Subject> subjects;
+  Dataset train;
+  if (!source.run_dir.empty()) {
+    subjects.push_back(retrain(config, source, note, train));
+  } else {
+    for (const nlohmann::json& norm : config.norms) {
+      if (!is_batch_statistics(norm.at("type").get<std::string>())) continue;
+      Cell cell;
+      cell.norm = norm;
+      Subject subject{norm, cell.norm_label(), build_model<float>(config.model, norm), nullptr,
+                      false};
+      subject.model.initialize(config.seeds.front());
+      subject.source = {{"source", "fresh"},        {"seed", config.seeds.front()},
+                        {"trained_cell", nullptr},  {"trained_batch_size", nullptr},
+                        {"run", nullptr},           {"retrained_test_error", nullptr},
+                        {"run_test_error", nullptr}};
+      subjects.push_back(std::move(subject));
+    }
+    if (subjects.empty())
+      throw std::invalid_argument("norms: no batch-statistics norm to probe (types: " +
+                                  joined(batch_statistics_types()) + ")");
+    train = load_datasets(config.dataset).first;
+  }
+  std::vector<nlohmann::json> records;
+  Prober prober(config, train, note);
+  for (Subject& subject : subjects)
+    for (nlohmann::json& r : prober.probe(subject)) records.push_back(std::move(r));
+  return records;
+}
+
+namespace {
+
+const std::vector<std::string> kProbeColumns = {"source",
+                                                "trained_cell",
+                                                "seed",
+                                                "model",
+                                                "norm",
+                                                "layer",
+                                                "layer_index",
+                                                "input_from",
+                                                "channels",
+                                                "channels_skipped",
+                                                "batch_size",
+                                                "values_per_channel",
+                                                "batches",
+                                                "population_size",
+                                                "inv_sqrt_b",
+                                                "mean_error",
+                                                "mean_error_std",
+                                                "mean_error_ratio",
+                                                "var_error",
+                                                "var_error_std",
+                                                "var_error_ratio",
+                                                "gap_population",
+                                                "gap_population_std",
+                                                "gap_running",
+                                                "gap_running_std"};
+
+std::string number(const nlohmann::json& v, const char* format) {
+  if (!v.is_number()) return "-";
+  char text[32];
+  std::snprintf(text, sizeof text, format, v.get<double>());
+  return text;
+}
+
+}  // namespace
+
+std::string probe_csv(const std::vector<nlohmann::json>& records) {
+  std::string text;
+  for (const auto& c : kProbeColumns) text += c + ",";
+  text.back() = '\n';
+  for (const auto& r : records) {
+    for (const auto& c : kProbeColumns) text += csv_field(r.value(c, nlohmann::json())) + ",";
+    text.back() = '\n';
+  }
+  return text;
+}
+
+std::string probe_table(const std::vector<nlohmann::json>& records) {
+  std::string text =
+      "| norm | layer | B | mean error | 1/sqrt(B) | ratio | var error | ratio | gap (population) "
+      "| gap (running) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : records)
+    text += "| " + r["norm"].get<std::string>() + " | " + std::to_string(r["layer"].get<int>()) +
+            " (after " + r["input_from"].get<std::string>() + ") | " +
+            std::to_string(r["batch_size"].get<int>()) + " | " + number(r["mean_error"], "%.4f") +
+            " | " + number(r["inv_sqrt_b"], "%.4f") + " | " +
+            number(r["mean_error_ratio"], "%.2f") + " | " + number(r["var_error"], "%.4f") + " | " +
+            number(r["var_error_ratio"], "%.2f") + " | " + number(r["gap_population"], "%.4f") +
+            " | " + number(r["gap_running"], "%.4f") + " |\n";
+  return text;
+}
+
+}  // namespace normlab

@@ -1,0 +1,709 @@
+// `normlab report`: runs and probes as gnuplot figures (SVG and PNG) and
+// tables, gathered in report.html and report.md. Every figure is a .gp script
+// plus a .dat file, so it can be redrawn or restyled with gnuplot alone.
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "normlab/analysis.hpp"
+#include "results_store.hpp"
+
+namespace normlab {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const char* const kInstallHint =
+    "gnuplot was not found on PATH, so the figures were not drawn. Install it (Debian/Ubuntu: "
+    "apt-get install gnuplot-nox) and run normlab report again, or run `gnuplot NAME.gp` in the "
+    "report folder.";
+
+// Distinct colours, one per norm (the same norm keeps its colour in every figure).
+const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                               "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
+
+// ---- gnuplot figures -------------------------------------------------------
+
+struct Series {
+  std::string title;
+  std::vector<std::vector<double>> rows;  // x, y[, y error]
+  std::string style;                      // "with linespoints ..." and friends
+};
+
+struct Panel {
+  std::string title, xlabel, ylabel;
+  std::vector<std::size_t> log2_ticks;  // non-empty: a log2 x axis with these ticks
+  bool log_y = false;
+  double ymin = NAN, ymax = NAN;
+  double xtics_step = 0;           // 0: gnuplot's choice
+  std::vector<std::string> extra;  // more plot items: reference functions
+  std::vector<Series> series;
+};
+
+Panel make_panel(std::string title, std::string xlabel, std::string ylabel,
+                 std::vector<std::size_t> log2_ticks = {}, bool log_y = false) {
+  Panel p;
+  p.title = std::move(title);
+  p.xlabel = std::move(xlabel);
+  p.ylabel = std::move(ylabel);
+  p.log2_ticks = std::move(log2_ticks);
+  p.log_y = log_y;
+  return p;
+}
+
+struct Figure {
+  std::string name, title;
+  std::vector<Panel> panels;
+};
+
+std::string quoted(const std::string& text) {
+  std::string q = "\"";
+  for (char c : text) q += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  return q + "\"";
+}
+
+std::string style_for(std::size_t index, const std::string& with = "linespoints", int dash = 1) {
+  return "with " + with + " lw 2 pt " + std::to_string(5 + 2 * int(index % 4)) + " ps 1.1 dt " +
+         std::to_string(dash) + " lc rgb '" + kColors[index % std::size(kColors)] + "'";
+}
+
+std::string format_number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.10g", v);
+  return text;
+}
+
+// Writes NAME.dat (one index block per series) and NAME.gp; returns the script name.
+std::string write_figure(const fs::path& dir, const Figure& figure) {
+  std::string data, plots;
+  int block = 0;
+  const std::size_t width = figure.panels.size() > 1 ? 1500 : 1000, height = 500;
+  for (const Panel& panel : figure.panels) {
+    std::string p =
+        "  unset logscale\n  unset label\n  set grid\n  set offsets 0, 0, 0, 0\n  set autoscale\n"
+        "  set ytics autofreq\n";
+    // A key beside the frame never hides data.
+    p += "  set key outside right top vertical noautotitle\n";
+    p += "  set title " + quoted(panel.title) + "\n  set xlabel " + quoted(panel.xlabel) +
+         "\n  set ylabel " + quoted(panel.ylabel) + "\n";
+    if (!panel.log2_ticks.empty()) {
+      const auto [lo, hi] = std::minmax_element(panel.log2_ticks.begin(), panel.log2_ticks.end());
+      p += "  set logscale x 2\n  set xrange [" + format_number(double(*lo) / 1.3) + ":" +
+           format_number(double(*hi) * 1.3) + "]\n  set xtics (";
+      for (std::size_t i = 0; i < panel.log2_ticks.size(); ++i)
+        p += (i ? ", " : "") + std::to_string(panel.log2_ticks[i]);
+      p += ")\n";
+    } else {
+      p += "  set xrange [*:*]\n";
+      p += panel.xtics_step > 0 ? "  set xtics " + format_number(panel.xtics_step) + "\n"
+                                : "  set xtics autofreq\n";
+    }
+    if (panel.log_y)  // a tight range with 1-2-3-5 ticks: decades alone may leave it unlabelled
+      p += "  set logscale y\n  set autoscale yfix\n  set offsets 0, 0, graph 0.05, graph 0.05\n"
+           "  set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, "
+           "1, 2, "
+           "3, 5, 10, 20, 30, 50, 100)\n";
+    p += "  set yrange [" +
+         (std::isnan(panel.ymin) ? std::string("*") : format_number(panel.ymin)) + ":" +
+         (std::isnan(panel.ymax) ? std::string("*") : format_number(panel.ymax)) + "]\n";
+    std::vector<std::string> items = panel.extra;
+    for (const Series& s : panel.series) {
+      if (s.rows.empty()) continue;
+      data += "# " + s.title + "\n";
+      for (const auto& row : s.rows) {
+        for (std::size_t i = 0; i < row.size(); ++i) data += (i ? " " : "") + format_number(row[i]);
+        data += "\n";
+      }
+      data += "\n\n";
+      const std::string columns = s.rows.front().size() > 2 ? "1:2:3" : "1:2";
+      items.push_back(quoted(figure.name + ".dat") + " index " + std::to_string(block++) +
+                      " using " + columns + " " + s.style + " title " + quoted(s.title));
+    }
+    if (items.empty()) {  // nothing measured: an empty frame that says so
+      p += "  set label \"no data\" at graph 0.5, 0.5 center\n";
+      if (std::isnan(panel.ymin)) p += "  set yrange [0:1]\n";
+      items.push_back("NaN notitle");
+    }
+    p += "  plot ";
+    for (std::size_t i = 0; i < items.size(); ++i) p += (i ? ", \\\n       " : "") + items[i];
+    plots += p + "\n";
+  }
+  std::ofstream(dir / (figure.name + ".dat")) << data;
+  const std::string script = figure.name + ".gp";
+  std::ofstream gp(dir / script);
+  gp << "# " << figure.title << "\n# Written by normlab report; `gnuplot " << script
+     << "` in this folder redraws " << figure.name << ".svg and " << figure.name << ".png.\n"
+     << "set encoding utf8\n"
+     << "do for [fmt in \"svg png\"] {\n"
+     << "  if (fmt eq \"svg\") {\n"
+     << "    set terminal svg size " << width << "," << height
+     << " dynamic noenhanced font \"sans,13\" "
+     << "background rgb \"white\"\n"
+     << "  } else {\n"  // pngcairo draws antialiased; the libgd png terminal is the fallback
+     << "    if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {\n"
+     << "      set terminal pngcairo size " << width << "," << height
+     << " noenhanced font \"sans,11\"\n"
+     << "    } else {\n"
+     << "      set terminal png size " << width << "," << height << " noenhanced\n"
+     << "    }\n"
+     << "  }\n"
+     << "  set output \"" << figure.name << ".\" . fmt\n"
+     << "  set multiplot layout 1," << figure.panels.size() << " title " << quoted(figure.title)
+     << "\n"
+     << plots << "  unset multiplot\n  unset output\n}\n";
+  return script;
+}
+
+// ---- running gnuplot -------------------------------------------------------
+
+// `name` if it has a slash, else its first executable match on PATH; "" if none.
+std::string find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    const fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0 && fs::is_regular_file(candidate))
+      return candidate.string();
+  }
+  return "";
+}
+
+// Runs `program script` in `dir` with stderr to `log`; returns the exit status.
+int run_in(const std::string& program, const std::string& script, const fs::path& dir,
+           const fs::path& log) {
+  const pid_t pid = ::fork();
+  if (pid < 0)
+    throw std::runtime_error(std::string("cannot start gnuplot: ") + std::strerror(errno));
+  if (pid == 0) {
+    const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null = ::open("/dev/null", O_RDWR);
+    if (err < 0 || null < 0 || ::chdir(dir.c_str()) != 0) ::_exit(126);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(err, 2);
+    ::execl(program.c_str(), program.c_str(), script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// ---- inputs ----------------------------------------------------------------
+
+std::vector<json> read_jsonl(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  std::vector<json> records;
+  for (std::string line; std::getline(in, line);) {
+    const json r = json::parse(line, nullptr, false);
+    if (!r.is_discarded() && r.is_object()) records.push_back(r);  // a cut last line is skipped
+  }
+  return records;
+}
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  const json j = json::parse(in, nullptr, false);
+  if (!in.is_open() || j.is_discarded()) throw std::runtime_error(path.string() + ": cannot read");
+  return j;
+}
+
+struct Run {
+  fs::path dir;
+  json config;
+  std::vector<json> records;  // by cell index
+};
+
+struct Probe {
+  std::string name;  // for file names: "<run or config name>_<folder>"
+  fs::path dir;
+  json config;  // probe_config.json: the resolved config and where the model came from
+  std::vector<json> records;
+};
+
+std::string slug(const std::string& text) {
+  std::string s;
+  for (char c : text) s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return s;
+}
+
+// `run_name`: the name of the run folder `dir` was found in, "" when given directly.
+void collect(const fs::path& dir, std::vector<Run>& runs, std::vector<Probe>& probes,
+             const std::string& run_name = "") {
+  if (!fs::is_directory(dir)) throw std::runtime_error(dir.string() + ": not a folder");
+  const bool is_run = fs::exists(dir / "results.jsonl") && fs::exists(dir / "config.json");
+  bool found = is_run;
+  if (is_run) {
+    Run run{dir, read_json(dir / "config.json"), read_jsonl(dir / "results.jsonl")};
+    std::sort(run.records.begin(), run.records.end(), [](const json& a, const json& b) {
+      return a.value("index", 0) < b.value("index", 0);
+    });
+    runs.push_back(std::move(run));
+  }
+  if (fs::exists(dir / "probe.jsonl")) {
+    const fs::path config = dir / "probe_config.json";
+    Probe probe{"", dir, fs::exists(config) ? read_json(config) : json::object(),
+                read_jsonl(dir / "probe.jsonl")};
+    const std::string owner = !run_name.empty()
+                                  ? run_name
+                                  : probe.config.value("config", json::object()).value("name", "");
+    probe.name = (owner.empty() ? "" : owner + "_") + dir.filename().string();
+    probes.push_back(std::move(probe));
+    found = true;
+  }
+  if (is_run) {  // a run folder: the probes inside it too
+    std::vector<fs::path> subdirs;
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.is_directory() && fs::exists(entry.path() / "probe.jsonl"))
+        subdirs.push_back(entry.path());
+    std::sort(subdirs.begin(), subdirs.end());
+    const std::string name = runs.back().config.value("name", std::string("run"));
+    for (const fs::path& sub : subdirs) collect(sub, runs, probes, name);
+  }
+  if (!found)
+    throw std::runtime_error(dir.string() +
+                             ": neither a run folder (config.json + results.jsonl) "
+                             "nor a probe folder (probe.jsonl)");
+}
+
+// ---- tables ----------------------------------------------------------------
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::vector<std::string> split_row(const std::string& line) {
+  std::vector<std::string> cells;
+  std::stringstream in(line);
+  std::string cell;
+  std::getline(in, cell, '|');  // before the first bar
+  while (std::getline(in, cell, '|')) {
+    const auto first = cell.find_first_not_of(' '), last = cell.find_last_not_of(' ');
+    cells.push_back(first == std::string::npos ? "" : cell.substr(first, last - first + 1));
+  }
+  if (!cells.empty() && cells.back().empty()) cells.pop_back();  // after the last bar
+  return cells;
+}
+
+// A Markdown table (as error_table and probe_table write them) as HTML.
+std::string markdown_to_html(const std::string& markdown) {
+  std::vector<std::vector<std::string>> rows;
+  std::stringstream in(markdown);
+  for (std::string line; std::getline(in, line);) rows.push_back(split_row(line));
+  std::vector<bool> right;  // from the alignment row: "---:" is right-aligned
+  if (rows.size() > 1)
+    for (const auto& c : rows[1]) right.push_back(!c.empty() && c.back() == ':');
+  std::string html = "<table>\n";
+  for (std::size_t row = 0; row < rows.size(); ++row) {
+    if (row == 1) continue;
+    const std::vector<std::string>& cells = rows[row];
+    html += "<tr>";
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      const char* tag = row == 0 ? "th" : "td";
+      html += std::string("<") + tag + (i < right.size() && right[i] ? " class=\"num\"" : "") +
+              ">" + html_escape(cells[i]) + "</" + tag + ">";
+    }
+    html += "</tr>\n";
+  }
+  return html + "</table>\n";
+}
+
+// ---- the report ------------------------------------------------------------
+
+// The report as Markdown and HTML, built side by side.
+struct Document {
+  std::string markdown, html;
+  void heading(int level, const std::string& text) {
+    markdown += std::string(std::size_t(level), '#') + " " + text + "\n\n";
+    html += "<h" + std::to_string(level) + ">" + html_escape(text) + "</h" + std::to_string(level) +
+            ">\n";
+  }
+  void paragraph(const std::string& text) {
+    markdown += text + "\n\n";
+    html += "<p>" + html_escape(text) + "</p>\n";
+  }
+  void table(const std::string& caption, const std::string& markdown_table) {
+    markdown += "**" + caption + "**\n\n" + markdown_table + "\n";
+    html += "<p class=\"caption\">" + html_escape(caption) + "</p>\n" +
+            markdown_to_html(markdown_table);
+  }
+  bool images = true;  // false without gnuplot: link the scripts and data only
+  void figure(const std::string& name, const std::string& caption) {
+    const std::string files =
+        "<a href=\"" + name + ".gp\">gnuplot script</a>, <a href=\"" + name + ".dat\">data</a>";
+    if (images) {
+      markdown += "![" + caption + "](" + name + ".png)\n\n";
+      html += "<figure><a href=\"" + name + ".png\"><img src=\"" + name + ".svg\" alt=\"" +
+              html_escape(caption) + "\"></a><figcaption>" + html_escape(caption) + " (<a href=\"" +
+              name + ".png\">PNG</a>, " + files + ")</figcaption></figure>\n";
+    } else {
+      markdown += "*Figure not drawn: " + caption + " (`gnuplot " + name + ".gp`)*\n\n";
+      html += "<p>Figure not drawn: " + html_escape(caption) + " (" + files + ")</p>\n";
+    }
+  }
+};
+
+std::vector<std::size_t> sorted_unique(std::vector<std::size_t> values) {
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  return values;
+}
+
+std::string describe_run(const Run& run) {
+  const json& c = run.config;
+  return c.value("name", std::string("run")) + " (" + c.value("model", std::string("?")) + ", " +
+         c["dataset"].value("type", std::string("?")) + ")";
+}
+
+std::optional<double> percent(const json& v) {
+  if (!v.is_number()) return std::nullopt;
+  return 100.0 * v.get<double>();
+}
+
+// Test error vs batch size, one line per norm (GroupNorm paper, Figure 1), and
+// a zoom on the useful range when a few cells are far off it.
+Figure error_figure(const std::string& name, const Run& run, const ResultGrid& grid) {
+  const std::vector<std::size_t> ticks = sorted_unique(grid.batch_sizes);
+  Panel all = make_panel("all cells (mean over seeds; diverged cells left out)",
+                         "batch size B (log2 scale)", "test error (%)", ticks);
+  double lo = INFINITY, hi = -INFINITY;
+  for (std::size_t i = 0; i < grid.norms.size(); ++i) {
+    Series s{grid.norms[i], {}, style_for(i)};
+    for (std::size_t b : ticks) {
+      const GridCell& cell = grid.at(grid.norms[i], b);
+      if (cell.values.empty()) continue;
+      s.rows.push_back({double(b), cell.mean()});
+      lo = std::min(lo, cell.mean());
+      hi = std::max(hi, cell.mean());
+    }
+    all.series.push_back(s);
+  }
+  const json& dataset = run.config["dataset"];
+  const double classes = dataset.value("classes", 10.0);
+  const double chance = 100.0 * (1.0 - 1.0 / classes);
+  if (hi > 0.8 * chance) {  // some norm did no better than guessing: show where that is
+    all.extra.push_back(format_number(chance) + " with lines dt 3 lw 1.5 lc rgb '#555555' title " +
+                        quoted("chance (" + format_number(chance) + "%)"));
+    all.ymax = std::ceil(chance / 5 + 1) * 5;
+  }
+  Figure figure{name, describe_run(run) + ": test error vs batch size", {all}};
+  // Up to twice the best error: BatchNorm's slow climb stays readable next to a collapse.
+  const double zoom = std::ceil(2.0 * lo);
+  if (std::isfinite(lo) && hi > zoom) {
+    Panel z = all;
+    z.title = "zoom: error up to " + format_number(zoom) + "%";
+    z.extra.clear();
+    z.ymin = std::max(0.0, std::floor(lo) - 1);
+    z.ymax = zoom;
+    figure.panels.push_back(z);
+  }
+  return figure;
+}
+
+// Train loss per norm at the smallest and the largest batch size (first seed):
+// the per-step loss curve when the records have one, else per-epoch means.
+Figure loss_figure(const std::string& name, const Run& run, const ResultGrid& grid) {
+  const std::vector<std::size_t> ticks = sorted_unique(grid.batch_sizes);
+  Figure figure{name, describe_run(run) + ": training loss", {}};
+  std::vector<std::size_t> shown = {ticks.front()};
+  if (ticks.back() != ticks.front()) shown.push_back(ticks.back());
+  bool per_epoch_only = false;
+  for (std::size_t b : shown) {
+    Panel panel =
+        make_panel("B = " + std::to_string(b), "epoch", "train loss (log scale)", {}, true);
+    for (std::size_t i = 0; i < grid.norms.size(); ++i) {
+      const auto r = std::find_if(run.records.begin(), run.records.end(), [&](const json& rec) {
+        return rec["norm"] == grid.norms[i] && rec["batch_size"] == b;
+      });
+      if (r == run.records.end()) continue;
+      Series s{grid.norms[i] + ((*r)["diverged"].get<bool>() ? " (diverged)" : ""),
+               {},
+               style_for(i, "lines")};
+      const json curve = r->value("loss_curve", json());
+      if (curve.is_object() && !curve["loss"].empty()) {
+        for (std::size_t k = 0; k < curve["loss"].size(); ++k)
+          s.rows.push_back({curve["epoch"][k].get<double>(), curve["loss"][k].get<double>()});
+      } else {
+        per_epoch_only = true;
+        s.style = style_for(i);
+        panel.xtics_step = 1;
+        for (std::size_t e = 0; e < (*r)["train_loss"].size(); ++e)
+          s.rows.push_back({double(e + 1), (*r)["train_loss"][e].get<double>()});
+      }
+      panel.series.push_back(s);
+    }
+    figure.panels.push_back(panel);
+  }
+  if (per_epoch_only) figure.title += " (mean loss of each epoch)";
+  return figure;
+}
+
+void report_run(const Run& run, const std::string& name, Document& doc,
+                std::vector<Figure>& figures) {
+  const std::vector<std::size_t> batch_sizes =
+      run.config["batch_sizes"].get<std::vector<std::size_t>>();
+  const ResultGrid errors =
+      result_grid(batch_sizes, run.records, [](const json& r) { return percent(r["test_error"]); });
+  doc.heading(2, describe_run(run));
+  const std::size_t total =
+      batch_sizes.size() * run.config["norms"].size() * run.config["seeds"].size();
+  doc.paragraph(run.dir.string() + ": " + std::to_string(run.records.size()) + " of " +
+                std::to_string(total) + " cells finished; " +
+                std::to_string(run.config.value("epochs", 0)) + " epochs; seeds " +
+                run.config["seeds"].dump() + ".");
+  if (run.records.empty()) {
+    doc.paragraph("No finished cells yet: nothing to plot.");
+    return;
+  }
+  figures.push_back(error_figure(name + "_test_error", run, errors));
+  doc.figure(figures.back().name,
+             "Test error (eval mode) vs batch size, one line per norm; log2 x axis.");
+  doc.table("Test error (%), eval mode, mean over seeds", errors.markdown("%.2f"));
+  ResultGrid batch_stats = result_grid(batch_sizes, run.records, [](const json& r) {
+    const json acc = r.value("test_accuracy_batch_stats", json());
+    return acc.is_number() ? std::optional<double>(100.0 * (1.0 - acc.get<double>()))
+                           : std::nullopt;
+  });
+  std::vector<std::string> with_values;  // only the norms that have batch statistics
+  for (const std::string& norm : batch_stats.norms)
+    if (std::any_of(batch_sizes.begin(), batch_sizes.end(),
+                    [&](std::size_t b) { return !batch_stats.at(norm, b).values.empty(); }))
+      with_values.push_back(norm);
+  batch_stats.norms = with_values;
+  if (!with_values.empty())
+    doc.table(
+        "Test error (%) with batch statistics at the training B instead of running "
+        "statistics (norms that have them): the train/test discrepancy",
+        batch_stats.markdown("%.2f"));
+  figures.push_back(loss_figure(name + "_train_loss", run, errors));
+  doc.figure(figures.back().name, "Training loss per norm at the smallest and largest batch size.");
+  doc.table("Train loss of the last epoch",
+            result_grid(batch_sizes, run.records, [](const json& r) -> std::optional<double> {
+              if (r["train_loss"].empty()) return std::nullopt;
+              return r["train_loss"].back().get<double>();
+            }).markdown("%.4f"));
+}
+
+std::string describe_probe(const Probe& probe) {
+  const json& first = probe.records.front();
+  if (first.value("source", "") == "trained") {
+    std::string text = "trained model: cell " + first["trained_cell"].get<std::string>() + " of " +
+                       first.value("run", std::string("?"));
+    if (first["retrained_test_error"].is_number()) {
+      char error[64];
+      std::snprintf(error, sizeof error, ", re-trained test error %.2f%%",
+                    100 * first["retrained_test_error"].get<double>());
+      text += error;
+    }
+    return text;
+  }
+  return "freshly initialized model (seed " + first["seed"].dump() + ")";
+}
+
+// For figure titles: "fresh mlp2 (seed 0)", "mlp2 trained as batch/B2/seed0 (test error 50.22%)".
+std::string short_source(const json& record) {
+  const std::string model = record.value("model", std::string("model"));
+  if (record.value("source", "") != "trained")
+    return "fresh " + model + " (seed " + record["seed"].dump() + ")";
+  std::string text = model + " trained as " + record["trained_cell"].get<std::string>();
+  if (record["retrained_test_error"].is_number()) {
+    char error[48];
+    std::snprintf(error, sizeof error, " (test error %.2f%%)",
+                  100 * record["retrained_test_error"].get<double>());
+    text += error;
+  }
+  return text;
+}
+
+// Series per (norm, layer) of the probe: "batch · layer 1".
+std::vector<std::pair<std::string, std::vector<const json*>>> probe_series(const Probe& probe) {
+  std::vector<std::pair<std::string, std::vector<const json*>>> series;
+  for (const json& r : probe.records) {
+    const std::string key = r["norm"].get<std::string>() + " · layer " + r["layer"].dump();
+    auto it =
+        std::find_if(series.begin(), series.end(), [&](const auto& s) { return s.first == key; });
+    if (it == series.end()) it = series.insert(series.end(), {key, {}});
+    it->second.push_back(&r);
+  }
+  for (auto& s : series)
+    std::sort(s.second.begin(), s.second.end(), [](const json* a, const json* b) {
+      return (*a)["batch_size"].get<std::size_t>() < (*b)["batch_size"].get<std::size_t>();
+    });
+  return series;
+}
+
+void report_probe(const Probe& probe, const std::string& name, Document& doc,
+                  std::vector<Figure>& figures) {
+  doc.heading(2, "Batch statistics probe: " + probe.dir.filename().string());
+  if (probe.records.empty()) {
+    doc.paragraph(probe.dir.string() + ": no records.");
+    return;
+  }
+  const json& first = probe.records.front();
+  doc.paragraph(probe.dir.string() + ": " + first.value("model", std::string("?")) + ", " +
+                describe_probe(probe) + "; " + first["batches"].dump() +
+                " sampled batches per batch size; population statistics over the " +
+                first["population_size"].dump() + " training samples.");
+  std::vector<std::size_t> ticks;
+  for (const json& r : probe.records) ticks.push_back(r["batch_size"].get<std::size_t>());
+  ticks = sorted_unique(ticks);
+  const auto series = probe_series(probe);
+
+  Panel mean = make_panel("batch mean: RMS over channels of |μ_B − μ| / σ",
+                          "batch size B (log2 scale)", "relative error (log scale)", ticks, true);
+  Panel var = make_panel("batch variance: RMS over channels of |σ²_B − σ²| / σ²",
+                         "batch size B (log2 scale)", "relative error (log scale)", ticks, true);
+  mean.extra.push_back("1/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title \"1/√B\"");
+  var.extra.push_back(
+      "sqrt(2/x) with lines dt 2 lw 1.5 lc rgb 'black' title \"√(2/B) (Gaussian)\"");
+  Panel gap = make_panel("||y_train − y_eval|| / ||y_eval|| at each batch-statistics layer",
+                         "batch size B (log2 scale)", "relative L2 gap (log scale)", ticks, true);
+  bool running = false;
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    Series m{series[i].first, {}, style_for(i, "yerrorlines")}, v = m;
+    Series g{series[i].first + ", eval with population stats", {}, style_for(i)};
+    Series gr{series[i].first + ", eval with running stats", {}, style_for(i, "linespoints", 2)};
+    for (const json* r : series[i].second) {
+      const double b = (*r)["batch_size"].get<double>();
+      const auto add = [&](Series& s, const char* key, const char* spread) {
+        if (!(*r)[key].is_number()) return;
+        std::vector<double> row = {b, (*r)[key].get<double>()};
+        if (spread) row.push_back((*r)[spread].is_number() ? (*r)[spread].get<double>() : 0.0);
+        s.rows.push_back(row);
+      };
+      add(m, "mean_error", "mean_error_std");
+      add(v, "var_error", "var_error_std");
+      add(g, "gap_population", nullptr);
+      add(gr, "gap_running", nullptr);
+    }
+    running = running || !gr.rows.empty();
+    mean.series.push_back(m);
+    var.series.push_back(v);
+    gap.series.push_back(g);
+    gap.series.push_back(gr);
+  }
+  figures.push_back({name + "_batch_stats",
+                     "batch statistics vs population statistics: " + short_source(first),
+                     {mean, var}});
+  doc.figure(figures.back().name,
+             "Error of the batch mean and variance against the population's, mean over batches "
+             "with ± one standard deviation as bars, next to the sampling laws (dashed).");
+  figures.push_back(
+      {name + "_gap", "train-mode vs eval-mode output: " + short_source(first), {gap}});
+  doc.figure(figures.back().name,
+             std::string("Relative L2 gap between the layer's train-mode output (batch statistics) "
+                         "and its eval-mode output with the population statistics") +
+                 (running ? " (solid) and with the model's running statistics (dashed)." : "."));
+  doc.table(
+      "Per layer and batch size (errors are RMS over channels, in units of the population "
+      "sigma for the mean and of the population variance for the variance; ratio = error × "
+      "√B, 1 when the 1/√B law holds exactly)",
+      probe_table(probe.records));
+}
+
+const char* const kStyle =
+    "body{font-family:sans-serif;max-width:1350px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:"
+    "3px 8px}th{background:#f0f0f0}td.num,th.num{text-align:right;font-variant-numeric:"
+    "tabular-nums}figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}"
+    ".caption{font-weight:bold;margin-bottom:0}.warning{background:#fff3cd;padding:0.7em;"
+    "border:1px solid #e0c36a}";
+
+}  // namespace
+
+ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOptions& options) {
+  if (dirs.empty()) throw std::invalid_argument("no folders to report on");
+  std::vector<Run> runs;
+  std::vector<Probe> probes;
+  for (const std::string& dir : dirs) collect(dir, runs, probes);
+
+  std::string gnuplot;
+  if (!options.gnuplot.empty()) {
+    gnuplot = find_program(options.gnuplot);
+    if (gnuplot.empty())
+      throw std::runtime_error("--gnuplot " + options.gnuplot + ": not an executable program");
+  } else {
+    gnuplot = find_program("gnuplot");
+  }
+
+  const fs::path out = options.out_dir;
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) throw std::runtime_error(out.string() + ": cannot create folder (" + ec.message() + ")");
+
+  Document doc;
+  doc.images = !gnuplot.empty();
+  std::vector<Figure> figures;
+  std::set<std::string> names;
+  const auto unique_name = [&](const std::string& wanted) {
+    std::string name = slug(wanted);
+    for (int k = 2; names.count(name); ++k) name = slug(wanted) + "_" + std::to_string(k);
+    names.insert(name);
+    return name;
+  };
+  doc.heading(1, "normlab report");
+  if (gnuplot.empty()) {
+    doc.markdown += "> " + std::string(kInstallHint) + "\n\n";
+    doc.html += "<p class=\"warning\">" + html_escape(kInstallHint) + "</p>\n";
+  }
+  for (const Run& run : runs)
+    report_run(run, unique_name(run.config.value("name", std::string("run"))), doc, figures);
+  for (const Probe& probe : probes) report_probe(probe, unique_name(probe.name), doc, figures);
+
+  ReportSummary summary;
+  for (const Figure& figure : figures) {
+    const std::string script = write_figure(out, figure);
+    if (gnuplot.empty()) continue;
+    const fs::path log = out / (figure.name + ".log");
+    const int status = run_in(gnuplot, script, out, log);
+    std::ifstream in(log);
+    const std::string messages((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+    if (status != 0 || !fs::exists(out / (figure.name + ".png")))
+      throw std::runtime_error((out / script).string() + ": gnuplot failed (exit " +
+                               std::to_string(status) + "): " + messages.substr(0, 400));
+    fs::remove(log, ec);
+    summary.figures.push_back((out / (figure.name + ".png")).string());
+  }
+  summary.plotted = !gnuplot.empty();
+  std::ofstream(out / "report.md") << doc.markdown;
+  std::ofstream(out / "report.html")
+      << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>normlab report</title><style>"
+      << kStyle << "</style></head><body>\n"
+      << doc.html << "</body></html>\n";
+  summary.html = (out / "report.html").string();
+  return summary;
+}
+
+}  // namespace normlab
