@@ -240,8 +240,13 @@ class Prober {
       mean_error.add(e_mean);
       var_error.add(e_var);
       if (!layer.has_running) continue;  // no eval statistics to compare with
-      // A train forward updates the running statistics: put the found ones back.
-      if (subject.trained) set_running(layer, layer.running_mean, layer.running_var);
+      // Every train forward starts from the same running statistics (norms like
+      // batch renormalization read them in train mode): the model's own when
+      // trained, the population's for a fresh model, whose own are just 0 and 1.
+      if (subject.trained)
+        set_running(layer, layer.running_mean, layer.running_var);
+      else
+        set_running(layer, pop_mean, pop_var);
       const xt::xarray<float> y_train = layer.norm->forward(x, Mode::train);
       if (subject.trained) {
         set_running(layer, layer.running_mean, layer.running_var);
