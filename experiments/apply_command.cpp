@@ -7,6 +7,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "commands.hpp"
+#include "parse_options.hpp"
 #include "normlab/normlab.hpp"
 #include "output_dir.hpp"
 
@@ -84,13 +85,7 @@ int apply_command(const Args& args) {
       "param", po::value(&o.params)->composing(),
       "set a parameter or running state: gamma, beta, g, running_mean, running_var")(
       "out", po::value(&o.out)->required(), "output directory");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_options(args, desc)) return 0;
 
   nlohmann::json spec;
   try {

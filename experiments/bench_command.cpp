@@ -20,6 +20,7 @@
 
 #include "alloc_counter.hpp"
 #include "commands.hpp"
+#include "parse_options.hpp"
 #include "normlab/normlab.hpp"
 #include "stream_probe.hpp"
 
@@ -430,13 +431,7 @@ int bench_command(const Args& args) {
       "dtype", po::value(&o.dtype), "float32 (default) or float64")(
       "probe-mb", po::value(&o.probe_mb),
       "MiB per array of the bandwidth probe (default 512: far beyond any L3)");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
-  po::notify(vm);
+  if (!parse_options(args, desc)) return 0;
   if (o.threads < 1) throw std::invalid_argument("--threads must be at least 1");
   if (o.repeats < 1) throw std::invalid_argument("--repeats must be at least 1");
   if (o.seconds < 0) throw std::invalid_argument("--seconds must not be negative");

@@ -9,6 +9,7 @@
 #include <xtensor/xrandom.hpp>
 
 #include "commands.hpp"
+#include "parse_options.hpp"
 #include "normlab/normlab.hpp"
 
 namespace po = boost::program_options;
@@ -44,13 +45,7 @@ int demo_command(const Args& args) {
   std::size_t seed = 0;
   po::options_description desc("usage: normlab demo [--seed N]\n\nOptions");
   desc.add_options()("help,h", "show this help")("seed", po::value(&seed), "random seed (default 0)");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (!parse_options(args, desc)) return 0;
 
   // x: (N=4, C=6, H=5, W=5); channel c has mean 2c - 5 and std 1 + c / 2,
   // sample n is shifted by n, so every axis carries a different offset.

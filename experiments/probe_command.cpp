@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "parse_options.hpp"
 #include "normlab/analysis.hpp"
 #include "output_dir.hpp"
 
@@ -34,17 +35,7 @@ int probe_command(const Args& args) {
       "cell", po::value(&cell), "the cell of that run to re-train and probe, e.g. batch/B64/seed0");
   po::options_description hidden;
   hidden.add_options()("config", po::value(&config_path));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description positional;
-  positional.add("config", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (!parse_options(args, desc, &hidden, "config")) return 0;
   if (run_dir.empty() != cell.empty())
     throw std::invalid_argument("--model-from and --cell go together");
   if (config_path.empty()) {

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "parse_options.hpp"
 #include "normlab/analysis.hpp"
 
 namespace po = boost::program_options;
@@ -25,17 +26,7 @@ int report_command(const Args& args) {
       "gnuplot", po::value(&options.gnuplot), "the gnuplot program (default: gnuplot on PATH)");
   po::options_description hidden;
   hidden.add_options()("dir", po::value(&dirs));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description positional;
-  positional.add("dir", -1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return 0;
-  }
+  if (!parse_options(args, desc, &hidden, "dir", -1)) return 0;
   if (dirs.empty()) throw std::invalid_argument("missing DIR (a run or probe folder)");
   if (options.out_dir.empty())
     options.out_dir = (std::filesystem::path(dirs[0]) / "report").string();

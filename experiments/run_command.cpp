@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "parse_options.hpp"
 #include "normlab/experiment.hpp"
 
 namespace po = boost::program_options;
@@ -34,17 +35,7 @@ bool parse(const Args& args, bool run, ConfigOptions& o) {
         "fresh", po::bool_switch(&o.fresh), "discard earlier results in the output folder");
   po::options_description hidden;
   hidden.add_options()("config", po::value(&o.config));
-  po::options_description all;
-  all.add(desc).add(hidden);
-  po::positional_options_description positional;
-  positional.add("config", 1);
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return false;
-  }
+  if (!parse_options(args, desc, &hidden, "config")) return false;
   if (o.config.empty()) throw std::invalid_argument("missing CONFIG (a JSON file; see configs/)");
   return true;
 }
