@@ -14,13 +14,8 @@ class BatchNorm final : public ChannelNorm<T> {
 
  protected:
   NormDescription describe(const std::vector<std::size_t>& shape, Mode mode) const override {
-    NormDescription d = this->channel_description(shape);
-    d.pooling = Pooling::per_channel;
-    this->use_running_stats(d, mode);
-    if (mode == Mode::train && d.group_size() < 2)
-      throw std::invalid_argument(
-          "batch norm needs more than one value per channel when training, got input shape " +
-          shape_text(shape) + " (use a batch larger than 1 or eval mode)");
+    NormDescription d = this->batch_description(shape, mode);
+    this->require_values_to_train(d, shape, mode);
     return d;
   }
 };

@@ -13,7 +13,11 @@ namespace normlab {
 template <class T>
 class ChannelNorm : public Norm<T> {
  public:
-  ChannelNorm(nlohmann::json spec, std::size_t channels) : Norm<T>(std::move(spec)) {
+  // `tracks_by_default`: running statistics for a spec without a
+  // track_running_stats key (Batch Renorm always has them).
+  ChannelNorm(nlohmann::json spec, std::size_t channels, bool tracks_by_default = false)
+      : Norm<T>(std::move(spec)) {
+    tracks_ = this->spec_.value("track_running_stats", tracks_by_default);
     if (channels) create(channels);
   }
 
@@ -40,9 +44,26 @@ class ChannelNorm : public Norm<T> {
   }
   // Eval uses the running statistics where they are tracked; train updates them.
   void use_running_stats(NormDescription& d, Mode mode) const {
-    const bool track = this->spec_.value("track_running_stats", false);
-    d.tracks_running_stats = track;
-    d.statistics_given = track && mode == Mode::eval;
+    d.tracks_running_stats = tracks_;
+    d.statistics_given = tracks_ && mode == Mode::eval;
+  }
+  // BatchNorm's grouping: per channel over the batch and spatial positions.
+  NormDescription batch_description(const std::vector<std::size_t>& shape, Mode mode) const {
+    NormDescription d = channel_description(shape);
+    d.pooling = Pooling::per_channel;
+    use_running_stats(d, mode);
+    return d;
+  }
+  // Batch statistics of a single value are undefined (zero variance).
+  void require_values_to_train(const NormDescription& d, const std::vector<std::size_t>& shape,
+                               Mode mode) const {
+    if (mode != Mode::train || d.group_size() >= 2) return;
+    const bool ghost = d.outer_chunk != 0;
+    throw std::invalid_argument(this->type() + " norm needs more than one value per channel" +
+                                (ghost ? " in each virtual batch" : "") +
+                                " when training, got input shape " + shape_text(shape) +
+                                (ghost ? " (use a virtual_batch_size larger than 1 or eval mode)"
+                                       : " (use a batch larger than 1 or eval mode)"));
   }
   std::size_t channels() const { return channels_; }
 
@@ -53,12 +74,13 @@ class ChannelNorm : public Norm<T> {
       this->add_parameter("gamma", xt::ones<T>({channels}));
       this->add_parameter("beta", xt::zeros<T>({channels}));
     }
-    if (this->spec_.value("track_running_stats", false)) {
+    if (tracks_) {
       this->add_state("running_mean", xt::zeros<T>({channels}));
       this->add_state("running_var", xt::ones<T>({channels}));
     }
   }
   std::size_t channels_ = 0;
+  bool tracks_ = false;
 };
 
 }  // namespace normlab

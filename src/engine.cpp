@@ -9,12 +9,12 @@
 namespace normlab {
 
 std::size_t NormDescription::groups() const {
-  return pooling == Pooling::per_channel ? view.channels
+  return pooling == Pooling::per_channel ? chunks() * view.channels
                                          : view.outer * (view.channels / channels_per_group);
 }
 
 std::size_t NormDescription::group_size() const {
-  return pooling == Pooling::per_channel ? view.outer * view.inner
+  return pooling == Pooling::per_channel ? chunk_length() * view.inner
                                          : channels_per_group * view.inner;
 }
 
@@ -31,6 +31,8 @@ void GroupStats::resize(std::size_t groups) {
   mean.assign(groups, 0.0);
   var.assign(groups, 0.0);
   rstd.assign(groups, 0.0);
+  r.clear();
+  d.clear();
 }
 
 namespace {
@@ -94,6 +96,22 @@ void for_each_run(const NormDescription& d, F&& visit) {
       visit(c, (a * v.channels + c) * v.inner, d.group_of(a, c));
 }
 
+// Visits the chunks of an [outer, channels] matrix: rows [first, first + rows),
+// whose column c is group base + c.
+template <class F>
+void for_each_column_chunk(const NormDescription& d, F&& visit) {
+  const std::size_t rows = d.chunk_length();
+  for (std::size_t k = 0; k < d.chunks(); ++k) visit(k * rows, rows, k * d.view.channels);
+}
+
+// A group's correction xhat -> xhat * r + d; the identity when there is none.
+double correction_r(const GroupStats& stats, std::size_t g) {
+  return stats.r.empty() ? 1.0 : stats.r[g];
+}
+double correction_d(const GroupStats& stats, std::size_t g) {
+  return stats.d.empty() ? 0.0 : stats.d[g];
+}
+
 }  // namespace
 
 void finish_rstd(const NormDescription& d, GroupStats& stats) {
@@ -101,32 +119,34 @@ void finish_rstd(const NormDescription& d, GroupStats& stats) {
     stats.rstd[g] = 1.0 / std::sqrt(stats.var[g] + d.eps);
 }
 
-// One group per column of an [outer, channels] matrix (BatchNorm after a
-// linear layer): runs have length 1, so sum down the columns instead, two
-// passes, vectorized across channels.
+// One group per column (and chunk of rows) of an [outer, channels] matrix
+// (BatchNorm after a linear layer): runs have length 1, so sum down the
+// columns instead, two passes, vectorized across channels.
 template <class T>
 void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
-  const std::size_t rows = d.view.outer, columns = d.view.channels;
-  double* mean = stats.mean.data();
-  double* var = stats.var.data();
-  if (d.centered) {
-    for (std::size_t a = 0; a < rows; ++a) {
+  const std::size_t columns = d.view.channels;
+  for_each_column_chunk(d, [&](std::size_t first, std::size_t rows, std::size_t base) {
+    double* mean = stats.mean.data() + base;
+    double* var = stats.var.data() + base;
+    if (d.centered) {
+      for (std::size_t a = first; a < first + rows; ++a) {
+        const T* row = x + a * columns;
+#pragma omp simd
+        for (std::size_t c = 0; c < columns; ++c) mean[c] += double(row[c]);
+      }
+      for (std::size_t c = 0; c < columns; ++c) mean[c] /= double(rows);
+    }
+    for (std::size_t a = first; a < first + rows; ++a) {
       const T* row = x + a * columns;
 #pragma omp simd
-      for (std::size_t c = 0; c < columns; ++c) mean[c] += double(row[c]);
+      for (std::size_t c = 0; c < columns; ++c) {
+        const double dev = double(row[c]) - mean[c];
+        var[c] += dev * dev;
+      }
     }
-    for (std::size_t c = 0; c < columns; ++c) mean[c] /= double(rows);
-  }
-  for (std::size_t a = 0; a < rows; ++a) {
-    const T* row = x + a * columns;
-#pragma omp simd
-    for (std::size_t c = 0; c < columns; ++c) {
-      const double dev = double(row[c]) - mean[c];
-      var[c] += dev * dev;
-    }
-  }
-  if (d.centered || d.divide_by_count)
-    for (std::size_t c = 0; c < columns; ++c) var[c] /= double(rows);
+    if (d.centered || d.divide_by_count)
+      for (std::size_t c = 0; c < columns; ++c) var[c] /= double(rows);
+  });
 }
 
 bool is_columns(const NormDescription& d) {
@@ -164,25 +184,33 @@ template <class T>
 void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
                        const T* gamma, const T* beta, T* y) {
   const std::size_t inner = d.view.inner;
-  // Per-channel affine folds into one scale and shift per (group, channel);
-  // (x - mean) first keeps large means exact.
+  // Per-channel affine and the correction fold into one scale and shift per
+  // (group, channel); (x - mean) first keeps large means exact.
+  const bool per_channel = d.affine == Affine::per_channel;
   auto scale_of = [&](std::size_t c, std::size_t g) {
-    return d.affine == Affine::per_channel ? stats.rstd[g] * double(gamma[c]) : stats.rstd[g];
+    const double scale = stats.rstd[g] * correction_r(stats, g);
+    return per_channel ? scale * double(gamma[c]) : scale;
   };
-  auto shift_of = [&](std::size_t c) { return beta ? double(beta[c]) : 0.0; };
+  auto shift_of = [&](std::size_t c, std::size_t g) {
+    const double shift = correction_d(stats, g);
+    return (per_channel ? shift * double(gamma[c]) : shift) + (beta ? double(beta[c]) : 0.0);
+  };
 
   if (is_columns(d)) {
     const std::size_t columns = d.view.channels;
     std::vector<double> scale(columns), shift(columns);
-    for (std::size_t c = 0; c < columns; ++c) scale[c] = scale_of(c, c), shift[c] = shift_of(c);
-    const double* mean = stats.mean.data();
-    for (std::size_t a = 0; a < d.view.outer; ++a) {
-      const T* xr = x + a * columns;
-      T* yr = y + a * columns;
-#pragma omp simd
+    for_each_column_chunk(d, [&](std::size_t first, std::size_t rows, std::size_t base) {
       for (std::size_t c = 0; c < columns; ++c)
-        yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
-    }
+        scale[c] = scale_of(c, base + c), shift[c] = shift_of(c, base + c);
+      const double* mean = stats.mean.data() + base;
+      for (std::size_t a = first; a < first + rows; ++a) {
+        const T* xr = x + a * columns;
+        T* yr = y + a * columns;
+#pragma omp simd
+        for (std::size_t c = 0; c < columns; ++c)
+          yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
+      }
+    });
     return;
   }
   for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
@@ -190,14 +218,16 @@ void normalize_forward(const T* x, const NormDescription& d, const GroupStats& s
     const T* xr = x + offset;
     T* yr = y + offset;
     if (d.affine == Affine::elementwise) {
-      const double rstd = stats.rstd[g];
+      const double scale = stats.rstd[g] * correction_r(stats, g);
+      const double shift = correction_d(stats, g);
       const T* gr = gamma + c * inner;
       const T* br = beta ? beta + c * inner : nullptr;
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i)
-        yr[i] = T((double(xr[i]) - mean) * rstd * double(gr[i]) + (br ? double(br[i]) : 0.0));
+        yr[i] = T(((double(xr[i]) - mean) * scale + shift) * double(gr[i]) +
+                  (br ? double(br[i]) : 0.0));
     } else {
-      const double scale = scale_of(c, g), shift = shift_of(c);
+      const double scale = scale_of(c, g), shift = shift_of(c, g);
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i) yr[i] = T((double(xr[i]) - mean) * scale + shift);
     }
@@ -216,19 +246,20 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
   std::vector<double> dbeta_sum(d.affine_size(), 0.0);
 
   // First: the two reductions per group, sum(dxhat) and sum(dxhat * xhat),
-  // where dxhat = dy * gamma. They also give dgamma and dbeta.
+  // where dxhat = dy * gamma * r. They also give dgamma and dbeta.
   std::vector<double> sum_dxhat(d.groups(), 0.0);
   std::vector<double> sum_dxhat_xhat(d.groups(), 0.0);
   // A run's (or column's) sum(dy) and sum(dy * (x - mean)) into the group
   // sums and the per-channel parameter gradients.
   auto add_run_sums = [&](std::size_t c, std::size_t g, double sum_dy, double sum_dy_xmu) {
     const double sum_dy_xhat = sum_dy_xmu * stats.rstd[g];
+    const double r = correction_r(stats, g);
     if (d.affine == Affine::per_channel) {
-      dgamma_sum[c] += sum_dy_xhat;
+      dgamma_sum[c] += r * sum_dy_xhat + correction_d(stats, g) * sum_dy;
       dbeta_sum[c] += sum_dy;
     }
-    sum_dxhat[g] += gamma_of(c) * sum_dy;
-    sum_dxhat_xhat[g] += gamma_of(c) * sum_dy_xhat;
+    sum_dxhat[g] += gamma_of(c) * r * sum_dy;
+    sum_dxhat_xhat[g] += gamma_of(c) * r * sum_dy_xhat;
   };
   auto reduce_run = [&](std::size_t c, std::size_t offset, std::size_t g) {
     const double mean = stats.mean[g];
@@ -236,6 +267,7 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
     const T* xr = x + offset;
     const T* dyr = dy + offset;
     if (elementwise) {
+      const double r = correction_r(stats, g), shift = correction_d(stats, g);
       const T* gr = gamma + c * inner;
       double* dgr = dgamma_sum.data() + c * inner;
       double* dbr = dbeta_sum.data() + c * inner;
@@ -244,13 +276,13 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
       for (std::size_t i = 0; i < inner; ++i) {
         const double xhat = (double(xr[i]) - mean) * rstd;
         const double dyi = double(dyr[i]);
-        dgr[i] += dyi * xhat;
+        dgr[i] += dyi * (xhat * r + shift);
         dbr[i] += dyi;
         s1 += dyi * double(gr[i]);
         s2 += dyi * double(gr[i]) * xhat;
       }
-      sum_dxhat[g] += s1;
-      sum_dxhat_xhat[g] += s2;
+      sum_dxhat[g] += r * s1;
+      sum_dxhat_xhat[g] += r * s2;
     } else {
       double sum_dy = 0, sum_dy_xmu = 0;
 #pragma omp simd reduction(+ : sum_dy, sum_dy_xmu)
@@ -265,18 +297,22 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
   if (is_columns(d)) {
     // Sums down the columns of [outer, channels], vectorized across channels.
     const std::size_t columns = d.view.channels;
-    std::vector<double> sum_dy(columns, 0.0), sum_dy_xmu(columns, 0.0);
-    const double* mean = stats.mean.data();
-    for (std::size_t a = 0; a < d.view.outer; ++a) {
-      const T* xr = x + a * columns;
-      const T* dyr = dy + a * columns;
+    std::vector<double> sum_dy(columns), sum_dy_xmu(columns);
+    for_each_column_chunk(d, [&](std::size_t first, std::size_t rows, std::size_t base) {
+      std::fill(sum_dy.begin(), sum_dy.end(), 0.0);
+      std::fill(sum_dy_xmu.begin(), sum_dy_xmu.end(), 0.0);
+      const double* mean = stats.mean.data() + base;
+      for (std::size_t a = first; a < first + rows; ++a) {
+        const T* xr = x + a * columns;
+        const T* dyr = dy + a * columns;
 #pragma omp simd
-      for (std::size_t c = 0; c < columns; ++c) {
-        sum_dy[c] += double(dyr[c]);
-        sum_dy_xmu[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
+        for (std::size_t c = 0; c < columns; ++c) {
+          sum_dy[c] += double(dyr[c]);
+          sum_dy_xmu[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
+        }
       }
-    }
-    for (std::size_t c = 0; c < columns; ++c) add_run_sums(c, c, sum_dy[c], sum_dy_xmu[c]);
+      for (std::size_t c = 0; c < columns; ++c) add_run_sums(c, base + c, sum_dy[c], sum_dy_xmu[c]);
+    });
   } else {
     for_each_run(d, reduce_run);
   }
@@ -300,24 +336,28 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
   };
   auto coefficients = [&](std::size_t c, std::size_t g) {
     const double rstd = stats.rstd[g];
-    return Coefficients{rstd * gamma_of(c), -rstd * rstd * xhat_coef_of(g), -rstd * mean_dxhat_of(g)};
+    return Coefficients{rstd * gamma_of(c) * correction_r(stats, g), -rstd * rstd * xhat_coef_of(g),
+                        -rstd * mean_dxhat_of(g)};
   };
   if (is_columns(d)) {
     const std::size_t columns = d.view.channels;
     std::vector<double> dy_scale(columns), x_scale(columns), shift(columns);
-    for (std::size_t c = 0; c < columns; ++c) {
-      const Coefficients k = coefficients(c, c);
-      dy_scale[c] = k.dy_scale, x_scale[c] = k.x_scale, shift[c] = k.shift;
-    }
-    const double* mean = stats.mean.data();
-    for (std::size_t a = 0; a < d.view.outer; ++a) {
-      const T* xr = x + a * columns;
-      const T* dyr = dy + a * columns;
-      T* dxr = dx + a * columns;
+    for_each_column_chunk(d, [&](std::size_t first, std::size_t rows, std::size_t base) {
+      for (std::size_t c = 0; c < columns; ++c) {
+        const Coefficients k = coefficients(c, base + c);
+        dy_scale[c] = k.dy_scale, x_scale[c] = k.x_scale, shift[c] = k.shift;
+      }
+      const double* mean = stats.mean.data() + base;
+      for (std::size_t a = first; a < first + rows; ++a) {
+        const T* xr = x + a * columns;
+        const T* dyr = dy + a * columns;
+        T* dxr = dx + a * columns;
 #pragma omp simd
-      for (std::size_t c = 0; c < columns; ++c)
-        dxr[c] = T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
-    }
+        for (std::size_t c = 0; c < columns; ++c)
+          dxr[c] =
+              T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
+      }
+    });
     return;
   }
   for_each_run(d, [&](std::size_t c, std::size_t offset, std::size_t g) {
@@ -328,11 +368,12 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& d,
     T* dxr = dx + offset;
     if (elementwise) {
       const double mean_dxhat = mean_dxhat_of(g), xhat_coef = xhat_coef_of(g);
+      const double r = correction_r(stats, g);
       const T* gr = gamma + c * inner;
 #pragma omp simd
       for (std::size_t i = 0; i < inner; ++i) {
         const double xhat = (double(xr[i]) - mean) * rstd;
-        dxr[i] = T(rstd * (double(dyr[i]) * double(gr[i]) - mean_dxhat - xhat * xhat_coef));
+        dxr[i] = T(rstd * (double(dyr[i]) * double(gr[i]) * r - mean_dxhat - xhat * xhat_coef));
       }
     } else {
       const Coefficients k = coefficients(c, g);

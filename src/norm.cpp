@@ -101,29 +101,48 @@ const xt::xarray<T>* Norm<T>::affine_pointer(const char* name) const {
   return it == parameters_.end() ? nullptr : &it->second.value;
 }
 
-// Running statistics are per channel; a group maps to the channel it covers.
-// Groups spanning several channels (GroupNorm) have no running statistics.
+// Running statistics are per channel; a group maps to the channel it covers
+// (groups are numbered chunk or sample * channels + channel). Groups spanning
+// several channels (GroupNorm) have no running statistics.
 namespace {
 std::size_t channel_of_group(const NormDescription& d, std::size_t g) {
-  return d.pooling == Pooling::per_channel ? g : g % d.view.channels;
+  return g % d.view.channels;
+}
+
+// Batch statistics of a channel: the average over the groups mapped to it
+// (InstanceNorm averages its per-sample statistics, as PyTorch does; Ghost BN
+// its virtual batches', as Keras does), the variance unbiased per group.
+BatchStatistics channel_statistics(const NormDescription& d, const GroupStats& stats) {
+  const std::size_t channels = d.view.channels;
+  const double count = double(d.group_size());
+  const double unbiased = count / (count - 1);
+  BatchStatistics batch{std::vector<double>(channels, 0.0), std::vector<double>(channels, 0.0)};
+  const std::size_t per_channel = stats.mean.size() / channels;
+  for (std::size_t g = 0; g < stats.mean.size(); ++g) {
+    batch.mean[channel_of_group(d, g)] += stats.mean[g] / double(per_channel);
+    batch.var[channel_of_group(d, g)] += stats.var[g] * unbiased / double(per_channel);
+  }
+  return batch;
 }
 }  // namespace
+
+template <class T>
+const BatchStatistics& Norm<T>::batch_statistics() const {
+  if (last_batch_.mean.empty())
+    throw std::logic_error(type() +
+                           " norm has no batch statistics: they come from a train forward that "
+                           "updates running statistics");
+  return last_batch_;
+}
 
 template <class T>
 void Norm<T>::update_running_stats(const NormDescription& d, const GroupStats& stats) {
   xt::xarray<T>& running_mean = state_.at("running_mean");
   xt::xarray<T>& running_var = state_.at("running_var");
   const std::size_t channels = d.view.channels;
-  const double count = double(d.group_size());
-  const double unbiased = count / (count - 1);
-  // Batch statistics of a channel: the average over the groups mapped to it
-  // (InstanceNorm averages its per-sample statistics, as PyTorch does).
-  std::vector<double> batch_mean(channels, 0.0), batch_var(channels, 0.0);
-  const std::size_t per_channel = stats.mean.size() / channels;
-  for (std::size_t g = 0; g < stats.mean.size(); ++g) {
-    batch_mean[channel_of_group(d, g)] += stats.mean[g] / double(per_channel);
-    batch_var[channel_of_group(d, g)] += stats.var[g] * unbiased / double(per_channel);
-  }
+  last_batch_ = channel_statistics(d, stats);
+  const std::vector<double>& batch_mean = last_batch_.mean;
+  const std::vector<double>& batch_var = last_batch_.var;
   ++batches_tracked_;
   const nlohmann::json& momentum_spec = spec_.at("momentum");
   const double momentum =
@@ -165,6 +184,7 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
   } else {
     compute_stats(x.data(), d, saved_stats_);
     observe_stats(d, saved_stats_);
+    adjust_batch_stats(d, mode, saved_stats_);
     if (mode == Mode::train && d.tracks_running_stats) update_running_stats(d, saved_stats_);
   }
   const xt::xarray<T>* gamma = affine_pointer(scale_name());

@@ -28,6 +28,13 @@ struct Parameter {
   xt::xarray<T> grad;
 };
 
+// A batch's statistics as the running statistics take them, per channel: the
+// mean and the unbiased variance, each averaged over the channel's groups
+// (Ghost BN's virtual batches, InstanceNorm's samples).
+struct BatchStatistics {
+  std::vector<double> mean, var;
+};
+
 // A normalization layer. Concrete norms only describe how elements are grouped
 // (see NormDescription); all arithmetic happens in the shared engine.
 template <class T>
@@ -57,6 +64,10 @@ class Norm {
   // Sets a parameter or a running statistic; the shape must match.
   void set(const std::string& name, const xt::xarray<T>& value);
   void zero_grad();
+  // The statistics the last train forward fed into the running statistics
+  // ("precise BN" averages them over many batches). Throws std::logic_error
+  // when no train forward updated running statistics yet.
+  const BatchStatistics& batch_statistics() const;
 
   // Creates the parameters and state that depend on the input shape (forward
   // calls it too); throws std::invalid_argument when the shape does not fit.
@@ -75,11 +86,15 @@ class Norm {
   virtual const char* scale_name() const { return "gamma"; }
   // Sees the statistics of each train or eval forward that computed them.
   virtual void observe_stats(const NormDescription&, const GroupStats&) {}
+  // Then may set the constant correction stats.r, stats.d (Batch Renorm) from
+  // the norm's state, before the running statistics take this batch.
+  virtual void adjust_batch_stats(const NormDescription&, Mode, GroupStats&) {}
 
   void add_parameter(const std::string& name, xt::xarray<T> initial);
   void add_state(const std::string& name, xt::xarray<T> initial);
   bool has_parameter(const std::string& name) const { return parameters_.count(name) != 0; }
   bool has_state(const std::string& name) const { return state_.count(name) != 0; }
+  xt::xarray<T>& mutable_state(const std::string& name) { return state_.at(name); }
   // True once the parameter was given by set(); lets WeightNorm initialize g from v.
   bool was_set(const std::string& name) const { return explicitly_set_.count(name) != 0; }
   nlohmann::json spec_;
@@ -93,6 +108,7 @@ class Norm {
   std::map<std::string, xt::xarray<T>> state_;
   std::map<std::string, bool> explicitly_set_;
   std::size_t batches_tracked_ = 0;
+  BatchStatistics last_batch_;
 
   // Saved by forward for backward.
   xt::xarray<T> saved_x_;
