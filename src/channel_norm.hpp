@@ -1,5 +1,6 @@
 // Shared by the norms whose parameters and running state are per channel
-// (dimension 1 of an (N, C, ...) input): BatchNorm, InstanceNorm, GroupNorm.
+// (dimension 1 of an (N, C, ...) input): BatchNorm, InstanceNorm, GroupNorm,
+// Ghost BatchNorm, Batch Renormalization.
 #pragma once
 
 #include <stdexcept>

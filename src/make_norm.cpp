@@ -13,6 +13,8 @@ std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t chann
   if (type == "instance") return make_instance_norm<T>(resolved, channels);
   if (type == "group") return make_group_norm<T>(resolved, channels);
   if (type == "weight") return make_weight_norm<T>(resolved, channels);
+  if (type == "ghost") return make_ghost_norm<T>(resolved, channels);
+  if (type == "batch_renorm") return make_batch_renorm<T>(resolved, channels);
   return make_rms_norm<T>(resolved, channels);  // resolve_spec admits no other type
 }
 

@@ -16,6 +16,8 @@ NORMLAB_DECLARE_MAKER(make_instance_norm)
 NORMLAB_DECLARE_MAKER(make_group_norm)
 NORMLAB_DECLARE_MAKER(make_weight_norm)
 NORMLAB_DECLARE_MAKER(make_rms_norm)
+NORMLAB_DECLARE_MAKER(make_ghost_norm)
+NORMLAB_DECLARE_MAKER(make_batch_renorm)
 #undef NORMLAB_DECLARE_MAKER
 
 }  // namespace normlab

@@ -49,6 +49,21 @@ const std::vector<TypeFields>& type_table() {
         {"affine", Kind::boolean, true},
         {"normalized_shape", Kind::count_list_or_null, nullptr},
         {"channel_affine", Kind::boolean, false}}},
+      // Keras' virtual_batch_size; 4 is the small-batch study's choice.
+      {"ghost",
+       {{"virtual_batch_size", Kind::count, 4},
+        {"eps", Kind::number, 1e-5},
+        {"momentum", Kind::number_or_null, 0.1},
+        {"affine", Kind::boolean, true},
+        {"track_running_stats", Kind::boolean, true}}},
+      // The paper's final rmax and dmax, reached after warmup_steps train forwards.
+      {"batch_renorm",
+       {{"eps", Kind::number, 1e-5},
+        {"momentum", Kind::number, 0.1},
+        {"affine", Kind::boolean, true},
+        {"rmax", Kind::number, 3.0},
+        {"dmax", Kind::number, 5.0},
+        {"warmup_steps", Kind::integer, 1000}}},
   };
   return table;
 }
@@ -144,9 +159,19 @@ nlohmann::json resolve_spec(const nlohmann::json& spec) {
     throw std::invalid_argument("norm spec: eps: expected a number >= 0");
   if (resolved.contains("momentum") && resolved["momentum"].is_number()) {
     const double m = resolved["momentum"].get<double>();
+    bool null_allowed = false;
+    for (const auto& f : entry->fields)
+      if (std::string(f.key) == "momentum") null_allowed = f.kind == Kind::number_or_null;
     if (m < 0 || m > 1)
-      throw std::invalid_argument("norm spec: momentum: expected a number in [0, 1] or null");
+      throw std::invalid_argument(std::string("norm spec: momentum: expected a number in [0, 1]") +
+                                  (null_allowed ? " or null" : ""));
   }
+  if (resolved.contains("rmax") && !(resolved["rmax"].get<double>() >= 1))
+    throw std::invalid_argument("norm spec: rmax: expected a number >= 1");
+  if (resolved.contains("dmax") && !(resolved["dmax"].get<double>() >= 0))
+    throw std::invalid_argument("norm spec: dmax: expected a number >= 0");
+  if (resolved.contains("warmup_steps") && resolved["warmup_steps"].get<long long>() < 0)
+    throw std::invalid_argument("norm spec: warmup_steps: expected an integer >= 0");
   if (resolved.value("channel_affine", false) && !resolved["normalized_shape"].is_null())
     throw std::invalid_argument(
         "norm spec: channel_affine normalizes over all dims but the first; drop normalized_shape");

@@ -174,3 +174,9 @@ TEST_CASE("golden: weight norm matches PyTorch 1.13 weight_norm") {
 TEST_CASE("golden: rms norm matches the RMSNorm formula under PyTorch 1.13") {
   check_type("rms");
 }
+TEST_CASE("golden: ghost norm matches F.batch_norm on each virtual batch under PyTorch 1.13") {
+  check_type("ghost");
+}
+TEST_CASE("golden: batch renorm matches the paper's formula under PyTorch 1.13 autograd") {
+  check_type("batch_renorm");
+}

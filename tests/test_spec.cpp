@@ -267,6 +267,6 @@ TEST_CASE("to_json round trip: make_norm(norm->to_json()) gives the same spec") 
 }
 
 TEST_CASE("norm_types lists every type") {
-  CHECK(norm_types() ==
-        std::vector<std::string>{"batch", "layer", "instance", "group", "weight", "rms"});
+  CHECK(norm_types() == std::vector<std::string>{"batch", "layer", "instance", "group", "weight",
+                                                 "rms", "ghost", "batch_renorm"});
 }

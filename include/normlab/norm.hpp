@@ -120,9 +120,10 @@ class Norm {
 // Builds a norm from its JSON spec. `channels` is the size of dimension 1 of
 // the activations (WeightNorm: of dimension `dim` of the weight); 0 leaves it
 // to be taken from the first input where the norm allows that.
-// Spec keys: type (batch | layer | instance | group | weight | rms), eps,
-// momentum (number, or null for a cumulative average), affine,
-// track_running_stats, groups, normalized_shape, channel_affine, dim.
+// Spec keys: type (batch | layer | instance | group | weight | rms | ghost |
+// batch_renorm), eps, momentum (number, or null for a cumulative average),
+// affine, track_running_stats, groups, normalized_shape, channel_affine, dim,
+// virtual_batch_size (ghost), rmax, dmax, warmup_steps (batch_renorm).
 template <class T>
 std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t channels);
 

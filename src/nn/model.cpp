@@ -142,6 +142,10 @@ Model<T> build_model(const std::string& architecture, const nlohmann::json& norm
     if (plan.type == "instance")
       throw std::invalid_argument(
           "norm 'instance' needs spatial extent and mlp2 has none: use it with cnn3");
+    if (plan.type == "ghost" && resolve_spec(norm_spec).at("virtual_batch_size") == 1)
+      throw std::invalid_argument(
+          "norm 'ghost' with virtual_batch_size 1 has one value per channel in mlp2: use a "
+          "larger virtual_batch_size, or cnn3");
     // (N,1,28,28) -> flatten (N,784) -> linear 256 -> linear 256 -> linear 10
     model.add(make_flatten<T>());
     add_hidden_linear(model, plan, 784, 256);

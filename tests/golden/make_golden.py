@@ -20,12 +20,15 @@ Files of a case (all .npy, normlab's names; cases.json lists which exist):
   inputs   x            input of the measured forward (WeightNorm: v)
            x0 x1 x2     inputs of the train forwards run before it (train_steps of them)
            dy           upstream gradient of the measured forward
-           gamma beta g running_mean running_var
+           gamma beta g running_mean running_var num_batches_tracked
                         parameters and running state set before the first forward
   outputs  y dx         output and input gradient of the measured forward
            d<param>     parameter gradients (dgamma, dbeta, dg) of the measured backward
-           running_mean_out running_var_out
+           running_mean_out running_var_out num_batches_tracked_out
                         running state after all forwards (train steps and measured)
+
+Ghost BatchNorm and Batch Renormalization have no torch module: their references
+below are written from the definitions in README.md with torch operations.
 """
 
 import json
@@ -35,6 +38,7 @@ import zlib
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,7 +103,91 @@ class RMSNorm(nn.Module):
         return y * self.weight if self.weight is not None else y
 
 
+class GhostBatchNorm(nn.Module):
+    """Ghost BN as normlab defines it: F.batch_norm with batch statistics on each
+    run of V consecutive samples; one running-statistics update per forward with
+    the average of the virtual batches' means and unbiased variances (Keras)."""
+
+    def __init__(self, c, virtual_batch_size, eps, momentum, affine, track):
+        super().__init__()
+        self.v, self.eps, self.momentum, self.forwards = virtual_batch_size, eps, momentum, 0
+        self.weight = nn.Parameter(torch.ones(c)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(c)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(c) if track else None)
+        self.register_buffer("running_var", torch.ones(c) if track else None)
+
+    def forward(self, x):
+        if not self.training and self.running_mean is not None:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                False, 0.0, self.eps)
+        chunks = x.split(self.v)
+        y = torch.cat([F.batch_norm(c, None, None, self.weight, self.bias, True, 0.0, self.eps)
+                       for c in chunks])
+        if self.training and self.running_mean is not None:
+            dims = [0] + list(range(2, x.dim()))
+            with torch.no_grad():
+                mean = torch.stack([c.mean(dims) for c in chunks]).mean(0)
+                var = torch.stack([c.var(dims, unbiased=True) for c in chunks]).mean(0)
+                self.forwards += 1
+                m = self.momentum if self.momentum is not None else 1.0 / self.forwards
+                self.running_mean.mul_(1 - m).add_(m * mean)
+                self.running_var.mul_(1 - m).add_(m * var)
+        return y
+
+
+class BatchRenorm(nn.Module):
+    """Batch Renormalization (Ioffe 2017) as normlab defines it: in training
+    xhat = (x - mu_B) / sigma_B * r + d, r = clip(sigma_B / sigma, 1/rmax_t, rmax_t),
+    d = clip((mu_B - mu) / sigma, -dmax_t, dmax_t), sigma = sqrt(running_var + eps),
+    r and d detached; rmax_t = 1 + (rmax - 1) f, dmax_t = dmax f with
+    f = min(1, t / warmup_steps) (1 without warm-up), t = num_batches_tracked before
+    the forward. Running statistics as BatchNorm's; eval normalizes with them."""
+
+    EXTRA_STATE = ("num_batches_tracked",)
+
+    def __init__(self, c, eps, momentum, affine, rmax, dmax, warmup_steps):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.rmax, self.dmax, self.warmup = rmax, dmax, warmup_steps
+        self.weight = nn.Parameter(torch.ones(c)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(c)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+        self.register_buffer("num_batches_tracked", torch.zeros(1))
+
+    def forward(self, x):
+        view = [1, -1] + [1] * (x.dim() - 2)
+        sigma = torch.sqrt(self.running_var + self.eps)
+        if self.training:
+            dims = [0] + list(range(2, x.dim()))
+            mu = x.mean(dims)
+            sigma_b = torch.sqrt(x.var(dims, unbiased=False) + self.eps)
+            t = self.num_batches_tracked.item()
+            f = min(1.0, t / self.warmup) if self.warmup > 0 else 1.0
+            rmax, dmax = 1 + (self.rmax - 1) * f, self.dmax * f
+            r = (sigma_b.detach() / sigma).clamp(1 / rmax, rmax)
+            d = ((mu.detach() - self.running_mean) / sigma).clamp(-dmax, dmax)
+            xhat = (x - mu.view(view)) / sigma_b.view(view) * r.view(view) + d.view(view)
+            with torch.no_grad():
+                var = x.var(dims, unbiased=True)
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * mu)
+                self.running_var.mul_(1 - self.momentum).add_(self.momentum * var)
+                self.num_batches_tracked += 1
+        else:
+            xhat = (x - self.running_mean.view(view)) / sigma.view(view)
+        if self.weight is None:
+            return xhat
+        return xhat * self.weight.view(view) + self.bias.view(view)
+
+
 PARAM_NAMES = {"weight": "gamma", "bias": "beta"}
+
+
+def state_names(module):
+    """normlab's running state of a module: running_mean and running_var where
+    present (not torch's num_batches_tracked), plus the module's EXTRA_STATE."""
+    names = [n for n in ("running_mean", "running_var") if getattr(module, n, None) is not None]
+    return names + list(getattr(module, "EXTRA_STATE", ()))
 
 
 def torch_module(spec, shape, data_dtype):
@@ -131,6 +219,14 @@ def torch_module(spec, shape, data_dtype):
         if eps is None:  # the data's machine epsilon, even when computed in float64
             eps = torch.finfo(data_dtype).eps
         return RMSNorm(ns, eps, spec.get("affine", True))
+    if kind == "ghost":
+        return GhostBatchNorm(c, spec.get("virtual_batch_size", 4), eps,
+                              spec.get("momentum", 0.1), spec.get("affine", True),
+                              spec.get("track_running_stats", True))
+    if kind == "batch_renorm":
+        return BatchRenorm(c, eps, spec.get("momentum", 0.1), spec.get("affine", True),
+                           spec.get("rmax", 3.0), spec.get("dmax", 5.0),
+                           spec.get("warmup_steps", 1000))
     raise ValueError(kind)
 
 
@@ -145,6 +241,8 @@ def draw_module_inputs(spec, shape, steps):
         arrays[name] = scale_param(p.shape) if name == "gamma" else shift_param(p.shape)
     if getattr(module, "running_mean", None) is not None:
         arrays.update(running_stats(shape[1]))
+    if "num_batches_tracked" in state_names(module):
+        arrays["num_batches_tracked"] = torch.zeros(1, dtype=torch.float64)
     return arrays
 
 
@@ -156,9 +254,8 @@ def compute_module(spec, shape, mode, steps, inputs, data_dtype):
     with torch.no_grad():
         for tname, p in module.named_parameters():
             p.copy_(inputs[PARAM_NAMES[tname]])
-        for name in ("running_mean", "running_var"):
-            if getattr(module, name, None) is not None:
-                getattr(module, name).copy_(inputs[name])
+        for name in state_names(module):
+            getattr(module, name).copy_(inputs[name])
     module.train()
     with torch.no_grad():
         for i in range(steps):
@@ -171,9 +268,8 @@ def compute_module(spec, shape, mode, steps, inputs, data_dtype):
     out = {"y": y.detach(), "dx": x.grad}
     for tname, p in module.named_parameters():
         out["d" + PARAM_NAMES[tname]] = p.grad
-    for name in ("running_mean", "running_var"):
-        if getattr(module, name, None) is not None:
-            out[name + "_out"] = getattr(module, name).detach().clone()
+    for name in state_names(module):
+        out[name + "_out"] = getattr(module, name).detach().clone()
     return out
 
 
@@ -290,6 +386,46 @@ def cases():
         "train", 0)
     add("rms_last_dim_eps_null", {"type": "rms", "normalized_shape": [7]}, (2, 3, 7), "train", 0)
     add("rms_noaffine", {"type": "rms", "eps": 1e-6, "affine": False}, (2, 3, 7), "train", 0)
+
+    add("ghost_2d_train", {"type": "ghost", "virtual_batch_size": 4}, (8, 3), "train", 0)
+    add("ghost_2d_v2_train", {"type": "ghost", "virtual_batch_size": 2}, (6, 5), "train", 0)
+    add("ghost_3d_v3_train", {"type": "ghost", "virtual_batch_size": 3}, (6, 3, 4), "train", 0)
+    add("ghost_4d_train", {"type": "ghost", "virtual_batch_size": 2}, (4, 3, 3, 3), "train", 0)
+    add("ghost_one_virtual_batch_train", {"type": "ghost", "virtual_batch_size": 4}, (4, 3, 5),
+        "train", 0)
+    add("ghost_v1_4d_train", {"type": "ghost", "virtual_batch_size": 1}, (3, 2, 3, 3), "train", 0)
+    add("ghost_noaffine_train", {"type": "ghost", "virtual_batch_size": 2, "affine": False},
+        (4, 3, 5), "train", 0)
+    add("ghost_eps_momentum_train",
+        {"type": "ghost", "virtual_batch_size": 2, "eps": 1e-3, "momentum": 0.3}, (6, 4), "train", 0)
+    add("ghost_cumulative_steps_train", {"type": "ghost", "virtual_batch_size": 2, "momentum": None},
+        (4, 3, 5), "train", STEPS)
+    add("ghost_momentum_steps_eval", {"type": "ghost", "virtual_batch_size": 2}, (6, 3, 2, 2),
+        "eval", STEPS)
+    add("ghost_eval_any_batch", {"type": "ghost", "virtual_batch_size": 4}, (3, 3, 5), "eval", 0)
+    add("ghost_notrack_eval", {"type": "ghost", "virtual_batch_size": 2,
+                               "track_running_stats": False}, (4, 3, 5), "eval", 0)
+
+    # Tight limits clip r and d in some channels; the defaults mostly do not.
+    add("batch_renorm_2d_clipped_train",
+        {"type": "batch_renorm", "rmax": 1.5, "dmax": 0.5, "warmup_steps": 0}, (6, 8), "train", 0)
+    add("batch_renorm_4d_train", {"type": "batch_renorm", "warmup_steps": 0}, (3, 4, 3, 3),
+        "train", 0)
+    add("batch_renorm_3d_clipped_steps_train",
+        {"type": "batch_renorm", "rmax": 1.2, "dmax": 0.3, "warmup_steps": 0, "momentum": 0.3},
+        (4, 6, 5), "train", STEPS)
+    # Warm-up: the measured forward is step 3 of 4 (rmax 1.75, dmax 0.75).
+    add("batch_renorm_warmup_steps_train",
+        {"type": "batch_renorm", "rmax": 2.0, "dmax": 1.0, "warmup_steps": 4}, (4, 6, 5),
+        "train", STEPS)
+    # Step 0 of a warm-up: r = 1, d = 0, BatchNorm exactly.
+    add("batch_renorm_warmup_start_train", {"type": "batch_renorm"}, (2, 3, 4), "train", 0)
+    add("batch_renorm_noaffine_train",
+        {"type": "batch_renorm", "affine": False, "rmax": 1.5, "dmax": 0.5, "warmup_steps": 0},
+        (4, 3, 5), "train", 0)
+    add("batch_renorm_eval", {"type": "batch_renorm"}, (2, 3, 5, 5), "eval", 0)
+    add("batch_renorm_steps_eval", {"type": "batch_renorm", "warmup_steps": 2, "eps": 1e-3},
+        (3, 4, 5), "eval", STEPS)
     return c
 
 
