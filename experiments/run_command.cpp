@@ -54,8 +54,17 @@ int validate_command(const Args& args) {
   ConfigOptions o;
   if (!parse(args, false, o)) return 0;
   const ExperimentConfig config = parse_config(read_config_file(o.config, o.sets));
-  std::cout << config.resolved.dump(2) << "\n"
-            << o.config << ": valid, " << grid_cells(config).size() << " cells\n";
+  std::cout << config.resolved.dump(2) << "\n";
+  const std::vector<Cell> cells = grid_cells(config);
+  std::size_t skipped = 0;
+  for (const Cell& cell : cells) {
+    if (cell.skipped.empty()) continue;
+    std::cout << "skips " << cell.id() << ": " << cell.skipped << "\n";
+    ++skipped;
+  }
+  std::cout << o.config << ": valid, " << cells.size() << " cells";
+  if (skipped) std::cout << " (" << skipped << " skipped)";
+  std::cout << "\n";
   return 0;
 }
 

@@ -1,13 +1,15 @@
 // The small-batch remedies without PyTorch: Ghost BatchNorm against BatchNorm
 // on each virtual batch, Batch Renormalization against its formula (r and d by
 // hand) and against finite differences of the forward with r and d frozen,
-// Ghost BN against finite differences, spec errors, Norm::batch_statistics and
-// `normlab apply`. The PyTorch golden vectors are in test_golden.cpp.
+// Ghost BN against finite differences, spec errors, Norm::batch_statistics,
+// `normlab apply`, and their use in experiments: skipped cells and precise BN.
+// The PyTorch golden vectors are in test_golden.cpp.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -17,6 +19,8 @@
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
 
+#include "normlab/analysis.hpp"
+#include "normlab/experiment.hpp"
 #include "normlab/normlab.hpp"
 #include "test_helpers.hpp"
 
@@ -545,4 +549,157 @@ TEST_CASE("apply: ghost and batch_renorm by name, outputs as the library's") {
   CHECK(failed.status == 1);
   check_mentions(failed.err, {"normlab apply: ghost norm", "N = 6", "V = 4"});
   CHECK_FALSE(std::filesystem::exists(dir / "bad6"));
+}
+
+// --- Experiments ---
+
+namespace {
+
+const char* const kRemediesConfig = R"({
+  "name": "remedies_tiny",
+  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4, "seed": 5},
+  "model": "mlp2",
+  "norms": ["ghost", "batch_renorm", "layer"],
+  "batch_sizes": [16, 4, 2],
+  "seeds": [0],
+  "epochs": 1,
+  "optimizer": {"lr": 0.05},
+  "evaluation": {"batch_size": 64, "precise_bn_batches": 5}
+})";
+
+std::string config_error(const json& config) {
+  return error_of<std::invalid_argument>([&] { parse_config(config); });
+}
+
+}  // namespace
+
+TEST_CASE("experiments: ghost cells that cannot or need not run are skipped, with the reason") {
+  CHECK(skip_reason({{"type", "ghost"}}, 8) == "");
+  check_mentions(skip_reason({{"type", "ghost"}}, 4),
+                 {"batch size 4 equals virtual_batch_size 4", "plain batch norm"});
+  check_mentions(skip_reason({{"type", "ghost"}}, 2),
+                 {"batch size 2 does not split into virtual batches of 4"});
+  check_mentions(skip_reason({{"type", "ghost"}, {"virtual_batch_size", 3}}, 16),
+                 {"16", "virtual batches of 3"});
+  CHECK(skip_reason({{"type", "batch"}}, 2) == "");
+  CHECK(skip_reason({{"type", "batch_renorm"}}, 2) == "");
+
+  const ExperimentConfig config = parse_config(json::parse(kRemediesConfig));
+  const std::vector<Cell> cells = grid_cells(config);
+  REQUIRE(cells.size() == 9);
+  std::vector<std::string> skipped;
+  for (const Cell& cell : cells)
+    if (!cell.skipped.empty()) skipped.push_back(cell.id());
+  CHECK(skipped == std::vector<std::string>{"ghost/B4/seed0", "ghost/B2/seed0"});
+
+  // B = 1: a skip for ghost, an error for the norms that would train on one value.
+  json one = json::parse(kRemediesConfig);
+  one["batch_sizes"] = {16, 1};
+  one["norms"] = {"ghost", "layer"};
+  CHECK_NOTHROW(parse_config(one));
+  one["norms"] = {"batch_renorm"};
+  check_mentions(config_error(one),
+                 {"batch_sizes: batch_renorm norm in mlp2 needs batch size >= 2"});
+  // A virtual batch of one sample has one value per channel after a linear layer.
+  json v1 = json::parse(kRemediesConfig);
+  v1["norms"] = {{{"type", "ghost"}, {"virtual_batch_size", 1}}};
+  check_mentions(config_error(v1), {"norms[0]:", "virtual_batch_size 1", "mlp2"});
+  CHECK_NOTHROW(parse_config([&] {
+    json cnn = v1;
+    cnn["model"] = "cnn3";
+    return cnn;
+  }()));
+}
+
+TEST_CASE("experiments: evaluation.precise_bn_batches") {
+  json config = json::parse(kRemediesConfig);
+  CHECK(parse_config(config).evaluation.precise_bn_batches == 5);
+  CHECK(parse_config(config).resolved["evaluation"]["precise_bn_batches"] == 5);
+  config["evaluation"].erase("precise_bn_batches");
+  CHECK(parse_config(config).evaluation.precise_bn_batches == 0);
+  // Off: absent from the resolved config, which older output folders compare with.
+  CHECK_FALSE(parse_config(config).resolved["evaluation"].contains("precise_bn_batches"));
+  config["evaluation"]["precise_bn_batches"] = -1;
+  check_mentions(config_error(config), {"evaluation.precise_bn_batches: expected an integer >= 0"});
+  config["evaluation"]["precise_bn_batches"] = "all";
+  check_mentions(config_error(config), {"evaluation.precise_bn_batches: expected an integer"});
+}
+
+TEST_CASE("precise_bn: running statistics become the average over K train batches") {
+  Dataset train = make_synthetic(64, 4, 9);
+  // A model of one batch norm over the image's single channel: its batch
+  // statistics are those of the pixels, which the test computes itself.
+  Model<float> model;
+  model.add(make_norm_layer<float>(make_norm<float>({{"type", "batch_renorm"}}, 1)));
+  Norm<float>& norm = *model.norms()[0];
+  norm.set("running_mean", xt::xarray<float>{5.0f});
+  norm.set("num_batches_tracked", xt::xarray<float>{7.0f});
+  const std::size_t batch = 8, batches = 3;
+  CHECK(precise_bn(model, train, batch, batches, 42) == batches);
+
+  const std::vector<std::size_t> order = permutation(train.size(), 42);
+  const std::size_t pixels = 28 * 28;
+  double mean_sum = 0, var_sum = 0;
+  for (std::size_t k = 0; k < batches; ++k) {
+    Array x = xt::empty<double>({batch, std::size_t(1), pixels});
+    for (std::size_t i = 0; i < batch; ++i)
+      for (std::size_t p = 0; p < pixels; ++p)
+        x(i, 0, p) = train.images.data()[order[k * batch + i] * pixels + p];
+    const ChannelMoments m = moments(x);
+    mean_sum += m.mean[0];
+    var_sum += m.var[0] * m.count / (m.count - 1);
+  }
+  CHECK(norm.state("running_mean")(0) == doctest::Approx(mean_sum / batches).epsilon(1e-5));
+  CHECK(norm.state("running_var")(0) == doctest::Approx(var_sum / batches).epsilon(1e-5));
+  CHECK(norm.state("num_batches_tracked")(0) == 7.0f);  // other state as it was
+
+  // At most one pass over the data; no running statistics, nothing to do.
+  CHECK(precise_bn(model, train, batch, 100, 1) == 64 / batch);
+  Model<float> layer_only;
+  layer_only.add(make_norm_layer<float>(make_norm<float>({{"type", "layer"}}, 1)));
+  CHECK(precise_bn(layer_only, train, batch, 3, 1) == 0);
+}
+
+TEST_CASE("run: remedies grid with skipped cells, batch-statistics and precise-BN accuracies") {
+  ScratchDir dir;
+  const ExperimentConfig config = parse_config(json::parse(kRemediesConfig));
+  run_experiment(config, {dir / "out", false});
+  std::vector<json> records;
+  std::ifstream in(dir / "out/results.jsonl");
+  for (std::string line; std::getline(in, line);) records.push_back(json::parse(line));
+  REQUIRE(records.size() == 7);  // 9 cells, 2 skipped
+  for (const json& r : records) {
+    INFO(r["cell"]);
+    CHECK_FALSE(r["diverged"].get<bool>());
+    CHECK(r["test_accuracy"].get<double>() > 0.4);  // 4 classes: chance is 0.25
+    const bool batch_stats = r["norm"] != "layer";
+    CHECK(r["test_accuracy_batch_stats"].is_null() != batch_stats);
+    CHECK(r["test_accuracy_precise_bn"].is_null() != batch_stats);
+    CHECK(r["precise_bn_batches"] == (batch_stats ? 5 : 0));
+    if (batch_stats)
+      CHECK(r["test_error_precise_bn"].get<double>() ==
+            doctest::Approx(1 - r["test_accuracy_precise_bn"].get<double>()));
+  }
+  const std::string table = read_file(dir / "out/table.md");
+  check_mentions(table, {"| ghost |", "| skipped | skipped |",
+                         "Skipped cells:", "- ghost, B=4: batch size 4 equals virtual_batch_size 4",
+                         "- ghost, B=2: batch size 2 does not split"});
+  check_mentions(read_file(dir / "out/results.csv"), {"test_accuracy_precise_bn"});
+
+  // The report: 7 of 7 cells, skipped cells marked, the precise-BN errors.
+  write_report({dir / "out"}, {dir / "report"});
+  check_mentions(read_file(dir / "report/report.md"),
+                 {"7 of 7 cells finished", "| skipped | skipped |",
+                  "Skipped cells: ghost, B=4: batch size 4 equals virtual_batch_size 4",
+                  "Test error (%) with precise BN", "over 5 training batches"});
+}
+
+TEST_CASE("probe: leaves out the batch sizes the run skips") {
+  json config = json::parse(kRemediesConfig);
+  config["norms"] = {"ghost"};
+  config["batch_sizes"] = {8, 4, 2};
+  config["probe"] = {{"batches", 3}};
+  const std::vector<json> records = run_probe(parse_config(config), {}, [](const std::string&) {});
+  REQUIRE(records.size() == 2);  // mlp2's two norm layers, at B = 8 only
+  for (const json& r : records) CHECK(r["batch_size"] == 8);
 }

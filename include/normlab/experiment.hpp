@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "normlab/data.hpp"
+#include "normlab/model.hpp"
 
 namespace normlab {
 
@@ -40,6 +41,7 @@ struct OptimizerConfig {
 struct EvaluationConfig {
   std::size_t batch_size = 1000;   // eval-mode test batches
   bool batch_stats_accuracy = true;  // also test with batch statistics at the training B
+  std::size_t precise_bn_batches = 0;  // also test with "precise BN" over K train batches; 0: off
 };
 
 // `normlab probe`: how many batches it samples per batch size, and from which seed.
@@ -72,16 +74,22 @@ ExperimentConfig parse_config(const nlohmann::json& config);
 // parsed as JSON when it is valid JSON, else taken as a string).
 nlohmann::json read_config_file(const std::string& path, const std::vector<std::string>& sets);
 
+// Why a grid cell does not run ("" when it does): Ghost BN needs a batch size
+// that is a multiple of virtual_batch_size and larger than it (at B == V it
+// would be plain BatchNorm).
+std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size);
+
 // One point of the grid.
 struct Cell {
   std::size_t index = 0;
   nlohmann::json norm;
   std::size_t batch_size = 0;
   std::uint64_t seed = 0;
+  std::string skipped;             // skip_reason(): run_experiment does not train the cell
   std::string norm_label() const;  // "batch", "group(groups=8)"
   std::string id() const;          // "batch/B64/seed0"
 };
-std::vector<Cell> grid_cells(const ExperimentConfig& config);
+std::vector<Cell> grid_cells(const ExperimentConfig& config);  // skipped cells included
 
 // Where a training cell is: called every few steps.
 struct CellProgress {
@@ -95,6 +103,15 @@ using ProgressFn = std::function<void(const CellProgress&)>;
 // epoch, wall time, images/s, diverged).
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
                           const Dataset& test, const ProgressFn& progress);
+
+// "Precise BN": sets the running statistics of every norm that has them to
+// population statistics over `batches` train-mode batches of `batch_size`
+// samples of `train` (shuffled by `order_seed`; at most one pass): the mean of
+// the batch means and of the unbiased batch variances. Any other running state
+// (Batch Renorm's step count) is left as it was. Returns the batches used (0
+// when no norm has running statistics).
+std::size_t precise_bn(Model<float>& model, const Dataset& train, std::size_t batch_size,
+                       std::size_t batches, std::uint64_t order_seed);
 
 // The train and test sets a config asks for, standardized and subset.
 std::pair<Dataset, Dataset> load_datasets(const DatasetConfig& config);

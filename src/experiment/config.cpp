@@ -1,5 +1,6 @@
 // Experiment configs: parsing with defaults, validation naming JSON paths,
 // --set overrides, and the grid of cells.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "normlab/experiment.hpp"
 #include "normlab/model.hpp"
 #include "spec.hpp"
+#include "train_model.hpp"
 
 namespace normlab {
 
@@ -119,10 +121,16 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   c.batch_sizes = positive_list(r, "batch_sizes");
   for (std::size_t b : c.batch_sizes)
     if (b < 1) r.fail("batch_sizes", "batch sizes must be at least 1");
-  for (const nlohmann::json& norm : c.norms)
+  const auto& batch_types = batch_statistics_types();
+  for (const nlohmann::json& norm : c.norms) {
+    const std::string type = norm["type"].get<std::string>();
+    const bool per_batch =
+        std::find(batch_types.begin(), batch_types.end(), type) != batch_types.end();
     for (std::size_t b : c.batch_sizes)
-      if (b < 2 && c.model == "mlp2" && norm["type"] == "batch")
-        r.fail("batch_sizes", "batch norm in mlp2 needs batch size >= 2 (one value per channel otherwise)");
+      if (b < 2 && c.model == "mlp2" && per_batch && skip_reason(norm, b).empty())
+        r.fail("batch_sizes",
+               type + " norm in mlp2 needs batch size >= 2 (one value per channel otherwise)");
+  }
   // A batch larger than the training set would train on nothing (0 steps).
   if (c.dataset.train_size >= 0)
     for (std::size_t b : c.batch_sizes)
@@ -138,6 +146,9 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   JsonReader eval = r.object("evaluation");
   c.evaluation.batch_size = std::size_t(eval.integer("batch_size", 1000));
   c.evaluation.batch_stats_accuracy = eval.boolean("batch_stats_accuracy", true);
+  const long long precise = eval.integer("precise_bn_batches", 0);
+  if (precise < 0) eval.fail("precise_bn_batches", "expected an integer >= 0 (0: off)");
+  c.evaluation.precise_bn_batches = std::size_t(precise);
   if (c.evaluation.batch_size < 1) eval.fail("batch_size", "expected at least 1");
   eval.finish();
 
@@ -187,6 +198,9 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
       {"probe", {{"batches", c.probe.batches}, {"seed", c.probe.seed}}},
       {"output", c.output},
       {"workers", c.workers}};
+  // Only when on, so that folders started before the option existed still resume.
+  if (c.evaluation.precise_bn_batches > 0)
+    c.resolved["evaluation"]["precise_bn_batches"] = c.evaluation.precise_bn_batches;
   return c;
 }
 
@@ -247,6 +261,17 @@ std::string Cell::id() const {
   return norm_label() + "/B" + std::to_string(batch_size) + "/seed" + std::to_string(seed);
 }
 
+std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size) {
+  if (norm_spec.at("type") != "ghost") return "";
+  const std::size_t v = resolve_spec(norm_spec).at("virtual_batch_size").get<std::size_t>();
+  const std::string b = std::to_string(batch_size), vb = std::to_string(v);
+  if (batch_size % v != 0)
+    return "batch size " + b + " does not split into virtual batches of " + vb;
+  if (batch_size == v)
+    return "batch size " + b + " equals virtual_batch_size " + vb + ": plain batch norm";
+  return "";
+}
+
 std::vector<Cell> grid_cells(const ExperimentConfig& config) {
   std::vector<Cell> cells;
   for (const nlohmann::json& norm : config.norms)
@@ -257,6 +282,7 @@ std::vector<Cell> grid_cells(const ExperimentConfig& config) {
         cell.norm = norm;
         cell.batch_size = b;
         cell.seed = seed;
+        cell.skipped = skip_reason(norm, b);
         cells.push_back(cell);
       }
   return cells;

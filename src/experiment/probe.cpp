@@ -179,7 +179,8 @@ class Prober {
         layer.running_var = layer.norm->state("running_var");
       }
       for (std::size_t b : config_.batch_sizes)
-        records.push_back(probe_batch_size(subject, layer, population, b));
+        if (skip_reason(subject.norm, b).empty())  // as the run skips them
+          records.push_back(probe_batch_size(subject, layer, population, b));
       // Later layers see this one normalized with its population statistics.
       if (layer.has_running)
         set_running(layer, as_array(population.mean), as_array(population.var));

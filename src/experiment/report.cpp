@@ -473,11 +473,12 @@ void report_run(const Run& run, const std::string& name, Document& doc,
                 std::vector<Figure>& figures) {
   const std::vector<std::size_t> batch_sizes =
       run.config["batch_sizes"].get<std::vector<std::size_t>>();
-  const ResultGrid errors =
+  ResultGrid errors =
       result_grid(batch_sizes, run.records, [](const json& r) { return percent(r["test_error"]); });
+  const std::vector<std::string> skipped = mark_skipped(errors, run.config);
   doc.heading(2, describe_run(run));
-  const std::size_t total =
-      batch_sizes.size() * run.config["norms"].size() * run.config["seeds"].size();
+  const std::size_t total = (batch_sizes.size() * run.config["norms"].size() - skipped.size()) *
+                            run.config["seeds"].size();
   doc.paragraph(run.dir.string() + ": " + std::to_string(run.records.size()) + " of " +
                 std::to_string(total) + " cells finished; " +
                 std::to_string(run.config.value("epochs", 0)) + " epochs; seeds " +
@@ -490,22 +491,33 @@ void report_run(const Run& run, const std::string& name, Document& doc,
   doc.figure(figures.back().name,
              "Test error (eval mode) vs batch size, one line per norm; log2 x axis.");
   doc.table("Test error (%), eval mode, mean over seeds", errors.markdown("%.2f"));
-  ResultGrid batch_stats = result_grid(batch_sizes, run.records, [](const json& r) {
-    const json acc = r.value("test_accuracy_batch_stats", json());
-    return acc.is_number() ? std::optional<double>(100.0 * (1.0 - acc.get<double>()))
-                           : std::nullopt;
-  });
-  std::vector<std::string> with_values;  // only the norms that have batch statistics
-  for (const std::string& norm : batch_stats.norms)
-    if (std::any_of(batch_sizes.begin(), batch_sizes.end(),
-                    [&](std::size_t b) { return !batch_stats.at(norm, b).values.empty(); }))
-      with_values.push_back(norm);
-  batch_stats.norms = with_values;
-  if (!with_values.empty())
-    doc.table(
-        "Test error (%) with batch statistics at the training B instead of running "
-        "statistics (norms that have them): the train/test discrepancy",
-        batch_stats.markdown("%.2f"));
+  if (!skipped.empty()) {
+    std::string list;
+    for (const std::string& s : skipped) list += (list.empty() ? "" : "; ") + s;
+    doc.paragraph("Skipped cells: " + list + ".");
+  }
+  // Test error from another accuracy of the records, for the norms that have it.
+  auto other_errors = [&](const char* key, const std::string& title) {
+    ResultGrid grid = result_grid(batch_sizes, run.records, [&](const json& r) {
+      const json acc = r.value(key, json());
+      return acc.is_number() ? std::optional<double>(100.0 * (1.0 - acc.get<double>()))
+                             : std::nullopt;
+    });
+    std::vector<std::string> with_values;
+    for (const std::string& norm : grid.norms)
+      if (std::any_of(batch_sizes.begin(), batch_sizes.end(),
+                      [&](std::size_t b) { return !grid.at(norm, b).values.empty(); }))
+        with_values.push_back(norm);
+    grid.norms = with_values;
+    if (!with_values.empty()) doc.table(title, grid.markdown("%.2f"));
+  };
+  other_errors("test_accuracy_batch_stats",
+               "Test error (%) with batch statistics at the training B instead of running "
+               "statistics (norms that have them): the train/test discrepancy");
+  other_errors("test_accuracy_precise_bn",
+               "Test error (%) with precise BN: running statistics recomputed over " +
+                   std::to_string(run.config["evaluation"].value("precise_bn_batches", 0)) +
+                   " training batches at the training B (norms that have them)");
   figures.push_back(loss_figure(name + "_train_loss", run, errors));
   doc.figure(figures.back().name, "Training loss per norm at the smallest and largest batch size.");
   doc.table("Train loss of the last epoch",

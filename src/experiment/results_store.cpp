@@ -7,6 +7,8 @@
 #include <map>
 #include <stdexcept>
 
+#include "normlab/experiment.hpp"
+
 namespace normlab {
 
 namespace fs = std::filesystem;
@@ -35,8 +37,8 @@ void write_atomically(const fs::path& path, const std::string& text) {
 std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
   std::vector<std::string> columns = {"cell", "model", "norm", "batch_size", "seed", "lr",
                                       "test_error", "test_accuracy", "test_accuracy_batch_stats",
-                                      "diverged", "train_seconds", "train_images_per_second",
-                                      "wall_seconds"};
+                                      "test_accuracy_precise_bn", "diverged", "train_seconds",
+                                      "train_images_per_second", "wall_seconds"};
   std::string text;
   for (const auto& c : columns) text += c + ",";
   for (std::size_t e = 1; e <= epochs; ++e) text += "train_loss_epoch" + std::to_string(e) + ",";
@@ -137,6 +139,7 @@ std::string GridCell::text(const char* format) const {
   char cell[32] = "-";
   if (!values.empty()) std::snprintf(cell, sizeof cell, format, mean());
   else if (diverged) std::snprintf(cell, sizeof cell, "diverged");
+  else if (skipped) std::snprintf(cell, sizeof cell, "skipped");
   return cell;
 }
 
@@ -176,10 +179,33 @@ ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
   return grid;
 }
 
+std::vector<std::string> mark_skipped(ResultGrid& grid, const nlohmann::json& config) {
+  std::vector<std::string> reasons;
+  for (const auto& spec : config["norms"]) {
+    Cell cell;
+    cell.norm = spec;
+    const std::string norm = cell.norm_label();
+    for (std::size_t b : grid.batch_sizes) {
+      const std::string reason = skip_reason(spec, b);
+      if (reason.empty()) continue;
+      grid.cells[{norm, b}].skipped = true;
+      reasons.push_back(norm + ", B=" + std::to_string(b) + ": " + reason);
+      if (std::find(grid.norms.begin(), grid.norms.end(), norm) == grid.norms.end())
+        grid.norms.push_back(norm);
+    }
+  }
+  return reasons;
+}
+
 std::string error_table(const nlohmann::json& config, const std::vector<nlohmann::json>& records) {
-  return result_grid(config["batch_sizes"].get<std::vector<std::size_t>>(), records,
-                     [](const nlohmann::json& r) { return 100.0 * r["test_error"].get<double>(); })
-      .markdown("%.2f");
+  ResultGrid grid =
+      result_grid(config["batch_sizes"].get<std::vector<std::size_t>>(), records,
+                  [](const nlohmann::json& r) { return 100.0 * r["test_error"].get<double>(); });
+  const std::vector<std::string> reasons = mark_skipped(grid, config);
+  std::string text = grid.markdown("%.2f");
+  if (!reasons.empty()) text += "\nSkipped cells:\n";
+  for (const std::string& reason : reasons) text += "- " + reason + "\n";
+  return text;
 }
 
 }  // namespace normlab

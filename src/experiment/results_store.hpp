@@ -48,9 +48,11 @@ class ResultsStore {
 struct GridCell {
   std::vector<double> values;
   int diverged = 0;
+  bool skipped = false;  // the config skips this cell (see mark_skipped)
   bool empty() const { return values.empty() && diverged == 0; }
   double mean() const;
-  // The mean with `format`, "diverged" when every record diverged, "-" when empty.
+  // The mean with `format`, "diverged" when every record diverged, "skipped",
+  // "-" when empty.
   std::string text(const char* format) const;
 };
 struct ResultGrid {
@@ -66,7 +68,12 @@ ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
                        const std::vector<nlohmann::json>& records,
                        const std::function<std::optional<double>(const nlohmann::json&)>& value);
 
-// Test error (%) by norm x batch size, mean over seeds, as a Markdown table.
+// Marks the cells the resolved `config` skips (skip_reason), adding their norms
+// to the grid if no record named them; returns "norm, B=b: reason" per cell.
+std::vector<std::string> mark_skipped(ResultGrid& grid, const nlohmann::json& config);
+
+// Test error (%) by norm x batch size, mean over seeds, as a Markdown table;
+// skipped cells read "skipped", with the reasons listed under the table.
 std::string error_table(const nlohmann::json& config, const std::vector<nlohmann::json>& records);
 
 // A CSV field: strings quoted (quotes doubled), null empty, numbers as JSON.

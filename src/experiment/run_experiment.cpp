@@ -18,10 +18,19 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
                      options.fresh);
   const std::vector<Cell> cells = grid_cells(config);
   std::vector<Cell> pending;
-  for (const Cell& cell : cells)
-    if (!store.finished(cell.id())) pending.push_back(cell);
-  std::fprintf(stderr, "%s: %zu cells, %zu finished before, %zu to run in %s\n", config.name.c_str(),
-               cells.size(), cells.size() - pending.size(), pending.size(), store.dir().c_str());
+  std::size_t skipped = 0;
+  for (const Cell& cell : cells) {
+    if (!cell.skipped.empty()) {
+      std::fprintf(stderr, "skipping %s: %s\n", cell.id().c_str(), cell.skipped.c_str());
+      ++skipped;
+    } else if (!store.finished(cell.id())) {
+      pending.push_back(cell);
+    }
+  }
+  const std::string skipped_note = skipped ? " (" + std::to_string(skipped) + " skipped)" : "";
+  std::fprintf(stderr, "%s: %zu cells%s, %zu finished before, %zu to run in %s\n",
+               config.name.c_str(), cells.size(), skipped_note.c_str(),
+               cells.size() - skipped - pending.size(), pending.size(), store.dir().c_str());
 
   if (!pending.empty()) {
     const auto [train, test] = load_datasets(config.dataset);

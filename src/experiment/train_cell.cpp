@@ -59,21 +59,39 @@ double accuracy(Model<float>& model, const Dataset& data, std::size_t batch, Mod
   return seen ? double(right) / double(seen) : 0.0;
 }
 
-// Test accuracy with batch statistics at the training batch size: the
-// train/test discrepancy. Running statistics are restored afterwards.
-double batch_stats_accuracy(Model<float>& model, const Dataset& test, std::size_t batch) {
-  std::vector<std::map<std::string, xt::xarray<float>>> saved;
+// The running state of every norm of a model, to put back after train-mode
+// forwards that are not training.
+using NormStates = std::vector<std::map<std::string, xt::xarray<float>>>;
+
+NormStates save_states(Model<float>& model) {
+  NormStates saved;
   for (Norm<float>* norm : model.norms()) {
     saved.emplace_back();
     for (const std::string& name : norm->state_names()) saved.back()[name] = norm->state(name);
   }
-  const double acc = accuracy(model, test, batch, Mode::train, /*drop_last=*/true);
+  return saved;
+}
+
+void restore_states(Model<float>& model, const NormStates& saved) {
   std::size_t i = 0;
   for (Norm<float>* norm : model.norms()) {
     for (const auto& [name, value] : saved[i]) norm->set(name, value);
     ++i;
   }
+}
+
+// Test accuracy with batch statistics at the training batch size: the
+// train/test discrepancy. Running statistics are restored afterwards.
+double batch_stats_accuracy(Model<float>& model, const Dataset& test, std::size_t batch) {
+  const NormStates saved = save_states(model);
+  const double acc = accuracy(model, test, batch, Mode::train, /*drop_last=*/true);
+  restore_states(model, saved);
   return acc;
+}
+
+bool has_running_stats(const Norm<float>& norm) {
+  const std::vector<std::string> names = norm.state_names();
+  return std::find(names.begin(), names.end(), "running_mean") != names.end();
 }
 
 bool uses_batch_statistics(const nlohmann::json& norm) {
@@ -86,6 +104,51 @@ bool uses_batch_statistics(const nlohmann::json& norm) {
 const std::vector<std::string>& batch_statistics_types() {
   static const std::vector<std::string> types = {"batch", "batch_renorm", "ghost"};
   return types;
+}
+
+std::size_t precise_bn(Model<float>& model, const Dataset& train, std::size_t batch_size,
+                       std::size_t batches, std::uint64_t order_seed) {
+  std::vector<Norm<float>*> norms;
+  for (Norm<float>* norm : model.norms())
+    if (has_running_stats(*norm)) norms.push_back(norm);
+  const std::size_t used = std::min(batches, train.size() / batch_size);
+  if (norms.empty() || used == 0) return 0;
+
+  // Each layer sees the train-mode output of the layers below it, as the
+  // running averages did during training.
+  const NormStates saved = save_states(model);
+  std::vector<BatchStatistics> sums(norms.size());
+  const std::vector<std::size_t> order = permutation(train.size(), order_seed);
+  std::vector<std::size_t> shape = {batch_size};
+  shape.insert(shape.end(), train.images.shape().begin() + 1, train.images.shape().end());
+  xt::xarray<float> images = xt::empty<float>(shape);
+  std::vector<std::uint8_t> labels(batch_size);
+  for (std::size_t k = 0; k < used; ++k) {
+    gather(train, order, k * batch_size, images, labels);
+    model.forward(images, Mode::train);
+    for (std::size_t i = 0; i < norms.size(); ++i) {
+      const BatchStatistics& batch = norms[i]->batch_statistics();
+      sums[i].mean.resize(batch.mean.size(), 0.0);
+      sums[i].var.resize(batch.var.size(), 0.0);
+      for (std::size_t c = 0; c < batch.mean.size(); ++c) {
+        sums[i].mean[c] += batch.mean[c];
+        sums[i].var[c] += batch.var[c];
+      }
+    }
+  }
+  restore_states(model, saved);
+  for (std::size_t i = 0; i < norms.size(); ++i) {
+    const std::size_t channels = sums[i].mean.size();
+    xt::xarray<float> mean = xt::xarray<float>::from_shape({channels});
+    xt::xarray<float> var = xt::xarray<float>::from_shape({channels});
+    for (std::size_t c = 0; c < channels; ++c) {
+      mean(c) = float(sums[i].mean[c] / double(used));
+      var(c) = float(sums[i].var[c] / double(used));
+    }
+    norms[i]->set("running_mean", mean);
+    norms[i]->set("running_var", var);
+  }
+  return used;
 }
 
 double eval_accuracy(Model<float>& model, const Dataset& data, std::size_t batch) {
@@ -170,12 +233,30 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
                            {"test_accuracy", nullptr},
                            {"test_error", nullptr},
                            {"test_accuracy_batch_stats", nullptr}};
+  const std::size_t precise_batches = config.evaluation.precise_bn_batches;
+  if (precise_batches > 0) {
+    result["test_accuracy_precise_bn"] = nullptr;
+    result["test_error_precise_bn"] = nullptr;
+    result["precise_bn_batches"] = 0;
+  }
   if (!log.diverged) {
     const double acc = eval_accuracy(model, test, config.evaluation.batch_size);
     result["test_accuracy"] = acc;
     result["test_error"] = 1.0 - acc;
     if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm))
       result["test_accuracy_batch_stats"] = batch_stats_accuracy(model, test, batch);
+    // Last: it replaces the running statistics. Its batches are the shuffle an
+    // epoch after the last one would use.
+    const std::size_t used = precise_batches > 0
+                                 ? precise_bn(model, train, batch, precise_batches,
+                                              cell.seed * 1000003ULL + config.epochs)
+                                 : 0;
+    if (used > 0) {
+      const double precise = eval_accuracy(model, test, config.evaluation.batch_size);
+      result["test_accuracy_precise_bn"] = precise;
+      result["test_error_precise_bn"] = 1.0 - precise;
+      result["precise_bn_batches"] = used;
+    }
   }
   const double seconds = log.train_seconds;
   result["train_seconds"] = seconds;
