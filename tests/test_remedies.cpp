@@ -691,7 +691,7 @@ TEST_CASE("run: remedies grid with skipped cells, batch-statistics and precise-B
   check_mentions(read_file(dir / "report/report.md"),
                  {"7 of 7 cells finished", "| skipped | skipped |",
                   "Skipped cells: ghost, B=4: batch size 4 equals virtual_batch_size 4",
-                  "Test error (%) with precise BN", "over 5 training batches"});
+                  "Test error (%) with precise BN", "over up to 5 training batches"});
 }
 
 TEST_CASE("probe: leaves out the batch sizes the run skips") {

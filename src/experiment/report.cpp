@@ -515,9 +515,9 @@ void report_run(const Run& run, const std::string& name, Document& doc,
                "Test error (%) with batch statistics at the training B instead of running "
                "statistics (norms that have them): the train/test discrepancy");
   other_errors("test_accuracy_precise_bn",
-               "Test error (%) with precise BN: running statistics recomputed over " +
+               "Test error (%) with precise BN: running statistics recomputed over up to " +
                    std::to_string(run.config["evaluation"].value("precise_bn_batches", 0)) +
-                   " training batches at the training B (norms that have them)");
+                   " training batches (one pass at most) at the training B (norms that have them)");
   figures.push_back(loss_figure(name + "_train_loss", run, errors));
   doc.figure(figures.back().name, "Training loss per norm at the smallest and largest batch size.");
   doc.table("Train loss of the last epoch",
