@@ -29,11 +29,6 @@ namespace po = boost::program_options;
 namespace normlab::cli {
 namespace {
 
-// TODO(issue 5): the engine is single-threaded. When it gets its thread pool
-// (std::thread, as the bandwidth probe uses), set it from --threads here and
-// report that count instead.
-constexpr unsigned kEngineThreads = 1;
-
 struct BenchOptions {
   std::vector<std::string> norms;
   std::vector<std::string> shapes;
@@ -218,7 +213,7 @@ Timing measure(F&& call, int repeats, double share_seconds) {
     const Clock::time_point t = Clock::now();
     call();
     const double seconds = seconds_since(t);
-    cpu_ms.push_back((process_cpu_seconds() - cpu) * 1e3 / kEngineThreads);
+    cpu_ms.push_back((process_cpu_seconds() - cpu) * 1e3 / num_threads());
     ms.push_back(seconds * 1e3);
     if (share_seconds > 0 && seconds_since(start) + seconds > share_seconds) break;
   }
@@ -296,7 +291,8 @@ void print_json_row(const nlohmann::json& spec, const Shape& shape, const BenchO
                         {"shape", shape},
                         {"dtype", o.dtype},
                         {"threads", o.threads},
-                        {"engine_threads", kEngineThreads},
+                        {"engine_threads", num_threads()},
+                        {"engine_isa", engine_isa()},
                         {"cpu_share", cpu_share(phases)},
                         {"bandwidth_gbs", bandwidth.best_gbs()},
                         {"copy_gbs", bandwidth.copy_gbs},
@@ -368,8 +364,8 @@ void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) 
       << sysconf(_SC_LEVEL2_CACHE_SIZE) / 1024 << " KiB, L3 "
       << sysconf(_SC_LEVEL3_CACHE_SIZE) / (1024 * 1024) << " MiB (as reported), g++ " << __VERSION__
       << "\n"
-      << o.dtype << ", --threads " << o.threads << " (engine threads " << kEngineThreads
-      << "), median of up to " << o.repeats << " calls after a warm-up"
+      << o.dtype << ", --threads " << o.threads << " (engine threads " << num_threads()
+      << ", kernels " << engine_isa() << "), median of up to " << o.repeats << " calls after a warm-up"
       << (o.seconds > 0 ? ", budget " + format("%g s", o.seconds, 0, 0) : std::string()) << "\n"
       << format("bandwidth: copy %.1f GB/s, triad %.1f GB/s -> %.1f GB/s is 100%%", b.copy_gbs,
                 b.triad_gbs, b.best_gbs())
@@ -423,7 +419,7 @@ int bench_command(const Args& args) {
       "norms to time: batch layer instance group weight rms, or a JSON spec (default: all)")(
       "shape", po::value(&o.shapes)->multitoken()->composing(),
       "input shapes, e.g. 32,64,56,56 8192,768 (default: each norm's default shapes)")(
-      "threads", po::value(&o.threads), "threads (default 1; the engine itself uses 1 today)")(
+      "threads", po::value(&o.threads), "threads of the engine and of the bandwidth probe (default 1)")(
       "repeats", po::value(&o.repeats), "timed calls per measurement (default 10)")(
       "seconds", po::value(&o.seconds),
       "time budget for the whole run, shared by the measurements (default: none)")(
@@ -438,9 +434,7 @@ int bench_command(const Args& args) {
   if (o.probe_mb < 1) throw std::invalid_argument("--probe-mb must be at least 1");
   if (o.dtype != "float32" && o.dtype != "float64")
     throw std::invalid_argument("--dtype '" + o.dtype + "': use float32 or float64");
-  if (o.threads > kEngineThreads)
-    std::cerr << "normlab bench: warning: the engine is single-threaded; --threads " << o.threads
-              << " sets the bandwidth probe only\n";
+  set_num_threads(o.threads);
   const std::vector<Case> cases = select_cases(o);
   return o.dtype == "float32" ? run_bench<float>(o, cases) : run_bench<double>(o, cases);
 }

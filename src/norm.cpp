@@ -2,6 +2,7 @@
 // through the engine. Concrete norms only supply describe() and prepare().
 #include "normlab/norm.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "shapes.hpp"
@@ -112,17 +113,18 @@ std::size_t channel_of_group(const NormDescription& d, std::size_t g) {
 // Batch statistics of a channel: the average over the groups mapped to it
 // (InstanceNorm averages its per-sample statistics, as PyTorch does; Ghost BN
 // its virtual batches', as Keras does), the variance unbiased per group.
-BatchStatistics channel_statistics(const NormDescription& d, const GroupStats& stats) {
+void channel_statistics(const NormDescription& d, const GroupStats& stats,
+                        BatchStatistics& batch) {
   const std::size_t channels = d.view.channels;
   const double count = double(d.group_size());
   const double unbiased = count / (count - 1);
-  BatchStatistics batch{std::vector<double>(channels, 0.0), std::vector<double>(channels, 0.0)};
+  batch.mean.assign(channels, 0.0);
+  batch.var.assign(channels, 0.0);
   const std::size_t per_channel = stats.mean.size() / channels;
   for (std::size_t g = 0; g < stats.mean.size(); ++g) {
     batch.mean[channel_of_group(d, g)] += stats.mean[g] / double(per_channel);
     batch.var[channel_of_group(d, g)] += stats.var[g] * unbiased / double(per_channel);
   }
-  return batch;
 }
 }  // namespace
 
@@ -140,7 +142,7 @@ void Norm<T>::update_running_stats(const NormDescription& d, const GroupStats& s
   xt::xarray<T>& running_mean = state_.at("running_mean");
   xt::xarray<T>& running_var = state_.at("running_var");
   const std::size_t channels = d.view.channels;
-  last_batch_ = channel_statistics(d, stats);
+  channel_statistics(d, stats, last_batch_);
   const std::vector<double>& batch_mean = last_batch_.mean;
   const std::vector<double>& batch_var = last_batch_.var;
   ++batches_tracked_;
@@ -167,32 +169,38 @@ void Norm<T>::running_group_stats(const NormDescription& d, GroupStats& stats) c
 
 template <class T>
 xt::xarray<T> Norm<T>::forward(const xt::xarray<T>& x, Mode mode) {
+  owned_x_ = x;  // the caller may drop x before backward
   xt::xarray<T> y = xt::empty<T>(x.shape());
-  forward(x, mode, y);
+  forward(owned_x_, mode, y);
   return y;
 }
 
 template <class T>
 void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
-  const std::vector<std::size_t> shape(x.shape().begin(), x.shape().end());
-  prepare(shape);
-  const NormDescription d = describe(shape, mode);
+  shape_.assign(x.shape().begin(), x.shape().end());
+  prepare(shape_);
+  const NormDescription d = describe(shape_, mode);
   if (y.shape() != x.shape()) y.resize(x.shape());
+  const xt::xarray<T>* gamma_array = affine_pointer(scale_name());
+  const xt::xarray<T>* beta_array = affine_pointer("beta");
+  const T* gamma = gamma_array ? gamma_array->data() : nullptr;
+  const T* beta = beta_array ? beta_array->data() : nullptr;
 
   if (d.statistics_given) {
     running_group_stats(d, saved_stats_);
+    normalize_forward(x.data(), d, saved_stats_, gamma, beta, y.data());
+  } else if (d.pooling == Pooling::per_outer_groups) {
+    normalize_with_batch_stats(x.data(), d, saved_stats_, gamma, beta, y.data());
+    observe_stats(d, saved_stats_);
+    if (mode == Mode::train && d.tracks_running_stats) update_running_stats(d, saved_stats_);
   } else {
     compute_stats(x.data(), d, saved_stats_);
     observe_stats(d, saved_stats_);
     adjust_batch_stats(d, mode, saved_stats_);
     if (mode == Mode::train && d.tracks_running_stats) update_running_stats(d, saved_stats_);
+    normalize_forward(x.data(), d, saved_stats_, gamma, beta, y.data());
   }
-  const xt::xarray<T>* gamma = affine_pointer(scale_name());
-  const xt::xarray<T>* beta = affine_pointer("beta");
-  normalize_forward(x.data(), d, saved_stats_, gamma ? gamma->data() : nullptr,
-                    beta ? beta->data() : nullptr, y.data());
-  if (saved_x_.shape() != x.shape()) saved_x_.resize(x.shape());
-  std::copy(x.begin(), x.end(), saved_x_.begin());
+  saved_x_ = x.data();
   saved_description_ = d;
   has_forward_ = true;
 }
@@ -208,17 +216,16 @@ template <class T>
 void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
   if (!has_forward_)
     throw std::logic_error(type() + " norm: backward called before any forward");
-  if (dy.shape() != saved_x_.shape())
+  if (!std::equal(dy.shape().begin(), dy.shape().end(), shape_.begin(), shape_.end()))
     throw std::invalid_argument("gradient has shape " + shape_text(dy.shape()) +
-                                " but the last forward input had shape " +
-                                shape_text(saved_x_.shape()));
+                                " but the last forward input had shape " + shape_text(shape_));
   if (dx.shape() != dy.shape()) dx.resize(dy.shape());
   auto grad_pointer = [&](const char* name) -> T* {
     auto it = parameters_.find(name);
     return it == parameters_.end() ? nullptr : it->second.grad.data();
   };
   const xt::xarray<T>* gamma = affine_pointer(scale_name());
-  normalize_backward(saved_x_.data(), dy.data(), saved_description_, saved_stats_,
+  normalize_backward(saved_x_, dy.data(), saved_description_, saved_stats_,
                      gamma ? gamma->data() : nullptr, dx.data(), grad_pointer(scale_name()),
                      grad_pointer("beta"));
 }

@@ -27,7 +27,8 @@ enum class Pooling {
 enum class Affine {
   none,
   per_channel,  // gamma[channel]
-  elementwise,  // gamma[channel * inner + inner_index] (LayerNorm's normalized_shape)
+  elementwise,  // gamma[channel * inner + inner_index] (LayerNorm's normalized_shape;
+                // per_outer_groups pooling only)
 };
 
 struct NormDescription {
@@ -83,6 +84,13 @@ template <class T>
 void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
                        const T* gamma, const T* beta, T* y);
 
+// compute_stats then normalize_forward in one call. Groups whose elements are
+// contiguous (per_outer_groups: LN, IN, GN) are normalized right after their
+// statistics, while still in cache: x is read from memory once.
+template <class T>
+void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
+                                const T* gamma, const T* beta, T* y);
+
 // dx for y = normalize_forward(x); adds dL/dgamma and dL/dbeta into dgamma and
 // dbeta (either may be null). With statistics_given the statistics are
 // constants; otherwise the two backward reductions per group, sum(dxhat) and
@@ -91,5 +99,10 @@ void normalize_forward(const T* x, const NormDescription& d, const GroupStats& s
 template <class T>
 void normalize_backward(const T* x, const T* dy, const NormDescription& d,
                         const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta);
+
+// The instruction set of the kernels in use: "avx512", "avx2" or "baseline"
+// (the best this CPU and build have; NORMLAB_MAX_ISA=avx2|baseline lowers it).
+// Work is split across set_num_threads() threads (normlab/threads.hpp).
+const char* engine_isa();
 
 }  // namespace normlab

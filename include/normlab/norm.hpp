@@ -46,8 +46,11 @@ class Norm {
   Norm& operator=(const Norm&) = delete;
 
   // y for x. Train mode uses batch statistics and updates running state.
+  // Keeps a copy of x for backward().
   xt::xarray<T> forward(const xt::xarray<T>& x, Mode mode);
-  // Allocation-free variant: y must already have x's shape.
+  // Allocation-free variant (y is resized only if its shape differs). It keeps
+  // a reference to x, not a copy: x must stay alive and unchanged until the
+  // backward() that follows, as the activations of a network do.
   void forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y);
 
   // dx for the last forward; adds the parameter gradients to Parameter::grad.
@@ -87,7 +90,9 @@ class Norm {
   // Sees the statistics of each train or eval forward that computed them.
   virtual void observe_stats(const NormDescription&, const GroupStats&) {}
   // Then may set the constant correction stats.r, stats.d (Batch Renorm) from
-  // the norm's state, before the running statistics take this batch.
+  // the norm's state, before the running statistics take this batch. Only for
+  // per_channel pooling: per_outer_groups norms are normalized in the same pass
+  // as their statistics (normalize_with_batch_stats).
   virtual void adjust_batch_stats(const NormDescription&, Mode, GroupStats&) {}
 
   void add_parameter(const std::string& name, xt::xarray<T> initial);
@@ -110,8 +115,12 @@ class Norm {
   std::size_t batches_tracked_ = 0;
   BatchStatistics last_batch_;
 
-  // Saved by forward for backward.
-  xt::xarray<T> saved_x_;
+  std::vector<std::size_t> shape_;  // of the last input; reused to avoid allocating
+
+  // Saved by forward for backward: the input (see forward), its description
+  // and statistics. owned_x_ holds the copy the allocating forward makes.
+  const T* saved_x_ = nullptr;
+  xt::xarray<T> owned_x_;
   NormDescription saved_description_{};
   GroupStats saved_stats_;
   bool has_forward_ = false;

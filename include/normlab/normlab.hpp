@@ -10,4 +10,5 @@
 #include "normlab/model.hpp"
 #include "normlab/norm.hpp"
 #include "normlab/npy.hpp"
+#include "normlab/threads.hpp"
 #include "normlab/version.hpp"

@@ -1,0 +1,670 @@
+// The shared reduction engine. Every loop in here walks the activation as
+// contiguous runs view[a, c, 0:inner]; a run belongs to one statistics group
+// and (per-channel affine) one gamma/beta entry. All sums are kept in double.
+//
+// This file is compiled once per instruction set (engine_isa.hpp) and engine.cpp
+// picks the fastest one the CPU has at run time. Its loops are written so the
+// compiler vectorizes them: sums go into kLanes independent partial sums, and
+// elementwise loops have no dependence between iterations.
+//
+// Threads (thread_pool.hpp) split the work into pieces fixed by the shape --
+// runs, groups or chunks of rows -- and partial sums are merged in a fixed
+// order afterwards, so results do not depend on the number of threads.
+#include <algorithm>
+#include <cmath>
+
+#include "engine_isa.hpp"
+#include "thread_pool.hpp"
+
+#ifndef NORMLAB_ENGINE_NAMESPACE
+#error "CMake builds engine_kernels.cpp once per instruction set, with NORMLAB_ENGINE_NAMESPACE set"
+#endif
+
+namespace normlab {
+namespace NORMLAB_ENGINE_NAMESPACE {
+namespace {
+
+// Count, mean and sum of squared deviations of a set of values; two sets
+// merge exactly (Chan, Golub & LeVeque), so blocks can be combined in any order.
+struct Moments {
+  double count = 0;
+  double mean = 0;
+  double m2 = 0;
+
+  void merge(const Moments& other) {
+    if (other.count == 0) return;
+    const double total = count + other.count;
+    const double delta = other.mean - mean;
+    mean += delta * (other.count / total);
+    m2 += other.m2 + delta * delta * (count * other.count / total);
+    count = total;
+  }
+};
+
+// Independent partial sums per reduction: enough to fill the vector units and
+// hide the latency of each add. The order of additions is fixed by the source,
+// not by the vector width, and the lanes are added pairwise at the end.
+constexpr std::size_t kLanes = 16;
+
+double add_lanes(double (&lanes)[kLanes]) {
+  for (std::size_t width = kLanes / 2; width > 0; width /= 2)
+    for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
+  return lanes[0];
+}
+
+// sum of term(i) over [0, n).
+template <class Term>
+double lane_sum(std::size_t n, Term term) {
+  double lanes[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::size_t j = 0; j < kLanes; ++j) lanes[j] += term(i + j);
+  for (std::size_t j = 0; i < n; ++i, ++j) lanes[j] += term(i);
+  return add_lanes(lanes);
+}
+
+// Two sums at once: term(i, a, b) adds its terms into a and b.
+template <class Term>
+void lane_sum2(std::size_t n, Term term, double& sum_a, double& sum_b) {
+  double a[kLanes] = {}, b[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::size_t j = 0; j < kLanes; ++j) term(i + j, a[j], b[j]);
+  for (std::size_t j = 0; i < n; ++i, ++j) term(i, a[j], b[j]);
+  sum_a = add_lanes(a);
+  sum_b = add_lanes(b);
+}
+
+// Blocks small enough for L1: the second pass over a block is a cache hit.
+constexpr std::size_t kBlock = 2048;
+
+// Two-pass moments of one block: exact mean first, then squared deviations.
+template <class T>
+Moments block_moments(const T* x, std::size_t n) {
+  const double mean = lane_sum(n, [x](std::size_t i) { return double(x[i]); }) / double(n);
+  const double m2 = lane_sum(n, [x, mean](std::size_t i) {
+    const double dev = double(x[i]) - mean;
+    return dev * dev;
+  });
+  return {double(n), mean, m2};
+}
+
+template <class T>
+Moments span_moments(const T* x, std::size_t n) {
+  Moments moments;
+  for (std::size_t start = 0; start < n; start += kBlock)
+    moments.merge(block_moments(x + start, std::min(kBlock, n - start)));
+  return moments;
+}
+
+template <class T>
+double sum_of_squares(const T* x, std::size_t n) {
+  return lane_sum(n, [x](std::size_t i) { return double(x[i]) * double(x[i]); });
+}
+
+// ---- Elementwise kernels over one run ----
+
+// y = (x - mean) * scale + shift
+template <class T>
+void apply_run(const T* x, std::size_t n, double mean, double scale, double shift, T* y) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = T((double(x[i]) - mean) * scale + shift);
+}
+
+// y = ((x - mean) * scale + shift) * gamma + beta, gamma and beta per element.
+template <class T>
+void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale, double shift,
+                           const T* gamma, const T* beta, T* y) {
+  if (beta) {
+    for (std::size_t i = 0; i < n; ++i)
+      y[i] = T(((double(x[i]) - mean) * scale + shift) * double(gamma[i]) + double(beta[i]));
+  } else {
+    for (std::size_t i = 0; i < n; ++i)
+      y[i] = T(((double(x[i]) - mean) * scale + shift) * double(gamma[i]));
+  }
+}
+
+// dx = dy * dy_scale + (x - mean) * x_scale + shift
+template <class T>
+void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale, double x_scale,
+            double shift, T* dx) {
+  for (std::size_t i = 0; i < n; ++i)
+    dx[i] = T(double(dy[i]) * dy_scale + (double(x[i]) - mean) * x_scale + shift);
+}
+
+// sum(dy) and sum(dy * (x - mean)) of a run.
+template <class T>
+void grad_sums_run(const T* x, const T* dy, std::size_t n, double mean, double& sum_dy,
+                   double& sum_dy_xmu) {
+  lane_sum2(
+      n,
+      [x, dy, mean](std::size_t i, double& a, double& b) {
+        const double dyi = double(dy[i]);
+        a += dyi;
+        b += dyi * (double(x[i]) - mean);
+      },
+      sum_dy, sum_dy_xmu);
+}
+
+// ---- Traversal ----
+
+// A group's correction xhat -> xhat * r + d; the identity when there is none.
+double correction_r(const GroupStats& stats, std::size_t g) {
+  return stats.r.empty() ? 1.0 : stats.r[g];
+}
+double correction_d(const GroupStats& stats, std::size_t g) {
+  return stats.d.empty() ? 0.0 : stats.d[g];
+}
+
+bool is_columns(const NormDescription& d) {
+  return d.pooling == Pooling::per_channel && d.view.inner == 1;
+}
+
+std::size_t runs(const NormDescription& d) { return d.view.outer * d.view.channels; }
+
+// Per-call scratch of the calling thread. It only grows, so repeated calls
+// with one shape do not allocate.
+struct Workspace {
+  std::vector<Moments> run_moments, group_moments;
+  std::vector<double> run_a, run_b;  // per-run sums
+  std::vector<double> group_a, group_b;
+  std::vector<double> param_a, param_b;  // parameter gradients (per chunk of rows)
+  std::vector<double> column_a, column_b;                   // per-column sums
+  std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
+};
+Workspace& workspace() {
+  static thread_local Workspace w;
+  return w;
+}
+template <class V>
+V& zeroed(V& v, std::size_t n) {
+  v.assign(n, typename V::value_type{});
+  return v;
+}
+
+// Rows of outer split into a fixed number of chunks, each with its own
+// partial parameter gradients (LayerNorm's elementwise gamma).
+constexpr std::size_t kRowChunks = 16;
+std::size_t row_chunks(const NormDescription& d) { return std::min(kRowChunks, d.view.outer); }
+std::size_t chunk_first_row(const NormDescription& d, std::size_t k) {
+  return d.view.outer * k / row_chunks(d);
+}
+
+// Per-channel affine and the correction fold into one scale and shift per
+// (group, channel); (x - mean) first keeps large means exact.
+template <class T>
+struct ChannelAffine {
+  const NormDescription& d;
+  const GroupStats& stats;
+  const T* gamma;
+  const T* beta;
+  double scale(std::size_t c, std::size_t g) const {
+    const double s = stats.rstd[g] * correction_r(stats, g);
+    return d.affine == Affine::per_channel ? s * double(gamma[c]) : s;
+  }
+  double shift(std::size_t c, std::size_t g) const {
+    const double t = correction_d(stats, g);
+    return (d.affine == Affine::per_channel ? t * double(gamma[c]) : t) +
+           (beta ? double(beta[c]) : 0.0);
+  }
+};
+
+// y for the run view[a, c, :] of group g.
+template <class T>
+void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
+                 const ChannelAffine<T>& affine, std::size_t a, std::size_t c, std::size_t g,
+                 T* y) {
+  const std::size_t inner = d.view.inner;
+  const std::size_t offset = (a * d.view.channels + c) * inner;
+  if (d.affine == Affine::elementwise) {
+    apply_run_elementwise(x + offset, inner, stats.mean[g],
+                          stats.rstd[g] * correction_r(stats, g), correction_d(stats, g),
+                          affine.gamma + c * inner, affine.beta ? affine.beta + c * inner : nullptr,
+                          y + offset);
+  } else {
+    apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g),
+              y + offset);
+  }
+}
+
+// ---- Statistics ----
+
+// Statistics of a group whose elements are contiguous (per_outer_groups).
+template <class T>
+void contiguous_group_stats(const T* x, const NormDescription& d, std::size_t g,
+                            GroupStats& stats) {
+  const std::size_t n = d.group_size();
+  const T* span = x + g * n;
+  if (d.centered) {
+    const Moments m = span_moments(span, n);
+    stats.mean[g] = m.mean;
+    stats.var[g] = m.m2 / double(n);  // biased, as the normalization uses
+  } else {
+    stats.var[g] = sum_of_squares(span, n) / (d.divide_by_count ? double(n) : 1.0);
+  }
+  stats.rstd[g] = 1.0 / std::sqrt(stats.var[g] + d.eps);
+}
+
+// One group per column (and chunk of rows) of an [outer, channels] matrix
+// (BatchNorm after a linear layer): runs have length 1, so sum down the
+// columns instead, two passes, vectorized across channels; threads take
+// ranges of columns.
+template <class T>
+void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  const std::size_t columns = d.view.channels, rows = d.chunk_length();
+  parallel_for(columns, d.view.size(), [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t k = 0; k < d.chunks(); ++k) {
+      const std::size_t first = k * rows, base = k * columns;
+      double* mean = stats.mean.data() + base;
+      double* var = stats.var.data() + base;
+      if (d.centered) {
+        for (std::size_t a = first; a < first + rows; ++a) {
+          const T* row = x + a * columns;
+          for (std::size_t c = c0; c < c1; ++c) mean[c] += double(row[c]);
+        }
+        for (std::size_t c = c0; c < c1; ++c) mean[c] /= double(rows);
+      }
+      for (std::size_t a = first; a < first + rows; ++a) {
+        const T* row = x + a * columns;
+        for (std::size_t c = c0; c < c1; ++c) {
+          const double dev = double(row[c]) - mean[c];
+          var[c] += dev * dev;
+        }
+      }
+      if (d.centered || d.divide_by_count)
+        for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
+    }
+  });
+}
+
+// per_channel pooling with runs of length > 1 (BatchNorm on images, WeightNorm):
+// moments of every run in parallel, then merged per group in row order.
+template <class T>
+void run_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  const std::size_t inner = d.view.inner, channels = d.view.channels;
+  const double count = double(d.group_size());
+  Workspace& w = workspace();
+  if (d.centered) {
+    std::vector<Moments>& moments = zeroed(w.run_moments, runs(d));
+    parallel_for(runs(d), d.view.size(), [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r) moments[r] = span_moments(x + r * inner, inner);
+    });
+    std::vector<Moments>& group = zeroed(w.group_moments, d.groups());
+    for (std::size_t a = 0; a < d.view.outer; ++a)
+      for (std::size_t c = 0; c < channels; ++c)
+        group[d.group_of(a, c)].merge(moments[a * channels + c]);
+    for (std::size_t g = 0; g < group.size(); ++g) {
+      stats.mean[g] = group[g].mean;
+      stats.var[g] = group[g].m2 / count;
+    }
+  } else {
+    std::vector<double>& squares = zeroed(w.run_a, runs(d));
+    parallel_for(runs(d), d.view.size(), [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r) squares[r] = sum_of_squares(x + r * inner, inner);
+    });
+    for (std::size_t a = 0; a < d.view.outer; ++a)
+      for (std::size_t c = 0; c < channels; ++c)
+        stats.var[d.group_of(a, c)] += squares[a * channels + c];
+    if (d.divide_by_count)
+      for (double& v : stats.var) v /= count;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void compute_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  stats.resize(d.groups());
+  if (d.pooling == Pooling::per_outer_groups) {
+    parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
+      for (std::size_t g = g0; g < g1; ++g) contiguous_group_stats(x, d, g, stats);
+    });
+    return;
+  }
+  if (is_columns(d))
+    column_stats(x, d, stats);
+  else
+    run_stats(x, d, stats);
+  finish_rstd(d, stats);
+}
+
+template <class T>
+void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
+                       const T* gamma, const T* beta, T* y) {
+  const ChannelAffine<T> affine{d, stats, gamma, beta};
+  const std::size_t channels = d.view.channels;
+  if (is_columns(d)) {
+    Workspace& w = workspace();
+    const std::size_t rows = d.chunk_length();
+    std::vector<double>& scale = zeroed(w.column_a, channels);
+    std::vector<double>& shift = zeroed(w.column_b, channels);
+    for (std::size_t k = 0; k < d.chunks(); ++k) {
+      const std::size_t base = k * channels;
+      for (std::size_t c = 0; c < channels; ++c)
+        scale[c] = affine.scale(c, base + c), shift[c] = affine.shift(c, base + c);
+      const double* mean = stats.mean.data() + base;
+      parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+          const T* xr = x + a * channels;
+          T* yr = y + a * channels;
+          for (std::size_t c = 0; c < channels; ++c)
+            yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
+        }
+      });
+    }
+    return;
+  }
+  parallel_for(runs(d), d.view.size(), [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t r = r0; r < r1; ++r) {
+      const std::size_t a = r / channels, c = r % channels;
+      forward_run(x, d, stats, affine, a, c, d.group_of(a, c), y);
+    }
+  });
+}
+
+template <class T>
+void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
+                                const T* gamma, const T* beta, T* y) {
+  if (d.pooling != Pooling::per_outer_groups) {
+    NORMLAB_ENGINE_NAMESPACE::compute_stats(x, d, stats);
+    NORMLAB_ENGINE_NAMESPACE::normalize_forward(x, d, stats, gamma, beta, y);
+    return;
+  }
+  // A group's elements are contiguous: normalize them right after their
+  // statistics, while they are still in cache.
+  stats.resize(d.groups());
+  const ChannelAffine<T> affine{d, stats, gamma, beta};
+  const std::size_t per_outer = d.view.channels / d.channels_per_group;
+  parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
+    for (std::size_t g = g0; g < g1; ++g) {
+      contiguous_group_stats(x, d, g, stats);
+      const std::size_t a = g / per_outer, first = (g % per_outer) * d.channels_per_group;
+      for (std::size_t c = first; c < first + d.channels_per_group; ++c)
+        forward_run(x, d, stats, affine, a, c, g, y);
+    }
+  });
+}
+
+namespace {
+
+// The backward pass in three steps:
+//   first: the two reductions per group, sum(dxhat) and sum(dxhat * xhat), with
+//          dxhat = dy * gamma * r, from each run's sum(dy) and sum(dy * (x - mean));
+//   then:  dx = rstd * (dxhat - mean(dxhat) - xhat * sum(dxhat * xhat) / divisor);
+//   and:   dgamma, dbeta from the same run sums, merged in row order.
+template <class T>
+class Backward {
+ public:
+  Backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+           const T* gamma, T* dx)
+      : x_(x), dy_(dy), d_(d), stats_(stats), gamma_(gamma), dx_(dx) {}
+
+  void run(T* dgamma, T* dbeta) {
+    Workspace& w = workspace();
+    zeroed(w.group_a, d_.groups());
+    zeroed(w.group_b, d_.groups());
+    if (is_columns(d_)) {
+      columns();
+    } else if (d_.affine == Affine::elementwise) {
+      elementwise_rows();
+    } else if (d_.pooling == Pooling::per_outer_groups) {
+      contiguous_groups();
+    } else {
+      strided_groups();
+    }
+    add_parameter_gradients(dgamma, dbeta);
+  }
+
+ private:
+  double gamma_of(std::size_t c) const {
+    return d_.affine == Affine::per_channel ? double(gamma_[c]) : 1.0;
+  }
+  // A run's contribution to its group's two reductions.
+  void add_to_group(std::size_t c, std::size_t g, double sum_dy, double sum_dy_xmu,
+                    double& sum_dxhat, double& sum_dxhat_xhat) const {
+    const double scale = gamma_of(c) * correction_r(stats_, g);
+    sum_dxhat += scale * sum_dy;
+    sum_dxhat_xhat += scale * sum_dy_xmu * stats_.rstd[g];
+  }
+  // dx = dy * dy_scale + (x - mean) * x_scale + shift; given statistics are
+  // constants, so both correction terms vanish.
+  struct Coefficients {
+    double dy_scale, x_scale, shift;
+  };
+  Coefficients coefficients(std::size_t c, std::size_t g, double sum_dxhat,
+                            double sum_dxhat_xhat) const {
+    const double count = double(d_.group_size());
+    const double divisor = d_.divide_by_count ? count : 1.0;
+    const bool constant = d_.statistics_given;
+    const double mean_dxhat = constant || !d_.centered ? 0.0 : sum_dxhat / count;
+    const double xhat_coef = constant ? 0.0 : sum_dxhat_xhat / divisor;
+    const double rstd = stats_.rstd[g];
+    return {rstd * gamma_of(c) * correction_r(stats_, g), -rstd * rstd * xhat_coef,
+            -rstd * mean_dxhat};
+  }
+  void dx_of_run(std::size_t a, std::size_t c, std::size_t g, const Coefficients& k) const {
+    const std::size_t offset = (a * d_.view.channels + c) * d_.view.inner;
+    dx_run(x_ + offset, dy_ + offset, d_.view.inner, stats_.mean[g], k.dy_scale, k.x_scale,
+           k.shift, dx_ + offset);
+  }
+  void run_sums(std::size_t r, double& sum_dy, double& sum_dy_xmu) const {
+    const std::size_t inner = d_.view.inner;
+    const std::size_t g = d_.group_of(r / d_.view.channels, r % d_.view.channels);
+    grad_sums_run(x_ + r * inner, dy_ + r * inner, inner, stats_.mean[g], sum_dy, sum_dy_xmu);
+  }
+
+  // LayerNorm, InstanceNorm, GroupNorm: per group, the reductions and then dx
+  // while the group is in cache; run sums are kept for dgamma and dbeta.
+  void contiguous_groups() {
+    Workspace& w = workspace();
+    std::vector<double>& sum_dy = zeroed(w.run_a, runs(d_));
+    std::vector<double>& sum_dy_xmu = zeroed(w.run_b, runs(d_));
+    const std::size_t cpg = d_.channels_per_group;
+    const std::size_t per_outer = d_.view.channels / cpg;
+    parallel_for(d_.groups(), d_.view.size(), [&](std::size_t g0, std::size_t g1) {
+      for (std::size_t g = g0; g < g1; ++g) {
+        const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
+        double sum_dxhat = 0, sum_dxhat_xhat = 0;
+        for (std::size_t c = first; c < first + cpg; ++c) {
+          const std::size_t r = a * d_.view.channels + c;
+          run_sums(r, sum_dy[r], sum_dy_xmu[r]);
+          add_to_group(c, g, sum_dy[r], sum_dy_xmu[r], sum_dxhat, sum_dxhat_xhat);
+        }
+        for (std::size_t c = first; c < first + cpg; ++c)
+          dx_of_run(a, c, g, coefficients(c, g, sum_dxhat, sum_dxhat_xhat));
+      }
+    });
+    per_channel_parameter_sums(sum_dy, sum_dy_xmu);
+  }
+
+  // BatchNorm-like groups spanning rows: run sums in parallel, merged per
+  // group in row order, then dx in parallel.
+  void strided_groups() {
+    Workspace& w = workspace();
+    std::vector<double>& sum_dy = zeroed(w.run_a, runs(d_));
+    std::vector<double>& sum_dy_xmu = zeroed(w.run_b, runs(d_));
+    std::vector<double>& sum_dxhat = w.group_a;
+    std::vector<double>& sum_dxhat_xhat = w.group_b;
+    const std::size_t channels = d_.view.channels;
+    parallel_for(runs(d_), 2 * d_.view.size(), [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r) run_sums(r, sum_dy[r], sum_dy_xmu[r]);
+    });
+    for (std::size_t r = 0; r < runs(d_); ++r) {
+      const std::size_t c = r % channels, g = d_.group_of(r / channels, c);
+      add_to_group(c, g, sum_dy[r], sum_dy_xmu[r], sum_dxhat[g], sum_dxhat_xhat[g]);
+    }
+    parallel_for(runs(d_), 3 * d_.view.size(), [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r) {
+        const std::size_t a = r / channels, c = r % channels, g = d_.group_of(a, c);
+        dx_of_run(a, c, g, coefficients(c, g, sum_dxhat[g], sum_dxhat_xhat[g]));
+      }
+    });
+    per_channel_parameter_sums(sum_dy, sum_dy_xmu);
+  }
+
+  // [outer, channels] with one group per column (and chunk of rows): sums down
+  // the columns, then dx, both vectorized across channels; threads take
+  // ranges of columns.
+  void columns() {
+    Workspace& w = workspace();
+    const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
+    std::vector<double>& sum_dy = zeroed(w.column_a, d_.groups());
+    std::vector<double>& sum_dy_xmu = zeroed(w.column_b, d_.groups());
+    double* dy_scale = zeroed(w.column_dy_scale, channels).data();
+    double* x_scale = zeroed(w.column_x_scale, channels).data();
+    double* shift = zeroed(w.column_shift, channels).data();
+    parallel_for(channels, 3 * d_.view.size(), [&](std::size_t c0, std::size_t c1) {
+      for (std::size_t k = 0; k < d_.chunks(); ++k) {
+        const std::size_t base = k * channels;
+        const double* mean = stats_.mean.data() + base;
+        double* s1 = sum_dy.data() + base;
+        double* s2 = sum_dy_xmu.data() + base;
+        for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
+          const T* xr = x_ + a * channels;
+          const T* dyr = dy_ + a * channels;
+          for (std::size_t c = c0; c < c1; ++c) {
+            s1[c] += double(dyr[c]);
+            s2[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
+          }
+        }
+        for (std::size_t c = c0; c < c1; ++c) {
+          double sum_dxhat = 0, sum_dxhat_xhat = 0;
+          add_to_group(c, base + c, s1[c], s2[c], sum_dxhat, sum_dxhat_xhat);
+          const Coefficients co = coefficients(c, base + c, sum_dxhat, sum_dxhat_xhat);
+          dy_scale[c] = co.dy_scale, x_scale[c] = co.x_scale, shift[c] = co.shift;
+        }
+        for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
+          const T* xr = x_ + a * channels;
+          const T* dyr = dy_ + a * channels;
+          T* dxr = dx_ + a * channels;
+          for (std::size_t c = c0; c < c1; ++c)
+            dxr[c] = T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] +
+                       shift[c]);
+        }
+      }
+    });
+    // Column sums are already per group: the parameter gradients come from them.
+    std::vector<double>& dgamma = zeroed(w.param_a, channels);
+    std::vector<double>& dbeta = zeroed(w.param_b, channels);
+    for (std::size_t g = 0; g < d_.groups(); ++g)
+      add_parameter_terms(g, sum_dy[g], sum_dy_xmu[g], dgamma[g % channels], dbeta[g % channels]);
+  }
+
+  // LayerNorm over trailing dims: gamma and beta per element, so their
+  // gradients are sums over rows. Threads take fixed chunks of rows, each with
+  // its own partial sums, added in chunk order.
+  void elementwise_rows() {
+    Workspace& w = workspace();
+    const std::size_t params = d_.affine_size();
+    const std::size_t chunks = row_chunks(d_);
+    std::vector<double>& dgamma = zeroed(w.param_a, chunks * params);
+    std::vector<double>& dbeta = zeroed(w.param_b, chunks * params);
+    const std::size_t cpg = d_.channels_per_group;
+    const std::size_t per_outer = d_.view.channels / cpg;
+    parallel_for(chunks, 2 * d_.view.size(), [&](std::size_t k0, std::size_t k1) {
+      for (std::size_t k = k0; k < k1; ++k) {
+        double* dgk = dgamma.data() + k * params;
+        double* dbk = dbeta.data() + k * params;
+        for (std::size_t a = chunk_first_row(d_, k); a < chunk_first_row(d_, k + 1); ++a)
+          for (std::size_t cg = 0; cg < per_outer; ++cg)
+            elementwise_group(a, cg * cpg, a * per_outer + cg, dgk, dbk);
+      }
+    });
+    for (std::size_t k = 1; k < chunks; ++k)
+      for (std::size_t p = 0; p < params; ++p) {
+        dgamma[p] += dgamma[k * params + p];
+        dbeta[p] += dbeta[k * params + p];
+      }
+  }
+  void elementwise_group(std::size_t a, std::size_t first, std::size_t g, double* dgamma,
+                         double* dbeta) const {
+    const std::size_t inner = d_.view.inner;
+    const double mean = stats_.mean[g], rstd = stats_.rstd[g];
+    const double r = correction_r(stats_, g), shift = correction_d(stats_, g);
+    double sum_dxhat = 0, sum_dxhat_xhat = 0;
+    for (std::size_t c = first; c < first + d_.channels_per_group; ++c) {
+      const std::size_t offset = (a * d_.view.channels + c) * inner;
+      const T *xr = x_ + offset, *dyr = dy_ + offset, *gr = gamma_ + c * inner;
+      double* dgr = dgamma + c * inner;
+      double* dbr = dbeta + c * inner;
+      double s1, s2;
+      lane_sum2(
+          inner,
+          [&](std::size_t i, double& a1, double& a2) {
+            const double xhat = (double(xr[i]) - mean) * rstd;
+            const double dyi = double(dyr[i]);
+            dgr[i] += dyi * (xhat * r + shift);
+            dbr[i] += dyi;
+            a1 += dyi * double(gr[i]);
+            a2 += dyi * double(gr[i]) * xhat;
+          },
+          s1, s2);
+      sum_dxhat += r * s1;
+      sum_dxhat_xhat += r * s2;
+    }
+    const double count = double(d_.group_size());
+    const double divisor = d_.divide_by_count ? count : 1.0;
+    const bool constant = d_.statistics_given;
+    const double mean_dxhat = constant || !d_.centered ? 0.0 : sum_dxhat / count;
+    const double xhat_coef = constant ? 0.0 : sum_dxhat_xhat / divisor;
+    for (std::size_t c = first; c < first + d_.channels_per_group; ++c) {
+      const std::size_t offset = (a * d_.view.channels + c) * inner;
+      const T *xr = x_ + offset, *dyr = dy_ + offset, *gr = gamma_ + c * inner;
+      T* dxr = dx_ + offset;
+      for (std::size_t i = 0; i < inner; ++i) {
+        const double xhat = (double(xr[i]) - mean) * rstd;
+        dxr[i] = T(rstd * (double(dyr[i]) * double(gr[i]) * r - mean_dxhat - xhat * xhat_coef));
+      }
+    }
+  }
+
+  // dgamma += r * sum(dy * xhat) + d * sum(dy), dbeta += sum(dy) for a run or column.
+  void add_parameter_terms(std::size_t g, double sum_dy, double sum_dy_xmu,
+                           double& dgamma, double& dbeta) const {
+    dgamma += correction_r(stats_, g) * sum_dy_xmu * stats_.rstd[g] +
+              correction_d(stats_, g) * sum_dy;
+    dbeta += sum_dy;
+  }
+  // Per-channel parameter gradients from the run sums, in row order.
+  void per_channel_parameter_sums(const std::vector<double>& sum_dy,
+                                  const std::vector<double>& sum_dy_xmu) {
+    const std::size_t channels = d_.view.channels;
+    std::vector<double>& dgamma = zeroed(workspace().param_a, channels);
+    std::vector<double>& dbeta = zeroed(workspace().param_b, channels);
+    for (std::size_t r = 0; r < runs(d_); ++r) {
+      const std::size_t c = r % channels;
+      add_parameter_terms(d_.group_of(r / channels, c), sum_dy[r], sum_dy_xmu[r], dgamma[c],
+                          dbeta[c]);
+    }
+  }
+
+  void add_parameter_gradients(T* dgamma, T* dbeta) const {
+    if (d_.affine == Affine::none) return;
+    const Workspace& w = workspace();
+    const std::size_t params = d_.affine_size();
+    if (dgamma)
+      for (std::size_t p = 0; p < params; ++p) dgamma[p] += T(w.param_a[p]);
+    if (dbeta && d_.has_shift)
+      for (std::size_t p = 0; p < params; ++p) dbeta[p] += T(w.param_b[p]);
+  }
+
+  const T* x_;
+  const T* dy_;
+  const NormDescription& d_;
+  const GroupStats& stats_;
+  const T* gamma_;
+  T* dx_;
+};
+
+}  // namespace
+
+template <class T>
+void normalize_backward(const T* x, const T* dy, const NormDescription& d,
+                        const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta) {
+  Backward<T>(x, dy, d, stats, gamma, dx).run(dgamma, dbeta);
+}
+
+NORMLAB_INSTANTIATE_ENGINE(float)
+NORMLAB_INSTANTIATE_ENGINE(double)
+
+}  // namespace NORMLAB_ENGINE_NAMESPACE
+}  // namespace normlab

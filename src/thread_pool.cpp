@@ -1,0 +1,127 @@
+// A small std::thread pool. Workers sleep on a condition variable; a job is a
+// RangeTask and a range count, published under a generation number.
+#include "thread_pool.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "normlab/threads.hpp"
+
+namespace normlab {
+namespace {
+
+// Below this many elements a loop runs on the calling thread: waking the
+// workers costs about as much as the work.
+constexpr std::size_t kMinParallelWork = 1 << 16;
+
+thread_local bool inside_worker = false;
+
+class ThreadPool {
+ public:
+  ~ThreadPool() { resize(0); }
+
+  // Workers besides the caller.
+  void resize(std::size_t workers) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+    stopping_ = false;
+    for (std::size_t k = 0; k < workers; ++k) threads_.emplace_back([this, k] { work(k + 1); });
+  }
+  std::size_t workers() const { return threads_.size(); }
+
+  // Ranges 1..ranges-1 go to workers, range 0 to the caller.
+  void run(std::size_t n, std::size_t ranges, const RangeTask& task) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &task;
+      n_ = n;
+      ranges_ = ranges;
+      pending_ = ranges - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    run_range(0, task);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    task_ = nullptr;
+  }
+
+  std::mutex busy;  // one job at a time; other callers run serially
+
+ private:
+  void run_range(std::size_t k, const RangeTask& task) const {
+    const std::size_t begin = n_ * k / ranges_, end = n_ * (k + 1) / ranges_;
+    if (begin < end) task(begin, end);
+  }
+
+  void work(std::size_t k) {
+    inside_worker = true;
+    std::size_t seen = 0;
+    for (;;) {
+      const RangeTask* task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (stopping_) return;
+        if (k >= ranges_) continue;
+        task = task_;
+      }
+      run_range(k, *task);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::size_t generation_ = 0;
+  bool stopping_ = false;
+  const RangeTask* task_ = nullptr;
+  std::size_t n_ = 0, ranges_ = 1, pending_ = 0;
+};
+
+ThreadPool& pool() {
+  static ThreadPool instance;
+  return instance;
+}
+
+std::atomic<unsigned> requested_threads{1};
+
+}  // namespace
+
+void set_num_threads(unsigned n) {
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  std::lock_guard<std::mutex> lock(pool().busy);
+  pool().resize(n - 1);
+  requested_threads = n;
+}
+
+unsigned num_threads() { return requested_threads; }
+
+void run_parallel(std::size_t n, std::size_t work, const RangeTask& task) {
+  const std::size_t ranges = std::min<std::size_t>(n, requested_threads);
+  if (ranges <= 1 || work < kMinParallelWork || inside_worker) {
+    if (n) task(0, n);
+    return;
+  }
+  std::unique_lock<std::mutex> lock(pool().busy, std::try_to_lock);
+  if (!lock.owns_lock() || pool().workers() + 1 < ranges) {
+    task(0, n);
+    return;
+  }
+  pool().run(n, ranges, task);
+}
+
+}  // namespace normlab
