@@ -91,6 +91,19 @@ const char* engine_isa() {
   return "baseline";
 }
 
+// per_outer_groups with runs of length 1 (GroupNorm or LayerNorm on [N, C]) as
+// the same groups with per-element parameters, so the kernels see whole
+// contiguous groups instead of one-element runs.
+NormDescription contiguous_form(const NormDescription& d) {
+  if (d.pooling != Pooling::per_outer_groups || d.view.inner != 1 || d.channels_per_group == 1)
+    return d;
+  NormDescription c = d;
+  c.view = {d.view.outer, d.view.channels / d.channels_per_group, d.channels_per_group};
+  c.channels_per_group = 1;
+  if (d.affine == Affine::per_channel) c.affine = Affine::elementwise;
+  return c;
+}
+
 // Calls engine_<isa>::function(args...) for the chosen instruction set.
 #if defined(NORMLAB_HAVE_AVX512)
 #define NORMLAB_AVX512_CASE(call) \
@@ -113,25 +126,25 @@ const char* engine_isa() {
 
 template <class T>
 void compute_stats(const T* x, const NormDescription& d, GroupStats& stats) {
-  NORMLAB_DISPATCH(compute_stats(x, d, stats))
+  NORMLAB_DISPATCH(compute_stats(x, contiguous_form(d), stats))
 }
 
 template <class T>
 void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
                        const T* gamma, const T* beta, T* y) {
-  NORMLAB_DISPATCH(normalize_forward(x, d, stats, gamma, beta, y))
+  NORMLAB_DISPATCH(normalize_forward(x, contiguous_form(d), stats, gamma, beta, y))
 }
 
 template <class T>
 void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
                                 const T* gamma, const T* beta, T* y) {
-  NORMLAB_DISPATCH(normalize_with_batch_stats(x, d, stats, gamma, beta, y))
+  NORMLAB_DISPATCH(normalize_with_batch_stats(x, contiguous_form(d), stats, gamma, beta, y))
 }
 
 template <class T>
 void normalize_backward(const T* x, const T* dy, const NormDescription& d,
                         const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta) {
-  NORMLAB_DISPATCH(normalize_backward(x, dy, d, stats, gamma, dx, dgamma, dbeta))
+  NORMLAB_DISPATCH(normalize_backward(x, dy, contiguous_form(d), stats, gamma, dx, dgamma, dbeta))
 }
 
 NORMLAB_INSTANTIATE_ENGINE(float)

@@ -42,9 +42,16 @@ struct Moments {
 };
 
 // Independent partial sums per reduction: enough to fill the vector units and
-// hide the latency of each add. The order of additions is fixed by the source,
-// not by the vector width, and the lanes are added pairwise at the end.
+// hide the latency of each add (four vector registers), few enough not to
+// spill. The order of additions is fixed by the source, not by the vector
+// width, and the lanes are added pairwise at the end.
+#if defined(__AVX512F__)
+constexpr std::size_t kLanes = 32;
+#elif defined(__AVX2__)
 constexpr std::size_t kLanes = 16;
+#else
+constexpr std::size_t kLanes = 8;
+#endif
 
 double add_lanes(double (&lanes)[kLanes]) {
   for (std::size_t width = kLanes / 2; width > 0; width /= 2)
@@ -104,22 +111,36 @@ double sum_of_squares(const T* x, std::size_t n) {
 
 // ---- Elementwise kernels over one run ----
 
+// The forward's elementwise step runs in T, so float data get twice the
+// vector width. The mean is split into T's nearest value and the remainder:
+// x - mean_hi is exact for x near the mean (Sterbenz), so a large mean costs
+// no accuracy; the result is within about two float ulps of the one computed
+// in double. For double, mean_lo is 0 and this is the double computation.
+template <class T>
+struct SplitMean {
+  T hi, lo;
+  explicit SplitMean(double mean) : hi(T(mean)), lo(T(mean - double(hi))) {}
+  T centered(T x) const { return (x - hi) - lo; }
+};
+
 // y = (x - mean) * scale + shift
 template <class T>
 void apply_run(const T* x, std::size_t n, double mean, double scale, double shift, T* y) {
-  for (std::size_t i = 0; i < n; ++i) y[i] = T((double(x[i]) - mean) * scale + shift);
+  const SplitMean<T> m(mean);
+  const T s = T(scale), t = T(shift);
+  for (std::size_t i = 0; i < n; ++i) y[i] = m.centered(x[i]) * s + t;
 }
 
 // y = ((x - mean) * scale + shift) * gamma + beta, gamma and beta per element.
 template <class T>
 void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale, double shift,
                            const T* gamma, const T* beta, T* y) {
+  const SplitMean<T> m(mean);
+  const T s = T(scale), t = T(shift);
   if (beta) {
-    for (std::size_t i = 0; i < n; ++i)
-      y[i] = T(((double(x[i]) - mean) * scale + shift) * double(gamma[i]) + double(beta[i]));
+    for (std::size_t i = 0; i < n; ++i) y[i] = (m.centered(x[i]) * s + t) * gamma[i] + beta[i];
   } else {
-    for (std::size_t i = 0; i < n; ++i)
-      y[i] = T(((double(x[i]) - mean) * scale + shift) * double(gamma[i]));
+    for (std::size_t i = 0; i < n; ++i) y[i] = (m.centered(x[i]) * s + t) * gamma[i];
   }
 }
 
@@ -181,10 +202,18 @@ V& zeroed(V& v, std::size_t n) {
   return v;
 }
 
+// Cache budgets of the blocked loops: a block of rows that stays in L2 between
+// two passes, and a tile of parameter sums that stays in L1.
+constexpr std::size_t kL2Bytes = 512 * 1024;
+constexpr std::size_t kTile = 1024;
+
 // Rows of outer split into a fixed number of chunks, each with its own
 // partial parameter gradients (LayerNorm's elementwise gamma).
-constexpr std::size_t kRowChunks = 16;
-std::size_t row_chunks(const NormDescription& d) { return std::min(kRowChunks, d.view.outer); }
+// At least kRowsPerChunk rows each, so the partial sums stay small next to the data.
+constexpr std::size_t kRowChunks = 16, kRowsPerChunk = 16;
+std::size_t row_chunks(const NormDescription& d) {
+  return std::clamp<std::size_t>(d.view.outer / kRowsPerChunk, 1, kRowChunks);
+}
 std::size_t chunk_first_row(const NormDescription& d, std::size_t k) {
   return d.view.outer * k / row_chunks(d);
 }
@@ -550,70 +579,86 @@ class Backward {
   }
 
   // LayerNorm over trailing dims: gamma and beta per element, so their
-  // gradients are sums over rows. Threads take fixed chunks of rows, each with
-  // its own partial sums, added in chunk order.
+  // gradients are sums over rows. A row is a contiguous span whose position is
+  // the parameter index, cut into groups. Threads take fixed chunks of rows,
+  // each with its own partial parameter sums, added in chunk order. Within a
+  // chunk, blocks of rows that fit in L2 are done in two steps:
+  //   first: each group's two reductions (a pass over the block);
+  //   then:  dx and the parameter sums tile by tile, each tile of parameter
+  //          sums staying in L1 across the block's rows.
   void elementwise_rows() {
     Workspace& w = workspace();
-    const std::size_t params = d_.affine_size();
+    const std::size_t row = d_.affine_size(), group = d_.group_size();
     const std::size_t chunks = row_chunks(d_);
-    std::vector<double>& dgamma = zeroed(w.param_a, chunks * params);
-    std::vector<double>& dbeta = zeroed(w.param_b, chunks * params);
-    const std::size_t cpg = d_.channels_per_group;
-    const std::size_t per_outer = d_.view.channels / cpg;
+    std::vector<double>& dgamma = zeroed(w.param_a, chunks * row);
+    std::vector<double>& dbeta = zeroed(w.param_b, chunks * row);
+    std::vector<double>& mean_dxhat = w.group_a;
+    std::vector<double>& xhat_coef = w.group_b;
+    const std::size_t block_rows = std::max<std::size_t>(1, kL2Bytes / (2 * sizeof(T) * row));
     parallel_for(chunks, 2 * d_.view.size(), [&](std::size_t k0, std::size_t k1) {
       for (std::size_t k = k0; k < k1; ++k) {
-        double* dgk = dgamma.data() + k * params;
-        double* dbk = dbeta.data() + k * params;
-        for (std::size_t a = chunk_first_row(d_, k); a < chunk_first_row(d_, k + 1); ++a)
-          for (std::size_t cg = 0; cg < per_outer; ++cg)
-            elementwise_group(a, cg * cpg, a * per_outer + cg, dgk, dbk);
+        const std::size_t last = chunk_first_row(d_, k + 1);
+        for (std::size_t a0 = chunk_first_row(d_, k); a0 < last; a0 += block_rows) {
+          const std::size_t a1 = std::min(a0 + block_rows, last);
+          for (std::size_t g = a0 * (row / group); g < a1 * (row / group); ++g)
+            group_coefficients(g, mean_dxhat[g], xhat_coef[g]);
+          for (std::size_t p0 = 0; p0 < row; p0 += kTile)
+            for (std::size_t a = a0; a < a1; ++a)
+              elementwise_tile(a, p0, std::min(p0 + kTile, row), mean_dxhat, xhat_coef,
+                               dgamma.data() + k * row, dbeta.data() + k * row);
+        }
       }
     });
     for (std::size_t k = 1; k < chunks; ++k)
-      for (std::size_t p = 0; p < params; ++p) {
-        dgamma[p] += dgamma[k * params + p];
-        dbeta[p] += dbeta[k * params + p];
+      for (std::size_t p = 0; p < row; ++p) {
+        dgamma[p] += dgamma[k * row + p];
+        dbeta[p] += dbeta[k * row + p];
       }
   }
-  void elementwise_group(std::size_t a, std::size_t first, std::size_t g, double* dgamma,
-                         double* dbeta) const {
-    const std::size_t inner = d_.view.inner;
-    const double mean = stats_.mean[g], rstd = stats_.rstd[g];
-    const double r = correction_r(stats_, g), shift = correction_d(stats_, g);
-    double sum_dxhat = 0, sum_dxhat_xhat = 0;
-    for (std::size_t c = first; c < first + d_.channels_per_group; ++c) {
-      const std::size_t offset = (a * d_.view.channels + c) * inner;
-      const T *xr = x_ + offset, *dyr = dy_ + offset, *gr = gamma_ + c * inner;
-      double* dgr = dgamma + c * inner;
-      double* dbr = dbeta + c * inner;
-      double s1, s2;
-      lane_sum2(
-          inner,
-          [&](std::size_t i, double& a1, double& a2) {
-            const double xhat = (double(xr[i]) - mean) * rstd;
-            const double dyi = double(dyr[i]);
-            dgr[i] += dyi * (xhat * r + shift);
-            dbr[i] += dyi;
-            a1 += dyi * double(gr[i]);
-            a2 += dyi * double(gr[i]) * xhat;
-          },
-          s1, s2);
-      sum_dxhat += r * s1;
-      sum_dxhat_xhat += r * s2;
-    }
-    const double count = double(d_.group_size());
-    const double divisor = d_.divide_by_count ? count : 1.0;
+  // mean(dxhat) and sum(dxhat * xhat) / divisor of one group (elementwise gamma).
+  void group_coefficients(std::size_t g, double& mean_dxhat, double& xhat_coef) const {
+    const std::size_t n = d_.group_size();
+    const std::size_t row_position = (g % (d_.affine_size() / n)) * n;
+    const T* xr = x_ + g * n;
+    const T* dyr = dy_ + g * n;
+    const T* gr = gamma_ + row_position;
+    const double mean = stats_.mean[g], rstd = stats_.rstd[g], r = correction_r(stats_, g);
+    double sum_dxhat, sum_dxhat_xhat;
+    lane_sum2(
+        n,
+        [=](std::size_t i, double& a1, double& a2) {
+          const double dxhat = double(dyr[i]) * double(gr[i]);
+          a1 += dxhat;
+          a2 += dxhat * ((double(xr[i]) - mean) * rstd);
+        },
+        sum_dxhat, sum_dxhat_xhat);
+    const double count = double(n);
     const bool constant = d_.statistics_given;
-    const double mean_dxhat = constant || !d_.centered ? 0.0 : sum_dxhat / count;
-    const double xhat_coef = constant ? 0.0 : sum_dxhat_xhat / divisor;
-    for (std::size_t c = first; c < first + d_.channels_per_group; ++c) {
-      const std::size_t offset = (a * d_.view.channels + c) * inner;
-      const T *xr = x_ + offset, *dyr = dy_ + offset, *gr = gamma_ + c * inner;
-      T* dxr = dx_ + offset;
-      for (std::size_t i = 0; i < inner; ++i) {
-        const double xhat = (double(xr[i]) - mean) * rstd;
-        dxr[i] = T(rstd * (double(dyr[i]) * double(gr[i]) * r - mean_dxhat - xhat * xhat_coef));
+    mean_dxhat = constant || !d_.centered ? 0.0 : r * sum_dxhat / count;
+    xhat_coef = constant ? 0.0 : r * sum_dxhat_xhat / (d_.divide_by_count ? count : 1.0);
+  }
+  // Row a, positions [p0, p1): dx, and the parameter sums into dgamma, dbeta.
+  void elementwise_tile(std::size_t a, std::size_t p0, std::size_t p1,
+                        const std::vector<double>& mean_dxhat, const std::vector<double>& xhat_coef,
+                        double* dgamma, double* dbeta) const {
+    const std::size_t row = d_.affine_size(), group = d_.group_size();
+    while (p0 < p1) {  // the tile's pieces within one group
+      const std::size_t g = (a * row + p0) / group;
+      const std::size_t end = std::min(p1, (g + 1) * group - a * row);
+      const double mean = stats_.mean[g], rstd = stats_.rstd[g];
+      const double r = correction_r(stats_, g), shift = correction_d(stats_, g);
+      const double m = mean_dxhat[g], coef = xhat_coef[g];
+      const T* xr = x_ + a * row;
+      const T* dyr = dy_ + a * row;
+      T* dxr = dx_ + a * row;
+      for (std::size_t p = p0; p < end; ++p) {
+        const double xhat = (double(xr[p]) - mean) * rstd;
+        const double dyp = double(dyr[p]);
+        dgamma[p] += dyp * (xhat * r + shift);
+        dbeta[p] += dyp;
+        dxr[p] = T(rstd * (dyp * double(gamma_[p]) * r - m - xhat * coef));
       }
+      p0 = end;
     }
   }
 
