@@ -1,7 +1,9 @@
 // normlab probe: batch statistics against population statistics. The error
-// of the batch mean follows the 1/sqrt(B) law, a batch holding the whole
-// training set measures no error and no train/eval gap, a re-trained cell
-// reproduces its run, and every user error is named.
+// of the batch mean follows the 1/sqrt(B) law (Ghost BN's, over its virtual
+// batches, 1/sqrt(V)), a batch holding the whole training set measures no
+// error and no train/eval gap, the rows do not depend on the order of the
+// batch sizes, a re-trained cell reproduces its run, and every user error is
+// named.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -105,6 +107,129 @@ TEST_CASE("probe: a batch of the whole training set has the population statistic
     // Train mode normalizes by exactly the statistics eval mode is given.
     CHECK(r["gap_population"].get<double>() < 1e-4);
   }
+}
+
+TEST_CASE("probe: Ghost BN's batch statistics are those of its virtual batches, 1/sqrt(V)") {
+  json c = law_config();
+  c["norms"] = {"batch", {{"type", "ghost"}, {"virtual_batch_size", 4}}};
+  c["batch_sizes"] = {8, 16, 64};
+  const std::vector<json> records = probe(c);
+  REQUIRE(records.size() == 2 * 2 * 3);  // two norms x two layers x three batch sizes
+  std::map<std::string, std::map<int, std::map<std::size_t, json>>> rows;
+  for (const json& r : records)
+    rows[r["norm"].get<std::string>()][r["layer"].get<int>()][r["batch_size"].get<std::size_t>()] =
+        r;
+  const auto& ghost = rows.at("ghost(virtual_batch_size=4)");
+  const auto& batch = rows.at("batch");
+  for (int layer : {1, 2})
+    for (std::size_t b : {8, 16, 64}) {
+      CAPTURE(layer);
+      CAPTURE(b);
+      const json& g = ghost.at(layer).at(b);
+      const json& n = batch.at(layer).at(b);
+      CHECK(g["stats_batch_size"] == 4);
+      CHECK(g["values_per_channel"] == 4);  // one value per sample of a virtual batch
+      CHECK(n["stats_batch_size"] == b);
+      CHECK(n["values_per_channel"] == b);
+      // Every virtual batch is one sample of the statistic: the error follows
+      // 1/sqrt(4) whatever B is; the ratio is taken against sqrt(V).
+      const double ghost_error = g["mean_error"].get<double>();
+      CHECK(ghost_error > 0.6 * 0.5);
+      CHECK(ghost_error < 1.4 * 0.5);
+      CHECK(g["mean_error_ratio"].get<double>() == doctest::Approx(ghost_error * 2));
+      CHECK(g["var_error"].get<double>() > n["var_error"].get<double>());
+      CHECK(g["inv_sqrt_b"].get<double>() == doctest::Approx(1 / std::sqrt(double(b))));
+    }
+  for (int layer : {1, 2}) {
+    CAPTURE(layer);
+    // Flat in B for ghost (within 15%), while batch's error falls by sqrt(8) from B=8 to 64.
+    const double g8 = ghost.at(layer).at(8)["mean_error"].get<double>(),
+                 g64 = ghost.at(layer).at(64)["mean_error"].get<double>();
+    CHECK(g64 == doctest::Approx(g8).epsilon(0.15));
+    CHECK(g64 > 3 * batch.at(layer).at(64)["mean_error"].get<double>());
+  }
+}
+
+TEST_CASE("probe: Ghost BN over the whole training set still measures its virtual batches") {
+  json c = tiny_run_config("unused");  // 256 training samples
+  c["norms"] = {"batch", {{"type", "ghost"}, {"virtual_batch_size", 128}}};
+  c["batch_sizes"] = {256};
+  c["probe"]["batches"] = 20;
+  const std::vector<json> records = probe(c);
+  REQUIRE(records.size() == 4);
+  for (const json& r : records) {
+    CAPTURE(r["norm"]);
+    CAPTURE(r["layer"]);
+    if (r["norm"] == "batch") {
+      CHECK(r["mean_error"].get<double>() < 1e-4);
+      CHECK(r["gap_population"].get<double>() < 1e-4);
+      continue;
+    }
+    // Two halves of the population: the mean of V of N values drawn without
+    // replacement strays by sqrt((N - V) / (V (N - 1))) sigma, here 0.063.
+    const double expected = std::sqrt((256.0 - 128) / (128.0 * 255));
+    CHECK(r["mean_error"].get<double>() > 0.7 * expected);
+    CHECK(r["mean_error"].get<double>() < 1.3 * expected);
+    CHECK(r["gap_population"].get<double>() > 0.01);
+  }
+}
+
+TEST_CASE("probe: every batch size starts from the same state, whatever the order") {
+  // A short warm-up: rmax and dmax would open up within the probe's own forwards.
+  json c = law_config();
+  c["norms"] = {"batch", {{"type", "batch_renorm"}, {"warmup_steps", 10}}};
+  c["probe"]["batches"] = 30;
+  const auto keyed = [&](const std::vector<std::size_t>& batch_sizes) {
+    c["batch_sizes"] = batch_sizes;
+    std::map<std::string, json> rows;
+    for (const json& r : probe(c))
+      rows[r["norm"].get<std::string>() + "/" + r["layer"].dump() + "/" + r["batch_size"].dump()] =
+          r;
+    return rows;
+  };
+  const std::map<std::string, json> large_first = keyed({64, 8, 2}),
+                                    small_first = keyed({2, 64, 8});
+  REQUIRE(large_first.size() == 2 * 2 * 3);
+  REQUIRE(small_first.size() == large_first.size());
+  for (const auto& [key, r] : large_first) {
+    CAPTURE(key);
+    CHECK(r == small_first.at(key));  // every field, to the bit
+  }
+  // A fresh Batch Renorm is at step 0 of its warm-up at every B (r = 1, d = 0):
+  // its train-mode output is BatchNorm's, and so is its gap.
+  for (const auto& [key, r] : large_first) {
+    if (r["norm"] == "batch") continue;
+    const std::string batch_key = "batch/" + r["layer"].dump() + "/" + r["batch_size"].dump();
+    CAPTURE(batch_key);
+    CHECK(r["gap_population"].get<double>() ==
+          doctest::Approx(large_first.at(batch_key)["gap_population"].get<double>()));
+  }
+}
+
+TEST_CASE("probe: a trained Batch Renorm is probed from its trained state at every B") {
+  ScratchDir dir;
+  const std::string run_dir = dir / "run";
+  json run = tiny_run_config(run_dir);
+  // Trained for 32 steps of a 100-step warm-up: the probe's train forwards
+  // would move it on if they did not start from the trained state.
+  run["norms"] = {{{"type", "batch_renorm"}, {"warmup_steps", 100}}};
+  run_experiment(parse_config(run), {run_dir, false});
+  const std::string cell = "batch_renorm(warmup_steps=100)/B8/seed0";
+  json c = run;
+  c["batch_sizes"] = {32, 8};
+  const std::vector<json> forward = probe(c, {run_dir, cell});
+  c["batch_sizes"] = {8, 32};
+  const std::vector<json> reversed = probe(c, {run_dir, cell});
+  REQUIRE(forward.size() == 4);
+  REQUIRE(reversed.size() == 4);
+  const auto a = by_layer(forward), b = by_layer(reversed);
+  for (int layer : {1, 2})
+    for (std::size_t bs : {8, 32}) {
+      CAPTURE(layer);
+      CAPTURE(bs);
+      CHECK(a.at(layer).at(bs) == b.at(layer).at(bs));  // every field, to the bit
+      CHECK(a.at(layer).at(bs)["gap_running"].get<double>() > 0);
+    }
 }
 
 TEST_CASE("probe: cnn3 layers count every position of a channel") {

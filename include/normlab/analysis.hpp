@@ -28,8 +28,13 @@ struct ProbeSource {
 // every batch size of `config`, over config.probe.batches sampled batches of
 // the training set: the error of the per-channel batch mean and variance
 // against the population statistics of the whole training set, and the
-// relative L2 gap between the layer's train-mode and eval-mode outputs. One
-// record per (norm, layer, batch size); `note` hears progress lines.
+// relative L2 gap between the layer's train-mode and eval-mode outputs. The
+// batch statistics are those the layer normalizes with: for Ghost BN, each
+// virtual batch of virtual_batch_size samples is one sample of them
+// (stats_batch_size in the record). Every train forward starts from the same
+// full state of the layer (every state_names() entry), so batch sizes do not
+// depend on the order they are probed in. One record per (norm, layer, batch
+// size); `note` hears progress lines.
 std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const ProbeSource& source,
                                       const std::function<void(const std::string&)>& note);
 

@@ -42,10 +42,12 @@ struct Moments {
 // Per-channel sums over every dimension but 1 of (N, C, ...) activations.
 class MomentAccumulator {
  public:
-  void add(const xt::xarray<float>& x) {
+  void add(const xt::xarray<float>& x) { add(x, 0, x.shape(0)); }
+  // Samples [first, first + count) only.
+  void add(const xt::xarray<float>& x, std::size_t first, std::size_t count) {
     const std::size_t n = x.shape(0), c = x.shape(1), s = x.size() / (n * c);
     if (sum_.empty()) sum_.assign(c, 0.0), sum_sq_.assign(c, 0.0);
-    for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t i = first; i < first + count; ++i)
       for (std::size_t ch = 0; ch < c; ++ch) {
         const float* v = x.data() + (i * c + ch) * s;
         double a = 0, b = 0;
@@ -53,7 +55,7 @@ class MomentAccumulator {
         sum_[ch] += a;
         sum_sq_[ch] += b;
       }
-    count_ += n * s;
+    count_ += count * s;
   }
   Moments moments() const {
     Moments m;
@@ -142,13 +144,41 @@ struct Subject {
   bool trained = false;
 };
 
-// One norm layer of a model: its place and its running statistics as found.
+using NormState = std::map<std::string, xt::xarray<float>>;
+
+// Every state entry of a norm: running statistics and, for Batch Renorm, the
+// warm-up position num_batches_tracked.
+NormState state_of(const Norm<float>& norm) {
+  NormState state;
+  for (const std::string& name : norm.state_names()) state[name] = norm.state(name);
+  return state;
+}
+
+void restore(Norm<float>& norm, const NormState& state) {
+  for (const auto& [name, value] : state) norm.set(name, value);
+}
+
+// The samples each batch statistic of `norm` is taken over in a batch of B:
+// a norm with virtual_batch_size (Ghost BN) normalizes each run of that many
+// samples with its own statistics; the others the whole batch.
+std::size_t statistics_batch(const Norm<float>& norm, std::size_t batch) {
+  const nlohmann::json& spec = norm.to_json();
+  if (!spec.contains("virtual_batch_size")) return batch;
+  const std::size_t v = spec["virtual_batch_size"].get<std::size_t>();
+  if (v == 0 || batch % v != 0)
+    throw std::invalid_argument("probe: batch size " + std::to_string(batch) +
+                                " does not split into virtual batches of " + std::to_string(v));
+  return v;
+}
+
+// One norm layer of a model: its place, and the full state every train
+// forward of the probe starts from.
 struct ProbedLayer {
   std::size_t index, ordinal;
   Norm<float>* norm;
   std::string input_from;
   bool has_running;
-  xt::xarray<float> running_mean, running_var;
+  NormState start;  // trained: the model's state as found; fresh: with the population statistics
 };
 
 class Prober {
@@ -164,8 +194,7 @@ class Prober {
       if (!norm || !is_batch_statistics(norm->type())) continue;
       ProbedLayer layer{i,     layers.size() + 1,
                         norm,  i > 0 ? subject.model.layer(i - 1).name() : std::string("input"),
-                        false, {},
-                        {}};
+                        false, {}};
       const auto states = norm->state_names();
       layer.has_running = std::count(states.begin(), states.end(), "running_mean") &&
                           std::count(states.begin(), states.end(), "running_var");
@@ -174,14 +203,20 @@ class Prober {
     std::vector<nlohmann::json> records;
     for (ProbedLayer& layer : layers) {
       const Moments population = population_moments(subject.model, layer.index);
-      if (layer.has_running && subject.trained) {
-        layer.running_mean = layer.norm->state("running_mean");
-        layer.running_var = layer.norm->state("running_var");
+      // Every train forward starts from this state, so no batch size sees what
+      // another left behind (Batch Renorm's warm-up advances with each one): the
+      // model's own when trained; for a fresh model, whose running statistics are
+      // just 0 and 1, its state with the population statistics in their place.
+      layer.start = state_of(*layer.norm);
+      if (layer.has_running && !subject.trained) {
+        layer.start["running_mean"] = as_array(population.mean);
+        layer.start["running_var"] = as_array(population.var);
       }
       for (std::size_t b : config_.batch_sizes)
         if (skip_reason(subject.norm, b).empty())  // as the run skips them
           records.push_back(probe_batch_size(subject, layer, population, b));
       // Later layers see this one normalized with its population statistics.
+      restore(*layer.norm, layer.start);
       if (layer.has_running)
         set_running(layer, as_array(population.mean), as_array(population.var));
     }
@@ -223,6 +258,8 @@ class Prober {
     std::vector<std::uint8_t> labels(batch);
     Spread mean_error, var_error, gap_population, gap_running;
     std::size_t values_per_channel = 0;
+    // Ghost BN: each virtual batch is one sample of the batch statistics.
+    const std::size_t stats_batch = statistics_batch(*layer.norm, batch);
     // Batches are consecutive slices of seeded shuffles of the training set, as in training.
     std::vector<std::size_t> order;
     std::size_t next = n, pass = 0;
@@ -234,23 +271,21 @@ class Prober {
       gather(train_, order, next, images, labels);
       next += batch;
       const xt::xarray<float>& x = subject.model.forward_range(images, Mode::eval, 0, layer.index);
-      values_per_channel = x.size() / x.shape(1);
-      MomentAccumulator acc;
-      acc.add(x);
-      const auto [e_mean, e_var] = relative_errors(acc.moments(), population);
-      mean_error.add(e_mean);
-      var_error.add(e_var);
+      values_per_channel = stats_batch * (x.size() / (x.shape(0) * x.shape(1)));
+      for (std::size_t first = 0; first < batch; first += stats_batch) {
+        MomentAccumulator acc;
+        acc.add(x, first, stats_batch);
+        const auto [e_mean, e_var] = relative_errors(acc.moments(), population);
+        mean_error.add(e_mean);
+        var_error.add(e_var);
+      }
       if (!layer.has_running) continue;  // no eval statistics to compare with
-      // Every train forward starts from the same running statistics (norms like
-      // batch renormalization read them in train mode): the model's own when
-      // trained, the population's for a fresh model, whose own are just 0 and 1.
-      if (subject.trained)
-        set_running(layer, layer.running_mean, layer.running_var);
-      else
-        set_running(layer, pop_mean, pop_var);
+      // Every train forward starts from the same full state (norms like batch
+      // renormalization read it in train mode, and train forwards change it).
+      restore(*layer.norm, layer.start);
       const xt::xarray<float> y_train = layer.norm->forward(x, Mode::train);
       if (subject.trained) {
-        set_running(layer, layer.running_mean, layer.running_var);
+        restore(*layer.norm, layer.start);
         gap_running.add(relative_l2(y_train, layer.norm->forward(x, Mode::eval)));
       }
       set_running(layer, pop_mean, pop_var);
@@ -258,7 +293,7 @@ class Prober {
     }
     std::size_t skipped = 0;
     for (double v : population.var) skipped += !usable(v);
-    const double root_b = std::sqrt(double(batch));
+    const double root_b = std::sqrt(double(batch)), root_n = std::sqrt(double(stats_batch));
     nlohmann::json record = {{"model", config_.model},
                              {"norm", subject.norm_label},
                              {"norm_spec", subject.norm},
@@ -268,25 +303,27 @@ class Prober {
                              {"channels", population.mean.size()},
                              {"channels_skipped", skipped},
                              {"batch_size", batch},
+                             {"stats_batch_size", stats_batch},
                              {"values_per_channel", values_per_channel},
                              {"batches", config_.probe.batches},
                              {"population_size", n},
                              {"inv_sqrt_b", 1.0 / root_b},
                              {"mean_error", mean_error.mean()},
                              {"mean_error_std", mean_error.std()},
-                             {"mean_error_ratio", mean_error.mean().get<double>() * root_b},
+                             {"mean_error_ratio", mean_error.mean().get<double>() * root_n},
                              {"var_error", var_error.mean()},
                              {"var_error_std", var_error.std()},
-                             {"var_error_ratio", var_error.mean().get<double>() * root_b},
+                             {"var_error_ratio", var_error.mean().get<double>() * root_n},
                              {"gap_population", gap_population.mean()},
                              {"gap_population_std", gap_population.std()},
                              {"gap_running", gap_running.mean()},
                              {"gap_running_std", gap_running.std()}};
     record.update(subject.source);
     char line[200];
-    std::snprintf(line, sizeof line, "%s layer %zu B=%zu: mean error %.4f (x sqrt(B) = %.2f)",
+    std::snprintf(line, sizeof line, "%s layer %zu B=%zu: mean error %.4f (x sqrt(%zu) = %.2f)",
                   subject.norm_label.c_str(), layer.ordinal, batch,
-                  record["mean_error"].get<double>(), record["mean_error_ratio"].get<double>());
+                  record["mean_error"].get<double>(), stats_batch,
+                  record["mean_error_ratio"].get<double>());
     note_(line);
     return record;
   }
@@ -402,6 +439,7 @@ const std::vector<std::string> kProbeColumns = {"source",
                                                 "channels",
                                                 "channels_skipped",
                                                 "batch_size",
+                                                "stats_batch_size",
                                                 "values_per_channel",
                                                 "batches",
                                                 "population_size",
@@ -439,13 +477,14 @@ std::string probe_csv(const std::vector<nlohmann::json>& records) {
 
 std::string probe_table(const std::vector<nlohmann::json>& records) {
   std::string text =
-      "| norm | layer | B | mean error | 1/sqrt(B) | ratio | var error | ratio | gap (population) "
-      "| gap (running) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| norm | layer | B | n | mean error | 1/sqrt(B) | ratio | var error | ratio | gap "
+      "(population) | gap (running) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : records)
     text += "| " + r["norm"].get<std::string>() + " | " + std::to_string(r["layer"].get<int>()) +
             " (after " + r["input_from"].get<std::string>() + ") | " +
-            std::to_string(r["batch_size"].get<int>()) + " | " + number(r["mean_error"], "%.4f") +
-            " | " + number(r["inv_sqrt_b"], "%.4f") + " | " +
+            std::to_string(r["batch_size"].get<int>()) + " | " +
+            (r.contains("stats_batch_size") ? r["stats_batch_size"].dump() : "-") + " | " +
+            number(r["mean_error"], "%.4f") + " | " + number(r["inv_sqrt_b"], "%.4f") + " | " +
             number(r["mean_error_ratio"], "%.2f") + " | " + number(r["var_error"], "%.4f") + " | " +
             number(r["var_error_ratio"], "%.2f") + " | " + number(r["gap_population"], "%.4f") +
             " | " + number(r["gap_running"], "%.4f") + " |\n";
