@@ -4,6 +4,7 @@
 // records; and the command's errors.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -133,6 +134,58 @@ TEST_CASE("report: gnuplot figures, tables and report.html from a run and its pr
   const std::string md = read_file(out + "/report.md");
   CHECK(md.find("![") != std::string::npos);
   CHECK(md.find("| batch | 1 (after linear(784->256)) | 32 |") != std::string::npos);
+}
+
+TEST_CASE("report: compact legends, short norm labels, padded ranges, a law line on the data") {
+  ScratchDir dir;
+  const std::string run = dir / "run";
+  json config = tiny_run_config(run);
+  config["norms"] = {"batch", {{"type", "ghost"}, {"virtual_batch_size", 4}}};
+  run_experiment(parse_config(config), {run, false});
+  write_config(dir / "tiny.json", config);
+  REQUIRE(run_cli(dir,
+                  {"probe", dir / "tiny.json", "--out", run + "/probe", "--set", "probe.batches=5"})
+              .status == 0);
+  const std::string out = dir / "report";
+  const CliResult r = run_cli(dir, {"report", run, "--out", out});  // draws if gnuplot is there
+  INFO("stderr: " << r.err);
+  REQUIRE(r.status == 0);
+  for (const std::string figure :
+       {"tiny_test_error", "tiny_train_loss", "tiny_probe_batch_stats", "tiny_probe_gap"}) {
+    CAPTURE(figure);
+    const std::string gp = read_file(out + "/" + figure + ".gp");
+    // Keys below the panels, which keep the canvas's width.
+    CHECK(gp.find("set key outside bottom center horizontal") != std::string::npos);
+    CHECK(gp.find("set key outside right") == std::string::npos);
+    CHECK(gp.find("ghost V=4") != std::string::npos);
+    CHECK(gp.find("title \"ghost(virtual_batch_size") == std::string::npos);
+  }
+  // The table keeps the full label.
+  CHECK(read_file(out + "/report.md").find("| ghost(virtual_batch_size=4) |") != std::string::npos);
+  // A linear y axis is padded, so no point sits on the frame.
+  CHECK(read_file(out + "/tiny_test_error.gp").find("set offsets 0, 0, graph 0.04, graph 0.04") !=
+        std::string::npos);
+
+  // The reference line is c/sqrt(B), c the geometric mean over series of
+  // error x sqrt(n) at each series' largest B: it passes among the data.
+  std::map<std::string, std::pair<std::size_t, double>> last;  // series -> (B, ratio)
+  std::istringstream probe_lines(read_file(run + "/probe/probe.jsonl"));
+  for (std::string line; std::getline(probe_lines, line);) {
+    const json rec = json::parse(line);
+    auto& l = last[rec["norm"].get<std::string>() + rec["layer"].dump()];
+    if (rec["batch_size"].get<std::size_t>() >= l.first)
+      l = {rec["batch_size"].get<std::size_t>(), rec["mean_error_ratio"].get<double>()};
+  }
+  REQUIRE(last.size() == 4);
+  double log_sum = 0;
+  for (const auto& [series, l] : last) log_sum += std::log(l.second);
+  const double c = std::exp(log_sum / 4);
+  const std::string gp = read_file(out + "/tiny_probe_batch_stats.gp");
+  const auto at = gp.find("/sqrt(x) with lines");
+  REQUIRE(at != std::string::npos);
+  const auto start = gp.rfind(' ', at) + 1;
+  CHECK(std::stod(gp.substr(start, at - start)) == doctest::Approx(c).epsilon(1e-6));
+  CHECK(gp.find("∝ 1/√B") != std::string::npos);
 }
 
 TEST_CASE("report: without gnuplot the tables and scripts are written with the install hint") {

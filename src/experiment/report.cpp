@@ -88,17 +88,49 @@ std::string format_number(double v) {
   return text;
 }
 
+// A norm label for legends, where space is short: "ghost(virtual_batch_size=4)"
+// becomes "ghost V=4". Tables keep the full label.
+std::string legend_label(const std::string& label) {
+  const auto open = label.find('(');
+  if (open == std::string::npos || label.back() != ')') return label;
+  static const std::map<std::string, std::string> kShort = {{"virtual_batch_size", "V"},
+                                                            {"warmup_steps", "warmup"},
+                                                            {"track_running_stats", "track"},
+                                                            {"normalized_shape", "shape"}};
+  std::string text = label.substr(0, open), arg;
+  const auto flush = [&] {
+    const auto eq = arg.find('=');
+    const std::string key = arg.substr(0, eq);
+    const auto short_key = kShort.find(key);
+    text += " " + (short_key == kShort.end() ? key : short_key->second) +
+            (eq == std::string::npos ? "" : arg.substr(eq));
+    arg.clear();
+  };
+  int depth = 0;  // inside [...] or {...}: a comma belongs to the value
+  for (std::size_t i = open + 1; i + 1 < label.size(); ++i) {
+    const char c = label[i];
+    if (c == '[' || c == '{') ++depth;
+    if (c == ']' || c == '}') --depth;
+    if (c == ',' && depth == 0)
+      flush();
+    else
+      arg += c;
+  }
+  flush();
+  return text;
+}
+
 // Writes NAME.dat (one index block per series) and NAME.gp; returns the script name.
 std::string write_figure(const fs::path& dir, const Figure& figure) {
   std::string data, plots;
   int block = 0;
-  const std::size_t width = figure.panels.size() > 1 ? 1500 : 1000, height = 500;
+  const std::size_t width = figure.panels.size() > 1 ? 1500 : 1000, height = 540;
   for (const Panel& panel : figure.panels) {
     std::string p =
         "  unset logscale\n  unset label\n  set grid\n  set offsets 0, 0, 0, 0\n  set autoscale\n"
         "  set ytics autofreq\n";
-    // A key beside the frame never hides data.
-    p += "  set key outside right top vertical noautotitle\n";
+    // A key below the frame never hides data and leaves the panel its width.
+    p += "  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle\n";
     p += "  set title " + quoted(panel.title) + "\n  set xlabel " + quoted(panel.xlabel) +
          "\n  set ylabel " + quoted(panel.ylabel) + "\n";
     if (!panel.log2_ticks.empty()) {
@@ -118,6 +150,8 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
            "  set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, "
            "1, 2, "
            "3, 5, 10, 20, 30, 50, 100)\n";
+    else  // no point on the frame: autoscale pads, then extends to a tick
+      p += "  set offsets 0, 0, graph 0.04, graph 0.04\n";
     p += "  set yrange [" +
          (std::isnan(panel.ymin) ? std::string("*") : format_number(panel.ymin)) + ":" +
          (std::isnan(panel.ymax) ? std::string("*") : format_number(panel.ymax)) + "]\n";
@@ -399,7 +433,7 @@ Figure error_figure(const std::string& name, const Run& run, const ResultGrid& g
                          "batch size B (log2 scale)", "test error (%)", ticks);
   double lo = INFINITY, hi = -INFINITY;
   for (std::size_t i = 0; i < grid.norms.size(); ++i) {
-    Series s{grid.norms[i], {}, style_for(i)};
+    Series s{legend_label(grid.norms[i]), {}, style_for(i)};
     for (std::size_t b : ticks) {
       const GridCell& cell = grid.at(grid.norms[i], b);
       if (cell.values.empty()) continue;
@@ -447,7 +481,7 @@ Figure loss_figure(const std::string& name, const Run& run, const ResultGrid& gr
         return rec["norm"] == grid.norms[i] && rec["batch_size"] == b;
       });
       if (r == run.records.end()) continue;
-      Series s{grid.norms[i] + ((*r)["diverged"].get<bool>() ? " (diverged)" : ""),
+      Series s{legend_label(grid.norms[i]) + ((*r)["diverged"].get<bool>() ? " (diverged)" : ""),
                {},
                style_for(i, "lines")};
       const json curve = r->value("loss_curve", json());
@@ -562,7 +596,8 @@ std::string short_source(const json& record) {
 std::vector<std::pair<std::string, std::vector<const json*>>> probe_series(const Probe& probe) {
   std::vector<std::pair<std::string, std::vector<const json*>>> series;
   for (const json& r : probe.records) {
-    const std::string key = r["norm"].get<std::string>() + " · layer " + r["layer"].dump();
+    const std::string key =
+        legend_label(r["norm"].get<std::string>()) + " · layer " + r["layer"].dump();
     auto it =
         std::find_if(series.begin(), series.end(), [&](const auto& s) { return s.first == key; });
     if (it == series.end()) it = series.insert(series.end(), {key, {}});
@@ -573,6 +608,27 @@ std::vector<std::pair<std::string, std::vector<const json*>>> probe_series(const
       return (*a)["batch_size"].get<std::size_t>() < (*b)["batch_size"].get<std::size_t>();
     });
   return series;
+}
+
+// The dashed c/√B reference of a batch-statistics panel, anchored to the data:
+// c is the geometric mean over series of `ratio_key` (error × √n) at each
+// series' largest B. Statistics over B × H × W values (cnn3) sit well below
+// 1/√B, so a line at absolute height 1/√B would be far from them.
+std::string law_line(const std::vector<std::pair<std::string, std::vector<const json*>>>& series,
+                     const char* ratio_key) {
+  double log_sum = 0;
+  int count = 0;
+  for (const auto& s : series) {
+    const json& last = *s.second.back();  // sorted by B
+    if (last[ratio_key].is_number() && last[ratio_key].get<double>() > 0) {
+      log_sum += std::log(last[ratio_key].get<double>());
+      ++count;
+    }
+  }
+  const double c = count ? std::exp(log_sum / count) : 1.0;
+  char title[64];
+  std::snprintf(title, sizeof title, "∝ 1/√B (%.2f/√B)", c);
+  return format_number(c) + "/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title " + quoted(title);
 }
 
 void report_probe(const Probe& probe, const std::string& name, Document& doc,
@@ -596,16 +652,17 @@ void report_probe(const Probe& probe, const std::string& name, Document& doc,
                           "batch size B (log2 scale)", "relative error (log scale)", ticks, true);
   Panel var = make_panel("batch variance: RMS over channels of |σ²_B − σ²| / σ²",
                          "batch size B (log2 scale)", "relative error (log scale)", ticks, true);
-  mean.extra.push_back("1/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title \"1/√B\"");
-  var.extra.push_back(
-      "sqrt(2/x) with lines dt 2 lw 1.5 lc rgb 'black' title \"√(2/B) (Gaussian)\"");
-  Panel gap = make_panel("||y_train − y_eval|| / ||y_eval|| at each batch-statistics layer",
-                         "batch size B (log2 scale)", "relative L2 gap (log scale)", ticks, true);
+  mean.extra.push_back(law_line(series, "mean_error_ratio"));
+  var.extra.push_back(law_line(series, "var_error_ratio"));
   bool running = false;
+  for (const json& r : probe.records) running = running || r["gap_running"].is_number();
+  Panel gap = make_panel("‖y_train − y_eval‖ / ‖y_eval‖ per layer" +
+                             std::string(running ? "" : ", eval with the population statistics"),
+                         "batch size B (log2 scale)", "relative L2 gap (log scale)", ticks, true);
   for (std::size_t i = 0; i < series.size(); ++i) {
     Series m{series[i].first, {}, style_for(i, "yerrorlines")}, v = m;
-    Series g{series[i].first + ", eval with population stats", {}, style_for(i)};
-    Series gr{series[i].first + ", eval with running stats", {}, style_for(i, "linespoints", 2)};
+    Series g{series[i].first + (running ? ", eval: population stats" : ""), {}, style_for(i)};
+    Series gr{series[i].first + ", eval: running stats", {}, style_for(i, "linespoints", 2)};
     for (const json* r : series[i].second) {
       const double b = (*r)["batch_size"].get<double>();
       const auto add = [&](Series& s, const char* key, const char* spread) {
@@ -619,7 +676,6 @@ void report_probe(const Probe& probe, const std::string& name, Document& doc,
       add(g, "gap_population", nullptr);
       add(gr, "gap_running", nullptr);
     }
-    running = running || !gr.rows.empty();
     mean.series.push_back(m);
     var.series.push_back(v);
     gap.series.push_back(g);
@@ -630,7 +686,10 @@ void report_probe(const Probe& probe, const std::string& name, Document& doc,
                      {mean, var}});
   doc.figure(figures.back().name,
              "Error of the batch mean and variance against the population's, mean over batches "
-             "with ± one standard deviation as bars, next to the sampling laws (dashed).");
+             "with ± one standard deviation as bars (Ghost BN: over its virtual batches, the "
+             "statistics it normalizes with), next to a c/√B line through the points at the "
+             "largest B (dashed). The sampling law over n independent values gives c = 1 for the "
+             "mean and c = √2 for the variance of Gaussian activations.");
   figures.push_back(
       {name + "_gap", "train-mode vs eval-mode output: " + short_source(first), {gap}});
   doc.figure(figures.back().name,
@@ -638,9 +697,10 @@ void report_probe(const Probe& probe, const std::string& name, Document& doc,
                          "and its eval-mode output with the population statistics") +
                  (running ? " (solid) and with the model's running statistics (dashed)." : "."));
   doc.table(
-      "Per layer and batch size (errors are RMS over channels, in units of the population "
+      "Per layer and batch size (n: the samples each batch statistic is taken over, B or Ghost "
+      "BN's virtual batch size; errors are RMS over channels, in units of the population "
       "sigma for the mean and of the population variance for the variance; ratio = error × "
-      "√B, 1 when the 1/√B law holds exactly)",
+      "√n, 1 when the 1/√n law holds exactly)",
       probe_table(probe.records));
 }
 
