@@ -130,7 +130,8 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
         "  unset logscale\n  unset label\n  set grid\n  set offsets 0, 0, 0, 0\n  set autoscale\n"
         "  set ytics autofreq\n";
     // A key below the frame never hides data and leaves the panel its width.
-    p += "  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle\n";
+    p += "  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle "
+         "height 0.6\n";
     p += "  set title " + quoted(panel.title) + "\n  set xlabel " + quoted(panel.xlabel) +
          "\n  set ylabel " + quoted(panel.ylabel) + "\n";
     if (!panel.log2_ticks.empty()) {
