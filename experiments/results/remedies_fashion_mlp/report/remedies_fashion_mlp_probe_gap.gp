@@ -3,12 +3,12 @@
 set encoding utf8
 do for [fmt in "svg png"] {
   if (fmt eq "svg") {
-    set terminal svg size 1000,500 dynamic noenhanced font "sans,13" background rgb "white"
+    set terminal svg size 1000,540 dynamic noenhanced font "sans,13" background rgb "white"
   } else {
     if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-      set terminal pngcairo size 1000,500 noenhanced font "sans,11"
+      set terminal pngcairo size 1000,540 noenhanced font "sans,11"
     } else {
-      set terminal png size 1000,500 noenhanced
+      set terminal png size 1000,540 noenhanced
     }
   }
   set output "remedies_fashion_mlp_probe_gap." . fmt
@@ -19,8 +19,8 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
-  set title "||y_train − y_eval|| / ||y_eval|| at each batch-statistics layer"
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
+  set title "‖y_train − y_eval‖ / ‖y_eval‖ per layer, eval with the population statistics"
   set xlabel "batch size B (log2 scale)"
   set ylabel "relative L2 gap (log scale)"
   set logscale x 2
@@ -31,12 +31,12 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot "remedies_fashion_mlp_probe_gap.dat" index 0 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1, eval with population stats", \
-       "remedies_fashion_mlp_probe_gap.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2, eval with population stats", \
-       "remedies_fashion_mlp_probe_gap.dat" index 2 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "batch_renorm · layer 1, eval with population stats", \
-       "remedies_fashion_mlp_probe_gap.dat" index 3 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "batch_renorm · layer 2, eval with population stats", \
-       "remedies_fashion_mlp_probe_gap.dat" index 4 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "ghost(virtual_batch_size=4) · layer 1, eval with population stats", \
-       "remedies_fashion_mlp_probe_gap.dat" index 5 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "ghost(virtual_batch_size=4) · layer 2, eval with population stats"
+  plot "remedies_fashion_mlp_probe_gap.dat" index 0 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1", \
+       "remedies_fashion_mlp_probe_gap.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2", \
+       "remedies_fashion_mlp_probe_gap.dat" index 2 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "batch_renorm · layer 1", \
+       "remedies_fashion_mlp_probe_gap.dat" index 3 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "batch_renorm · layer 2", \
+       "remedies_fashion_mlp_probe_gap.dat" index 4 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "ghost V=4 · layer 1", \
+       "remedies_fashion_mlp_probe_gap.dat" index 5 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "ghost V=4 · layer 2"
   unset multiplot
   unset output
 }

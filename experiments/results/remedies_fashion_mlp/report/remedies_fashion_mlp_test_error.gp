@@ -3,12 +3,12 @@
 set encoding utf8
 do for [fmt in "svg png"] {
   if (fmt eq "svg") {
-    set terminal svg size 1500,500 dynamic noenhanced font "sans,13" background rgb "white"
+    set terminal svg size 1500,540 dynamic noenhanced font "sans,13" background rgb "white"
   } else {
     if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-      set terminal pngcairo size 1500,500 noenhanced font "sans,11"
+      set terminal pngcairo size 1500,540 noenhanced font "sans,11"
     } else {
-      set terminal png size 1500,500 noenhanced
+      set terminal png size 1500,540 noenhanced
     }
   }
   set output "remedies_fashion_mlp_test_error." . fmt
@@ -19,17 +19,18 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "all cells (mean over seeds; diverged cells left out)"
   set xlabel "batch size B (log2 scale)"
   set ylabel "test error (%)"
   set logscale x 2
   set xrange [1.538461538:83.2]
   set xtics (2, 4, 8, 16, 32, 64)
+  set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [*:*]
   plot "remedies_fashion_mlp_test_error.dat" index 0 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
        "remedies_fashion_mlp_test_error.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm", \
-       "remedies_fashion_mlp_test_error.dat" index 2 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost(virtual_batch_size=4)", \
+       "remedies_fashion_mlp_test_error.dat" index 2 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost V=4", \
        "remedies_fashion_mlp_test_error.dat" index 3 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
        "remedies_fashion_mlp_test_error.dat" index 4 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "layer", \
        "remedies_fashion_mlp_test_error.dat" index 5 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "rms"
@@ -39,17 +40,18 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "zoom: error up to 24%"
   set xlabel "batch size B (log2 scale)"
   set ylabel "test error (%)"
   set logscale x 2
   set xrange [1.538461538:83.2]
   set xtics (2, 4, 8, 16, 32, 64)
+  set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [10:24]
   plot "remedies_fashion_mlp_test_error.dat" index 6 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
        "remedies_fashion_mlp_test_error.dat" index 7 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm", \
-       "remedies_fashion_mlp_test_error.dat" index 8 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost(virtual_batch_size=4)", \
+       "remedies_fashion_mlp_test_error.dat" index 8 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost V=4", \
        "remedies_fashion_mlp_test_error.dat" index 9 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
        "remedies_fashion_mlp_test_error.dat" index 10 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "layer", \
        "remedies_fashion_mlp_test_error.dat" index 11 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "rms"

@@ -3,12 +3,12 @@
 set encoding utf8
 do for [fmt in "svg png"] {
   if (fmt eq "svg") {
-    set terminal svg size 1500,500 dynamic noenhanced font "sans,13" background rgb "white"
+    set terminal svg size 1500,540 dynamic noenhanced font "sans,13" background rgb "white"
   } else {
     if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-      set terminal pngcairo size 1500,500 noenhanced font "sans,11"
+      set terminal pngcairo size 1500,540 noenhanced font "sans,11"
     } else {
-      set terminal png size 1500,500 noenhanced
+      set terminal png size 1500,540 noenhanced
     }
   }
   set output "remedies_fashion_mlp_train_loss." . fmt
@@ -19,7 +19,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "B = 2"
   set xlabel "epoch"
   set ylabel "train loss (log scale)"
@@ -41,7 +41,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "B = 64"
   set xlabel "epoch"
   set ylabel "train loss (log scale)"
@@ -54,7 +54,7 @@ do for [fmt in "svg png"] {
   set yrange [*:*]
   plot "remedies_fashion_mlp_train_loss.dat" index 5 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
        "remedies_fashion_mlp_train_loss.dat" index 6 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm", \
-       "remedies_fashion_mlp_train_loss.dat" index 7 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost(virtual_batch_size=4)", \
+       "remedies_fashion_mlp_train_loss.dat" index 7 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost V=4", \
        "remedies_fashion_mlp_train_loss.dat" index 8 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
        "remedies_fashion_mlp_train_loss.dat" index 9 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "layer", \
        "remedies_fashion_mlp_train_loss.dat" index 10 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "rms"

@@ -3,12 +3,12 @@
 set encoding utf8
 do for [fmt in "svg png"] {
   if (fmt eq "svg") {
-    set terminal svg size 1000,500 dynamic noenhanced font "sans,13" background rgb "white"
+    set terminal svg size 1000,540 dynamic noenhanced font "sans,13" background rgb "white"
   } else {
     if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-      set terminal pngcairo size 1000,500 noenhanced font "sans,11"
+      set terminal pngcairo size 1000,540 noenhanced font "sans,11"
     } else {
-      set terminal png size 1000,500 noenhanced
+      set terminal png size 1000,540 noenhanced
     }
   }
   set output "small_batch_fashion_cnn_test_error." . fmt
@@ -19,13 +19,14 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "all cells (mean over seeds; diverged cells left out)"
   set xlabel "batch size B (log2 scale)"
   set ylabel "test error (%)"
   set logscale x 2
   set xrange [1.538461538:83.2]
   set xtics (2, 4, 8, 16, 32, 64)
+  set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [*:*]
   plot "small_batch_fashion_cnn_test_error.dat" index 0 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "none", \
        "small_batch_fashion_cnn_test_error.dat" index 1 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch", \

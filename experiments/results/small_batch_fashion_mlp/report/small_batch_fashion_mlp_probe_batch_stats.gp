@@ -3,12 +3,12 @@
 set encoding utf8
 do for [fmt in "svg png"] {
   if (fmt eq "svg") {
-    set terminal svg size 1500,500 dynamic noenhanced font "sans,13" background rgb "white"
+    set terminal svg size 1500,540 dynamic noenhanced font "sans,13" background rgb "white"
   } else {
     if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-      set terminal pngcairo size 1500,500 noenhanced font "sans,11"
+      set terminal pngcairo size 1500,540 noenhanced font "sans,11"
     } else {
-      set terminal png size 1500,500 noenhanced
+      set terminal png size 1500,540 noenhanced
     }
   }
   set output "small_batch_fashion_mlp_probe_batch_stats." . fmt
@@ -19,7 +19,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "batch mean: RMS over channels of |μ_B − μ| / σ"
   set xlabel "batch size B (log2 scale)"
   set ylabel "relative error (log scale)"
@@ -31,7 +31,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 1/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "1/√B", \
+  plot 0.9762689265/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (0.98/√B)", \
        "small_batch_fashion_mlp_probe_batch_stats.dat" index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1", \
        "small_batch_fashion_mlp_probe_batch_stats.dat" index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2"
   unset logscale
@@ -40,7 +40,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "batch variance: RMS over channels of |σ²_B − σ²| / σ²"
   set xlabel "batch size B (log2 scale)"
   set ylabel "relative error (log scale)"
@@ -52,7 +52,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot sqrt(2/x) with lines dt 2 lw 1.5 lc rgb 'black' title "√(2/B) (Gaussian)", \
+  plot 1.445126819/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (1.45/√B)", \
        "small_batch_fashion_mlp_probe_batch_stats.dat" index 2 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1", \
        "small_batch_fashion_mlp_probe_batch_stats.dat" index 3 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2"
   unset multiplot

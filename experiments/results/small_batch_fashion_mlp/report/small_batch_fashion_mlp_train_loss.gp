@@ -3,12 +3,12 @@
 set encoding utf8
 do for [fmt in "svg png"] {
   if (fmt eq "svg") {
-    set terminal svg size 1500,500 dynamic noenhanced font "sans,13" background rgb "white"
+    set terminal svg size 1500,540 dynamic noenhanced font "sans,13" background rgb "white"
   } else {
     if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
-      set terminal pngcairo size 1500,500 noenhanced font "sans,11"
+      set terminal pngcairo size 1500,540 noenhanced font "sans,11"
     } else {
-      set terminal png size 1500,500 noenhanced
+      set terminal png size 1500,540 noenhanced
     }
   }
   set output "small_batch_fashion_mlp_train_loss." . fmt
@@ -19,7 +19,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "B = 2"
   set xlabel "epoch"
   set ylabel "train loss (log scale)"
@@ -41,7 +41,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, 0, 0
   set autoscale
   set ytics autofreq
-  set key outside right top vertical noautotitle
+  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
   set title "B = 64"
   set xlabel "epoch"
   set ylabel "train loss (log scale)"
