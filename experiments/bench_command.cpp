@@ -20,8 +20,8 @@
 
 #include "alloc_counter.hpp"
 #include "commands.hpp"
-#include "parse_options.hpp"
 #include "normlab/normlab.hpp"
+#include "parse_options.hpp"
 #include "stream_probe.hpp"
 
 namespace po = boost::program_options;
@@ -365,7 +365,8 @@ void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) 
       << sysconf(_SC_LEVEL3_CACHE_SIZE) / (1024 * 1024) << " MiB (as reported), g++ " << __VERSION__
       << "\n"
       << o.dtype << ", --threads " << o.threads << " (engine threads " << num_threads()
-      << ", kernels " << engine_isa() << "), median of up to " << o.repeats << " calls after a warm-up"
+      << ", kernels " << engine_isa() << "), median of up to " << o.repeats
+      << " calls after a warm-up"
       << (o.seconds > 0 ? ", budget " + format("%g s", o.seconds, 0, 0) : std::string()) << "\n"
       << format("bandwidth: copy %.1f GB/s, triad %.1f GB/s -> %.1f GB/s is 100%%", b.copy_gbs,
                 b.triad_gbs, b.best_gbs())
@@ -419,7 +420,8 @@ int bench_command(const Args& args) {
       "norms to time: batch layer instance group weight rms, or a JSON spec (default: all)")(
       "shape", po::value(&o.shapes)->multitoken()->composing(),
       "input shapes, e.g. 32,64,56,56 8192,768 (default: each norm's default shapes)")(
-      "threads", po::value(&o.threads), "threads of the engine and of the bandwidth probe (default 1)")(
+      "threads", po::value(&o.threads),
+      "threads of the engine and of the bandwidth probe (default 1)")(
       "repeats", po::value(&o.repeats), "timed calls per measurement (default 10)")(
       "seconds", po::value(&o.seconds),
       "time budget for the whole run, shared by the measurements (default: none)")(

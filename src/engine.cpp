@@ -23,9 +23,12 @@ std::size_t NormDescription::group_size() const {
 
 std::size_t NormDescription::affine_size() const {
   switch (affine) {
-    case Affine::none: return 0;
-    case Affine::per_channel: return view.channels;
-    case Affine::elementwise: return view.channels * view.inner;
+    case Affine::none:
+      return 0;
+    case Affine::per_channel:
+      return view.channels;
+    case Affine::elementwise:
+      return view.channels * view.inner;
   }
   return 0;
 }
@@ -64,8 +67,10 @@ Isa choose_isa() {
   Isa limit = Isa::avx512;
   if (const char* text = std::getenv("NORMLAB_MAX_ISA")) {
     const std::string name = text;
-    if (name == "baseline") limit = Isa::baseline;
-    else if (name == "avx2") limit = Isa::avx2;
+    if (name == "baseline")
+      limit = Isa::baseline;
+    else if (name == "avx2")
+      limit = Isa::avx2;
     else if (name != "avx512")
       throw std::invalid_argument("NORMLAB_MAX_ISA='" + name +
                                   "' is not known: use baseline, avx2 or avx512");
@@ -84,9 +89,12 @@ Isa active_isa() {
 
 const char* engine_isa() {
   switch (active_isa()) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    case Isa::baseline: break;
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::baseline:
+      break;
   }
   return "baseline";
 }
@@ -107,21 +115,24 @@ NormDescription contiguous_form(const NormDescription& d) {
 // Calls engine_<isa>::function(args...) for the chosen instruction set.
 #if defined(NORMLAB_HAVE_AVX512)
 #define NORMLAB_AVX512_CASE(call) \
-  case Isa::avx512: return engine_avx512::call;
+  case Isa::avx512:               \
+    return engine_avx512::call;
 #else
 #define NORMLAB_AVX512_CASE(call)
 #endif
 #if defined(NORMLAB_HAVE_AVX2)
 #define NORMLAB_AVX2_CASE(call) \
-  case Isa::avx2: return engine_avx2::call;
+  case Isa::avx2:               \
+    return engine_avx2::call;
 #else
 #define NORMLAB_AVX2_CASE(call)
 #endif
-#define NORMLAB_DISPATCH(call)        \
-  switch (active_isa()) {             \
-    NORMLAB_AVX512_CASE(call)         \
-    NORMLAB_AVX2_CASE(call)           \
-    default: return engine_baseline::call; \
+#define NORMLAB_DISPATCH(call)      \
+  switch (active_isa()) {           \
+    NORMLAB_AVX512_CASE(call)       \
+    NORMLAB_AVX2_CASE(call)         \
+    default:                        \
+      return engine_baseline::call; \
   }
 
 template <class T>
@@ -142,12 +153,11 @@ void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats
 }
 
 template <class T>
-void normalize_backward(const T* x, const T* dy, const NormDescription& d,
-                        const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta) {
-  NORMLAB_DISPATCH(normalize_backward(x, dy, contiguous_form(d), stats, gamma, dx, dgamma, dbeta))
-}
+void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                        const T* gamma, T* dx, T* dgamma, T* dbeta){
+    NORMLAB_DISPATCH(normalize_backward(x, dy, contiguous_form(d), stats, gamma, dx, dgamma,
+                                        dbeta))}
 
-NORMLAB_INSTANTIATE_ENGINE(float)
-NORMLAB_INSTANTIATE_ENGINE(double)
+NORMLAB_INSTANTIATE_ENGINE(float) NORMLAB_INSTANTIATE_ENGINE(double)
 
 }  // namespace normlab

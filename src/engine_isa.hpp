@@ -6,18 +6,18 @@
 
 #include "normlab/engine.hpp"
 
-#define NORMLAB_DECLARE_ENGINE(ns)                                                             \
-  namespace normlab::ns {                                                                      \
-  template <class T>                                                                           \
-  void compute_stats(const T* x, const NormDescription& d, GroupStats& stats);                \
-  template <class T>                                                                           \
-  void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,       \
-                         const T* gamma, const T* beta, T* y);                                 \
-  template <class T>                                                                           \
-  void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,    \
-                                  const T* gamma, const T* beta, T* y);                        \
-  template <class T>                                                                           \
-  void normalize_backward(const T* x, const T* dy, const NormDescription& d,                  \
+#define NORMLAB_DECLARE_ENGINE(ns)                                                              \
+  namespace normlab::ns {                                                                       \
+  template <class T>                                                                            \
+  void compute_stats(const T* x, const NormDescription& d, GroupStats& stats);                  \
+  template <class T>                                                                            \
+  void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,         \
+                         const T* gamma, const T* beta, T* y);                                  \
+  template <class T>                                                                            \
+  void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,      \
+                                  const T* gamma, const T* beta, T* y);                         \
+  template <class T>                                                                            \
+  void normalize_backward(const T* x, const T* dy, const NormDescription& d,                    \
                           const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta); \
   }
 
@@ -27,11 +27,11 @@ NORMLAB_DECLARE_ENGINE(engine_avx512)
 
 // Explicit instantiations of the engine functions for one data type, in the
 // namespace where this is expanded.
-#define NORMLAB_INSTANTIATE_ENGINE(T)                                                         \
+#define NORMLAB_INSTANTIATE_ENGINE(T)                                                        \
   template void compute_stats<T>(const T*, const NormDescription&, GroupStats&);             \
   template void normalize_forward<T>(const T*, const NormDescription&, const GroupStats&,    \
-                                     const T*, const T*, T*);                                 \
+                                     const T*, const T*, T*);                                \
   template void normalize_with_batch_stats<T>(const T*, const NormDescription&, GroupStats&, \
-                                              const T*, const T*, T*);                        \
+                                              const T*, const T*, T*);                       \
   template void normalize_backward<T>(const T*, const T*, const NormDescription&,            \
                                       const GroupStats&, const T*, T*, T*, T*);

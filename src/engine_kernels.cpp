@@ -180,7 +180,9 @@ bool is_columns(const NormDescription& d) {
   return d.pooling == Pooling::per_channel && d.view.inner == 1;
 }
 
-std::size_t runs(const NormDescription& d) { return d.view.outer * d.view.channels; }
+std::size_t runs(const NormDescription& d) {
+  return d.view.outer * d.view.channels;
+}
 
 // Per-call scratch of the calling thread. It only grows, so repeated calls
 // with one shape do not allocate.
@@ -188,8 +190,8 @@ struct Workspace {
   std::vector<Moments> run_moments, group_moments;
   std::vector<double> run_a, run_b;  // per-run sums
   std::vector<double> group_a, group_b;
-  std::vector<double> param_a, param_b;  // parameter gradients (per chunk of rows)
-  std::vector<double> column_a, column_b;                   // per-column sums
+  std::vector<double> param_a, param_b;    // parameter gradients (per chunk of rows)
+  std::vector<double> column_a, column_b;  // per-column sums
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
 };
 Workspace& workspace() {
@@ -245,13 +247,11 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
   const std::size_t inner = d.view.inner;
   const std::size_t offset = (a * d.view.channels + c) * inner;
   if (d.affine == Affine::elementwise) {
-    apply_run_elementwise(x + offset, inner, stats.mean[g],
-                          stats.rstd[g] * correction_r(stats, g), correction_d(stats, g),
-                          affine.gamma + c * inner, affine.beta ? affine.beta + c * inner : nullptr,
-                          y + offset);
+    apply_run_elementwise(x + offset, inner, stats.mean[g], stats.rstd[g] * correction_r(stats, g),
+                          correction_d(stats, g), affine.gamma + c * inner,
+                          affine.beta ? affine.beta + c * inner : nullptr, y + offset);
   } else {
-    apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g),
-              y + offset);
+    apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g), y + offset);
   }
 }
 
@@ -472,8 +472,8 @@ class Backward {
   }
   void dx_of_run(std::size_t a, std::size_t c, std::size_t g, const Coefficients& k) const {
     const std::size_t offset = (a * d_.view.channels + c) * d_.view.inner;
-    dx_run(x_ + offset, dy_ + offset, d_.view.inner, stats_.mean[g], k.dy_scale, k.x_scale,
-           k.shift, dx_ + offset);
+    dx_run(x_ + offset, dy_ + offset, d_.view.inner, stats_.mean[g], k.dy_scale, k.x_scale, k.shift,
+           dx_ + offset);
   }
   void run_sums(std::size_t r, double& sum_dy, double& sum_dy_xmu) const {
     const std::size_t inner = d_.view.inner;
@@ -566,8 +566,8 @@ class Backward {
           const T* dyr = dy_ + a * channels;
           T* dxr = dx_ + a * channels;
           for (std::size_t c = c0; c < c1; ++c)
-            dxr[c] = T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] +
-                       shift[c]);
+            dxr[c] =
+                T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
         }
       }
     });
@@ -594,7 +594,11 @@ class Backward {
     std::vector<double>& dbeta = zeroed(w.param_b, chunks * row);
     std::vector<double>& mean_dxhat = w.group_a;
     std::vector<double>& xhat_coef = w.group_b;
-    const std::size_t block_rows = std::max<std::size_t>(1, kL2Bytes / (2 * sizeof(T) * row));
+    // Rows too large for L2 are re-read from memory instead, a whole chunk per
+    // block, in wide tiles (long contiguous reads) whose parameter sums stay in L2.
+    const std::size_t rows_in_l2 = kL2Bytes / (2 * sizeof(T) * row);
+    const std::size_t block_rows = rows_in_l2 > 0 ? rows_in_l2 : d_.view.outer;
+    const std::size_t tile = rows_in_l2 > 0 ? kTile : kL2Bytes / (4 * sizeof(double));
     parallel_for(chunks, 2 * d_.view.size(), [&](std::size_t k0, std::size_t k1) {
       for (std::size_t k = k0; k < k1; ++k) {
         const std::size_t last = chunk_first_row(d_, k + 1);
@@ -602,9 +606,9 @@ class Backward {
           const std::size_t a1 = std::min(a0 + block_rows, last);
           for (std::size_t g = a0 * (row / group); g < a1 * (row / group); ++g)
             group_coefficients(g, mean_dxhat[g], xhat_coef[g]);
-          for (std::size_t p0 = 0; p0 < row; p0 += kTile)
+          for (std::size_t p0 = 0; p0 < row; p0 += tile)
             for (std::size_t a = a0; a < a1; ++a)
-              elementwise_tile(a, p0, std::min(p0 + kTile, row), mean_dxhat, xhat_coef,
+              elementwise_tile(a, p0, std::min(p0 + tile, row), mean_dxhat, xhat_coef,
                                dgamma.data() + k * row, dbeta.data() + k * row);
         }
       }
@@ -663,10 +667,10 @@ class Backward {
   }
 
   // dgamma += r * sum(dy * xhat) + d * sum(dy), dbeta += sum(dy) for a run or column.
-  void add_parameter_terms(std::size_t g, double sum_dy, double sum_dy_xmu,
-                           double& dgamma, double& dbeta) const {
-    dgamma += correction_r(stats_, g) * sum_dy_xmu * stats_.rstd[g] +
-              correction_d(stats_, g) * sum_dy;
+  void add_parameter_terms(std::size_t g, double sum_dy, double sum_dy_xmu, double& dgamma,
+                           double& dbeta) const {
+    dgamma +=
+        correction_r(stats_, g) * sum_dy_xmu * stats_.rstd[g] + correction_d(stats_, g) * sum_dy;
     dbeta += sum_dy;
   }
   // Per-channel parameter gradients from the run sums, in row order.
@@ -703,8 +707,8 @@ class Backward {
 }  // namespace
 
 template <class T>
-void normalize_backward(const T* x, const T* dy, const NormDescription& d,
-                        const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta) {
+void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                        const T* gamma, T* dx, T* dgamma, T* dbeta) {
   Backward<T>(x, dy, d, stats, gamma, dx).run(dgamma, dbeta);
 }
 

@@ -15,7 +15,9 @@ Mode parse_mode(const std::string& name) {
   throw std::invalid_argument("mode '" + name + "' is not known: use train or eval");
 }
 
-const char* to_string(Mode mode) { return mode == Mode::train ? "train" : "eval"; }
+const char* to_string(Mode mode) {
+  return mode == Mode::train ? "train" : "eval";
+}
 
 template <class T>
 Norm<T>::Norm(nlohmann::json spec) : spec_(std::move(spec)) {}
@@ -58,9 +60,9 @@ template <class T>
 const Parameter<T>& Norm<T>::parameter(const std::string& name) const {
   auto it = parameters_.find(name);
   if (it == parameters_.end())
-    throw std::invalid_argument(type() + " norm has no parameter '" + name + "'" +
-                                (parameters_.empty() ? " (it has none yet: call prepare or forward)"
-                                                     : ""));
+    throw std::invalid_argument(
+        type() + " norm has no parameter '" + name + "'" +
+        (parameters_.empty() ? " (it has none yet: call prepare or forward)" : ""));
   return it->second;
 }
 
@@ -113,8 +115,7 @@ std::size_t channel_of_group(const NormDescription& d, std::size_t g) {
 // Batch statistics of a channel: the average over the groups mapped to it
 // (InstanceNorm averages its per-sample statistics, as PyTorch does; Ghost BN
 // its virtual batches', as Keras does), the variance unbiased per group.
-void channel_statistics(const NormDescription& d, const GroupStats& stats,
-                        BatchStatistics& batch) {
+void channel_statistics(const NormDescription& d, const GroupStats& stats, BatchStatistics& batch) {
   const std::size_t channels = d.view.channels;
   const double count = double(d.group_size());
   const double unbiased = count / (count - 1);
@@ -214,8 +215,7 @@ xt::xarray<T> Norm<T>::backward(const xt::xarray<T>& dy) {
 
 template <class T>
 void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
-  if (!has_forward_)
-    throw std::logic_error(type() + " norm: backward called before any forward");
+  if (!has_forward_) throw std::logic_error(type() + " norm: backward called before any forward");
   if (!std::equal(dy.shape().begin(), dy.shape().end(), shape_.begin(), shape_.end()))
     throw std::invalid_argument("gradient has shape " + shape_text(dy.shape()) +
                                 " but the last forward input had shape " + shape_text(shape_));

@@ -35,7 +35,9 @@ class ThreadPool {
     for (std::thread& t : threads_) t.join();
     threads_.clear();
     stopping_ = false;
-    for (std::size_t k = 0; k < workers; ++k) threads_.emplace_back([this, k] { work(k + 1); });
+    // New workers wait for the next job, not the last one.
+    for (std::size_t k = 0; k < workers; ++k)
+      threads_.emplace_back([this, k, now = generation_] { work(k + 1, now); });
   }
   std::size_t workers() const { return threads_.size(); }
 
@@ -64,9 +66,8 @@ class ThreadPool {
     if (begin < end) task(begin, end);
   }
 
-  void work(std::size_t k) {
+  void work(std::size_t k, std::size_t seen) {
     inside_worker = true;
-    std::size_t seen = 0;
     for (;;) {
       const RangeTask* task;
       {
@@ -108,7 +109,9 @@ void set_num_threads(unsigned n) {
   requested_threads = n;
 }
 
-unsigned num_threads() { return requested_threads; }
+unsigned num_threads() {
+  return requested_threads;
+}
 
 void run_parallel(std::size_t n, std::size_t work, const RangeTask& task) {
   const std::size_t ranges = std::min<std::size_t>(n, requested_threads);

@@ -12,7 +12,8 @@ class RangeTask {
  public:
   template <class F>
   explicit RangeTask(F& f)
-      : object_(&f), call_([](void* o, std::size_t b, std::size_t e) { (*static_cast<F*>(o))(b, e); }) {}
+      : object_(&f),
+        call_([](void* o, std::size_t b, std::size_t e) { (*static_cast<F*>(o))(b, e); }) {}
   void operator()(std::size_t begin, std::size_t end) const { call_(object_, begin, end); }
 
  private:

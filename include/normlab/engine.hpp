@@ -40,8 +40,8 @@ struct NormDescription {
   bool divide_by_count = true;         // mean of squares; false: sum of squares (L2 norm)
   double eps = 1e-5;
   Affine affine = Affine::none;
-  bool has_shift = false;           // beta present (only with an affine)
-  bool statistics_given = false;    // eval with running stats: constants in backward
+  bool has_shift = false;         // beta present (only with an affine)
+  bool statistics_given = false;  // eval with running stats: constants in backward
   bool tracks_running_stats = false;
 
   std::size_t groups() const;
@@ -97,8 +97,8 @@ void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats
 // sum(dxhat * xhat), carry the gradient through mean and variance. A correction
 // (r, d) is constant: dxhat = dy * gamma * r, dgamma = r * sum(dy * xhat) + d * sum(dy).
 template <class T>
-void normalize_backward(const T* x, const T* dy, const NormDescription& d,
-                        const GroupStats& stats, const T* gamma, T* dx, T* dgamma, T* dbeta);
+void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                        const T* gamma, T* dx, T* dgamma, T* dbeta);
 
 // The instruction set of the kernels in use: "avx512", "avx2" or "baseline"
 // (the best this CPU and build have; NORMLAB_MAX_ISA=avx2|baseline lowers it).
