@@ -111,8 +111,8 @@ double sum_of_squares(const T* x, std::size_t n) {
 
 // ---- Elementwise kernels over one run ----
 
-// The forward's elementwise step runs in T, so float data get twice the
-// vector width. The mean is split into T's nearest value and the remainder:
+// Elementwise steps (y, dx) run in T, so float data get twice the vector
+// width; reductions stay in double. The mean is split into T's nearest value and the remainder:
 // x - mean_hi is exact for x near the mean (Sterbenz), so a large mean costs
 // no accuracy; the result is within about two float ulps of the one computed
 // in double. For double, mean_lo is 0 and this is the double computation.
@@ -148,8 +148,9 @@ void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale,
 template <class T>
 void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale, double x_scale,
             double shift, T* dx) {
-  for (std::size_t i = 0; i < n; ++i)
-    dx[i] = T(double(dy[i]) * dy_scale + (double(x[i]) - mean) * x_scale + shift);
+  const SplitMean<T> m(mean);
+  const T a = T(dy_scale), b = T(x_scale), c = T(shift);
+  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * a + (m.centered(x[i]) * b + c);
 }
 
 // sum(dy) and sum(dy * (x - mean)) of a run.
@@ -655,12 +656,19 @@ class Backward {
       const T* xr = x_ + a * row;
       const T* dyr = dy_ + a * row;
       T* dxr = dx_ + a * row;
+      // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, in T;
+      // the parameter sums in double.
+      const SplitMean<T> centered(mean);
+      const T dy_scale = T(rstd * r), x_scale = T(-rstd * rstd * coef), dx_shift = T(-rstd * m);
+      for (std::size_t p = p0; p < end; ++p) {
+        const T xmu = centered.centered(xr[p]);
+        dxr[p] = dyr[p] * gamma_[p] * dy_scale + (xmu * x_scale + dx_shift);
+      }
       for (std::size_t p = p0; p < end; ++p) {
         const double xhat = (double(xr[p]) - mean) * rstd;
         const double dyp = double(dyr[p]);
         dgamma[p] += dyp * (xhat * r + shift);
         dbeta[p] += dyp;
-        dxr[p] = T(rstd * (dyp * double(gamma_[p]) * r - m - xhat * coef));
       }
       p0 = end;
     }

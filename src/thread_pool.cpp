@@ -16,7 +16,7 @@ namespace {
 
 // Below this many elements a loop runs on the calling thread: waking the
 // workers costs about as much as the work.
-constexpr std::size_t kMinParallelWork = 1 << 16;
+constexpr std::size_t kMinParallelWork = 1 << 19;
 
 thread_local bool inside_worker = false;
 

@@ -27,18 +27,19 @@ struct Case {
 // groups (BN), column groups (BN on [N, C]), contiguous groups, LayerNorm's
 // per-element parameters with small and with large rows, virtual batches.
 std::vector<Case> large_cases() {
+  // 2^19 elements or more: the engine's threshold for waking threads.
   return {
-      {{{"type", "batch"}}, {8, 16, 32, 32}},
-      {{{"type", "batch"}}, {1024, 96}},
-      {{{"type", "ghost"}, {"virtual_batch_size", 4}}, {16, 8, 24, 24}},
-      {{{"type", "batch_renorm"}}, {8, 16, 32, 32}},
-      {{{"type", "instance"}, {"affine", true}, {"track_running_stats", true}}, {8, 16, 32, 32}},
-      {{{"type", "group"}, {"groups", 4}}, {8, 16, 32, 32}},
-      {{{"type", "group"}, {"groups", 8}}, {1024, 96}},
-      {{{"type", "layer"}, {"normalized_shape", {512}}}, {512, 512}},
-      {{{"type", "layer"}, {"normalized_shape", {16, 32, 32}}}, {8, 16, 32, 32}},
-      {{{"type", "rms"}, {"normalized_shape", {512}}}, {512, 512}},
-      {{{"type", "weight"}}, {512, 64, 3, 3}}};
+      {{{"type", "batch"}}, {8, 16, 64, 64}},
+      {{{"type", "batch"}}, {8192, 64}},
+      {{{"type", "ghost"}, {"virtual_batch_size", 4}}, {32, 16, 32, 32}},
+      {{{"type", "batch_renorm"}}, {8, 16, 64, 64}},
+      {{{"type", "instance"}, {"affine", true}, {"track_running_stats", true}}, {8, 16, 64, 64}},
+      {{{"type", "group"}, {"groups", 4}}, {8, 16, 64, 64}},
+      {{{"type", "group"}, {"groups", 8}}, {8192, 64}},
+      {{{"type", "layer"}, {"normalized_shape", {512}}}, {1024, 512}},
+      {{{"type", "layer"}, {"normalized_shape", {16, 64, 64}}}, {8, 16, 64, 64}},
+      {{{"type", "rms"}, {"normalized_shape", {512}}}, {1024, 512}},
+      {{{"type", "weight"}}, {1024, 64, 3, 3}}};
 }
 
 // Everything a forward and backward produce, in train and then eval mode.
