@@ -515,14 +515,14 @@ class Backward {
     std::vector<double>& sum_dxhat = w.group_a;
     std::vector<double>& sum_dxhat_xhat = w.group_b;
     const std::size_t channels = d_.view.channels;
-    parallel_for(runs(d_), 2 * d_.view.size(), [&](std::size_t r0, std::size_t r1) {
+    parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
       for (std::size_t r = r0; r < r1; ++r) run_sums(r, sum_dy[r], sum_dy_xmu[r]);
     });
     for (std::size_t r = 0; r < runs(d_); ++r) {
       const std::size_t c = r % channels, g = d_.group_of(r / channels, c);
       add_to_group(c, g, sum_dy[r], sum_dy_xmu[r], sum_dxhat[g], sum_dxhat_xhat[g]);
     }
-    parallel_for(runs(d_), 3 * d_.view.size(), [&](std::size_t r0, std::size_t r1) {
+    parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
       for (std::size_t r = r0; r < r1; ++r) {
         const std::size_t a = r / channels, c = r % channels, g = d_.group_of(a, c);
         dx_of_run(a, c, g, coefficients(c, g, sum_dxhat[g], sum_dxhat_xhat[g]));
@@ -542,7 +542,7 @@ class Backward {
     double* dy_scale = zeroed(w.column_dy_scale, channels).data();
     double* x_scale = zeroed(w.column_x_scale, channels).data();
     double* shift = zeroed(w.column_shift, channels).data();
-    parallel_for(channels, 3 * d_.view.size(), [&](std::size_t c0, std::size_t c1) {
+    parallel_for(channels, d_.view.size(), [&](std::size_t c0, std::size_t c1) {
       for (std::size_t k = 0; k < d_.chunks(); ++k) {
         const std::size_t base = k * channels;
         const double* mean = stats_.mean.data() + base;
@@ -600,7 +600,7 @@ class Backward {
     const std::size_t rows_in_l2 = kL2Bytes / (2 * sizeof(T) * row);
     const std::size_t block_rows = rows_in_l2 > 0 ? rows_in_l2 : d_.view.outer;
     const std::size_t tile = rows_in_l2 > 0 ? kTile : kL2Bytes / (4 * sizeof(double));
-    parallel_for(chunks, 2 * d_.view.size(), [&](std::size_t k0, std::size_t k1) {
+    parallel_for(chunks, d_.view.size(), [&](std::size_t k0, std::size_t k1) {
       for (std::size_t k = k0; k < k1; ++k) {
         const std::size_t last = chunk_first_row(d_, k + 1);
         for (std::size_t a0 = chunk_first_row(d_, k); a0 < last; a0 += block_rows) {
@@ -634,9 +634,10 @@ class Backward {
         [=](std::size_t i, double& a1, double& a2) {
           const double dxhat = double(dyr[i]) * double(gr[i]);
           a1 += dxhat;
-          a2 += dxhat * ((double(xr[i]) - mean) * rstd);
+          a2 += dxhat * (double(xr[i]) - mean);
         },
         sum_dxhat, sum_dxhat_xhat);
+    sum_dxhat_xhat *= rstd;
     const double count = double(n);
     const bool constant = d_.statistics_given;
     mean_dxhat = constant || !d_.centered ? 0.0 : r * sum_dxhat / count;
@@ -660,15 +661,14 @@ class Backward {
       // the parameter sums in double.
       const SplitMean<T> centered(mean);
       const T dy_scale = T(rstd * r), x_scale = T(-rstd * rstd * coef), dx_shift = T(-rstd * m);
+      // xhat * r + shift = x * scale + offset: the cancellation in double
+      // costs about 1e-16 * |mean| / std.
+      const double scale = rstd * r, offset = shift - mean * scale;
       for (std::size_t p = p0; p < end; ++p) {
-        const T xmu = centered.centered(xr[p]);
-        dxr[p] = dyr[p] * gamma_[p] * dy_scale + (xmu * x_scale + dx_shift);
-      }
-      for (std::size_t p = p0; p < end; ++p) {
-        const double xhat = (double(xr[p]) - mean) * rstd;
-        const double dyp = double(dyr[p]);
-        dgamma[p] += dyp * (xhat * r + shift);
-        dbeta[p] += dyp;
+        const T xp = xr[p], dyp = dyr[p];
+        dxr[p] = dyp * gamma_[p] * dy_scale + (centered.centered(xp) * x_scale + dx_shift);
+        dgamma[p] += double(dyp) * (double(xp) * scale + offset);
+        dbeta[p] += double(dyp);
       }
       p0 = end;
     }

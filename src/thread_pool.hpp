@@ -22,7 +22,7 @@ class RangeTask {
 };
 
 // Runs task over [0, n) split into at most num_threads() contiguous ranges, the
-// caller taking the first. Serial when n is small or `work` (elements touched)
+// caller taking the first. Serial when n is small or `work` (the tensor's elements)
 // is below what pays for waking threads.
 void run_parallel(std::size_t n, std::size_t work, const RangeTask& task);
 
