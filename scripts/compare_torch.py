@@ -12,7 +12,8 @@ The ratio is torch time / normlab time: above 1, normlab is faster.
 
 Run by hand with Debian's python3-torch (not the pyenv python3 on PATH):
     /usr/bin/python3 scripts/compare_torch.py [--threads 1,2] [--norm batch ...]
-        [--shape 32,64,56,56 ...] [--repeats 10] [--dtype float32] [--normlab build/normlab]
+        [--shape 32,64,56,56 ...] [--repeats 10] [--rounds 1] [--dtype float32]
+        [--normlab build/normlab]
 """
 import argparse
 import json
@@ -150,6 +151,9 @@ def main():
     parser.add_argument("--seconds", type=float, help="passed to normlab bench")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--json", action="store_true", help="also print one JSON line per case")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run everything this many times, interleaved, and keep each side's "
+                             "best median per case (a shared VM's neighbours come and go)")
     args = parser.parse_args()
 
     header = (f"{'norm':<9} {'shape':<15} {'thr':>3} | {'normlab ms fwd/eval/bwd':>24} | "
@@ -159,11 +163,18 @@ def main():
     busy = False
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        for row in normlab_rows(args, threads):
-            torch_ms, torch_cpu_share, note = torch_times(row, args.repeats)
-            busy = busy or min(torch_cpu_share, row["cpu_share"]) < 0.9
-            ours = [row[p + "_ms"] for p in PHASES]
-            theirs = [torch_ms[p] for p in PHASES]
+        rounds = []  # per round: [(normlab row, torch ms, torch cpu share, note)]
+        for _ in range(args.rounds):
+            rounds.append([(row, *torch_times(row, args.repeats)) for row in normlab_rows(args, threads)])
+        for case in zip(*rounds):
+            row, _, _, note = case[0]
+            ours = [min(c[0][p + "_ms"] for c in case) for p in PHASES]
+            theirs = [min(c[1][p] for c in case) for p in PHASES]
+            bandwidth = max(c[0]["bandwidth_gbs"] for c in case)
+            pct = [100 * row[p + "_bytes"] / (ms * 1e6) / bandwidth for p, ms in zip(PHASES, ours)]
+            cpu_share = max(c[0]["cpu_share"] for c in case)
+            torch_cpu_share = max(c[2] for c in case)
+            busy = busy or min(torch_cpu_share, cpu_share) < 0.9
             ratios = [t / n for t, n in zip(theirs, ours)]
             shape = "x".join(str(s) for s in row["shape"])
             lines.append(
@@ -171,16 +182,20 @@ def main():
                 + " ".join(f"{v:7.2f}" for v in ours) + " | "
                 + " ".join(f"{v:7.2f}" for v in theirs) + " | "
                 + " ".join(f"{r:5.2f}" for r in ratios) + " | "
-                + " ".join(f"{row[p + '_pct']:4.0f}%" for p in PHASES)
-                + f" | {100 * row['cpu_share']:3.0f}% {100 * torch_cpu_share:3.0f}%"
+                + " ".join(f"{v:4.0f}%" for v in pct)
+                + f" | {100 * cpu_share:3.0f}% {100 * torch_cpu_share:3.0f}%"
                 + (f"  (torch: {note})" if note else ""))
             if args.json:
-                print(json.dumps({**row, "torch_ms": torch_ms, "torch_cpu_share": torch_cpu_share,
-                                  "torch_note": note,
+                print(json.dumps({**row, "rounds": args.rounds, "bandwidth_gbs": bandwidth,
+                                  **{p + "_ms": ms for p, ms in zip(PHASES, ours)},
+                                  **{p + "_pct": v for p, v in zip(PHASES, pct)},
+                                  "torch_ms": dict(zip(PHASES, theirs)),
+                                  "torch_cpu_share": torch_cpu_share, "torch_note": note,
                                   "torch_over_normlab": dict(zip(PHASES, ratios))}))
             sys.stdout.flush()
-    print(f"PyTorch {torch.__version__}, {args.dtype}, median of {args.repeats} after a warm-up; "
-          "torch/normlab > 1: normlab is faster")
+    best = f", best of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"PyTorch {torch.__version__}, {args.dtype}, median of {args.repeats} after a warm-up"
+          f"{best}; torch/normlab > 1: normlab is faster")
     print(header)
     print("\n".join(lines))
     if busy:
