@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -16,9 +17,23 @@ namespace {
 
 // Below this many elements a loop runs on the calling thread: waking the
 // workers costs about as much as the work.
-constexpr std::size_t kMinParallelWork = 1 << 19;
+constexpr std::size_t kMinParallelWork = 1 << 17;
 
 thread_local bool inside_worker = false;
+
+// Spins for up to this long before sleeping, waiting for a job (workers) or
+// for the workers (caller): consecutive engine calls then cost no wake-ups.
+constexpr std::chrono::microseconds kSpin(200);
+
+template <class Ready>
+bool spin_until(Ready ready) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    if (i % 64 == 63 && std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::yield();
+  }
+}
 
 class ThreadPool {
  public:
@@ -37,7 +52,7 @@ class ThreadPool {
     stopping_ = false;
     // New workers wait for the next job, not the last one.
     for (std::size_t k = 0; k < workers; ++k)
-      threads_.emplace_back([this, k, now = generation_] { work(k + 1, now); });
+      threads_.emplace_back([this, k, now = generation_.load()] { work(k + 1, now); });
   }
   std::size_t workers() const { return threads_.size(); }
 
@@ -49,12 +64,14 @@ class ThreadPool {
       n_ = n;
       ranges_ = ranges;
       pending_ = ranges - 1;
-      ++generation_;
+      ++generation_;  // publishes the job to spinning workers
     }
     wake_.notify_all();
     run_range(0, task);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    if (!spin_until([this] { return pending_ == 0; })) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [this] { return pending_ == 0; });
+    }
     task_ = nullptr;
   }
 
@@ -69,28 +86,34 @@ class ThreadPool {
   void work(std::size_t k, std::size_t seen) {
     inside_worker = true;
     for (;;) {
-      const RangeTask* task;
-      {
+      if (!spin_until([&] { return generation_ != seen; })) {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_ != seen; });
+      }
+      const RangeTask* task;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
         seen = generation_;
         if (stopping_) return;
         if (k >= ranges_) continue;
         task = task_;
       }
       run_range(k, *task);
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      if (--pending_ == 0) {
+        std::lock_guard<std::mutex> lock(mutex_);  // the caller may be about to sleep
+        done_.notify_one();
+      }
     }
   }
 
   std::vector<std::thread> threads_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  std::size_t generation_ = 0;
+  std::atomic<std::size_t> generation_{0};
   bool stopping_ = false;
   const RangeTask* task_ = nullptr;
-  std::size_t n_ = 0, ranges_ = 1, pending_ = 0;
+  std::size_t n_ = 0, ranges_ = 1;
+  std::atomic<std::size_t> pending_{0};
 };
 
 ThreadPool& pool() {
