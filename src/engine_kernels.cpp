@@ -1,6 +1,7 @@
 // The shared reduction engine. Every loop in here walks the activation as
 // contiguous runs view[a, c, 0:inner]; a run belongs to one statistics group
-// and (per-channel affine) one gamma/beta entry. All sums are kept in double.
+// and (per-channel affine) one gamma/beta entry. Sums are kept in double; the
+// elementwise steps (y, dx) run in the data type.
 //
 // This file is compiled once per instruction set (engine_isa.hpp) and engine.cpp
 // picks the fastest one the CPU has at run time. Its loops are written so the
@@ -43,8 +44,8 @@ struct Moments {
 
 // Independent partial sums per reduction: enough to fill the vector units and
 // hide the latency of each add (four vector registers), few enough not to
-// spill. The order of additions is fixed by the source, not by the vector
-// width, and the lanes are added pairwise at the end.
+// spill. For one instruction set the order of additions is fixed by the
+// source, and the lanes are added pairwise at the end.
 #if defined(__AVX512F__)
 constexpr std::size_t kLanes = 32;
 #elif defined(__AVX2__)
