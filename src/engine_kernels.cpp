@@ -1,7 +1,7 @@
 // The shared reduction engine. Every loop in here walks the activation as
 // contiguous runs view[a, c, 0:inner]; a run belongs to one statistics group
-// and (per-channel affine) one gamma/beta entry. Sums are kept in double; the
-// elementwise steps (y, dx) run in the data type.
+// and (per-channel affine) one gamma/beta entry. Sums and dx are computed in
+// double; the forward's elementwise step runs in the data type.
 //
 // This file is compiled once per instruction set (engine_isa.hpp) and engine.cpp
 // picks the fastest one the CPU has at run time. Its loops are written so the
@@ -112,11 +112,12 @@ double sum_of_squares(const T* x, std::size_t n) {
 
 // ---- Elementwise kernels over one run ----
 
-// Elementwise steps (y, dx) run in T, so float data get twice the vector
-// width; reductions stay in double. The mean is split into T's nearest value and the remainder:
-// x - mean_hi is exact for x near the mean (Sterbenz), so a large mean costs
-// no accuracy; the result is within about two float ulps of the one computed
-// in double. For double, mean_lo is 0 and this is the double computation.
+// The forward's elementwise step runs in T, so float data get twice the
+// vector width; reductions and dx (whose terms can cancel) stay in double.
+// The mean is split into T's nearest value and the remainder: x - mean_hi is
+// exact for x near the mean (Sterbenz), so a large mean costs no accuracy; y
+// is within a few float ulps of the one computed in double. For double,
+// mean_lo is 0 and this is the double computation.
 template <class T>
 struct SplitMean {
   T hi, lo;
@@ -149,9 +150,8 @@ void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale,
 template <class T>
 void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale, double x_scale,
             double shift, T* dx) {
-  const SplitMean<T> m(mean);
-  const T a = T(dy_scale), b = T(x_scale), c = T(shift);
-  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * a + (m.centered(x[i]) * b + c);
+  for (std::size_t i = 0; i < n; ++i)
+    dx[i] = T(double(dy[i]) * dy_scale + (double(x[i]) - mean) * x_scale + shift);
 }
 
 // sum(dy) and sum(dy * (x - mean)) of a run.
@@ -658,16 +658,15 @@ class Backward {
       const T* xr = x_ + a * row;
       const T* dyr = dy_ + a * row;
       T* dxr = dx_ + a * row;
-      // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, in T;
-      // the parameter sums in double.
-      const SplitMean<T> centered(mean);
-      const T dy_scale = T(rstd * r), x_scale = T(-rstd * rstd * coef), dx_shift = T(-rstd * m);
-      // xhat * r + shift = x * scale + offset: the cancellation in double
-      // costs about 1e-16 * |mean| / std.
-      const double scale = rstd * r, offset = shift - mean * scale;
+      // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, and for
+      // dgamma xhat * r + shift = x * (rstd r) + offset (the cancellation costs
+      // about 1e-16 * |mean| / std). All in double, rounded once.
+      const double scale = rstd * r, x_scale = -rstd * rstd * coef, dx_shift = -rstd * m;
+      const double offset = shift - mean * scale;
       for (std::size_t p = p0; p < end; ++p) {
         const T xp = xr[p], dyp = dyr[p];
-        dxr[p] = dyp * gamma_[p] * dy_scale + (centered.centered(xp) * x_scale + dx_shift);
+        dxr[p] =
+            T(double(dyp) * double(gamma_[p]) * scale + ((double(xp) - mean) * x_scale + dx_shift));
         dgamma[p] += double(dyp) * (double(xp) * scale + offset);
         dbeta[p] += double(dyp);
       }
