@@ -2,7 +2,6 @@
 // of the compiled kernels (engine_kernels.cpp) for this CPU.
 #include "normlab/engine.hpp"
 
-#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -43,7 +42,7 @@ void GroupStats::resize(std::size_t groups) {
 
 void finish_rstd(const NormDescription& d, GroupStats& stats) {
   for (std::size_t g = 0; g < stats.var.size(); ++g)
-    stats.rstd[g] = 1.0 / std::sqrt(stats.var[g] + d.eps);
+    stats.rstd[g] = inverse_std(stats.var[g], d.eps);
 }
 
 namespace {

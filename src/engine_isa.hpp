@@ -4,7 +4,16 @@
 // lowers the choice).
 #pragma once
 
+#include <cmath>
+
 #include "normlab/engine.hpp"
+
+namespace normlab {
+// rstd of a group: 1 / sqrt(var + eps).
+inline double inverse_std(double var, double eps) {
+  return 1.0 / std::sqrt(var + eps);
+}
+}  // namespace normlab
 
 #define NORMLAB_DECLARE_ENGINE(ns)                                                              \
   namespace normlab::ns {                                                                       \

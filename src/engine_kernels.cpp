@@ -12,7 +12,6 @@
 // runs, groups or chunks of rows -- and partial sums are merged in a fixed
 // order afterwards, so results do not depend on the number of threads.
 #include <algorithm>
-#include <cmath>
 
 #include "engine_isa.hpp"
 #include "thread_pool.hpp"
@@ -272,7 +271,7 @@ void contiguous_group_stats(const T* x, const NormDescription& d, std::size_t g,
   } else {
     stats.var[g] = sum_of_squares(span, n) / (d.divide_by_count ? double(n) : 1.0);
   }
-  stats.rstd[g] = 1.0 / std::sqrt(stats.var[g] + d.eps);
+  stats.rstd[g] = inverse_std(stats.var[g], d.eps);
 }
 
 // One group per column (and chunk of rows) of an [outer, channels] matrix
@@ -430,9 +429,6 @@ class Backward {
       : x_(x), dy_(dy), d_(d), stats_(stats), gamma_(gamma), dx_(dx) {}
 
   void run(T* dgamma, T* dbeta) {
-    Workspace& w = workspace();
-    zeroed(w.group_a, d_.groups());
-    zeroed(w.group_b, d_.groups());
     if (is_columns(d_)) {
       columns();
     } else if (d_.affine == Affine::elementwise) {
@@ -461,16 +457,22 @@ class Backward {
   struct Coefficients {
     double dy_scale, x_scale, shift;
   };
+  // mean(dxhat) and sum(dxhat * xhat) / divisor from a group's two sums.
+  struct GroupTerms {
+    double mean_dxhat, xhat_coef;
+  };
+  GroupTerms group_terms(double sum_dxhat, double sum_dxhat_xhat) const {
+    const double count = double(d_.group_size());
+    const bool constant = d_.statistics_given;
+    return {constant || !d_.centered ? 0.0 : sum_dxhat / count,
+            constant ? 0.0 : sum_dxhat_xhat / (d_.divide_by_count ? count : 1.0)};
+  }
   Coefficients coefficients(std::size_t c, std::size_t g, double sum_dxhat,
                             double sum_dxhat_xhat) const {
-    const double count = double(d_.group_size());
-    const double divisor = d_.divide_by_count ? count : 1.0;
-    const bool constant = d_.statistics_given;
-    const double mean_dxhat = constant || !d_.centered ? 0.0 : sum_dxhat / count;
-    const double xhat_coef = constant ? 0.0 : sum_dxhat_xhat / divisor;
+    const GroupTerms t = group_terms(sum_dxhat, sum_dxhat_xhat);
     const double rstd = stats_.rstd[g];
-    return {rstd * gamma_of(c) * correction_r(stats_, g), -rstd * rstd * xhat_coef,
-            -rstd * mean_dxhat};
+    return {rstd * gamma_of(c) * correction_r(stats_, g), -rstd * rstd * t.xhat_coef,
+            -rstd * t.mean_dxhat};
   }
   void dx_of_run(std::size_t a, std::size_t c, std::size_t g, const Coefficients& k) const {
     const std::size_t offset = (a * d_.view.channels + c) * d_.view.inner;
@@ -513,8 +515,8 @@ class Backward {
     Workspace& w = workspace();
     std::vector<double>& sum_dy = zeroed(w.run_a, runs(d_));
     std::vector<double>& sum_dy_xmu = zeroed(w.run_b, runs(d_));
-    std::vector<double>& sum_dxhat = w.group_a;
-    std::vector<double>& sum_dxhat_xhat = w.group_b;
+    std::vector<double>& sum_dxhat = zeroed(w.group_a, d_.groups());
+    std::vector<double>& sum_dxhat_xhat = zeroed(w.group_b, d_.groups());
     const std::size_t channels = d_.view.channels;
     parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
       for (std::size_t r = r0; r < r1; ++r) run_sums(r, sum_dy[r], sum_dy_xmu[r]);
@@ -594,8 +596,8 @@ class Backward {
     const std::size_t chunks = row_chunks(d_);
     std::vector<double>& dgamma = zeroed(w.param_a, chunks * row);
     std::vector<double>& dbeta = zeroed(w.param_b, chunks * row);
-    std::vector<double>& mean_dxhat = w.group_a;
-    std::vector<double>& xhat_coef = w.group_b;
+    std::vector<double>& mean_dxhat = zeroed(w.group_a, d_.groups());
+    std::vector<double>& xhat_coef = zeroed(w.group_b, d_.groups());
     // Rows too large for L2 are re-read from memory instead, a whole chunk per
     // block, in wide tiles (long contiguous reads) whose parameter sums stay in L2.
     const std::size_t rows_in_l2 = kL2Bytes / (2 * sizeof(T) * row);
@@ -638,11 +640,9 @@ class Backward {
           a2 += dxhat * (double(xr[i]) - mean);
         },
         sum_dxhat, sum_dxhat_xhat);
-    sum_dxhat_xhat *= rstd;
-    const double count = double(n);
-    const bool constant = d_.statistics_given;
-    mean_dxhat = constant || !d_.centered ? 0.0 : r * sum_dxhat / count;
-    xhat_coef = constant ? 0.0 : r * sum_dxhat_xhat / (d_.divide_by_count ? count : 1.0);
+    const GroupTerms t = group_terms(r * sum_dxhat, r * (sum_dxhat_xhat * rstd));
+    mean_dxhat = t.mean_dxhat;
+    xhat_coef = t.xhat_coef;
   }
   // Row a, positions [p0, p1): dx, and the parameter sums into dgamma, dbeta.
   void elementwise_tile(std::size_t a, std::size_t p0, std::size_t p1,
