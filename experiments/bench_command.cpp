@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -347,19 +346,12 @@ std::optional<std::vector<PhaseResult>> bench_case(const Case& c, const BenchOpt
   return phases;
 }
 
-std::string cpu_model() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
-}
-
 void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) {
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
-  out << "normlab bench " << version << ", " << date << ", " << cpu_model() << ", "
+  out << "normlab bench " << version << ", " << date << ", "
+      << environment_info(1).at("cpu").get<std::string>() << ", "
       << std::thread::hardware_concurrency() << " logical CPUs, L2 "
       << sysconf(_SC_LEVEL2_CACHE_SIZE) / 1024 << " KiB, L3 "
       << sysconf(_SC_LEVEL3_CACHE_SIZE) / (1024 * 1024) << " MiB (as reported), g++ " << __VERSION__

@@ -15,20 +15,20 @@
 namespace normlab {
 
 struct DatasetConfig {
-  std::string type;                // fashion-mnist | mnist | synthetic
-  std::string path;                // folder with the four IDX files (gzipped or not)
-  long long train_size = -1;       // -1: all
+  std::string type;           // fashion-mnist | mnist | synthetic
+  std::string path;           // folder with the four IDX files (gzipped or not)
+  long long train_size = -1;  // -1: all
   long long test_size = -1;
-  std::string subset = "first";    // first | random
+  std::string subset = "first";  // first | random
   std::uint64_t subset_seed = 0;
-  double mean = 0, std = 1;        // standardization after scaling pixels to [0, 1]
-  std::size_t classes = 10;        // synthetic only
-  std::uint64_t seed = 0;          // synthetic only
+  double mean = 0, std = 1;  // standardization after scaling pixels to [0, 1]
+  std::size_t classes = 10;  // synthetic only
+  std::uint64_t seed = 0;    // synthetic only
 };
 
 struct OptimizerConfig {
   double lr = 0.1;
-  double base_batch = 32;          // linear scaling: lr * B / base_batch
+  double base_batch = 32;  // linear scaling: lr * B / base_batch
   bool linear_scaling = true;
   double momentum = 0.9;
   double weight_decay = 5e-4;
@@ -39,8 +39,8 @@ struct OptimizerConfig {
 };
 
 struct EvaluationConfig {
-  std::size_t batch_size = 1000;   // eval-mode test batches
-  bool batch_stats_accuracy = true;  // also test with batch statistics at the training B
+  std::size_t batch_size = 1000;       // eval-mode test batches
+  bool batch_stats_accuracy = true;    // also test with batch statistics at the training B
   std::size_t precise_bn_batches = 0;  // also test with "precise BN" over K train batches; 0: off
 };
 
@@ -124,5 +124,9 @@ struct RunOptions {
 // out_dir/results.csv after each; prints progress to stderr and the table of
 // test error by norm x batch size to stdout.
 void run_experiment(const ExperimentConfig& config, const RunOptions& options);
+
+// What a result was measured on: normlab, compiler, build type, CPU ("cpu"),
+// library versions, and the number of cells run at once (`workers`).
+nlohmann::json environment_info(std::size_t workers);
 
 }  // namespace normlab

@@ -4,6 +4,7 @@
 #include <string>
 #include <xtensor/xtensor_config.hpp>
 
+#include "normlab/experiment.hpp"
 #include "normlab/version.hpp"
 
 extern "C" {
@@ -24,19 +25,22 @@ std::string cpu_model() {
 
 }  // namespace
 
-void use_single_threaded_blas() { openblas_set_num_threads(1); }
+void use_single_threaded_blas() {
+  openblas_set_num_threads(1);
+}
 
-nlohmann::json environment_info(std::size_t threads) {
+nlohmann::json environment_info(std::size_t workers) {
   return {{"normlab", version},
           {"compiler", std::string("g++ ") + __VERSION__},
 #ifdef NORMLAB_BUILD_TYPE
           {"build_type", NORMLAB_BUILD_TYPE},
 #endif
           {"threads_per_cell", 1},
-          {"workers", threads},
+          {"workers", workers},
           {"cpu", cpu_model()},
-          {"xtensor", std::to_string(XTENSOR_VERSION_MAJOR) + "." + std::to_string(XTENSOR_VERSION_MINOR) +
-                          "." + std::to_string(XTENSOR_VERSION_PATCH)},
+          {"xtensor", std::to_string(XTENSOR_VERSION_MAJOR) + "." +
+                          std::to_string(XTENSOR_VERSION_MINOR) + "." +
+                          std::to_string(XTENSOR_VERSION_PATCH)},
           {"openblas", openblas_get_config()},
           {"nlohmann_json", std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." +
                                 std::to_string(NLOHMANN_JSON_VERSION_MINOR)}};

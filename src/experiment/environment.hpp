@@ -1,11 +1,7 @@
-// What a result was measured on: compiler, build, CPU, library versions.
+// Process settings of the experiment runner (environment_info is in normlab/experiment.hpp).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 namespace normlab {
-
-nlohmann::json environment_info(std::size_t threads);
 
 // Training is single-threaded per cell: OpenBLAS must not start threads of its own.
 void use_single_threaded_blas();
