@@ -20,15 +20,20 @@ Files of a case (all .npy, normlab's names; cases.json lists which exist):
   inputs   x            input of the measured forward (WeightNorm: v)
            x0 x1 x2     inputs of the train forwards run before it (train_steps of them)
            dy           upstream gradient of the measured forward
-           gamma beta g running_mean running_var num_batches_tracked
+           gamma beta g tau v running_mean running_var num_batches_tracked
                         parameters and running state set before the first forward
   outputs  y dx         output and input gradient of the measured forward
-           d<param>     parameter gradients (dgamma, dbeta, dg) of the measured backward
+           d<param>     parameter gradients (dgamma, dbeta, dg, dtau, dv) of the measured
+                        backward
            running_mean_out running_var_out num_batches_tracked_out
                         running state after all forwards (train steps and measured)
 
 Ghost BatchNorm and Batch Renormalization have no torch module: their references
 below are written from the definitions in README.md with torch operations.
+Filter Response Normalization with TLU (frn) and EvoNorm-S0 (evonorm_s0) have
+none either: their references are written from their formulas (the classes'
+docstrings below) with torch operations. In all four, autograd gives dx and the
+parameter gradients.
 """
 
 import json
@@ -180,7 +185,63 @@ class BatchRenorm(nn.Module):
         return xhat * self.weight.view(view) + self.bias.view(view)
 
 
-PARAM_NAMES = {"weight": "gamma", "bias": "beta"}
+class FilterResponseNorm(nn.Module):
+    """Filter Response Normalization with TLU (Singh & Krishnan 2020): per sample
+    and channel nu2 = mean of x^2 over the spatial dims,
+    y = gamma * x / sqrt(nu2 + eps) + beta, then (tlu) max(y, tau) with a learned
+    per-channel tau. No running state: train and eval are the same."""
+
+    def __init__(self, c, eps, tlu):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.tau = nn.Parameter(torch.zeros(c)) if tlu else None
+
+    def pre_tlu(self, x):
+        assert x.dim() >= 3, "frn needs at least one spatial dim"
+        view = [1, -1] + [1] * (x.dim() - 2)
+        nu2 = x.pow(2).mean(tuple(range(2, x.dim())), keepdim=True)
+        return self.weight.view(view) * x / torch.sqrt(nu2 + self.eps) + self.bias.view(view)
+
+    def forward(self, x):
+        y = self.pre_tlu(x)
+        if self.tau is None:
+            return y
+        tau = self.tau.view([1, -1] + [1] * (x.dim() - 2)).expand_as(y)
+        # torch.maximum splits the gradient in half on a tie; keep every element
+        # well clear of tau, also after rounding to float32.
+        gap = (y - tau).abs().min().item()
+        assert gap > TLU_MARGIN * y.abs().max().item(), ("y ties tau", gap)
+        return torch.maximum(y, tau)
+
+
+class EvoNormS0(nn.Module):
+    """EvoNorm-S0 (Liu et al. 2020): y = x * sigmoid(v * x) / sqrt(groupvar(x) + eps)
+    * gamma + beta, groupvar the biased variance over each sample's group of C/G
+    adjacent channels and all spatial positions (GroupNorm's groups); the numerator
+    is x itself, not centered. No running state: train and eval are the same."""
+
+    def __init__(self, c, groups, eps):
+        super().__init__()
+        assert c % groups == 0, (c, groups)
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.v = nn.Parameter(torch.ones(c))
+
+    def forward(self, x):
+        view = [1, -1] + [1] * (x.dim() - 2)
+        grouped = x.reshape(x.shape[0], self.groups, -1)  # channel-major: adjacent channels
+        var = grouped.var(-1, unbiased=False, keepdim=True)
+        std = torch.sqrt(var + self.eps).expand_as(grouped).reshape(x.shape)
+        y = x * torch.sigmoid(self.v.view(view) * x) / std
+        return y * self.weight.view(view) + self.bias.view(view)
+
+
+TLU_MARGIN = 1e-5  # least |y - tau| before the TLU, relative to max |y|
+
+PARAM_NAMES = {"weight": "gamma", "bias": "beta", "tau": "tau", "v": "v"}
 
 
 def state_names(module):
@@ -227,18 +288,43 @@ def torch_module(spec, shape, data_dtype):
         return BatchRenorm(c, eps, spec.get("momentum", 0.1), spec.get("affine", True),
                            spec.get("rmax", 3.0), spec.get("dmax", 5.0),
                            spec.get("warmup_steps", 1000))
+    if kind == "frn":
+        return FilterResponseNorm(c, spec.get("eps", 1e-6), spec.get("tlu", True))
+    if kind == "evonorm_s0":
+        return EvoNormS0(c, spec.get("groups", 32), eps)
     raise ValueError(kind)
 
 
-def draw_module_inputs(spec, shape, steps):
-    """x, dy, the train-step inputs, random parameters and running state."""
-    arrays = {f"x{i}": activation(shape) for i in range(steps)}
-    arrays["x"] = activation(shape)
+def draw_tau(module, arrays):
+    """FRN's tau, per channel at (0.3 randn - 0.3) standard deviations of that
+    channel's pre-TLU output from its mean (relative to the scale of y, which the
+    mean-50 case narrows), so that a good fraction of the outputs, 20-50% in each
+    case, is clipped by the TLU."""
+    with torch.no_grad():
+        module.weight.copy_(arrays["gamma"])
+        module.bias.copy_(arrays["beta"])
+        y = module.pre_tlu(arrays["x"]).transpose(0, 1).reshape(module.weight.shape[0], -1)
+    tau = y.mean(1) + y.std(1) * (0.3 * torch.randn(y.shape[0], dtype=torch.float64) - 0.3)
+    clipped = (y < tau[:, None]).double().mean().item()
+    assert 0.2 <= clipped <= 0.5, ("fraction clipped by the TLU", clipped)
+    return tau
+
+
+def draw_module_inputs(spec, shape, steps, x_mean=0.0):
+    """x, dy, the train-step inputs, random parameters and running state.
+    x_mean (if nonzero) is added to every activation drawn."""
+    draw_x = (lambda: activation(shape) + x_mean) if x_mean else (lambda: activation(shape))
+    arrays = {f"x{i}": draw_x() for i in range(steps)}
+    arrays["x"] = draw_x()
     arrays["dy"] = upstream(shape)
     module = torch_module(spec, shape, torch.float64)
     for tname, p in module.named_parameters():
         name = PARAM_NAMES[tname]
-        arrays[name] = scale_param(p.shape) if name == "gamma" else shift_param(p.shape)
+        if name == "tau":  # placed against the output, once gamma and beta are drawn
+            continue
+        arrays[name] = scale_param(p.shape) if name in ("gamma", "v") else shift_param(p.shape)
+    if getattr(module, "tau", None) is not None:
+        arrays["tau"] = draw_tau(module, arrays)
     if getattr(module, "running_mean", None) is not None:
         arrays.update(running_stats(shape[1]))
     if "num_batches_tracked" in state_names(module):
@@ -314,7 +400,7 @@ def scaled_error(got, want):
     return ((got - want).abs() / (want.abs() + scale)).max().item()
 
 
-# --- the cases: (base name, normlab spec, input shape, mode, train steps) ---
+# --- the cases: (base name, normlab spec, input shape, mode, train steps[, draw options]) ---
 
 
 def cases():
@@ -426,6 +512,22 @@ def cases():
     add("batch_renorm_eval", {"type": "batch_renorm"}, (2, 3, 5, 5), "eval", 0)
     add("batch_renorm_steps_eval", {"type": "batch_renorm", "warmup_steps": 2, "eps": 1e-3},
         (3, 4, 5), "eval", STEPS)
+
+    # FRN: tau is drawn so that a good fraction of the outputs is clipped by the TLU.
+    for mode in ("train", "eval"):
+        add(f"frn_4d_{mode}", {"type": "frn"}, (2, 3, 4, 5), mode, 0)
+    add("frn_3d_notlu_train", {"type": "frn", "tlu": False}, (3, 4, 7), "train", 0)
+    add("frn_eps_train", {"type": "frn", "eps": 1e-3}, (2, 3, 2, 2), "train", 0)
+    # Activations of mean 50: x / sqrt(nu2) is near 1 everywhere, so a channel's outputs lie
+    # in a narrow band (tau inside it) and nu2 is large against the spread of x.
+    add("frn_4d_scaled_train", {"type": "frn"}, (2, 3, 4, 5), "train", 0, {"x_mean": 50.0})
+
+    for mode in ("train", "eval"):
+        add(f"evonorm_s0_4d_{mode}", {"type": "evonorm_s0", "groups": 2}, (2, 4, 3, 5), mode, 0)
+    add("evonorm_s0_2d_train", {"type": "evonorm_s0", "groups": 3}, (5, 6), "train", 0)
+    add("evonorm_s0_3d_groups1_train", {"type": "evonorm_s0", "groups": 1}, (3, 4, 6), "train", 0)
+    add("evonorm_s0_instance_like_train", {"type": "evonorm_s0", "groups": 4}, (2, 4, 3, 3),
+        "train", 0)
     return c
 
 
@@ -443,13 +545,13 @@ def main():
     torch.set_num_threads(1)
     remove_previous_cases()
     manifest = []
-    for base, spec, shape, mode, steps in cases():
+    for base, spec, shape, mode, steps, *options in cases():
         torch.manual_seed(zlib.crc32(base.encode()))  # the same draws for both dtypes
         if spec["type"] == "weight":
             drawn = draw_weight_inputs(spec, shape, given_g=not base.endswith("init_g"))
             compute = lambda inputs, data_dtype: compute_weight(spec, shape, inputs)
         else:
-            drawn = draw_module_inputs(spec, shape, steps)
+            drawn = draw_module_inputs(spec, shape, steps, **(options[0] if options else {}))
             compute = lambda inputs, data_dtype: compute_module(spec, shape, mode, steps, inputs,
                                                                 data_dtype)
         for dtype_name, (dtype, suffix) in DTYPES.items():
