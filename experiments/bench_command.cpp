@@ -46,19 +46,25 @@ struct Case {
 
 using Shape = std::vector<std::size_t>;
 
-// The cases of issue 5: large 4-D activations, rows of a transformer-sized
-// LayerNorm, a batch of two, and a conv weight for WeightNorm.
+// The default cases, from the registry: every activation norm on a large
+// 4-D activation and a batch of two (unless its virtual batches need more
+// samples), per-sample norms that take (N, C) also on the rows of a
+// transformer-sized LayerNorm, and weight reparameterizations on a conv weight.
 std::vector<Case> default_cases() {
   const Shape large{32, 64, 56, 56}, rows{8192, 768}, small_batch{2, 64, 56, 56};
   const Shape conv_weight{256, 128, 3, 3};
   std::vector<Case> cases;
-  for (const char* type : {"batch", "layer", "instance", "group"})
-    cases.push_back({{{"type", type}}, large});
-  cases.push_back({{{"type", "layer"}}, rows});
-  cases.push_back({{{"type", "rms"}}, rows});
-  for (const char* type : {"batch", "layer", "instance", "group"})
-    cases.push_back({{{"type", type}}, small_batch});
-  cases.push_back({{{"type", "weight"}}, conv_weight});
+  for (const NormInfo& info : registered_norms()) {
+    const nlohmann::json spec = {{"type", info.type}};
+    const NormTraits& t = info.traits;
+    if (t.reparameterizes_weight) {
+      cases.push_back({spec, conv_weight});
+      continue;
+    }
+    cases.push_back({spec, large});
+    if (!t.batch_statistics && !t.needs_spatial) cases.push_back({spec, rows});
+    if (t.virtual_batch_size <= small_batch[0]) cases.push_back({spec, small_batch});
+  }
   return cases;
 }
 
@@ -123,28 +129,26 @@ std::vector<Case> select_cases(const BenchOptions& o) {
     return cases;
   }
   if (specs.empty())
-    for (const char* type : {"batch", "layer", "instance", "group", "rms"})
-      specs.push_back({{"type", type}});
+    for (const NormInfo& info : registered_norms())
+      if (!info.traits.reparameterizes_weight) specs.push_back({{"type", info.type}});
   std::vector<Case> cases;
   for (const nlohmann::json& spec : specs)
     for (const Shape& shape : shapes) cases.push_back({spec, shape});
   return cases;
 }
 
-// Minimum memory traffic in whole-tensor passes (README, "Performance"). A
+// Minimum memory traffic in whole-tensor passes (docs/performance.md). A
 // group that fits in cache is read once for its statistics and normalize;
-// BatchNorm's groups span the batch, so its statistics cost one more read of
-// x, and its backward reductions one more read of x and dy. Parameters and
+// batch-statistics groups span the batch, so their statistics cost one more
+// read of x, and their backward reductions one more read of x and dy. Parameters and
 // statistics are negligible.
 struct Passes {
   int forward, forward_eval, backward;
 };
 
 Passes minimum_passes(const nlohmann::json& resolved_spec) {
-  if (resolved_spec.at("type") == "batch") {
-    const bool running = resolved_spec.value("track_running_stats", true);
-    return {3, running ? 2 : 3, 5};
-  }
+  const NormTraits traits = norm_traits(resolved_spec);
+  if (traits.batch_statistics) return {3, traits.running_state ? 2 : 3, 5};
   return {2, 2, 3};
 }
 
@@ -314,8 +318,13 @@ template <class T>
 std::optional<std::vector<PhaseResult>> bench_case(const Case& c, const BenchOptions& o,
                                                    Budget& budget, nlohmann::json& resolved) {
   auto norm = make_norm<T>(c.spec, 0);
-  try {
+  xt::xarray<T> x = xt::xarray<T>::from_shape(c.shape), dy = xt::xarray<T>::from_shape(c.shape);
+  fill(x, 1, 0.5);
+  fill(dy, 2, 0.0);
+  xt::xarray<T> y = xt::empty<T>(c.shape), dx = xt::empty<T>(c.shape);
+  try {  // the norm refuses the shape in prepare, or when it describes it in a forward
     norm->prepare(c.shape);
+    norm->forward(x, Mode::train, y);
   } catch (const std::invalid_argument& e) {
     std::cerr << "normlab bench: skipped " << norm_label(c.spec) << " on " << shape_string(c.shape)
               << ": " << e.what() << "\n";
@@ -323,10 +332,6 @@ std::optional<std::vector<PhaseResult>> bench_case(const Case& c, const BenchOpt
     return std::nullopt;
   }
   resolved = norm->to_json();
-  xt::xarray<T> x = xt::xarray<T>::from_shape(c.shape), dy = xt::xarray<T>::from_shape(c.shape);
-  fill(x, 1, 0.5);
-  fill(dy, 2, 0.0);
-  xt::xarray<T> y = xt::empty<T>(c.shape), dx = xt::empty<T>(c.shape);
 
   const Passes passes = minimum_passes(resolved);
   const double tensor_bytes = double(x.size() * sizeof(T));
@@ -409,7 +414,7 @@ int bench_command(const Args& args) {
       "against the machine's bandwidth, measured first (STREAM copy and triad). Options");
   desc.add_options()("help,h", "show this help")(
       "norm", po::value(&o.norms)->multitoken()->composing(),
-      "norms to time: batch layer instance group weight rms, or a JSON spec (default: all)")(
+      "norms to time: a name from `normlab list norms`, or a JSON spec (default: all)")(
       "shape", po::value(&o.shapes)->multitoken()->composing(),
       "input shapes, e.g. 32,64,56,56 8192,768 (default: each norm's default shapes)")(
       "threads", po::value(&o.threads),

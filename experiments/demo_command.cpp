@@ -47,41 +47,55 @@ int demo_command(const Args& args) {
   desc.add_options()("help,h", "show this help")("seed", po::value(&seed), "random seed (default 0)");
   if (!parse_options(args, desc)) return 0;
 
-  // x: (N=4, C=6, H=5, W=5); channel c has mean 2c - 5 and std 1 + c / 2,
+  // x: (N=8, C=8, H=5, W=5); channel c has mean 2c - 7 and std 1 + c / 2,
   // sample n is shifted by n, so every axis carries a different offset.
-  const std::size_t N = 4, C = 6, H = 5, W = 5;
+  const std::size_t N = 8, C = 8, H = 5, W = 5, channels_per_group = 2;
   xt::random::seed(seed);
   xt::xarray<double> x = xt::random::randn<double>({N, C, H, W});
   for (std::size_t n = 0; n < N; ++n)
     for (std::size_t c = 0; c < C; ++c)
       for (std::size_t k = 0; k < H * W; ++k) {
         double& v = x.data()[(n * C + c) * H * W + k];
-        v = v * (1 + 0.5 * double(c)) + (2.0 * double(c) - 5) + double(n);
+        v = v * (1 + 0.5 * double(c)) + (2.0 * double(c) - 7) + double(n);
       }
 
-  std::printf("input (N, C, H, W) = (4, 6, 5, 5): channel means -5..5, stds 1..3.5, sample shifts 0..3\n");
-  std::printf("after each norm (train mode), the largest |mean| or |std - 1| over the slices:\n\n");
-  std::printf("%-40s %12s %12s %12s %12s\n", "norm", "per channel", "per sample", "per (n,c)", "per (n,grp)");
-  const char* specs[] = {R"({"type":"batch"})", R"({"type":"layer"})",
-                         R"({"type":"instance"})", R"({"type":"group","groups":3})",
-                         R"({"type":"layer","channel_affine":true})", R"({"type":"rms"})"};
-  for (const char* text : specs) {
-    auto norm = make_norm<double>(nlohmann::json::parse(text), C);
+  std::printf("input (N, C, H, W) = (8, 8, 5, 5): channel means -7..7, stds 1..4.5, sample shifts "
+              "0..7\n");
+  std::printf("after each norm (train mode, default options as a conv layer of cnn3 uses them),\n"
+              "the largest |mean| or |std - 1| over the slices:\n\n");
+  std::printf("%-14s %12s %12s %12s %12s\n", "norm", "per channel", "per sample", "per (n,c)",
+              "per (n,2 ch)");
+  std::vector<std::string> weight_norms;
+  for (const NormInfo& info : registered_norms()) {
+    if (info.traits.reparameterizes_weight) {
+      weight_norms.push_back(info.type);
+      continue;
+    }
+    const nlohmann::json spec = layer_spec({{"type", info.type}}, C, /*spatial=*/true);
+    auto norm = make_norm<double>(spec, C);
     const xt::xarray<double> y = norm->forward(x, Mode::train);
-    std::printf("%-40s %12.2e %12.2e %12.2e %12.2e\n", text,
-                worst_deviation(y, C, [](std::size_t, std::size_t c) { return c; }),
-                worst_deviation(y, N, [](std::size_t n, std::size_t) { return n; }),
-                worst_deviation(y, N * C, [&](std::size_t n, std::size_t c) { return n * C + c; }),
-                worst_deviation(y, N * 3, [&](std::size_t n, std::size_t c) { return n * 3 + c / 2; }));
+    std::printf(
+        "%-14s %12.2e %12.2e %12.2e %12.2e\n", info.type.c_str(),
+        worst_deviation(y, C, [](std::size_t, std::size_t c) { return c; }),
+        worst_deviation(y, N, [](std::size_t n, std::size_t) { return n; }),
+        worst_deviation(y, N * C, [&](std::size_t n, std::size_t c) { return n * C + c; }),
+        worst_deviation(y, N * C / channels_per_group, [&](std::size_t n, std::size_t c) {
+          return (n * C + c) / channels_per_group;
+        }));
   }
-  // WeightNorm reparameterizes a weight instead: w = g * v / ||v|| per output row.
-  auto weight_norm = make_norm<double>(nlohmann::json::parse(R"({"type":"weight"})"), C);
-  xt::xarray<double> v = xt::view(x, 0);
-  const xt::xarray<double> w = weight_norm->forward(v, Mode::train);
-  std::printf("\n{\"type\":\"weight\"} on a (6, 5, 5) weight: g starts at ||v|| per row, so w == v: "
-              "max |w - v| = %.1e\n", double(xt::amax(xt::abs(w - v))()));
-  std::printf("zeros mark what a norm normalizes: BN the channel over the batch, LN the sample,\n"
-              "IN each (sample, channel), GN each (sample, group); RMS only scales.\n");
+  // A weight reparameterization normalizes a weight instead: w = g * v / ||v|| per output row.
+  for (const std::string& type : weight_norms) {
+    auto weight_norm = make_norm<double>({{"type", type}}, C);
+    xt::xarray<double> v = xt::view(x, 0);
+    const xt::xarray<double> w = weight_norm->forward(v, Mode::train);
+    std::printf("\n{\"type\":\"%s\"} on a (8, 5, 5) weight: g starts at ||v|| per row, so w == v: "
+                "max |w - v| = %.1e\n",
+                type.c_str(), double(xt::amax(xt::abs(w - v))()));
+  }
+  std::printf(
+      "zeros mark what a norm normalizes: batch statistics the channel over the batch, layer the\n"
+      "sample, instance each (sample, channel), group each (sample, group); rms and frn only\n"
+      "scale, and frn's TLU and evonorm_s0's x * sigmoid(v x) change the distribution on purpose.\n");
   return 0;
 }
 

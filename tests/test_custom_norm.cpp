@@ -12,7 +12,7 @@
 template <class T>
 class MyRMSNorm : public normlab::Norm<T> {
  public:
-  MyRMSNorm() : normlab::Norm<T>({{"type", "my_rms"}}) {}
+  MyRMSNorm() : normlab::Norm<T>("my_rms") {}
 
   void prepare(const std::vector<std::size_t>& shape) override {
     if (!this->has_parameter("gamma"))

@@ -27,7 +27,7 @@ TEST_CASE("variance of 1e7 float32 values with mean 1000 and std 1 is accurate t
   NormDescription d;
   d.view = {1, 1, n};
   GroupStats stats;
-  compute_stats(x.data(), d, stats);
+  reduce_stats(x.data(), d, stats);
   CHECK(stats.mean[0] == doctest::Approx(double(mean)).epsilon(1e-12));
   CHECK(stats.var[0] == doctest::Approx(reference).epsilon(1e-3));
   CHECK(std::abs(stats.var[0] - reference) / reference < 1e-9);

@@ -122,7 +122,7 @@ void check_running_stats(const nlohmann::json& spec, bool per_sample) {
   const std::vector<std::size_t> shape = {4, 3, 2, 3};
   std::mt19937_64 rng(7);
   auto norm = make_norm<double>(spec, 3);
-  const nlohmann::json& momentum_spec = norm->to_json().at("momentum");
+  const nlohmann::json momentum_spec = norm->to_json().at("momentum");
   std::vector<Moments> expected(3, Moments{0.0, 1.0});  // PyTorch's initial state
   const int steps = 4;
   for (int step = 1; step <= steps; ++step) {

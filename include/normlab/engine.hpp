@@ -1,5 +1,19 @@
 // The shared reduction engine: per-group statistics, normalize + affine, and
 // the backward reductions. Every norm is a NormDescription handed to it.
+//
+// Forward runs in four phases:
+//   reduce   per-group count, mean and M2 (as a biased variance) in double
+//   combine  a norm's hook may merge or replace the statistics (a cross-process
+//            reduction; Batch Renorm's correction r, d)
+//   finish   rstd = 1 / sqrt(var + eps)
+//   apply    normalize, affine, optional elementwise epilogue
+// Backward runs in three:
+//   reduce   per-group sums of dxhat and dxhat * xhat (and parameter sums)
+//   combine  a norm's hook may merge the sums (a cross-process all-reduce)
+//   apply    dx (and, on some paths, parameter sums)
+// A norm without hooks takes the fused calls (normalize_with_batch_stats,
+// normalize_backward), which do the same phases group by group while the
+// group's data is in cache.
 #pragma once
 
 #include <cstddef>
@@ -31,22 +45,40 @@ enum class Affine {
                 // per_outer_groups pooling only)
 };
 
+// What is multiplied by rstd: x - mean (mean is 0 when not centered), or
+// x * sigmoid(v[channel] * x) (EvoNorm-S0, whose statistics stay centered).
+enum class Numerator { input, swish };
+
+// Applied to the affine output: nothing, or max(y, tau[channel]) (FRN's TLU).
+enum class Epilogue { none, tlu };
+
 struct NormDescription {
   View3 view;
   Pooling pooling = Pooling::per_outer_groups;
-  std::size_t channels_per_group = 1;  // per_outer_groups only
-  std::size_t outer_chunk = 0;         // per_channel only: outer indices per chunk; 0 = all
+  std::size_t channels_per_group = 1;  // per_outer_groups only; divides channels
+  std::size_t outer_chunk = 0;         // per_channel only: outer indices per chunk (divides
+                                       // outer); 0 = all
   bool centered = true;                // subtract the mean (false: RMS or L2 scaling)
   bool divide_by_count = true;         // mean of squares; false: sum of squares (L2 norm)
   double eps = 1e-5;
   Affine affine = Affine::none;
-  bool has_shift = false;         // beta present (only with an affine)
+  bool has_shift = false;  // beta present (only with an affine)
+  Numerator numerator = Numerator::input;
+  Epilogue epilogue = Epilogue::none;
   bool statistics_given = false;  // eval with running stats: constants in backward
   bool tracks_running_stats = false;
 
+  // Throws std::invalid_argument naming the broken invariant: an empty view,
+  // channels_per_group not dividing channels, outer_chunk not dividing outer,
+  // eps negative or not finite, an elementwise affine with per_channel pooling,
+  // a shift without an affine, a swish numerator or TLU epilogue outside
+  // per_outer_groups with a per-channel (or no) affine. Every engine call
+  // checks it; norms call it when they build a description.
+  void validate() const;
+
   std::size_t groups() const;
   std::size_t group_size() const;
-  // per_channel: the chunks of outer (outer_chunk must divide outer) and their length.
+  // per_channel: the chunks of outer and their length.
   std::size_t chunks() const { return outer_chunk ? view.outer / outer_chunk : 1; }
   std::size_t chunk_length() const { return outer_chunk ? outer_chunk : view.outer; }
   // Group of the contiguous run view[a, c, :]; per_channel groups are numbered
@@ -61,44 +93,85 @@ struct NormDescription {
 
 // Per-group statistics, kept in double whatever the data type.
 struct GroupStats {
+  double count = 0;          // elements per group (after combine: over every process)
   std::vector<double> mean;  // all zero when not centered
-  std::vector<double> var;   // biased variance, mean square, or sum of squares (see description)
-  std::vector<double> rstd;  // 1 / sqrt(var + eps)
+  std::vector<double> var;   // biased variance (M2 / count), mean square, or sum of squares
+  std::vector<double> rstd;  // 1 / sqrt(var + eps), from finish_stats
   // Optional per-group correction of the normalized value, xhat -> xhat * r + d,
   // constant in backward (Batch Renormalization). Empty: none. resize() clears it.
   std::vector<double> r, d;
   void resize(std::size_t groups);
 };
 
-// First reduce: mean and var of every group (stable: blockwise two-pass sums in
-// double, blocks merged with Chan's formula), then rstd.
+// The learned tensors the engine reads; null when absent. gamma and beta are
+// indexed as the description's affine says; tau (TLU) and v (swish) per channel.
 template <class T>
-void compute_stats(const T* x, const NormDescription& d, GroupStats& stats);
+struct NormParameters {
+  const T* gamma = nullptr;
+  const T* beta = nullptr;
+  const T* tau = nullptr;
+  const T* v = nullptr;
+};
 
-// Fills rstd from var and eps.
-void finish_rstd(const NormDescription& d, GroupStats& stats);
+// Gradients of the parameters, in double, summed over the whole input; each
+// vector is empty when its parameter is absent.
+struct ParameterSums {
+  std::vector<double> gamma, beta, tau, v;
+};
 
-// y = ((x - mean) * rstd * r + d) * gamma + beta, r = 1 and d = 0 without a
-// correction. gamma and beta may be null when absent.
+// What backward reduces: per group, sum(dxhat) and sum(dxhat * xhat) with
+// dxhat = dL/d(normalized value) (the combine hook may add other processes'
+// sums to these), and the parameter gradients.
+struct GradientSums {
+  std::vector<double> sum_dxhat, sum_dxhat_xhat;
+  ParameterSums parameters;
+};
+
+// ---- Forward phases ----
+
+// Reduce: count, mean and var of every group (stable: blockwise two-pass sums in
+// double, blocks merged with Chan's formula). Leaves rstd for finish_stats.
 template <class T>
-void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
-                       const T* gamma, const T* beta, T* y);
+void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats);
 
-// compute_stats then normalize_forward in one call. Groups whose elements are
-// contiguous (per_outer_groups: LN, IN, GN) are normalized right after their
-// statistics, while still in cache: x is read from memory once.
+// Finish: rstd from var and eps.
+void finish_stats(const NormDescription& d, GroupStats& stats);
+
+// Apply: y = epilogue((numerator(x) * rstd * r + d) * gamma + beta), r = 1 and
+// d = 0 without a correction.
+template <class T>
+void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
+                 const NormParameters<T>& params, T* y);
+
+// reduce_stats, finish_stats and apply_stats in one call, for norms without a
+// combine hook. Groups whose elements are contiguous (per_outer_groups: LN,
+// IN, GN) are normalized right after their statistics, while still in cache:
+// x is read from memory once.
 template <class T>
 void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
-                                const T* gamma, const T* beta, T* y);
+                                const NormParameters<T>& params, T* y);
 
-// dx for y = normalize_forward(x); adds dL/dgamma and dL/dbeta into dgamma and
-// dbeta (either may be null). With statistics_given the statistics are
-// constants; otherwise the two backward reductions per group, sum(dxhat) and
-// sum(dxhat * xhat), carry the gradient through mean and variance. A correction
-// (r, d) is constant: dxhat = dy * gamma * r, dgamma = r * sum(dy * xhat) + d * sum(dy).
+// ---- Backward phases ----
+// With statistics_given the statistics are constants and dx = dxhat * rstd;
+// otherwise the two reductions carry the gradient through mean and variance.
+// A correction (r, d) is constant: dxhat = dy * gamma * r,
+// dgamma = r * sum(dy * xhat) + d * sum(dy).
+
+// Reduce: sums.sum_dxhat and sums.sum_dxhat_xhat per group; parameter sums
+// where this path has them (the rest come from apply_gradients).
+template <class T>
+void reduce_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                      const NormParameters<T>& params, GradientSums& sums);
+
+// Apply: dx from the (combined) sums; completes sums.parameters.
+template <class T>
+void apply_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                     const NormParameters<T>& params, GradientSums& sums, T* dx);
+
+// reduce_gradients then apply_gradients, fused where groups are contiguous.
 template <class T>
 void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-                        const T* gamma, T* dx, T* dgamma, T* dbeta);
+                        const NormParameters<T>& params, GradientSums& sums, T* dx);
 
 // The instruction set of the kernels in use: "avx512", "avx2" or "baseline"
 // (the best this CPU and build have; NORMLAB_MAX_ISA=avx2|baseline lowers it).

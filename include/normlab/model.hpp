@@ -46,6 +46,10 @@ Model<T> build_model(const std::string& architecture, const nlohmann::json& norm
 
 std::vector<std::string> model_names();
 
+// The traits of a model's norm choice: the registry's, or none at all for
+// {"type": "none"}.
+NormTraits model_norm_traits(const nlohmann::json& norm_spec);
+
 // SGD with momentum and weight decay on every parameter (PyTorch's update:
 // d = grad + wd * p; buf = momentum * buf + d; p -= lr * buf).
 template <class T>

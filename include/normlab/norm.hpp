@@ -11,6 +11,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "normlab/engine.hpp"
+#include "normlab/registry.hpp"
 
 namespace normlab {
 
@@ -36,11 +37,18 @@ struct BatchStatistics {
 };
 
 // A normalization layer. Concrete norms only describe how elements are grouped
-// (see NormDescription); all arithmetic happens in the shared engine.
+// (see NormDescription) and, where they need to, hook into the engine's phases;
+// all arithmetic happens in the shared engine.
+//
+// Forward: describe the input; then either take the given statistics (eval
+// with running statistics) or reduce -> combine_stats -> finish; then
+// observe_stats (running statistics); then apply. A norm without a combine
+// hook gets the engine's fused calls, which do the same with x read once.
+// Backward: reduce -> combine_gradients -> apply, fused likewise.
 template <class T>
 class Norm {
  public:
-  explicit Norm(nlohmann::json spec);
+  explicit Norm(std::string type);
   virtual ~Norm() = default;
   Norm(const Norm&) = delete;
   Norm& operator=(const Norm&) = delete;
@@ -57,7 +65,8 @@ class Norm {
   xt::xarray<T> backward(const xt::xarray<T>& dy);
   void backward(const xt::xarray<T>& dy, xt::xarray<T>& dx);
 
-  // Learned parameters by name: "gamma", "beta" (WeightNorm: "g").
+  // Learned parameters by name: "gamma", "beta" (WeightNorm: "g"; FRN also
+  // "tau"; EvoNorm-S0 also "v").
   std::vector<std::string> parameter_names() const;
   Parameter<T>& parameter(const std::string& name);
   const Parameter<T>& parameter(const std::string& name) const;
@@ -76,9 +85,9 @@ class Norm {
   // calls it too); throws std::invalid_argument when the shape does not fit.
   virtual void prepare(const std::vector<std::size_t>& shape);
 
-  // The full spec with every default resolved; make_norm(to_json()) rebuilds it.
-  const nlohmann::json& to_json() const { return spec_; }
-  std::string type() const { return spec_.at("type").get<std::string>(); }
+  // The full spec with every option resolved; make_norm(to_json()) rebuilds it.
+  virtual nlohmann::json to_json() const;
+  const std::string& type() const { return type_; }
 
  protected:
   // What the engine needs to know about an input of this shape. Throws
@@ -87,13 +96,24 @@ class Norm {
 
   // Name of the scale parameter the engine multiplies by ("gamma"; WeightNorm "g").
   virtual const char* scale_name() const { return "gamma"; }
-  // Sees the statistics of each train or eval forward that computed them.
-  virtual void observe_stats(const NormDescription&, const GroupStats&) {}
-  // Then may set the constant correction stats.r, stats.d (Batch Renorm) from
-  // the norm's state, before the running statistics take this batch. Only for
-  // per_channel pooling: per_outer_groups norms are normalized in the same pass
-  // as their statistics (normalize_with_batch_stats).
-  virtual void adjust_batch_stats(const NormDescription&, Mode, GroupStats&) {}
+
+  // ---- Hooks into the engine's phases ----
+  // True when combine_stats must run between reduce and finish (the fused
+  // forward is then not used); combine_stats may merge or replace the
+  // statistics, or set the correction r, d. It runs on every forward that
+  // reduces statistics from x.
+  virtual bool combines_stats() const { return false; }
+  virtual void combine_stats(const NormDescription&, Mode, GroupStats&) {}
+  // True when combine_gradients must run between the backward's reduce and
+  // apply; it may merge the per-group sums (not the parameter sums).
+  virtual bool combines_gradients() const { return false; }
+  virtual void combine_gradients(const NormDescription&, GradientSums&) {}
+  // The statistics of a description with statistics_given (eval with running
+  // statistics). The base has none and throws std::logic_error.
+  virtual void given_stats(const NormDescription&, GroupStats&) const;
+  // Sees the final statistics of every forward that reduced them, before they
+  // are applied (running statistics; WeightNorm's initial g).
+  virtual void observe_stats(const NormDescription&, Mode, const GroupStats&) {}
 
   void add_parameter(const std::string& name, xt::xarray<T> initial);
   void add_state(const std::string& name, xt::xarray<T> initial);
@@ -102,18 +122,17 @@ class Norm {
   xt::xarray<T>& mutable_state(const std::string& name) { return state_.at(name); }
   // True once the parameter was given by set(); lets WeightNorm initialize g from v.
   bool was_set(const std::string& name) const { return explicitly_set_.count(name) != 0; }
-  nlohmann::json spec_;
+  // What batch_statistics() returns; norms with running statistics fill it.
+  BatchStatistics last_batch_;
 
  private:
-  const xt::xarray<T>* affine_pointer(const char* name) const;
-  void update_running_stats(const NormDescription& d, const GroupStats& stats);
-  void running_group_stats(const NormDescription& d, GroupStats& stats) const;
+  NormParameters<T> engine_parameters() const;
+  void add_parameter_sums(const ParameterSums& sums);
 
+  std::string type_;
   std::map<std::string, Parameter<T>> parameters_;
   std::map<std::string, xt::xarray<T>> state_;
   std::map<std::string, bool> explicitly_set_;
-  std::size_t batches_tracked_ = 0;
-  BatchStatistics last_batch_;
 
   std::vector<std::size_t> shape_;  // of the last input; reused to avoid allocating
 
@@ -123,20 +142,15 @@ class Norm {
   xt::xarray<T> owned_x_;
   NormDescription saved_description_{};
   GroupStats saved_stats_;
+  GradientSums gradient_sums_;  // reused by every backward
   bool has_forward_ = false;
 };
 
 // Builds a norm from its JSON spec. `channels` is the size of dimension 1 of
 // the activations (WeightNorm: of dimension `dim` of the weight); 0 leaves it
-// to be taken from the first input where the norm allows that.
-// Spec keys: type (batch | layer | instance | group | weight | rms | ghost |
-// batch_renorm), eps, momentum (number, or null for a cumulative average),
-// affine, track_running_stats, groups, normalized_shape, channel_affine, dim,
-// virtual_batch_size (ghost), rmax, dmax, warmup_steps (batch_renorm).
+// to be taken from the first input where the norm allows that. The spec's
+// "type" is one of norm_types(); `normlab list norms` shows each type's keys.
 template <class T>
 std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t channels);
-
-// Names accepted in a spec's "type".
-std::vector<std::string> norm_types();
 
 }  // namespace normlab

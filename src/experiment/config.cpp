@@ -9,7 +9,7 @@
 #include "json_reader.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/model.hpp"
-#include "spec.hpp"
+#include "normlab/registry.hpp"
 #include "train_model.hpp"
 
 namespace normlab {
@@ -121,11 +121,9 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   c.batch_sizes = positive_list(r, "batch_sizes");
   for (std::size_t b : c.batch_sizes)
     if (b < 1) r.fail("batch_sizes", "batch sizes must be at least 1");
-  const auto& batch_types = batch_statistics_types();
   for (const nlohmann::json& norm : c.norms) {
     const std::string type = norm["type"].get<std::string>();
-    const bool per_batch =
-        std::find(batch_types.begin(), batch_types.end(), type) != batch_types.end();
+    const bool per_batch = model_norm_traits(norm).batch_statistics;
     for (std::size_t b : c.batch_sizes)
       if (b < 2 && c.model == "mlp2" && per_batch && skip_reason(norm, b).empty())
         r.fail("batch_sizes",
@@ -262,8 +260,8 @@ std::string Cell::id() const {
 }
 
 std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size) {
-  if (norm_spec.at("type") != "ghost") return "";
-  const std::size_t v = resolve_spec(norm_spec).at("virtual_batch_size").get<std::size_t>();
+  const std::size_t v = model_norm_traits(norm_spec).virtual_batch_size;
+  if (v == 0) return "";
   const std::string b = std::to_string(batch_size), vb = std::to_string(v);
   if (batch_size % v != 0)
     return "batch size " + b + " does not split into virtual batches of " + vb;

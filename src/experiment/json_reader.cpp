@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "spec.hpp"
+#include "normlab/registry.hpp"
 
 namespace normlab {
 

@@ -24,9 +24,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool is_batch_statistics(const std::string& type) {
-  const auto& types = batch_statistics_types();
-  return std::find(types.begin(), types.end(), type) != types.end();
+bool is_batch_statistics(const nlohmann::json& norm_spec) {
+  return model_norm_traits(norm_spec).batch_statistics;
 }
 
 std::string joined(const std::vector<std::string>& words) {
@@ -162,10 +161,9 @@ void restore(Norm<float>& norm, const NormState& state) {
 // a norm with virtual_batch_size (Ghost BN) normalizes each run of that many
 // samples with its own statistics; the others the whole batch.
 std::size_t statistics_batch(const Norm<float>& norm, std::size_t batch) {
-  const nlohmann::json& spec = norm.to_json();
-  if (!spec.contains("virtual_batch_size")) return batch;
-  const std::size_t v = spec["virtual_batch_size"].get<std::size_t>();
-  if (v == 0 || batch % v != 0)
+  const std::size_t v = norm_traits(norm.to_json()).virtual_batch_size;
+  if (v == 0) return batch;
+  if (batch % v != 0)
     throw std::invalid_argument("probe: batch size " + std::to_string(batch) +
                                 " does not split into virtual batches of " + std::to_string(v));
   return v;
@@ -191,7 +189,7 @@ class Prober {
     std::vector<ProbedLayer> layers;
     for (std::size_t i = 0; i < subject.model.size(); ++i) {
       Norm<float>* norm = subject.model.layer(i).norm();
-      if (!norm || !is_batch_statistics(norm->type())) continue;
+      if (!norm || !is_batch_statistics(norm->to_json())) continue;
       ProbedLayer layer{i,     layers.size() + 1,
                         norm,  i > 0 ? subject.model.layer(i - 1).name() : std::string("input"),
                         false, {}};
@@ -360,7 +358,7 @@ Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
   if (cell == cells.end())
     throw std::invalid_argument("--cell '" + source.cell + "' is not a cell of " + dir.string() +
                                 " (ids look like " + cells.front().id() + ")");
-  if (!is_batch_statistics(cell->norm.at("type").get<std::string>()))
+  if (!is_batch_statistics(cell->norm))
     throw std::invalid_argument(
         "--cell '" + source.cell +
         "' has no batch-statistics norm (types: " + joined(batch_statistics_types()) + ")");
@@ -402,7 +400,7 @@ std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const Prob
     subjects.push_back(retrain(config, source, note, train));
   } else {
     for (const nlohmann::json& norm : config.norms) {
-      if (!is_batch_statistics(norm.at("type").get<std::string>())) continue;
+      if (!is_batch_statistics(norm)) continue;
       Cell cell;
       cell.norm = norm;
       Subject subject{norm, cell.norm_label(), build_model<float>(config.model, norm), nullptr,

@@ -95,14 +95,18 @@ bool has_running_stats(const Norm<float>& norm) {
 }
 
 bool uses_batch_statistics(const nlohmann::json& norm) {
-  const auto& types = batch_statistics_types();
-  return std::find(types.begin(), types.end(), norm.at("type").get<std::string>()) != types.end();
+  return model_norm_traits(norm).batch_statistics;
 }
 
 }  // namespace
 
 const std::vector<std::string>& batch_statistics_types() {
-  static const std::vector<std::string> types = {"batch", "batch_renorm", "ghost"};
+  static const std::vector<std::string> types = [] {
+    std::vector<std::string> names;
+    for (const NormInfo& info : registered_norms())
+      if (info.traits.batch_statistics) names.push_back(info.type);
+    return names;
+  }();
   return types;
 }
 

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "spec.hpp"
+#include "normlab/registry.hpp"
 
 namespace normlab {
 
@@ -69,36 +69,32 @@ namespace {
 
 // How the chosen norm enters a conv or hidden linear layer of `channels` outputs.
 struct NormPlan {
-  std::string type;  // none | weight | an activation norm type
-  nlohmann::json spec;
+  nlohmann::json spec;  // null: no norm
+  NormTraits traits;
+  std::string architecture;
 
-  bool bias() const { return type == "none" || type == "weight"; }
-  bool weight_norm() const { return type == "weight"; }
+  bool bias() const { return spec.is_null() || traits.reparameterizes_weight; }
+  bool weight_norm() const { return traits.reparameterizes_weight; }
   bool activation_norm() const { return !bias(); }
-
-  // The norm spec for one layer: GroupNorm uses min(groups, C) groups; LayerNorm
-  // and RMSNorm normalize over everything but N, per-channel affine after a conv.
+  // The registry adapts the spec to the layer (GroupNorm's groups, LayerNorm's shape).
   nlohmann::json for_layer(std::size_t channels, bool spatial) const {
-    nlohmann::json s = spec;
-    if (type == "group") s["groups"] = std::min<std::size_t>(s.value("groups", 4), channels);
-    if (type == "layer" || type == "rms") {
-      if (spatial) s["channel_affine"] = true;
-      else if (!s.contains("normalized_shape")) s["normalized_shape"] = {channels};
+    try {
+      return layer_spec(spec, channels, spatial);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string(e.what()) + " (in " + architecture + ")");
     }
-    return s;
   }
 };
 
-NormPlan plan_norm(const nlohmann::json& norm_spec) {
+NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architecture = "") {
   if (!norm_spec.is_object() || !norm_spec.contains("type") || !norm_spec["type"].is_string())
     throw std::invalid_argument("norm: expected an object with a \"type\", got " + norm_spec.dump());
-  NormPlan plan{norm_spec["type"].get<std::string>(), norm_spec};
-  if (plan.type == "none") {
+  if (norm_spec["type"] == "none") {
     if (norm_spec.size() != 1) throw std::invalid_argument("norm 'none' takes no other keys");
-  } else {
-    resolve_spec(norm_spec);  // reject unknown types and keys early, naming them
+    return {nullptr, {}, architecture};
   }
-  return plan;
+  // Rejects unknown types and keys early, naming them.
+  return {norm_spec, norm_traits(norm_spec), architecture};
 }
 
 template <class T>
@@ -124,9 +120,13 @@ void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, st
 
 std::vector<std::string> model_names() { return {"cnn3", "mlp2"}; }
 
+NormTraits model_norm_traits(const nlohmann::json& norm_spec) {
+  return plan_norm(norm_spec).traits;
+}
+
 template <class T>
 Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec) {
-  const NormPlan plan = plan_norm(norm_spec);
+  const NormPlan plan = plan_norm(norm_spec, architecture);
   Model<T> model;
   if (architecture == "cnn3") {
     // (N,1,28,28) -> conv 16 -> pool -> (N,16,14,14) -> conv 32 -> pool -> (N,32,7,7) -> conv 64
@@ -139,13 +139,9 @@ Model<T> build_model(const std::string& architecture, const nlohmann::json& norm
     model.add(make_global_avg_pool<T>());
     model.add(make_linear<T>(64, 10, true, false));
   } else if (architecture == "mlp2") {
-    if (plan.type == "instance")
-      throw std::invalid_argument(
-          "norm 'instance' needs spatial extent and mlp2 has none: use it with cnn3");
-    if (plan.type == "ghost" && resolve_spec(norm_spec).at("virtual_batch_size") == 1)
-      throw std::invalid_argument(
-          "norm 'ghost' with virtual_batch_size 1 has one value per channel in mlp2: use a "
-          "larger virtual_batch_size, or cnn3");
+    if (plan.traits.needs_spatial)
+      throw std::invalid_argument("norm '" + plan.spec["type"].get<std::string>() +
+                                  "' needs spatial extent and mlp2 has none: use it with cnn3");
     // (N,1,28,28) -> flatten (N,784) -> linear 256 -> linear 256 -> linear 10
     model.add(make_flatten<T>());
     add_hidden_linear(model, plan, 784, 256);

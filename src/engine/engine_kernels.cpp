@@ -181,18 +181,25 @@ bool is_columns(const NormDescription& d) {
   return d.pooling == Pooling::per_channel && d.view.inner == 1;
 }
 
+// A swish numerator or a TLU epilogue: elementwise functions of x beyond the
+// affine, handled by the pointwise kernels (per_outer_groups only).
+bool is_pointwise(const NormDescription& d) {
+  return d.numerator != Numerator::input || d.epilogue != Epilogue::none;
+}
+
 std::size_t runs(const NormDescription& d) {
   return d.view.outer * d.view.channels;
 }
 
 // Per-call scratch of the calling thread. It only grows, so repeated calls
-// with one shape do not allocate.
+// with one shape do not allocate. Results never live here: they go to the
+// caller's GroupStats and GradientSums.
 struct Workspace {
   std::vector<Moments> run_moments, group_moments;
-  std::vector<double> run_a, run_b;  // per-run sums
-  std::vector<double> group_a, group_b;
-  std::vector<double> param_a, param_b;    // parameter gradients (per chunk of rows)
-  std::vector<double> column_a, column_b;  // per-column sums
+  std::vector<double> run_a, run_b;          // per-run sums
+  std::vector<double> run_tau, run_v;        // per-run parameter sums (pointwise kernels)
+  std::vector<double> param_a, param_b;      // parameter gradients per chunk of rows
+  std::vector<double> column_a, column_b;    // per-column sums
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
 };
 Workspace& workspace() {
@@ -227,16 +234,67 @@ template <class T>
 struct ChannelAffine {
   const NormDescription& d;
   const GroupStats& stats;
-  const T* gamma;
-  const T* beta;
+  const NormParameters<T>& params;
+  double gamma(std::size_t c) const {
+    return d.affine == Affine::per_channel ? double(params.gamma[c]) : 1.0;
+  }
+  double beta(std::size_t c) const {
+    return d.affine == Affine::per_channel && params.beta ? double(params.beta[c]) : 0.0;
+  }
   double scale(std::size_t c, std::size_t g) const {
-    const double s = stats.rstd[g] * correction_r(stats, g);
-    return d.affine == Affine::per_channel ? s * double(gamma[c]) : s;
+    return stats.rstd[g] * correction_r(stats, g) * gamma(c);
   }
   double shift(std::size_t c, std::size_t g) const {
-    const double t = correction_d(stats, g);
-    return (d.affine == Affine::per_channel ? t * double(gamma[c]) : t) +
-           (beta ? double(beta[c]) : 0.0);
+    return correction_d(stats, g) * gamma(c) + beta(c);
+  }
+};
+
+double sigmoid(double z) {
+  return 1 / (1 + std::exp(-z));
+}
+
+// The elementwise function of one channel's run in the pointwise kernels:
+//   nhat = numerator(x) * rstd,  y_pre = nhat * scale + shift,  y = max(y_pre, tau)
+// with numerator x - mean, or x * sigmoid(v x) (swish).
+template <class T>
+struct Pointwise {
+  double mean, rstd, scale, shift, gamma_r, v, tau;
+  bool swish, tlu;
+
+  Pointwise(const NormDescription& d, const GroupStats& stats, const NormParameters<T>& params,
+            const ChannelAffine<T>& affine, std::size_t c, std::size_t g)
+      : mean(stats.mean[g]),
+        rstd(stats.rstd[g]),
+        scale(correction_r(stats, g) * affine.gamma(c)),
+        shift(affine.shift(c, g)),
+        gamma_r(scale),
+        v(d.numerator == Numerator::swish ? double(params.v[c]) : 0.0),
+        tau(d.epilogue == Epilogue::tlu ? double(params.tau[c]) : 0.0),
+        swish(d.numerator == Numerator::swish),
+        tlu(d.epilogue == Epilogue::tlu) {}
+
+  double numerator(double x) const { return swish ? x * sigmoid(v * x) : x - mean; }
+  T forward(T x) const {
+    const double y = numerator(double(x)) * rstd * scale + shift;
+    return T(tlu && y < tau ? tau : y);
+  }
+  // The share of dy that reaches y_pre: all of it, none where the TLU clips,
+  // half on a tie (as torch.maximum's backward).
+  double passed(double x, double dy) const {
+    if (!tlu) return dy;
+    const double y = numerator(x) * rstd * scale + shift;
+    return y > tau ? dy : y < tau ? 0.0 : 0.5 * dy;
+  }
+  // d numerator / dx (1 for x - mean, the mean's share is a group term).
+  double numerator_slope(double x) const {
+    if (!swish) return 1.0;
+    const double s = sigmoid(v * x);
+    return s + v * x * s * (1 - s);
+  }
+  // d numerator / dv.
+  double numerator_dv(double x) const {
+    const double s = sigmoid(v * x);
+    return x * x * s * (1 - s);
   }
 };
 
@@ -247,10 +305,14 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
                  T* y) {
   const std::size_t inner = d.view.inner;
   const std::size_t offset = (a * d.view.channels + c) * inner;
-  if (d.affine == Affine::elementwise) {
+  if (is_pointwise(d)) {
+    const Pointwise<T> f(d, stats, affine.params, affine, c, g);
+    for (std::size_t i = 0; i < inner; ++i) y[offset + i] = f.forward(x[offset + i]);
+  } else if (d.affine == Affine::elementwise) {
     apply_run_elementwise(x + offset, inner, stats.mean[g], stats.rstd[g] * correction_r(stats, g),
-                          correction_d(stats, g), affine.gamma + c * inner,
-                          affine.beta ? affine.beta + c * inner : nullptr, y + offset);
+                          correction_d(stats, g), affine.params.gamma + c * inner,
+                          affine.params.beta ? affine.params.beta + c * inner : nullptr,
+                          y + offset);
   } else {
     apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g), y + offset);
   }
@@ -258,10 +320,10 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
 
 // ---- Statistics ----
 
-// Statistics of a group whose elements are contiguous (per_outer_groups).
+// Mean and var of a group whose elements are contiguous (per_outer_groups).
 template <class T>
-void contiguous_group_stats(const T* x, const NormDescription& d, std::size_t g,
-                            GroupStats& stats) {
+void contiguous_group_moments(const T* x, const NormDescription& d, std::size_t g,
+                              GroupStats& stats) {
   const std::size_t n = d.group_size();
   const T* span = x + g * n;
   if (d.centered) {
@@ -271,7 +333,6 @@ void contiguous_group_stats(const T* x, const NormDescription& d, std::size_t g,
   } else {
     stats.var[g] = sum_of_squares(span, n) / (d.divide_by_count ? double(n) : 1.0);
   }
-  stats.rstd[g] = inverse_std(stats.var[g], d.eps);
 }
 
 // One group per column (and chunk of rows) of an [outer, channels] matrix
@@ -342,25 +403,24 @@ void run_stats(const T* x, const NormDescription& d, GroupStats& stats) {
 }  // namespace
 
 template <class T>
-void compute_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats) {
   stats.resize(d.groups());
+  stats.count = double(d.group_size());
   if (d.pooling == Pooling::per_outer_groups) {
     parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
-      for (std::size_t g = g0; g < g1; ++g) contiguous_group_stats(x, d, g, stats);
+      for (std::size_t g = g0; g < g1; ++g) contiguous_group_moments(x, d, g, stats);
     });
-    return;
-  }
-  if (is_columns(d))
+  } else if (is_columns(d)) {
     column_stats(x, d, stats);
-  else
+  } else {
     run_stats(x, d, stats);
-  finish_rstd(d, stats);
+  }
 }
 
 template <class T>
-void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
-                       const T* gamma, const T* beta, T* y) {
-  const ChannelAffine<T> affine{d, stats, gamma, beta};
+void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
+                 const NormParameters<T>& params, T* y) {
+  const ChannelAffine<T> affine{d, stats, params};
   const std::size_t channels = d.view.channels;
   if (is_columns(d)) {
     Workspace& w = workspace();
@@ -393,20 +453,23 @@ void normalize_forward(const T* x, const NormDescription& d, const GroupStats& s
 
 template <class T>
 void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
-                                const T* gamma, const T* beta, T* y) {
+                                const NormParameters<T>& params, T* y) {
   if (d.pooling != Pooling::per_outer_groups) {
-    NORMLAB_ENGINE_NAMESPACE::compute_stats(x, d, stats);
-    NORMLAB_ENGINE_NAMESPACE::normalize_forward(x, d, stats, gamma, beta, y);
+    NORMLAB_ENGINE_NAMESPACE::reduce_stats(x, d, stats);
+    finish_stats(d, stats);
+    NORMLAB_ENGINE_NAMESPACE::apply_stats(x, d, stats, params, y);
     return;
   }
   // A group's elements are contiguous: normalize them right after their
   // statistics, while they are still in cache.
   stats.resize(d.groups());
-  const ChannelAffine<T> affine{d, stats, gamma, beta};
+  stats.count = double(d.group_size());
+  const ChannelAffine<T> affine{d, stats, params};
   const std::size_t per_outer = d.view.channels / d.channels_per_group;
   parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
     for (std::size_t g = g0; g < g1; ++g) {
-      contiguous_group_stats(x, d, g, stats);
+      contiguous_group_moments(x, d, g, stats);
+      stats.rstd[g] = inverse_std(stats.var[g], d.eps);
       const std::size_t a = g / per_outer, first = (g % per_outer) * d.channels_per_group;
       for (std::size_t c = first; c < first + d.channels_per_group; ++c)
         forward_run(x, d, stats, affine, a, c, g, y);
@@ -416,66 +479,128 @@ void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats
 
 namespace {
 
-// The backward pass in three steps:
-//   first: the two reductions per group, sum(dxhat) and sum(dxhat * xhat), with
-//          dxhat = dy * gamma * r, from each run's sum(dy) and sum(dy * (x - mean));
-//   then:  dx = rstd * (dxhat - mean(dxhat) - xhat * sum(dxhat * xhat) / divisor);
-//   and:   dgamma, dbeta from the same run sums, merged in row order.
+// The backward pass, on each traversal in two phases:
+//   reduce: the two reductions per group, S1 = sum(dxhat) and S2 = sum(dxhat * xhat),
+//           with dxhat = dy * gamma * r, from each run's sum(dy) and
+//           sum(dy * (x - mean)); the parameter gradients from the same run sums;
+//   apply:  dx = rstd * (dxhat * numerator' - mean(dxhat) - xhat * S2 / divisor),
+//           the mean(dxhat) term only when the numerator is x - mean.
+// fused() does both group by group where a group's data is contiguous.
 template <class T>
 class Backward {
  public:
   Backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-           const T* gamma, T* dx)
-      : x_(x), dy_(dy), d_(d), stats_(stats), gamma_(gamma), dx_(dx) {}
+           const NormParameters<T>& params, GradientSums& sums, T* dx)
+      : x_(x),
+        dy_(dy),
+        d_(d),
+        stats_(stats),
+        params_(params),
+        affine_{d, stats, params},
+        sums_(sums),
+        dx_(dx) {}
 
-  void run(T* dgamma, T* dbeta) {
+  void reduce() {
+    start();
     if (is_columns(d_)) {
-      columns();
+      column_reduce();
     } else if (d_.affine == Affine::elementwise) {
-      elementwise_rows();
-    } else if (d_.pooling == Pooling::per_outer_groups) {
-      contiguous_groups();
+      for_groups([&](std::size_t g) { elementwise_group_sums(g); });
+    } else if (is_pointwise(d_)) {
+      pointwise_scratch();
+      for_groups([&](std::size_t g) { pointwise_group(g, /*reduce=*/true, /*apply=*/false); });
+      pointwise_parameter_sums();
     } else {
-      strided_groups();
+      run_reduce();
     }
-    add_parameter_gradients(dgamma, dbeta);
+  }
+
+  void apply() {
+    if (is_columns(d_)) {
+      column_apply();
+    } else if (d_.affine == Affine::elementwise) {
+      elementwise_rows(/*reduce=*/false);
+    } else if (is_pointwise(d_)) {
+      for_groups([&](std::size_t g) { pointwise_group(g, /*reduce=*/false, /*apply=*/true); });
+    } else {
+      parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0; r < r1; ++r) dx_of_run(r);
+      });
+    }
+  }
+
+  void fused() {
+    if (d_.affine == Affine::elementwise) {
+      start();
+      elementwise_rows(/*reduce=*/true);
+    } else if (is_pointwise(d_)) {
+      start();
+      pointwise_scratch();
+      for_groups([&](std::size_t g) { pointwise_group(g, /*reduce=*/true, /*apply=*/true); });
+      pointwise_parameter_sums();
+    } else if (d_.pooling == Pooling::per_outer_groups && !is_columns(d_)) {
+      start();
+      contiguous_groups();
+    } else {  // groups spanning rows: all their sums are needed before any dx
+      reduce();
+      apply();
+    }
   }
 
  private:
-  double gamma_of(std::size_t c) const {
-    return d_.affine == Affine::per_channel ? double(gamma_[c]) : 1.0;
+  // Zeroed group sums and parameter sums of the right sizes.
+  void start() {
+    zeroed(sums_.sum_dxhat, d_.groups());
+    zeroed(sums_.sum_dxhat_xhat, d_.groups());
+    ParameterSums& p = sums_.parameters;
+    const std::size_t params = d_.affine == Affine::none ? 0 : d_.affine_size();
+    zeroed(p.gamma, params);
+    zeroed(p.beta, d_.has_shift ? params : 0);
+    zeroed(p.tau, d_.epilogue == Epilogue::tlu ? d_.view.channels : 0);
+    zeroed(p.v, d_.numerator == Numerator::swish ? d_.view.channels : 0);
   }
+
+  template <class F>
+  void for_groups(F&& body) const {
+    parallel_for(d_.groups(), d_.view.size(), [&](std::size_t g0, std::size_t g1) {
+      for (std::size_t g = g0; g < g1; ++g) body(g);
+    });
+  }
+
   // A run's contribution to its group's two reductions.
-  void add_to_group(std::size_t c, std::size_t g, double sum_dy, double sum_dy_xmu,
-                    double& sum_dxhat, double& sum_dxhat_xhat) const {
-    const double scale = gamma_of(c) * correction_r(stats_, g);
-    sum_dxhat += scale * sum_dy;
-    sum_dxhat_xhat += scale * sum_dy_xmu * stats_.rstd[g];
+  void add_to_group(std::size_t c, std::size_t g, double sum_dy, double sum_dy_xmu) {
+    const double scale = affine_.gamma(c) * correction_r(stats_, g);
+    sums_.sum_dxhat[g] += scale * sum_dy;
+    sums_.sum_dxhat_xhat[g] += scale * sum_dy_xmu * stats_.rstd[g];
   }
-  // dx = dy * dy_scale + (x - mean) * x_scale + shift; given statistics are
-  // constants, so both correction terms vanish.
-  struct Coefficients {
-    double dy_scale, x_scale, shift;
-  };
-  // mean(dxhat) and sum(dxhat * xhat) / divisor from a group's two sums.
+
+  // mean(dxhat) and S2 / divisor of group g; given statistics are constants,
+  // so both correction terms vanish. The count is the combined one.
   struct GroupTerms {
     double mean_dxhat, xhat_coef;
   };
-  GroupTerms group_terms(double sum_dxhat, double sum_dxhat_xhat) const {
-    const double count = double(d_.group_size());
+  GroupTerms group_terms(std::size_t g) const {
+    const double count = stats_.count;
     const bool constant = d_.statistics_given;
-    return {constant || !d_.centered ? 0.0 : sum_dxhat / count,
-            constant ? 0.0 : sum_dxhat_xhat / (d_.divide_by_count ? count : 1.0)};
+    const bool mean_term = d_.centered && d_.numerator == Numerator::input;
+    return {constant || !mean_term ? 0.0 : sums_.sum_dxhat[g] / count,
+            constant ? 0.0 : sums_.sum_dxhat_xhat[g] / (d_.divide_by_count ? count : 1.0)};
   }
-  Coefficients coefficients(std::size_t c, std::size_t g, double sum_dxhat,
-                            double sum_dxhat_xhat) const {
-    const GroupTerms t = group_terms(sum_dxhat, sum_dxhat_xhat);
+
+  // dx = dy * dy_scale + (x - mean) * x_scale + shift.
+  struct Coefficients {
+    double dy_scale, x_scale, shift;
+  };
+  Coefficients coefficients(std::size_t c, std::size_t g) const {
+    const GroupTerms t = group_terms(g);
     const double rstd = stats_.rstd[g];
-    return {rstd * gamma_of(c) * correction_r(stats_, g), -rstd * rstd * t.xhat_coef,
+    return {rstd * affine_.gamma(c) * correction_r(stats_, g), -rstd * rstd * t.xhat_coef,
             -rstd * t.mean_dxhat};
   }
-  void dx_of_run(std::size_t a, std::size_t c, std::size_t g, const Coefficients& k) const {
-    const std::size_t offset = (a * d_.view.channels + c) * d_.view.inner;
+  void dx_of_run(std::size_t r) const {
+    const std::size_t a = r / d_.view.channels, c = r % d_.view.channels, g = d_.group_of(a, c);
+    const Coefficients k = coefficients(c, g);
+    const std::size_t offset = r * d_.view.inner;
     dx_run(x_ + offset, dy_ + offset, d_.view.inner, stats_.mean[g], k.dy_scale, k.x_scale, k.shift,
            dx_ + offset);
   }
@@ -485,66 +610,55 @@ class Backward {
     grad_sums_run(x_ + r * inner, dy_ + r * inner, inner, stats_.mean[g], sum_dy, sum_dy_xmu);
   }
 
-  // LayerNorm, InstanceNorm, GroupNorm: per group, the reductions and then dx
-  // while the group is in cache; run sums are kept for dgamma and dbeta.
+  // Per-channel affine (BN, GN, IN, LN with channel_affine): each run's sums
+  // in parallel, then added to their groups and to the parameter sums in row order.
+  void run_reduce() {
+    Workspace& w = workspace();
+    std::vector<double>& sum_dy = zeroed(w.run_a, runs(d_));
+    std::vector<double>& sum_dy_xmu = zeroed(w.run_b, runs(d_));
+    parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
+      for (std::size_t r = r0; r < r1; ++r) run_sums(r, sum_dy[r], sum_dy_xmu[r]);
+    });
+    const std::size_t channels = d_.view.channels;
+    for (std::size_t r = 0; r < runs(d_); ++r) {
+      const std::size_t c = r % channels, g = d_.group_of(r / channels, c);
+      add_to_group(c, g, sum_dy[r], sum_dy_xmu[r]);
+      add_parameter_terms(c, g, sum_dy[r], sum_dy_xmu[r]);
+    }
+  }
+
+  // LayerNorm, InstanceNorm, GroupNorm without hooks: per group, the
+  // reductions and then dx while the group is in cache; run sums are kept for
+  // the parameter sums.
   void contiguous_groups() {
     Workspace& w = workspace();
     std::vector<double>& sum_dy = zeroed(w.run_a, runs(d_));
     std::vector<double>& sum_dy_xmu = zeroed(w.run_b, runs(d_));
     const std::size_t cpg = d_.channels_per_group;
     const std::size_t per_outer = d_.view.channels / cpg;
-    parallel_for(d_.groups(), d_.view.size(), [&](std::size_t g0, std::size_t g1) {
-      for (std::size_t g = g0; g < g1; ++g) {
-        const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
-        double sum_dxhat = 0, sum_dxhat_xhat = 0;
-        for (std::size_t c = first; c < first + cpg; ++c) {
-          const std::size_t r = a * d_.view.channels + c;
-          run_sums(r, sum_dy[r], sum_dy_xmu[r]);
-          add_to_group(c, g, sum_dy[r], sum_dy_xmu[r], sum_dxhat, sum_dxhat_xhat);
-        }
-        for (std::size_t c = first; c < first + cpg; ++c)
-          dx_of_run(a, c, g, coefficients(c, g, sum_dxhat, sum_dxhat_xhat));
+    for_groups([&](std::size_t g) {
+      const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
+      for (std::size_t c = first; c < first + cpg; ++c) {
+        const std::size_t r = a * d_.view.channels + c;
+        run_sums(r, sum_dy[r], sum_dy_xmu[r]);
+        add_to_group(c, g, sum_dy[r], sum_dy_xmu[r]);
       }
+      for (std::size_t c = first; c < first + cpg; ++c) dx_of_run(a * d_.view.channels + c);
     });
-    per_channel_parameter_sums(sum_dy, sum_dy_xmu);
-  }
-
-  // BatchNorm-like groups spanning rows: run sums in parallel, merged per
-  // group in row order, then dx in parallel.
-  void strided_groups() {
-    Workspace& w = workspace();
-    std::vector<double>& sum_dy = zeroed(w.run_a, runs(d_));
-    std::vector<double>& sum_dy_xmu = zeroed(w.run_b, runs(d_));
-    std::vector<double>& sum_dxhat = zeroed(w.group_a, d_.groups());
-    std::vector<double>& sum_dxhat_xhat = zeroed(w.group_b, d_.groups());
     const std::size_t channels = d_.view.channels;
-    parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
-      for (std::size_t r = r0; r < r1; ++r) run_sums(r, sum_dy[r], sum_dy_xmu[r]);
-    });
     for (std::size_t r = 0; r < runs(d_); ++r) {
-      const std::size_t c = r % channels, g = d_.group_of(r / channels, c);
-      add_to_group(c, g, sum_dy[r], sum_dy_xmu[r], sum_dxhat[g], sum_dxhat_xhat[g]);
+      const std::size_t c = r % channels;
+      add_parameter_terms(c, d_.group_of(r / channels, c), sum_dy[r], sum_dy_xmu[r]);
     }
-    parallel_for(runs(d_), d_.view.size(), [&](std::size_t r0, std::size_t r1) {
-      for (std::size_t r = r0; r < r1; ++r) {
-        const std::size_t a = r / channels, c = r % channels, g = d_.group_of(a, c);
-        dx_of_run(a, c, g, coefficients(c, g, sum_dxhat[g], sum_dxhat_xhat[g]));
-      }
-    });
-    per_channel_parameter_sums(sum_dy, sum_dy_xmu);
   }
 
   // [outer, channels] with one group per column (and chunk of rows): sums down
-  // the columns, then dx, both vectorized across channels; threads take
-  // ranges of columns.
-  void columns() {
+  // the columns, vectorized across channels; threads take ranges of columns.
+  void column_reduce() {
     Workspace& w = workspace();
     const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
     std::vector<double>& sum_dy = zeroed(w.column_a, d_.groups());
     std::vector<double>& sum_dy_xmu = zeroed(w.column_b, d_.groups());
-    double* dy_scale = zeroed(w.column_dy_scale, channels).data();
-    double* x_scale = zeroed(w.column_x_scale, channels).data();
-    double* shift = zeroed(w.column_shift, channels).data();
     parallel_for(channels, d_.view.size(), [&](std::size_t c0, std::size_t c1) {
       for (std::size_t k = 0; k < d_.chunks(); ++k) {
         const std::size_t base = k * channels;
@@ -559,27 +673,39 @@ class Backward {
             s2[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
           }
         }
-        for (std::size_t c = c0; c < c1; ++c) {
-          double sum_dxhat = 0, sum_dxhat_xhat = 0;
-          add_to_group(c, base + c, s1[c], s2[c], sum_dxhat, sum_dxhat_xhat);
-          const Coefficients co = coefficients(c, base + c, sum_dxhat, sum_dxhat_xhat);
-          dy_scale[c] = co.dy_scale, x_scale[c] = co.x_scale, shift[c] = co.shift;
-        }
-        for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
+      }
+    });
+    // Column sums are already per group.
+    for (std::size_t g = 0; g < d_.groups(); ++g) {
+      add_to_group(g % channels, g, sum_dy[g], sum_dy_xmu[g]);
+      add_parameter_terms(g % channels, g, sum_dy[g], sum_dy_xmu[g]);
+    }
+  }
+  // dx down the columns from the per-column coefficients.
+  void column_apply() {
+    Workspace& w = workspace();
+    const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
+    double* dy_scale = zeroed(w.column_dy_scale, channels).data();
+    double* x_scale = zeroed(w.column_x_scale, channels).data();
+    double* shift = zeroed(w.column_shift, channels).data();
+    for (std::size_t k = 0; k < d_.chunks(); ++k) {
+      const std::size_t base = k * channels;
+      for (std::size_t c = 0; c < channels; ++c) {
+        const Coefficients co = coefficients(c, base + c);
+        dy_scale[c] = co.dy_scale, x_scale[c] = co.x_scale, shift[c] = co.shift;
+      }
+      const double* mean = stats_.mean.data() + base;
+      parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
           const T* xr = x_ + a * channels;
           const T* dyr = dy_ + a * channels;
           T* dxr = dx_ + a * channels;
-          for (std::size_t c = c0; c < c1; ++c)
+          for (std::size_t c = 0; c < channels; ++c)
             dxr[c] =
                 T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
         }
-      }
-    });
-    // Column sums are already per group: the parameter gradients come from them.
-    std::vector<double>& dgamma = zeroed(w.param_a, channels);
-    std::vector<double>& dbeta = zeroed(w.param_b, channels);
-    for (std::size_t g = 0; g < d_.groups(); ++g)
-      add_parameter_terms(g, sum_dy[g], sum_dy_xmu[g], dgamma[g % channels], dbeta[g % channels]);
+      });
+    }
   }
 
   // LayerNorm over trailing dims: gamma and beta per element, so their
@@ -587,17 +713,16 @@ class Backward {
   // the parameter index, cut into groups. Threads take fixed chunks of rows,
   // each with its own partial parameter sums, added in chunk order. Within a
   // chunk, blocks of rows that fit in L2 are done in two steps:
-  //   first: each group's two reductions (a pass over the block);
+  //   first: each group's two reductions (a pass over the block; skipped when
+  //          reduce() already made them);
   //   then:  dx and the parameter sums tile by tile, each tile of parameter
   //          sums staying in L1 across the block's rows.
-  void elementwise_rows() {
+  void elementwise_rows(bool reduce_first) {
     Workspace& w = workspace();
     const std::size_t row = d_.affine_size(), group = d_.group_size();
     const std::size_t chunks = row_chunks(d_);
     std::vector<double>& dgamma = zeroed(w.param_a, chunks * row);
     std::vector<double>& dbeta = zeroed(w.param_b, chunks * row);
-    std::vector<double>& mean_dxhat = zeroed(w.group_a, d_.groups());
-    std::vector<double>& xhat_coef = zeroed(w.group_b, d_.groups());
     // Rows too large for L2 are re-read from memory instead, a whole chunk per
     // block, in wide tiles (long contiguous reads) whose parameter sums stay in L2.
     const std::size_t rows_in_l2 = kL2Bytes / (2 * sizeof(T) * row);
@@ -608,28 +733,30 @@ class Backward {
         const std::size_t last = chunk_first_row(d_, k + 1);
         for (std::size_t a0 = chunk_first_row(d_, k); a0 < last; a0 += block_rows) {
           const std::size_t a1 = std::min(a0 + block_rows, last);
-          for (std::size_t g = a0 * (row / group); g < a1 * (row / group); ++g)
-            group_coefficients(g, mean_dxhat[g], xhat_coef[g]);
+          if (reduce_first)
+            for (std::size_t g = a0 * (row / group); g < a1 * (row / group); ++g)
+              elementwise_group_sums(g);
           for (std::size_t p0 = 0; p0 < row; p0 += tile)
             for (std::size_t a = a0; a < a1; ++a)
-              elementwise_tile(a, p0, std::min(p0 + tile, row), mean_dxhat, xhat_coef,
-                               dgamma.data() + k * row, dbeta.data() + k * row);
+              elementwise_tile(a, p0, std::min(p0 + tile, row), dgamma.data() + k * row,
+                               dbeta.data() + k * row);
         }
       }
     });
-    for (std::size_t k = 1; k < chunks; ++k)
-      for (std::size_t p = 0; p < row; ++p) {
-        dgamma[p] += dgamma[k * row + p];
-        dbeta[p] += dbeta[k * row + p];
+    ParameterSums& p = sums_.parameters;
+    for (std::size_t k = 0; k < chunks; ++k)
+      for (std::size_t pos = 0; pos < row; ++pos) {
+        if (!p.gamma.empty()) p.gamma[pos] += dgamma[k * row + pos];
+        if (!p.beta.empty()) p.beta[pos] += dbeta[k * row + pos];
       }
   }
-  // mean(dxhat) and sum(dxhat * xhat) / divisor of one group (elementwise gamma).
-  void group_coefficients(std::size_t g, double& mean_dxhat, double& xhat_coef) const {
+  // S1 and S2 of one group (elementwise gamma).
+  void elementwise_group_sums(std::size_t g) {
     const std::size_t n = d_.group_size();
     const std::size_t row_position = (g % (d_.affine_size() / n)) * n;
     const T* xr = x_ + g * n;
     const T* dyr = dy_ + g * n;
-    const T* gr = gamma_ + row_position;
+    const T* gr = params_.gamma + row_position;
     const double mean = stats_.mean[g], rstd = stats_.rstd[g], r = correction_r(stats_, g);
     double sum_dxhat, sum_dxhat_xhat;
     lane_sum2(
@@ -640,33 +767,33 @@ class Backward {
           a2 += dxhat * (double(xr[i]) - mean);
         },
         sum_dxhat, sum_dxhat_xhat);
-    const GroupTerms t = group_terms(r * sum_dxhat, r * (sum_dxhat_xhat * rstd));
-    mean_dxhat = t.mean_dxhat;
-    xhat_coef = t.xhat_coef;
+    sums_.sum_dxhat[g] = r * sum_dxhat;
+    sums_.sum_dxhat_xhat[g] = r * (sum_dxhat_xhat * rstd);
   }
   // Row a, positions [p0, p1): dx, and the parameter sums into dgamma, dbeta.
-  void elementwise_tile(std::size_t a, std::size_t p0, std::size_t p1,
-                        const std::vector<double>& mean_dxhat, const std::vector<double>& xhat_coef,
-                        double* dgamma, double* dbeta) const {
+  void elementwise_tile(std::size_t a, std::size_t p0, std::size_t p1, double* dgamma,
+                        double* dbeta) const {
     const std::size_t row = d_.affine_size(), group = d_.group_size();
     while (p0 < p1) {  // the tile's pieces within one group
       const std::size_t g = (a * row + p0) / group;
       const std::size_t end = std::min(p1, (g + 1) * group - a * row);
       const double mean = stats_.mean[g], rstd = stats_.rstd[g];
       const double r = correction_r(stats_, g), shift = correction_d(stats_, g);
-      const double m = mean_dxhat[g], coef = xhat_coef[g];
+      const GroupTerms t = group_terms(g);
       const T* xr = x_ + a * row;
       const T* dyr = dy_ + a * row;
+      const T* gamma = params_.gamma;
       T* dxr = dx_ + a * row;
       // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, and for
       // dgamma xhat * r + shift = x * (rstd r) + offset (the cancellation costs
       // about 1e-16 * |mean| / std). All in double, rounded once.
-      const double scale = rstd * r, x_scale = -rstd * rstd * coef, dx_shift = -rstd * m;
+      const double scale = rstd * r, x_scale = -rstd * rstd * t.xhat_coef,
+                   dx_shift = -rstd * t.mean_dxhat;
       const double offset = shift - mean * scale;
       for (std::size_t p = p0; p < end; ++p) {
         const T xp = xr[p], dyp = dyr[p];
         dxr[p] =
-            T(double(dyp) * double(gamma_[p]) * scale + ((double(xp) - mean) * x_scale + dx_shift));
+            T(double(dyp) * double(gamma[p]) * scale + ((double(xp) - mean) * x_scale + dx_shift));
         dgamma[p] += double(dyp) * (double(xp) * scale + offset);
         dbeta[p] += double(dyp);
       }
@@ -674,50 +801,113 @@ class Backward {
     }
   }
 
-  // dgamma += r * sum(dy * xhat) + d * sum(dy), dbeta += sum(dy) for a run or column.
-  void add_parameter_terms(std::size_t g, double sum_dy, double sum_dy_xmu, double& dgamma,
-                           double& dbeta) const {
-    dgamma +=
-        correction_r(stats_, g) * sum_dy_xmu * stats_.rstd[g] + correction_d(stats_, g) * sum_dy;
-    dbeta += sum_dy;
+  // FRN's TLU and EvoNorm's swish, per_outer_groups with a per-channel (or no)
+  // affine: one group's reductions and per-run parameter sums, its dx, or both.
+  void pointwise_group(std::size_t g, bool reduce, bool apply) {
+    const std::size_t cpg = d_.channels_per_group, inner = d_.view.inner;
+    const std::size_t per_outer = d_.view.channels / cpg;
+    const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
+    if (reduce) {
+      double s1 = 0, s2 = 0;
+      for (std::size_t c = first; c < first + cpg; ++c) {
+        const std::size_t r = a * d_.view.channels + c, offset = r * inner;
+        const Pointwise<T> f(d_, stats_, params_, affine_, c, g);
+        double sum_dy = 0, sum_pass = 0, sum_pass_nhat = 0, sum_dv = 0;
+        for (std::size_t i = 0; i < inner; ++i) {
+          const double xi = double(x_[offset + i]), dyi = double(dy_[offset + i]);
+          const double passed = f.passed(xi, dyi);
+          const double nhat = f.numerator(xi) * f.rstd;
+          sum_dy += dyi;
+          sum_pass += passed;
+          sum_pass_nhat += passed * nhat;
+          if (f.swish) sum_dv += passed * f.numerator_dv(xi);
+        }
+        s1 += f.gamma_r * sum_pass;
+        s2 += f.gamma_r * sum_pass_nhat;
+        // Per-run parameter sums, added per channel in row order afterwards.
+        w_run_a_[r] = sum_pass;
+        w_run_b_[r] = sum_pass_nhat;
+        w_run_tau_[r] = sum_dy - sum_pass;
+        w_run_v_[r] = sum_dv * f.gamma_r * f.rstd;
+      }
+      sums_.sum_dxhat[g] = s1;
+      sums_.sum_dxhat_xhat[g] = s2;
+    }
+    if (apply) {
+      const GroupTerms t = group_terms(g);
+      const double rstd = stats_.rstd[g], mean = stats_.mean[g];
+      const double x_scale = -rstd * rstd * t.xhat_coef, shift = -rstd * t.mean_dxhat;
+      for (std::size_t c = first; c < first + cpg; ++c) {
+        const std::size_t offset = (a * d_.view.channels + c) * inner;
+        const Pointwise<T> f(d_, stats_, params_, affine_, c, g);
+        for (std::size_t i = 0; i < inner; ++i) {
+          const double xi = double(x_[offset + i]);
+          const double dxhat = f.passed(xi, double(dy_[offset + i])) * f.gamma_r;
+          dx_[offset + i] =
+              T(dxhat * rstd * f.numerator_slope(xi) + ((xi - mean) * x_scale + shift));
+        }
+      }
+    }
   }
-  // Per-channel parameter gradients from the run sums, in row order.
-  void per_channel_parameter_sums(const std::vector<double>& sum_dy,
-                                  const std::vector<double>& sum_dy_xmu) {
+  // Sizes the per-run scratch of pointwise_group (before the parallel loop).
+  void pointwise_scratch() {
+    Workspace& w = workspace();
+    w_run_a_ = zeroed(w.run_a, runs(d_)).data();
+    w_run_b_ = zeroed(w.run_b, runs(d_)).data();
+    w_run_tau_ = zeroed(w.run_tau, runs(d_)).data();
+    w_run_v_ = zeroed(w.run_v, runs(d_)).data();
+  }
+  void pointwise_parameter_sums() {
+    ParameterSums& p = sums_.parameters;
     const std::size_t channels = d_.view.channels;
-    std::vector<double>& dgamma = zeroed(workspace().param_a, channels);
-    std::vector<double>& dbeta = zeroed(workspace().param_b, channels);
     for (std::size_t r = 0; r < runs(d_); ++r) {
-      const std::size_t c = r % channels;
-      add_parameter_terms(d_.group_of(r / channels, c), sum_dy[r], sum_dy_xmu[r], dgamma[c],
-                          dbeta[c]);
+      const std::size_t c = r % channels, g = d_.group_of(r / channels, c);
+      if (!p.gamma.empty())
+        p.gamma[c] += correction_r(stats_, g) * w_run_b_[r] + correction_d(stats_, g) * w_run_a_[r];
+      if (!p.beta.empty()) p.beta[c] += w_run_a_[r];
+      if (!p.tau.empty()) p.tau[c] += w_run_tau_[r];
+      if (!p.v.empty()) p.v[c] += w_run_v_[r];
     }
   }
 
-  void add_parameter_gradients(T* dgamma, T* dbeta) const {
-    if (d_.affine == Affine::none) return;
-    const Workspace& w = workspace();
-    const std::size_t params = d_.affine_size();
-    if (dgamma)
-      for (std::size_t p = 0; p < params; ++p) dgamma[p] += T(w.param_a[p]);
-    if (dbeta && d_.has_shift)
-      for (std::size_t p = 0; p < params; ++p) dbeta[p] += T(w.param_b[p]);
+  // dgamma += r * sum(dy * xhat) + d * sum(dy), dbeta += sum(dy) for a run or column.
+  void add_parameter_terms(std::size_t c, std::size_t g, double sum_dy, double sum_dy_xmu) {
+    ParameterSums& p = sums_.parameters;
+    if (!p.gamma.empty())
+      p.gamma[c] +=
+          correction_r(stats_, g) * sum_dy_xmu * stats_.rstd[g] + correction_d(stats_, g) * sum_dy;
+    if (!p.beta.empty()) p.beta[c] += sum_dy;
   }
 
   const T* x_;
   const T* dy_;
   const NormDescription& d_;
   const GroupStats& stats_;
-  const T* gamma_;
+  const NormParameters<T>& params_;
+  const ChannelAffine<T> affine_;
+  GradientSums& sums_;
   T* dx_;
+  double *w_run_a_ = nullptr, *w_run_b_ = nullptr, *w_run_tau_ = nullptr, *w_run_v_ = nullptr;
 };
 
 }  // namespace
 
 template <class T>
+void reduce_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                      const NormParameters<T>& params, GradientSums& sums) {
+  Backward<T>(x, dy, d, stats, params, sums, nullptr).reduce();
+}
+
+template <class T>
+void apply_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                     const NormParameters<T>& params, GradientSums& sums, T* dx) {
+  Backward<T>(x, dy, d, stats, params, sums, dx).apply();
+}
+
+template <class T>
 void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-                        const T* gamma, T* dx, T* dgamma, T* dbeta) {
-  Backward<T>(x, dy, d, stats, gamma, dx).run(dgamma, dbeta);
+                        const NormParameters<T>& params, GradientSums& sums, T* dx) {
+  Backward<T>(x, dy, d, stats, params, sums, dx).fused();
 }
 
 NORMLAB_INSTANTIATE_ENGINE(float)

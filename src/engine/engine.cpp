@@ -2,6 +2,7 @@
 // of the compiled kernels (engine_kernels.cpp) for this CPU.
 #include "normlab/engine.hpp"
 
+#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -9,6 +10,34 @@
 #include "engine_isa.hpp"
 
 namespace normlab {
+
+void NormDescription::validate() const {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("norm description: " + what);
+  };
+  if (view.outer == 0 || view.channels == 0 || view.inner == 0)
+    fail("empty input: view [" + std::to_string(view.outer) + ", " + std::to_string(view.channels) +
+         ", " + std::to_string(view.inner) + "] has a zero size (every dimension must be positive)");
+  if (!(eps >= 0) || !std::isfinite(eps))
+    fail("eps " + std::to_string(eps) + " must be a finite number >= 0");
+  if (pooling == Pooling::per_outer_groups) {
+    if (channels_per_group == 0 || view.channels % channels_per_group != 0)
+      fail(std::to_string(view.channels) + " channels do not split into groups of " +
+           std::to_string(channels_per_group));
+    if (outer_chunk != 0) fail("outer_chunk applies to per_channel pooling only");
+  } else {
+    if (outer_chunk != 0 && view.outer % outer_chunk != 0)
+      fail("outer_chunk " + std::to_string(outer_chunk) + " does not divide outer " +
+           std::to_string(view.outer));
+    if (affine == Affine::elementwise) fail("an elementwise affine needs per_outer_groups pooling");
+  }
+  if (has_shift && affine == Affine::none) fail("a shift (beta) needs an affine");
+  if (numerator == Numerator::swish && !centered)
+    fail("the swish numerator is defined with centered statistics");
+  if ((numerator != Numerator::input || epilogue != Epilogue::none) &&
+      (pooling != Pooling::per_outer_groups || affine == Affine::elementwise))
+    fail("a swish numerator or TLU epilogue needs per_outer_groups pooling and a per-channel affine");
+}
 
 std::size_t NormDescription::groups() const {
   return pooling == Pooling::per_channel ? chunks() * view.channels
@@ -40,7 +69,7 @@ void GroupStats::resize(std::size_t groups) {
   d.clear();
 }
 
-void finish_rstd(const NormDescription& d, GroupStats& stats) {
+void finish_stats(const NormDescription& d, GroupStats& stats) {
   for (std::size_t g = 0; g < stats.var.size(); ++g)
     stats.rstd[g] = inverse_std(stats.var[g], d.eps);
 }
@@ -102,7 +131,8 @@ const char* engine_isa() {
 // the same groups with per-element parameters, so the kernels see whole
 // contiguous groups instead of one-element runs.
 NormDescription contiguous_form(const NormDescription& d) {
-  if (d.pooling != Pooling::per_outer_groups || d.view.inner != 1 || d.channels_per_group == 1)
+  if (d.pooling != Pooling::per_outer_groups || d.view.inner != 1 || d.channels_per_group == 1 ||
+      d.numerator != Numerator::input || d.epilogue != Epilogue::none)  // tau, v stay per channel
     return d;
   NormDescription c = d;
   c.view = {d.view.outer, d.view.channels / d.channels_per_group, d.channels_per_group};
@@ -135,28 +165,47 @@ NormDescription contiguous_form(const NormDescription& d) {
   }
 
 template <class T>
-void compute_stats(const T* x, const NormDescription& d, GroupStats& stats) {
-  NORMLAB_DISPATCH(compute_stats(x, contiguous_form(d), stats))
+void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  d.validate();
+  NORMLAB_DISPATCH(reduce_stats(x, contiguous_form(d), stats))
 }
 
 template <class T>
-void normalize_forward(const T* x, const NormDescription& d, const GroupStats& stats,
-                       const T* gamma, const T* beta, T* y) {
-  NORMLAB_DISPATCH(normalize_forward(x, contiguous_form(d), stats, gamma, beta, y))
+void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
+                 const NormParameters<T>& params, T* y) {
+  d.validate();
+  NORMLAB_DISPATCH(apply_stats(x, contiguous_form(d), stats, params, y))
 }
 
 template <class T>
 void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
-                                const T* gamma, const T* beta, T* y) {
-  NORMLAB_DISPATCH(normalize_with_batch_stats(x, contiguous_form(d), stats, gamma, beta, y))
+                                const NormParameters<T>& params, T* y) {
+  d.validate();
+  NORMLAB_DISPATCH(normalize_with_batch_stats(x, contiguous_form(d), stats, params, y))
+}
+
+template <class T>
+void reduce_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                      const NormParameters<T>& params, GradientSums& sums) {
+  d.validate();
+  NORMLAB_DISPATCH(reduce_gradients(x, dy, contiguous_form(d), stats, params, sums))
+}
+
+template <class T>
+void apply_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
+                     const NormParameters<T>& params, GradientSums& sums, T* dx) {
+  d.validate();
+  NORMLAB_DISPATCH(apply_gradients(x, dy, contiguous_form(d), stats, params, sums, dx))
 }
 
 template <class T>
 void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-                        const T* gamma, T* dx, T* dgamma, T* dbeta){
-    NORMLAB_DISPATCH(normalize_backward(x, dy, contiguous_form(d), stats, gamma, dx, dgamma,
-                                        dbeta))}
+                        const NormParameters<T>& params, GradientSums& sums, T* dx) {
+  d.validate();
+  NORMLAB_DISPATCH(normalize_backward(x, dy, contiguous_form(d), stats, params, sums, dx))
+}
 
-NORMLAB_INSTANTIATE_ENGINE(float) NORMLAB_INSTANTIATE_ENGINE(double)
+NORMLAB_INSTANTIATE_ENGINE(float)
+NORMLAB_INSTANTIATE_ENGINE(double)
 
 }  // namespace normlab

@@ -1,5 +1,6 @@
 // The common Norm machinery: parameters, running state, and forward/backward
-// through the engine. Concrete norms only supply describe() and prepare().
+// through the engine's phases. Concrete norms supply describe(), prepare()
+// and the hooks they need.
 #include "normlab/norm.hpp"
 
 #include <algorithm>
@@ -20,7 +21,17 @@ const char* to_string(Mode mode) {
 }
 
 template <class T>
-Norm<T>::Norm(nlohmann::json spec) : spec_(std::move(spec)) {}
+Norm<T>::Norm(std::string type) : type_(std::move(type)) {}
+
+template <class T>
+nlohmann::json Norm<T>::to_json() const {
+  return {{"type", type_}};
+}
+
+template <class T>
+void Norm<T>::given_stats(const NormDescription&, GroupStats&) const {
+  throw std::logic_error(type_ + " norm: its description asks for given statistics, but it has none");
+}
 
 template <class T>
 void Norm<T>::prepare(const std::vector<std::size_t>&) {}
@@ -99,37 +110,6 @@ void Norm<T>::zero_grad() {
 }
 
 template <class T>
-const xt::xarray<T>* Norm<T>::affine_pointer(const char* name) const {
-  auto it = parameters_.find(name);
-  return it == parameters_.end() ? nullptr : &it->second.value;
-}
-
-// Running statistics are per channel; a group maps to the channel it covers
-// (groups are numbered chunk or sample * channels + channel). Groups spanning
-// several channels (GroupNorm) have no running statistics.
-namespace {
-std::size_t channel_of_group(const NormDescription& d, std::size_t g) {
-  return g % d.view.channels;
-}
-
-// Batch statistics of a channel: the average over the groups mapped to it
-// (InstanceNorm averages its per-sample statistics, as PyTorch does; Ghost BN
-// its virtual batches', as Keras does), the variance unbiased per group.
-void channel_statistics(const NormDescription& d, const GroupStats& stats, BatchStatistics& batch) {
-  const std::size_t channels = d.view.channels;
-  const double count = double(d.group_size());
-  const double unbiased = count / (count - 1);
-  batch.mean.assign(channels, 0.0);
-  batch.var.assign(channels, 0.0);
-  const std::size_t per_channel = stats.mean.size() / channels;
-  for (std::size_t g = 0; g < stats.mean.size(); ++g) {
-    batch.mean[channel_of_group(d, g)] += stats.mean[g] / double(per_channel);
-    batch.var[channel_of_group(d, g)] += stats.var[g] * unbiased / double(per_channel);
-  }
-}
-}  // namespace
-
-template <class T>
 const BatchStatistics& Norm<T>::batch_statistics() const {
   if (last_batch_.mean.empty())
     throw std::logic_error(type() +
@@ -139,33 +119,26 @@ const BatchStatistics& Norm<T>::batch_statistics() const {
 }
 
 template <class T>
-void Norm<T>::update_running_stats(const NormDescription& d, const GroupStats& stats) {
-  xt::xarray<T>& running_mean = state_.at("running_mean");
-  xt::xarray<T>& running_var = state_.at("running_var");
-  const std::size_t channels = d.view.channels;
-  channel_statistics(d, stats, last_batch_);
-  const std::vector<double>& batch_mean = last_batch_.mean;
-  const std::vector<double>& batch_var = last_batch_.var;
-  ++batches_tracked_;
-  const nlohmann::json& momentum_spec = spec_.at("momentum");
-  const double momentum =
-      momentum_spec.is_null() ? 1.0 / double(batches_tracked_) : momentum_spec.get<double>();
-  for (std::size_t c = 0; c < channels; ++c) {
-    running_mean(c) = T((1 - momentum) * double(running_mean(c)) + momentum * batch_mean[c]);
-    running_var(c) = T((1 - momentum) * double(running_var(c)) + momentum * batch_var[c]);
-  }
+NormParameters<T> Norm<T>::engine_parameters() const {
+  auto value = [&](const char* name) -> const T* {
+    auto it = parameters_.find(name);
+    return it == parameters_.end() ? nullptr : it->second.value.data();
+  };
+  return {value(scale_name()), value("beta"), value("tau"), value("v")};
 }
 
 template <class T>
-void Norm<T>::running_group_stats(const NormDescription& d, GroupStats& stats) const {
-  const xt::xarray<T>& running_mean = state_.at("running_mean");
-  const xt::xarray<T>& running_var = state_.at("running_var");
-  stats.resize(d.groups());
-  for (std::size_t g = 0; g < d.groups(); ++g) {
-    stats.mean[g] = double(running_mean(channel_of_group(d, g)));
-    stats.var[g] = double(running_var(channel_of_group(d, g)));
-  }
-  finish_rstd(d, stats);
+void Norm<T>::add_parameter_sums(const ParameterSums& sums) {
+  auto add = [&](const char* name, const std::vector<double>& sum) {
+    auto it = parameters_.find(name);
+    if (it == parameters_.end() || sum.empty()) return;
+    T* grad = it->second.grad.data();
+    for (std::size_t p = 0; p < sum.size(); ++p) grad[p] += T(sum[p]);
+  };
+  add(scale_name(), sums.gamma);
+  add("beta", sums.beta);
+  add("tau", sums.tau);
+  add("v", sums.v);
 }
 
 template <class T>
@@ -181,25 +154,24 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
   shape_.assign(x.shape().begin(), x.shape().end());
   prepare(shape_);
   const NormDescription d = describe(shape_, mode);
+  d.validate();
   if (y.shape() != x.shape()) y.resize(x.shape());
-  const xt::xarray<T>* gamma_array = affine_pointer(scale_name());
-  const xt::xarray<T>* beta_array = affine_pointer("beta");
-  const T* gamma = gamma_array ? gamma_array->data() : nullptr;
-  const T* beta = beta_array ? beta_array->data() : nullptr;
+  const NormParameters<T> params = engine_parameters();
+  GroupStats& stats = saved_stats_;
 
   if (d.statistics_given) {
-    running_group_stats(d, saved_stats_);
-    normalize_forward(x.data(), d, saved_stats_, gamma, beta, y.data());
-  } else if (d.pooling == Pooling::per_outer_groups) {
-    normalize_with_batch_stats(x.data(), d, saved_stats_, gamma, beta, y.data());
-    observe_stats(d, saved_stats_);
-    if (mode == Mode::train && d.tracks_running_stats) update_running_stats(d, saved_stats_);
+    given_stats(d, stats);
+    apply_stats(x.data(), d, stats, params, y.data());
+  } else if (!combines_stats() && d.pooling == Pooling::per_outer_groups) {
+    // Contiguous groups: statistics and normalize in one pass over x.
+    normalize_with_batch_stats(x.data(), d, stats, params, y.data());
+    observe_stats(d, mode, stats);
   } else {
-    compute_stats(x.data(), d, saved_stats_);
-    observe_stats(d, saved_stats_);
-    adjust_batch_stats(d, mode, saved_stats_);
-    if (mode == Mode::train && d.tracks_running_stats) update_running_stats(d, saved_stats_);
-    normalize_forward(x.data(), d, saved_stats_, gamma, beta, y.data());
+    reduce_stats(x.data(), d, stats);
+    combine_stats(d, mode, stats);
+    finish_stats(d, stats);
+    observe_stats(d, mode, stats);
+    apply_stats(x.data(), d, stats, params, y.data());
   }
   saved_x_ = x.data();
   saved_description_ = d;
@@ -220,14 +192,16 @@ void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
     throw std::invalid_argument("gradient has shape " + shape_text(dy.shape()) +
                                 " but the last forward input had shape " + shape_text(shape_));
   if (dx.shape() != dy.shape()) dx.resize(dy.shape());
-  auto grad_pointer = [&](const char* name) -> T* {
-    auto it = parameters_.find(name);
-    return it == parameters_.end() ? nullptr : it->second.grad.data();
-  };
-  const xt::xarray<T>* gamma = affine_pointer(scale_name());
-  normalize_backward(saved_x_, dy.data(), saved_description_, saved_stats_,
-                     gamma ? gamma->data() : nullptr, dx.data(), grad_pointer(scale_name()),
-                     grad_pointer("beta"));
+  const NormParameters<T> params = engine_parameters();
+  const NormDescription& d = saved_description_;
+  if (combines_gradients()) {
+    reduce_gradients(saved_x_, dy.data(), d, saved_stats_, params, gradient_sums_);
+    combine_gradients(d, gradient_sums_);
+    apply_gradients(saved_x_, dy.data(), d, saved_stats_, params, gradient_sums_, dx.data());
+  } else {
+    normalize_backward(saved_x_, dy.data(), d, saved_stats_, params, gradient_sums_, dx.data());
+  }
+  add_parameter_sums(gradient_sums_.parameters);
 }
 
 template class Norm<float>;

@@ -1,33 +1,49 @@
 // WeightNorm (Salimans & Kingma 2016): w = g * v / ||v||, one L2 norm per
 // slice of v along `dim`. The input is v, the output w; g is the only parameter.
-#include <stdexcept>
+#include <cmath>
 #include <xtensor/xbuilder.hpp>
 
-#include "norms.hpp"
+#include "registry.hpp"
 #include "shapes.hpp"
 
 namespace normlab {
 namespace {
 
+struct WeightNormOptions {
+  long long dim = 0;
+
+  static const OptionSchema<WeightNormOptions>& schema() {
+    static const auto s = [] {
+      OptionSchema<WeightNormOptions> s;
+      s.integer("dim", &WeightNormOptions::dim, std::numeric_limits<long long>::min(),
+                "the dimension of v that indexes g; negative counts from the end");
+      return s;
+    }();
+    return s;
+  }
+};
+
 template <class T>
-class WeightNorm final : public Norm<T> {
+class WeightNorm final : public NormWithOptions<T, WeightNormOptions> {
  public:
-  WeightNorm(nlohmann::json spec, std::size_t slices) : Norm<T>(std::move(spec)) {
+  WeightNorm(std::string type, const WeightNormOptions& options, std::size_t slices)
+      : NormWithOptions<T, WeightNormOptions>(std::move(type), options) {
     if (slices) this->add_parameter("g", xt::ones<T>({slices}));
   }
 
   void prepare(const std::vector<std::size_t>& shape) override {
     const long long rank = static_cast<long long>(shape.size());
-    const long long dim = this->spec_.at("dim").template get<long long>();
+    const long long dim = this->options_.dim;
     if (rank == 0 || dim < -rank || dim >= rank)
-      throw std::invalid_argument("weight norm: dim " + std::to_string(dim) +
+      throw std::invalid_argument(this->type() + " norm: dim " + std::to_string(dim) +
                                   " is out of range for a weight of shape " + shape_text(shape));
     dim_ = std::size_t(dim < 0 ? dim + rank : dim);
     if (!this->has_parameter("g")) this->add_parameter("g", xt::ones<T>({shape[dim_]}));
     if (this->parameter("g").value.size() != shape[dim_])
-      throw std::invalid_argument("weight norm has " + std::to_string(this->parameter("g").value.size()) +
-                                  " slices but the weight has shape " + shape_text(shape) + " along dim " +
-                                  std::to_string(dim_));
+      throw std::invalid_argument(
+          this->type() + " norm has " + std::to_string(this->parameter("g").value.size()) +
+          " slices but the weight has shape " + shape_text(shape) + " along dim " +
+          std::to_string(dim_));
   }
 
  protected:
@@ -45,7 +61,7 @@ class WeightNorm final : public Norm<T> {
   }
 
   // g starts as ||v|| so that w == v, unless the user set g.
-  void observe_stats(const NormDescription&, const GroupStats& stats) override {
+  void observe_stats(const NormDescription&, Mode, const GroupStats& stats) override {
     if (g_initialized_ || this->was_set("g")) return;
     xt::xarray<T>& g = this->parameter("g").value;
     for (std::size_t c = 0; c < g.size(); ++c) g(c) = T(std::sqrt(stats.var[c]));
@@ -59,10 +75,17 @@ class WeightNorm final : public Norm<T> {
 
 }  // namespace
 
-template <class T>
-std::unique_ptr<Norm<T>> make_weight_norm(const nlohmann::json& spec, std::size_t slices) {
-  return std::make_unique<WeightNorm<T>>(spec, slices);
+void register_weight_norm(NormRegistry& registry) {
+  register_norm<WeightNorm>(
+      registry, NormDefinition<WeightNormOptions>{
+                    "weight",
+                    "WeightNorm: reparameterizes a layer's weight, w = g * v / ||v|| per slice",
+                    [](const WeightNormOptions&) {
+                      NormTraits t;
+                      t.reparameterizes_weight = true;
+                      t.parameters = {"g"};
+                      return t;
+                    }});
 }
-NORMLAB_INSTANTIATE_MAKER(make_weight_norm)
 
 }  // namespace normlab

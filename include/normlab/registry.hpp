@@ -1,0 +1,70 @@
+// The norm registry: every norm type, its options and what it is. Each norm's
+// source file registers itself (src/norms/); everything that lists norms or
+// treats one specially reads this instead of a list of names.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace normlab {
+
+// One key of a norm spec.
+struct NormOption {
+  std::string key;
+  std::string kind;  // what values it takes: "a number >= 0", "true or false", ...
+  nlohmann::json default_value;
+  std::string help;
+};
+
+// What a norm with given options is, for the code around it (models,
+// experiments, probe, bench).
+struct NormTraits {
+  bool batch_statistics = false;  // statistics span the samples of a batch (the study's subject)
+  bool needs_spatial = false;     // refuses (N, C) input: its groups are within one channel
+  bool running_state = false;     // keeps running statistics (eval uses them)
+  bool reparameterizes_weight = false;  // normalizes a layer's weight, not its activations
+  std::size_t virtual_batch_size = 0;   // >0: batch statistics per run of this many samples
+  std::vector<std::string> parameters;  // names, in the order they are listed
+  std::vector<std::string> state;
+};
+
+// A registered norm type.
+struct NormInfo {
+  std::string type;     // the spec's "type"
+  std::string summary;  // one line: what it normalizes over, and the reference
+  std::vector<NormOption> options;
+  NormTraits traits;  // with the default options
+};
+
+// Every registered type, sorted by name.
+const std::vector<NormInfo>& registered_norms();
+
+// Names accepted in a spec's "type", sorted.
+std::vector<std::string> norm_types();
+
+// The entry of a type; std::invalid_argument listing the registered names
+// when there is none.
+const NormInfo& norm_info(const std::string& type);
+
+// The spec with every option present (defaults filled in); unknown types and
+// keys and wrongly typed or out-of-range values are std::invalid_argument
+// naming the key. make_norm(resolve_spec(s)) builds the same norm as make_norm(s).
+nlohmann::json resolve_spec(const nlohmann::json& spec);
+
+// The traits of a norm with these options (the spec is resolved first).
+NormTraits norm_traits(const nlohmann::json& spec);
+
+// The spec one layer of a model uses for a norm chosen as `spec`, at a layer
+// of `channels` outputs that has spatial positions or not: e.g. GroupNorm
+// takes min(groups, channels) groups; LayerNorm normalizes per sample with a
+// per-channel affine after a convolution. Throws std::invalid_argument when
+// the norm cannot work there (FRN without spatial positions).
+nlohmann::json layer_spec(const nlohmann::json& spec, std::size_t channels, bool spatial);
+
+// "a string", "a number", ... for error messages.
+const char* json_kind(const nlohmann::json& value);
+
+}  // namespace normlab
