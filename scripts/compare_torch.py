@@ -4,7 +4,8 @@
 Runs `normlab bench --json` (which also measures the machine's bandwidth), then
 times each of its cases in PyTorch with torch.set_num_threads matched:
 F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
-(RMSNorm: a composite of elementwise ops, torch 1.13 has no RMSNorm kernel).
+(RMSNorm, FRN and EvoNorm-S0: composites of elementwise ops, torch 1.13 has no
+kernel for them; ghost and batch_renorm have no PyTorch counterpart and are left out).
 Forward train and eval run with autograd recording on a leaf that requires
 grad, as in training; backward times y.backward(dy) with a precomputed dy
 (each preceded by an untimed forward). Medians after a warm-up, like normlab's.
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("forward", "forward_eval", "backward")
+# normlab norms PyTorch 1.13 has no kernel or composite here for: not compared.
+NO_TORCH_PEER = ("ghost", "batch_renorm")
 
 
 def normlab_rows(args, threads):
@@ -98,6 +101,27 @@ def torch_case(spec, shape, dtype):
             g = torch.norm_except_dim(x, 2, dim).clone()
         g.requires_grad_()
         return x, lambda train: torch._weight_norm(x, g, dim), ""
+    if kind in ("frn", "evonorm_s0"):
+        channels = shape[1]
+        view = [1, channels] + [1] * (len(shape) - 2)
+        w, b = param((channels,), 1.0), param((channels,), 0.0)
+        if kind == "frn":
+            dims = tuple(range(2, len(shape)))
+            tau = param((channels,), 0.0) if spec.get("tlu", True) else None
+
+            def frn(train):
+                y = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps) * w.view(view) + b.view(view)
+                return torch.maximum(y, tau.view(view)) if tau is not None else y
+            return x, frn, "composite"
+        v = param((channels,), 1.0)
+        groups = min(spec.get("groups", 32), channels)
+
+        def evonorm(train):
+            grouped = x.reshape(shape[0], groups, -1)
+            std = torch.sqrt(grouped.var(-1, unbiased=False, keepdim=True) + eps)
+            y = (x * torch.sigmoid(v.view(view) * x)).reshape(shape[0], groups, -1) / std
+            return y.reshape(shape) * w.view(view) + b.view(view)
+        return x, evonorm, "composite"
     raise ValueError("no PyTorch equivalent for norm type " + kind)
 
 
@@ -165,7 +189,8 @@ def main():
         torch.set_num_threads(threads)
         rounds = []  # per round: [(normlab row, torch ms, torch cpu share, note)]
         for _ in range(args.rounds):
-            rounds.append([(row, *torch_times(row, args.repeats)) for row in normlab_rows(args, threads)])
+            rows = [r for r in normlab_rows(args, threads) if r["spec"]["type"] not in NO_TORCH_PEER]
+            rounds.append([(row, *torch_times(row, args.repeats)) for row in rows])
         for case in zip(*rounds):
             row, _, _, note = case[0]
             ours = [min(c[0][p + "_ms"] for c in case) for p in PHASES]

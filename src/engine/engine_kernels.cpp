@@ -12,6 +12,7 @@
 // runs, groups or chunks of rows -- and partial sums are merged in a fixed
 // order afterwards, so results do not depend on the number of threads.
 #include <algorithm>
+#include <type_traits>
 
 #include "engine_isa.hpp"
 #include "thread_pool.hpp"
@@ -80,6 +81,17 @@ void lane_sum2(std::size_t n, Term term, double& sum_a, double& sum_b) {
   for (std::size_t j = 0; i < n; ++i, ++j) term(i, a[j], b[j]);
   sum_a = add_lanes(a);
   sum_b = add_lanes(b);
+}
+
+// Four sums at once, likewise.
+template <class Term>
+void lane_sum4(std::size_t n, Term term, double (&sums)[4]) {
+  double a[kLanes] = {}, b[kLanes] = {}, c[kLanes] = {}, e[kLanes] = {};
+  std::size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (std::size_t j = 0; j < kLanes; ++j) term(i + j, a[j], b[j], c[j], e[j]);
+  for (std::size_t j = 0; i < n; ++i, ++j) term(i, a[j], b[j], c[j], e[j]);
+  sums[0] = add_lanes(a), sums[1] = add_lanes(b), sums[2] = add_lanes(c), sums[3] = add_lanes(e);
 }
 
 // Blocks small enough for L1: the second pass over a block is a cache hit.
@@ -255,48 +267,65 @@ double sigmoid(double z) {
 
 // The elementwise function of one channel's run in the pointwise kernels:
 //   nhat = numerator(x) * rstd,  y_pre = nhat * scale + shift,  y = max(y_pre, tau)
-// with numerator x - mean, or x * sigmoid(v x) (swish).
-template <class T>
+// with numerator x - mean, or x * sigmoid(v x) (Swish). The variants are
+// compile-time, so the loops without exp (FRN's TLU) vectorize.
+template <class T, bool Swish, bool Tlu>
 struct Pointwise {
-  double mean, rstd, scale, shift, gamma_r, v, tau;
-  bool swish, tlu;
+  static constexpr bool swish = Swish;
+  double mean, rstd, scale, shift, v, tau;
 
-  Pointwise(const NormDescription& d, const GroupStats& stats, const NormParameters<T>& params,
+  Pointwise(const GroupStats& stats, const NormParameters<T>& params,
             const ChannelAffine<T>& affine, std::size_t c, std::size_t g)
       : mean(stats.mean[g]),
         rstd(stats.rstd[g]),
         scale(correction_r(stats, g) * affine.gamma(c)),
         shift(affine.shift(c, g)),
-        gamma_r(scale),
-        v(d.numerator == Numerator::swish ? double(params.v[c]) : 0.0),
-        tau(d.epilogue == Epilogue::tlu ? double(params.tau[c]) : 0.0),
-        swish(d.numerator == Numerator::swish),
-        tlu(d.epilogue == Epilogue::tlu) {}
+        v(Swish ? double(params.v[c]) : 0.0),
+        tau(Tlu ? double(params.tau[c]) : 0.0) {}
 
-  double numerator(double x) const { return swish ? x * sigmoid(v * x) : x - mean; }
-  T forward(T x) const {
-    const double y = numerator(double(x)) * rstd * scale + shift;
-    return T(tlu && y < tau ? tau : y);
-  }
+  // sigmoid(v x), computed once per element and passed to the terms below.
+  double gate(double x) const { return Swish ? sigmoid(v * x) : 0.0; }
+  double numerator(double x, double s) const { return Swish ? x * s : x - mean; }
+  double pre(double x, double s) const { return numerator(x, s) * rstd * scale + shift; }
   // The share of dy that reaches y_pre: all of it, none where the TLU clips,
   // half on a tie (as torch.maximum's backward).
-  double passed(double x, double dy) const {
-    if (!tlu) return dy;
-    const double y = numerator(x) * rstd * scale + shift;
-    return y > tau ? dy : y < tau ? 0.0 : 0.5 * dy;
+  double passed(double y_pre, double dy) const {
+    if (!Tlu) return dy;
+    return y_pre > tau ? dy : y_pre < tau ? 0.0 : 0.5 * dy;
   }
   // d numerator / dx (1 for x - mean, the mean's share is a group term).
-  double numerator_slope(double x) const {
-    if (!swish) return 1.0;
-    const double s = sigmoid(v * x);
-    return s + v * x * s * (1 - s);
-  }
+  double numerator_slope(double x, double s) const { return Swish ? s + v * x * s * (1 - s) : 1.0; }
   // d numerator / dv.
-  double numerator_dv(double x) const {
-    const double s = sigmoid(v * x);
-    return x * x * s * (1 - s);
-  }
+  double numerator_dv(double x, double s) const { return x * x * s * (1 - s); }
 };
+
+// Calls body(Pointwise<T, Swish, Tlu>-typed tag) for the description's variant.
+template <class T, class Body>
+void with_pointwise(const NormDescription& d, Body&& body) {
+  const bool swish = d.numerator == Numerator::swish, tlu = d.epilogue == Epilogue::tlu;
+  if (swish && tlu)
+    body(static_cast<Pointwise<T, true, true>*>(nullptr));
+  else if (swish)
+    body(static_cast<Pointwise<T, true, false>*>(nullptr));
+  else
+    body(static_cast<Pointwise<T, false, true>*>(nullptr));
+}
+
+// y for a pointwise run: TLU alone is the plain apply in T, then the max.
+template <class T, bool Swish, bool Tlu>
+void pointwise_forward_run(const Pointwise<T, Swish, Tlu>& f, const T* x, std::size_t n, T* y) {
+  if (!Swish) {
+    apply_run(x, n, f.mean, f.rstd * f.scale, f.shift, y);
+    const T tau = T(f.tau);
+    for (std::size_t i = 0; i < n; ++i) y[i] = y[i] < tau ? tau : y[i];
+    return;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const double xi = double(x[i]);
+    const double pre = f.pre(xi, f.gate(xi));
+    y[i] = T(Tlu && pre < f.tau ? f.tau : pre);
+  }
+}
 
 // y for the run view[a, c, :] of group g.
 template <class T>
@@ -306,8 +335,10 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
   const std::size_t inner = d.view.inner;
   const std::size_t offset = (a * d.view.channels + c) * inner;
   if (is_pointwise(d)) {
-    const Pointwise<T> f(d, stats, affine.params, affine, c, g);
-    for (std::size_t i = 0; i < inner; ++i) y[offset + i] = f.forward(x[offset + i]);
+    with_pointwise<T>(d, [&](auto* variant) {
+      using F = std::remove_pointer_t<decltype(variant)>;
+      pointwise_forward_run(F(stats, affine.params, affine, c, g), x + offset, inner, y + offset);
+    });
   } else if (d.affine == Affine::elementwise) {
     apply_run_elementwise(x + offset, inner, stats.mean[g], stats.rstd[g] * correction_r(stats, g),
                           correction_d(stats, g), affine.params.gamma + c * inner,
@@ -719,10 +750,20 @@ class Backward {
   //          sums staying in L1 across the block's rows.
   void elementwise_rows(bool reduce_first) {
     Workspace& w = workspace();
+    ParameterSums& p = sums_.parameters;
     const std::size_t row = d_.affine_size(), group = d_.group_size();
     const std::size_t chunks = row_chunks(d_);
-    std::vector<double>& dgamma = zeroed(w.param_a, chunks * row);
-    std::vector<double>& dbeta = zeroed(w.param_b, chunks * row);
+    // Chunk 0 sums straight into the result (zeroed by start()); the others
+    // into scratch, added in chunk order afterwards.
+    std::vector<double>& more_gamma = zeroed(w.param_a, (chunks - 1) * row);
+    std::vector<double>& more_beta = zeroed(w.param_b, p.beta.empty() ? 0 : (chunks - 1) * row);
+    auto dgamma_of = [&](std::size_t k) {
+      return k == 0 ? p.gamma.data() : more_gamma.data() + (k - 1) * row;
+    };
+    auto dbeta_of = [&](std::size_t k) -> double* {
+      if (p.beta.empty()) return nullptr;
+      return k == 0 ? p.beta.data() : more_beta.data() + (k - 1) * row;
+    };
     // Rows too large for L2 are re-read from memory instead, a whole chunk per
     // block, in wide tiles (long contiguous reads) whose parameter sums stay in L2.
     const std::size_t rows_in_l2 = kL2Bytes / (2 * sizeof(T) * row);
@@ -738,17 +779,16 @@ class Backward {
               elementwise_group_sums(g);
           for (std::size_t p0 = 0; p0 < row; p0 += tile)
             for (std::size_t a = a0; a < a1; ++a)
-              elementwise_tile(a, p0, std::min(p0 + tile, row), dgamma.data() + k * row,
-                               dbeta.data() + k * row);
+              elementwise_tile(a, p0, std::min(p0 + tile, row), dgamma_of(k), dbeta_of(k));
         }
       }
     });
-    ParameterSums& p = sums_.parameters;
-    for (std::size_t k = 0; k < chunks; ++k)
-      for (std::size_t pos = 0; pos < row; ++pos) {
-        if (!p.gamma.empty()) p.gamma[pos] += dgamma[k * row + pos];
-        if (!p.beta.empty()) p.beta[pos] += dbeta[k * row + pos];
-      }
+    for (std::size_t k = 1; k < chunks; ++k) {
+      const double* more = dgamma_of(k);
+      for (std::size_t pos = 0; pos < row; ++pos) p.gamma[pos] += more[pos];
+      if (const double* more_b = dbeta_of(k))
+        for (std::size_t pos = 0; pos < row; ++pos) p.beta[pos] += more_b[pos];
+    }
   }
   // S1 and S2 of one group (elementwise gamma).
   void elementwise_group_sums(std::size_t g) {
@@ -770,7 +810,8 @@ class Backward {
     sums_.sum_dxhat[g] = r * sum_dxhat;
     sums_.sum_dxhat_xhat[g] = r * (sum_dxhat_xhat * rstd);
   }
-  // Row a, positions [p0, p1): dx, and the parameter sums into dgamma, dbeta.
+  // Row a, positions [p0, p1): dx, and the parameter sums into dgamma and
+  // (when not null) dbeta.
   void elementwise_tile(std::size_t a, std::size_t p0, std::size_t p1, double* dgamma,
                         double* dbeta) const {
     const std::size_t row = d_.affine_size(), group = d_.group_size();
@@ -790,12 +831,19 @@ class Backward {
       const double scale = rstd * r, x_scale = -rstd * rstd * t.xhat_coef,
                    dx_shift = -rstd * t.mean_dxhat;
       const double offset = shift - mean * scale;
-      for (std::size_t p = p0; p < end; ++p) {
+      auto dx_and_dgamma = [&](std::size_t p) {
         const T xp = xr[p], dyp = dyr[p];
         dxr[p] =
             T(double(dyp) * double(gamma[p]) * scale + ((double(xp) - mean) * x_scale + dx_shift));
         dgamma[p] += double(dyp) * (double(xp) * scale + offset);
-        dbeta[p] += double(dyp);
+      };
+      if (dbeta) {
+        for (std::size_t p = p0; p < end; ++p) {
+          dx_and_dgamma(p);
+          dbeta[p] += double(dyr[p]);
+        }
+      } else {  // no shift (RMSNorm)
+        for (std::size_t p = p0; p < end; ++p) dx_and_dgamma(p);
       }
       p0 = end;
     }
@@ -804,6 +852,13 @@ class Backward {
   // FRN's TLU and EvoNorm's swish, per_outer_groups with a per-channel (or no)
   // affine: one group's reductions and per-run parameter sums, its dx, or both.
   void pointwise_group(std::size_t g, bool reduce, bool apply) {
+    with_pointwise<T>(d_, [&](auto* variant) {
+      using F = std::remove_pointer_t<decltype(variant)>;
+      pointwise_group<F>(g, reduce, apply);
+    });
+  }
+  template <class F>
+  void pointwise_group(std::size_t g, bool reduce, bool apply) {
     const std::size_t cpg = d_.channels_per_group, inner = d_.view.inner;
     const std::size_t per_outer = d_.view.channels / cpg;
     const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
@@ -811,24 +866,31 @@ class Backward {
       double s1 = 0, s2 = 0;
       for (std::size_t c = first; c < first + cpg; ++c) {
         const std::size_t r = a * d_.view.channels + c, offset = r * inner;
-        const Pointwise<T> f(d_, stats_, params_, affine_, c, g);
-        double sum_dy = 0, sum_pass = 0, sum_pass_nhat = 0, sum_dv = 0;
-        for (std::size_t i = 0; i < inner; ++i) {
-          const double xi = double(x_[offset + i]), dyi = double(dy_[offset + i]);
-          const double passed = f.passed(xi, dyi);
-          const double nhat = f.numerator(xi) * f.rstd;
-          sum_dy += dyi;
-          sum_pass += passed;
-          sum_pass_nhat += passed * nhat;
-          if (f.swish) sum_dv += passed * f.numerator_dv(xi);
-        }
-        s1 += f.gamma_r * sum_pass;
-        s2 += f.gamma_r * sum_pass_nhat;
+        const F f(stats_, params_, affine_, c, g);
+        const T* xr = x_ + offset;
+        const T* dyr = dy_ + offset;
+        // sum(dy), sum(passed), sum(passed * nhat), sum(passed * d numerator / dv)
+        double sums[4];
+        lane_sum4(
+            inner,
+            [&](std::size_t i, double& sum_dy, double& sum_pass, double& sum_pass_nhat,
+                double& sum_dv) {
+              const double xi = double(xr[i]), dyi = double(dyr[i]), gate = f.gate(xi);
+              const double nhat = f.numerator(xi, gate) * f.rstd;
+              const double passed = f.passed(nhat * f.scale + f.shift, dyi);
+              sum_dy += dyi;
+              sum_pass += passed;
+              sum_pass_nhat += passed * nhat;
+              if (F::swish) sum_dv += passed * f.numerator_dv(xi, gate);
+            },
+            sums);
+        s1 += f.scale * sums[1];
+        s2 += f.scale * sums[2];
         // Per-run parameter sums, added per channel in row order afterwards.
-        w_run_a_[r] = sum_pass;
-        w_run_b_[r] = sum_pass_nhat;
-        w_run_tau_[r] = sum_dy - sum_pass;
-        w_run_v_[r] = sum_dv * f.gamma_r * f.rstd;
+        w_run_a_[r] = sums[1];
+        w_run_b_[r] = sums[2];
+        w_run_tau_[r] = sums[0] - sums[1];
+        w_run_v_[r] = sums[3] * f.scale * f.rstd;
       }
       sums_.sum_dxhat[g] = s1;
       sums_.sum_dxhat_xhat[g] = s2;
@@ -839,12 +901,14 @@ class Backward {
       const double x_scale = -rstd * rstd * t.xhat_coef, shift = -rstd * t.mean_dxhat;
       for (std::size_t c = first; c < first + cpg; ++c) {
         const std::size_t offset = (a * d_.view.channels + c) * inner;
-        const Pointwise<T> f(d_, stats_, params_, affine_, c, g);
+        const F f(stats_, params_, affine_, c, g);
+        const T* xr = x_ + offset;
+        const T* dyr = dy_ + offset;
+        T* dxr = dx_ + offset;
         for (std::size_t i = 0; i < inner; ++i) {
-          const double xi = double(x_[offset + i]);
-          const double dxhat = f.passed(xi, double(dy_[offset + i])) * f.gamma_r;
-          dx_[offset + i] =
-              T(dxhat * rstd * f.numerator_slope(xi) + ((xi - mean) * x_scale + shift));
+          const double xi = double(xr[i]), gate = f.gate(xi);
+          const double dxhat = f.passed(f.pre(xi, gate), double(dyr[i])) * f.scale;
+          dxr[i] = T(dxhat * rstd * f.numerator_slope(xi, gate) + ((xi - mean) * x_scale + shift));
         }
       }
     }

@@ -41,6 +41,7 @@ class BatchRenorm final : public ChannelNorm<T, BatchRenormOptions> {
       : ChannelNorm<T, BatchRenormOptions>(std::move(type), options, channels, /*tracks=*/true) {
     // Train forwards so far: the position in the warm-up.
     this->add_state("num_batches_tracked", xt::zeros<T>({std::size_t{1}}));
+    steps_ = &this->mutable_state("num_batches_tracked");  // looked up once: no string per forward
   }
 
  protected:
@@ -55,7 +56,7 @@ class BatchRenorm final : public ChannelNorm<T, BatchRenormOptions> {
   void combine_stats(const NormDescription& d, Mode mode, GroupStats& stats) override {
     if (mode != Mode::train) return;
     const BatchRenormOptions& o = this->options_;
-    xt::xarray<T>& steps = this->mutable_state("num_batches_tracked");
+    xt::xarray<T>& steps = *steps_;
     const double warmup = double(o.warmup_steps);
     const double done = warmup > 0 ? std::min(1.0, double(steps(0)) / warmup) : 1.0;
     const double rmax = 1 + (o.rmax - 1) * done;
@@ -72,6 +73,9 @@ class BatchRenorm final : public ChannelNorm<T, BatchRenormOptions> {
     }
     steps(0) += T(1);
   }
+
+ private:
+  xt::xarray<T>* steps_;  // the state num_batches_tracked (set() assigns in place)
 };
 
 }  // namespace

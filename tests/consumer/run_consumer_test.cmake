@@ -40,3 +40,4 @@ endif()
 
 run("build" ${CMAKE_COMMAND} --build ${consumer_build})
 run("run" ${consumer_build}/consumer)
+run("run the core-only consumer" ${consumer_build}/consumer_core)
