@@ -83,8 +83,9 @@ int apply_command(const Args& args) {
       "grad", po::value(&o.grad), "upstream gradient dy .npy (same shape as the input)")(
       "mode", po::value(&o.mode), "train (default) or eval")(
       "param", po::value(&o.params)->composing(),
-      "set a parameter or running state: gamma, beta, g, running_mean, running_var, "
-      "num_batches_tracked (batch_renorm)")(
+      "set a parameter or running state by name: gamma, beta, g (weight), tau (frn), v "
+      "(evonorm_s0), running_mean, running_var, num_batches_tracked (batch_renorm); "
+      "`normlab list norms` lists each norm's")(
       "out", po::value(&o.out)->required(), "output directory");
   if (!parse_options(args, desc)) return 0;
 

@@ -26,6 +26,8 @@ struct NormTraits {
   bool needs_spatial = false;     // refuses (N, C) input: its groups are within one channel
   bool running_state = false;     // keeps running statistics (eval uses them)
   bool reparameterizes_weight = false;  // normalizes a layer's weight, not its activations
+  bool includes_activation = false;     // its output is already activated (FRN's TLU,
+                                        // EvoNorm-S0): models add no ReLU after it
   std::size_t virtual_batch_size = 0;   // >0: batch statistics per run of this many samples
   std::vector<std::string> parameters;  // names, in the order they are listed
   std::vector<std::string> state;

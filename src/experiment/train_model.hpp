@@ -33,8 +33,8 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
                          const ProgressFn& progress, TrainingLog& log);
 
 // Norm types whose train-mode output depends on the other samples of the
-// batch: batch-stats test accuracy and the probe use this list (new
-// batch-statistics norms go here).
+// batch (the registry's batch_statistics trait): batch-stats test accuracy and
+// the probe use them.
 const std::vector<std::string>& batch_statistics_types();
 
 // Copies samples order[first, first + B) into the batch buffers (B = images.shape(0)).

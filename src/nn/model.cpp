@@ -97,23 +97,26 @@ NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architect
   return {norm_spec, norm_traits(norm_spec), architecture};
 }
 
+// The norm of a block and its activation: a ReLU, unless the norm is one
+// (FRN with its TLU, EvoNorm-S0), as their papers use them.
 template <class T>
-void add_norm(Model<T>& model, const NormPlan& plan, std::size_t channels, bool spatial) {
-  if (plan.activation_norm()) model.add(make_norm_layer<T>(make_norm<T>(plan.for_layer(channels, spatial), channels)));
+void add_norm_and_activation(Model<T>& model, const NormPlan& plan, std::size_t channels,
+                             bool spatial) {
+  if (plan.activation_norm())
+    model.add(make_norm_layer<T>(make_norm<T>(plan.for_layer(channels, spatial), channels)));
+  if (!plan.traits.includes_activation) model.add(make_relu<T>());
 }
 
 template <class T>
 void add_conv_block(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
   model.add(make_conv2d<T>(in, out, 3, 1, 1, plan.bias(), plan.weight_norm()));
-  add_norm(model, plan, out, /*spatial=*/true);
-  model.add(make_relu<T>());
+  add_norm_and_activation(model, plan, out, /*spatial=*/true);
 }
 
 template <class T>
 void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
   model.add(make_linear<T>(in, out, plan.bias(), plan.weight_norm()));
-  add_norm(model, plan, out, /*spatial=*/false);
-  model.add(make_relu<T>());
+  add_norm_and_activation(model, plan, out, /*spatial=*/false);
 }
 
 }  // namespace

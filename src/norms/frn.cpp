@@ -62,6 +62,7 @@ void register_frn(NormRegistry& registry) {
       [](const FrnOptions& o) {
         NormTraits t;
         t.needs_spatial = true;
+        t.includes_activation = o.tlu;  // the TLU replaces the ReLU
         t.parameters = {"gamma", "beta"};
         if (o.tlu) t.parameters.push_back("tau");
         return t;

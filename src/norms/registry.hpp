@@ -74,6 +74,9 @@ void register_norm(NormRegistry& registry, const NormDefinition<Options>& defini
   entry.traits = [=](const nlohmann::json& spec) { return traits(parse(spec)); };
   entry.layer_spec = [=](const nlohmann::json& spec, std::size_t channels, bool spatial) {
     Options options = parse(spec);
+    if (!spatial && traits(options).needs_spatial)
+      throw std::invalid_argument("norm '" + type +
+                                  "' needs spatial dimensions and a layer without them has none");
     if (fit) fit(options, channels, spatial);
     Options::schema().validate(options);
     return Options::schema().to_json(type, options);
