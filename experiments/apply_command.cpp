@@ -7,9 +7,9 @@
 #include <xtensor/xarray.hpp>
 
 #include "commands.hpp"
-#include "parse_options.hpp"
 #include "normlab/normlab.hpp"
 #include "output_dir.hpp"
+#include "parse_options.hpp"
 
 namespace po = boost::program_options;
 
@@ -85,8 +85,8 @@ int apply_command(const Args& args) {
       "param", po::value(&o.params)->composing(),
       "set a parameter or running state by name: gamma, beta, g (weight), tau (frn), v "
       "(evonorm_s0), running_mean, running_var, num_batches_tracked (batch_renorm); "
-      "`normlab list norms` lists each norm's")(
-      "out", po::value(&o.out)->required(), "output directory");
+      "`normlab list norms` lists each norm's")("out", po::value(&o.out)->required(),
+                                                "output directory");
   if (!parse_options(args, desc)) return 0;
 
   nlohmann::json spec;

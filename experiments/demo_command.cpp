@@ -9,8 +9,8 @@
 #include <xtensor/xrandom.hpp>
 
 #include "commands.hpp"
-#include "parse_options.hpp"
 #include "normlab/normlab.hpp"
+#include "parse_options.hpp"
 
 namespace po = boost::program_options;
 
@@ -44,7 +44,8 @@ double worst_deviation(const xt::xarray<double>& y, std::size_t slices, SliceOf 
 int demo_command(const Args& args) {
   std::size_t seed = 0;
   po::options_description desc("usage: normlab demo [--seed N]\n\nOptions");
-  desc.add_options()("help,h", "show this help")("seed", po::value(&seed), "random seed (default 0)");
+  desc.add_options()("help,h", "show this help")("seed", po::value(&seed),
+                                                 "random seed (default 0)");
   if (!parse_options(args, desc)) return 0;
 
   // x: (N=8, C=8, H=5, W=5); channel c has mean 2c - 7 and std 1 + c / 2,
@@ -59,10 +60,12 @@ int demo_command(const Args& args) {
         v = v * (1 + 0.5 * double(c)) + (2.0 * double(c) - 7) + double(n);
       }
 
-  std::printf("input (N, C, H, W) = (8, 8, 5, 5): channel means -7..7, stds 1..4.5, sample shifts "
-              "0..7\n");
-  std::printf("after each norm (train mode, default options as a conv layer of cnn3 uses them),\n"
-              "the largest |mean| or |std - 1| over the slices:\n\n");
+  std::printf(
+      "input (N, C, H, W) = (8, 8, 5, 5): channel means -7..7, stds 1..4.5, sample shifts "
+      "0..7\n");
+  std::printf(
+      "after each norm (train mode, default options as a conv layer of cnn3 uses them),\n"
+      "the largest |mean| or |std - 1| over the slices:\n\n");
   std::printf("%-14s %12s %12s %12s %12s\n", "norm", "per channel", "per sample", "per (n,c)",
               "per (n,2 ch)");
   std::vector<std::string> weight_norms;
@@ -74,28 +77,29 @@ int demo_command(const Args& args) {
     const nlohmann::json spec = layer_spec({{"type", info.type}}, C, /*spatial=*/true);
     auto norm = make_norm<double>(spec, C);
     const xt::xarray<double> y = norm->forward(x, Mode::train);
-    std::printf(
-        "%-14s %12.2e %12.2e %12.2e %12.2e\n", info.type.c_str(),
-        worst_deviation(y, C, [](std::size_t, std::size_t c) { return c; }),
-        worst_deviation(y, N, [](std::size_t n, std::size_t) { return n; }),
-        worst_deviation(y, N * C, [&](std::size_t n, std::size_t c) { return n * C + c; }),
-        worst_deviation(y, N * C / channels_per_group, [&](std::size_t n, std::size_t c) {
-          return (n * C + c) / channels_per_group;
-        }));
+    std::printf("%-14s %12.2e %12.2e %12.2e %12.2e\n", info.type.c_str(),
+                worst_deviation(y, C, [](std::size_t, std::size_t c) { return c; }),
+                worst_deviation(y, N, [](std::size_t n, std::size_t) { return n; }),
+                worst_deviation(y, N * C, [&](std::size_t n, std::size_t c) { return n * C + c; }),
+                worst_deviation(y, N * C / channels_per_group, [&](std::size_t n, std::size_t c) {
+                  return (n * C + c) / channels_per_group;
+                }));
   }
   // A weight reparameterization normalizes a weight instead: w = g * v / ||v|| per output row.
   for (const std::string& type : weight_norms) {
     auto weight_norm = make_norm<double>({{"type", type}}, C);
     xt::xarray<double> v = xt::view(x, 0);
     const xt::xarray<double> w = weight_norm->forward(v, Mode::train);
-    std::printf("\n{\"type\":\"%s\"} on a (8, 5, 5) weight: g starts at ||v|| per row, so w == v: "
-                "max |w - v| = %.1e\n",
-                type.c_str(), double(xt::amax(xt::abs(w - v))()));
+    std::printf(
+        "\n{\"type\":\"%s\"} on a (8, 5, 5) weight: g starts at ||v|| per row, so w == v: "
+        "max |w - v| = %.1e\n",
+        type.c_str(), double(xt::amax(xt::abs(w - v))()));
   }
   std::printf(
       "zeros mark what a norm normalizes: batch statistics the channel over the batch, layer the\n"
       "sample, instance each (sample, channel), group each (sample, group); rms and frn only\n"
-      "scale, and frn's TLU and evonorm_s0's x * sigmoid(v x) change the distribution on purpose.\n");
+      "scale, and frn's TLU and evonorm_s0's x * sigmoid(v x) change the distribution on "
+      "purpose.\n");
   return 0;
 }
 

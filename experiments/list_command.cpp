@@ -60,8 +60,8 @@ void print_norms() {
                 << o.help << "\n";
     if (info.options.empty()) std::cout << "    (no options)\n";
     std::cout << "    parameters: " << joined(info.traits.parameters)
-              << "; state: " << joined(info.traits.state)
-              << "; " << joined(trait_words(info.traits), "per-sample statistics") << "\n";
+              << "; state: " << joined(info.traits.state) << "; "
+              << joined(trait_words(info.traits), "per-sample statistics") << "\n";
   }
   std::cout << "(with default options; a spec is {\"type\": NAME, KEY: VALUE, ...})\n";
 }
@@ -90,12 +90,13 @@ int list_command(const Args& args) {
     return 0;
   }
   if (json) throw std::invalid_argument("list: --json goes with `list norms`");
-  std::cout << "norms:    none, " << joined(norm_types()) << "\n"
-            << "          (as a name, or a spec object such as {\"type\": \"group\", \"groups\": 8};"
-               " `normlab list norms` shows each one's options)\n"
-            << "models:   " << joined(model_names()) << "\n"
-            << "datasets: fashion-mnist (default path /usr/share/datasets/fashion-mnist), mnist "
-               "(path required), synthetic\n";
+  std::cout
+      << "norms:    none, " << joined(norm_types()) << "\n"
+      << "          (as a name, or a spec object such as {\"type\": \"group\", \"groups\": 8};"
+         " `normlab list norms` shows each one's options)\n"
+      << "models:   " << joined(model_names()) << "\n"
+      << "datasets: fashion-mnist (default path /usr/share/datasets/fashion-mnist), mnist "
+         "(path required), synthetic\n";
   return 0;
 }
 

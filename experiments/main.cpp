@@ -17,7 +17,8 @@ struct Command {
 const Command kCommands[] = {
     {"run", "train the grid of a JSON config (norm x batch size x seed) and record results",
      normlab::cli::run_command},
-    {"validate", "check a config and print it with defaults filled in", normlab::cli::validate_command},
+    {"validate", "check a config and print it with defaults filled in",
+     normlab::cli::validate_command},
     {"list", "the norms, models and datasets a config can name", normlab::cli::list_command},
     {"probe", "batch statistics vs population statistics per layer and batch size",
      normlab::cli::probe_command},
@@ -34,7 +35,8 @@ void print_usage(std::ostream& out) {
   out << "normlab " << normlab::version << " - normalization layers on one reduction engine\n\n"
       << "usage: normlab COMMAND [options]   (normlab COMMAND --help for its options)\n\n"
       << "commands:\n";
-  for (const Command& c : kCommands) out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
+  for (const Command& c : kCommands)
+    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
 }
 
 }  // namespace

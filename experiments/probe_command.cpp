@@ -6,9 +6,9 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "parse_options.hpp"
 #include "normlab/analysis.hpp"
 #include "output_dir.hpp"
+#include "parse_options.hpp"
 
 namespace po = boost::program_options;
 

@@ -4,8 +4,8 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "parse_options.hpp"
 #include "normlab/analysis.hpp"
+#include "parse_options.hpp"
 
 namespace po = boost::program_options;
 

@@ -3,8 +3,8 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "parse_options.hpp"
 #include "normlab/experiment.hpp"
+#include "parse_options.hpp"
 
 namespace po = boost::program_options;
 
@@ -23,7 +23,8 @@ struct ConfigOptions {
 bool parse(const Args& args, bool run, ConfigOptions& o) {
   po::options_description desc(
       run ? "usage: normlab run CONFIG [--out DIR] [--set key.path=value ...] [--fresh]\n\n"
-            "Trains every cell (norm x batch size x seed) of CONFIG, appending to DIR/results.jsonl;\n"
+            "Trains every cell (norm x batch size x seed) of CONFIG, appending to "
+            "DIR/results.jsonl;\n"
             "running again on the same DIR resumes and skips finished cells. Options"
           : "usage: normlab validate CONFIG [--set key.path=value ...]\n\n"
             "Checks CONFIG and prints it resolved (defaults filled in). Options");
@@ -31,7 +32,8 @@ bool parse(const Args& args, bool run, ConfigOptions& o) {
       "set", po::value(&o.sets)->composing(),
       "override a config value, e.g. --set optimizer.lr=0.05 --set epochs=1");
   if (run)
-    desc.add_options()("out", po::value(&o.out), "output folder (default: the config's \"output\")")(
+    desc.add_options()("out", po::value(&o.out),
+                       "output folder (default: the config's \"output\")")(
         "fresh", po::bool_switch(&o.fresh), "discard earlier results in the output folder");
   po::options_description hidden;
   hidden.add_options()("config", po::value(&o.config));

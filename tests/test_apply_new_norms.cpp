@@ -73,9 +73,9 @@ Arrays<T> check_apply(const nlohmann::json& spec, const xt::xarray<T>& x, const 
   const ScratchDir dir;
   save_npy<T>(dir / "x.npy", x);
   save_npy<T>(dir / "dy.npy", dy);
-  std::vector<std::string> args = {"apply",  "--norm",          spec.dump(),  "--input",
-                                   dir / "x.npy", "--grad",     dir / "dy.npy", "--mode",
-                                   to_string(mode), "--out",    dir / "out"};
+  std::vector<std::string> args = {"apply",         "--norm", spec.dump(),    "--input",
+                                   dir / "x.npy",   "--grad", dir / "dy.npy", "--mode",
+                                   to_string(mode), "--out",  dir / "out"};
   for (const auto& [name, value] : params) {
     save_npy<T>(dir / (name + ".npy"), value);
     args.insert(args.end(), {"--param", name + "=" + (dir / (name + ".npy"))});
@@ -102,8 +102,7 @@ Arrays<T> check_apply(const nlohmann::json& spec, const xt::xarray<T>& x, const 
   return written;
 }
 
-const std::set<std::string> kFrnFiles = {"y.npy", "dx.npy", "dgamma.npy", "dbeta.npy",
-                                         "dtau.npy"};
+const std::set<std::string> kFrnFiles = {"y.npy", "dx.npy", "dgamma.npy", "dbeta.npy", "dtau.npy"};
 const std::set<std::string> kEvoFiles = {"y.npy", "dx.npy", "dgamma.npy", "dbeta.npy", "dv.npy"};
 
 // FRN inputs where tau clips some outputs of every channel: beta 0, gamma 1,
@@ -149,8 +148,8 @@ void check_evonorm(const std::vector<std::size_t>& shape, int groups, Mode mode,
   const xt::xarray<T> dy = random_normal<T>(rng, shape);
   const Arrays<T> params = {{"v", random_normal<T>(rng, {channels})},
                             {"beta", random_normal<T>(rng, {channels})}};
-  const Arrays<T> out = check_apply<T>({{"type", "evonorm_s0"}, {"groups", groups}}, x, dy, mode,
-                                       params, kEvoFiles);
+  const Arrays<T> out =
+      check_apply<T>({{"type", "evonorm_s0"}, {"groups", groups}}, x, dy, mode, params, kEvoFiles);
   REQUIRE(out.count("dv"));
   CHECK(out.at("dv").shape() == std::vector<std::size_t>{channels});
   CHECK(xt::any(xt::not_equal(out.at("dv"), T(0))));
@@ -162,7 +161,8 @@ void check_evonorm(const std::vector<std::size_t>& shape, int groups, Mode mode,
 
 }  // namespace
 
-TEST_CASE("apply: frn with --param tau writes dtau.npy equal to the library's, float32 and float64") {
+TEST_CASE(
+    "apply: frn with --param tau writes dtau.npy equal to the library's, float32 and float64") {
   check_frn<float>({2, 3, 4, 4}, Mode::train, 31);
   check_frn<double>({3, 2, 6}, Mode::train, 32);
 }
@@ -222,7 +222,8 @@ TEST_CASE("apply: frn and evonorm_s0 errors exit 1 with one line naming the prob
        {"--norm", R"({"type":"evonorm_s0","groups":2})", "--input", dir / "x.npy", "--param",
         "v=" + (dir / "v4.npy")},
        {"v has shape (4,)", "(6,)"}},
-      {"C % G", {"--norm", R"({"type":"evonorm_s0"})", "--input", dir / "x.npy"},
+      {"C % G",
+       {"--norm", R"({"type":"evonorm_s0"})", "--input", dir / "x.npy"},
        {"evonorm_s0", "6 channels", "32 groups"}},
   };
   for (const Failure& f : failures) {

@@ -59,6 +59,6 @@ TEST_CASE("a norm written outside the library matches the built-in rms norm") {
   const xt::xarray<double> dx1 = mine.backward(dy);
   const xt::xarray<double> dx2 = builtin->backward(dy);
   CHECK(xt::allclose(dx1, dx2, 1e-14, 1e-14));
-  CHECK(xt::allclose(mine.parameter("gamma").grad,
-                     xt::flatten(builtin->parameter("gamma").grad), 1e-14, 1e-14));
+  CHECK(xt::allclose(mine.parameter("gamma").grad, xt::flatten(builtin->parameter("gamma").grad),
+                     1e-14, 1e-14));
 }

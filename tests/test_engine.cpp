@@ -43,8 +43,8 @@ TEST_CASE("worked example: x = [1,2,3,4], gamma 2, beta 1") {
   norm->set("gamma", xt::xarray<double>({2.0, 2.0, 2.0, 2.0}));
   norm->set("beta", xt::xarray<double>({1.0, 1.0, 1.0, 1.0}));
   const xt::xarray<double> y = norm->forward(x, Mode::train);
-  const double expected[] = {1 - 3 / std::sqrt(1.25), 1 - 1 / std::sqrt(1.25), 1 + 1 / std::sqrt(1.25),
-                            1 + 3 / std::sqrt(1.25)};
+  const double expected[] = {1 - 3 / std::sqrt(1.25), 1 - 1 / std::sqrt(1.25),
+                             1 + 1 / std::sqrt(1.25), 1 + 3 / std::sqrt(1.25)};
   for (int i = 0; i < 4; ++i) CHECK(y(0, i) == doctest::Approx(expected[i]).epsilon(1e-10));
 
   auto with_eps = make_norm<double>({{"type", "layer"}}, 4);
@@ -53,13 +53,15 @@ TEST_CASE("worked example: x = [1,2,3,4], gamma 2, beta 1") {
   with_eps->set("beta", xt::xarray<double>({1.0, 1.0, 1.0, 1.0}));
   const xt::xarray<double> y5 = with_eps->forward(x, Mode::train);
   const double rounded[] = {-1.683, 0.106, 1.894, 3.683};
-  for (int i = 0; i < 4; ++i) CHECK(std::round(y5(0, i) * 1000) / 1000 == doctest::Approx(rounded[i]));
+  for (int i = 0; i < 4; ++i)
+    CHECK(std::round(y5(0, i) * 1000) / 1000 == doctest::Approx(rounded[i]));
 
   // The same numbers from BatchNorm: one channel, four samples.
   auto batch = make_norm<double>({{"type", "batch"}, {"eps", 0.0}}, 1);
   batch->set("gamma", xt::xarray<double>({2.0}));
   batch->set("beta", xt::xarray<double>({1.0}));
-  const xt::xarray<double> column = xt::reshape_view(xt::xarray<double>({1.0, 2.0, 3.0, 4.0}), {4, 1});
+  const xt::xarray<double> column =
+      xt::reshape_view(xt::xarray<double>({1.0, 2.0, 3.0, 4.0}), {4, 1});
   const xt::xarray<double> yb = batch->forward(column, Mode::train);
   for (int i = 0; i < 4; ++i) CHECK(yb(i, 0) == doctest::Approx(expected[i]).epsilon(1e-10));
 }

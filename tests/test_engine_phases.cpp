@@ -65,8 +65,8 @@ std::vector<PathCase> path_cases(bool large) {
                                                       1, Affine::per_channel, true)});
   // ... uncentered sums of squares without eps (WeightNorm's g / ||v||).
   {
-    NormDescription d = description(pick({6, 5, 33}, {30, 5, 1000}), per_channel, 1,
-                                    Affine::per_channel, false);
+    NormDescription d =
+        description(pick({6, 5, 33}, {30, 5, 1000}), per_channel, 1, Affine::per_channel, false);
     d.centered = false;
     d.divide_by_count = false;
     d.eps = 0;
@@ -74,48 +74,48 @@ std::vector<PathCase> path_cases(bool large) {
   }
   // per_channel with outer_chunk: Ghost BN's virtual batches, strided and columns.
   {
-    NormDescription d = description(pick({12, 5, 20}, {48, 5, 700}), per_channel, 1,
-                                    Affine::per_channel, true);
+    NormDescription d =
+        description(pick({12, 5, 20}, {48, 5, 700}), per_channel, 1, Affine::per_channel, true);
     d.outer_chunk = 3;
     cases.push_back({"per_channel outer_chunk (ghost), strided", d});
-    NormDescription c = description(pick({16, 9, 1}, {2000, 80, 1}), per_channel, 1,
-                                    Affine::per_channel, true);
+    NormDescription c =
+        description(pick({16, 9, 1}, {2000, 80, 1}), per_channel, 1, Affine::per_channel, true);
     c.outer_chunk = 4;
     cases.push_back({"per_channel outer_chunk (ghost), columns", c});
   }
   // per_outer_groups with a per-channel affine: GroupNorm, InstanceNorm,
   // LayerNorm with channel_affine; and GroupNorm on (N, C), which the engine
   // runs as contiguous groups with per-element parameters.
-  cases.push_back({"per_outer_groups, per-channel affine (GN)",
-                   description(pick({4, 12, 25}, {16, 12, 800}), groups, 3, Affine::per_channel,
-                               true)});
+  cases.push_back(
+      {"per_outer_groups, per-channel affine (GN)",
+       description(pick({4, 12, 25}, {16, 12, 800}), groups, 3, Affine::per_channel, true)});
   cases.push_back({"per_outer_groups, one channel per group (IN), no affine",
                    description(pick({3, 5, 17}, {12, 5, 2500}), groups, 1, Affine::none, false)});
-  cases.push_back({"per_outer_groups, GN on (N, C)",
-                   description(pick({9, 12, 1}, {1500, 96, 1}), groups, 4, Affine::per_channel,
-                               true)});
+  cases.push_back(
+      {"per_outer_groups, GN on (N, C)",
+       description(pick({9, 12, 1}, {1500, 96, 1}), groups, 4, Affine::per_channel, true)});
   // per_outer_groups with an elementwise affine: LayerNorm over trailing dims
   // (several row chunks of parameter sums), also cut into groups, with rows
   // too long for L2, and RMSNorm.
-  cases.push_back({"per_outer_groups, elementwise affine (LN over trailing dims)",
-                   description(pick({40, 1, 60}, {300, 1, 500}), groups, 1, Affine::elementwise,
-                               true)});
-  cases.push_back({"per_outer_groups, elementwise affine cut into groups",
-                   description(pick({20, 4, 15}, {200, 4, 200}), groups, 2, Affine::elementwise,
-                               true)});
-  cases.push_back({"per_outer_groups, elementwise affine, rows larger than L2",
-                   description(pick({3, 1, 70000}, {6, 1, 70000}), groups, 1,
-                               Affine::elementwise, true)});
+  cases.push_back(
+      {"per_outer_groups, elementwise affine (LN over trailing dims)",
+       description(pick({40, 1, 60}, {300, 1, 500}), groups, 1, Affine::elementwise, true)});
+  cases.push_back(
+      {"per_outer_groups, elementwise affine cut into groups",
+       description(pick({20, 4, 15}, {200, 4, 200}), groups, 2, Affine::elementwise, true)});
+  cases.push_back(
+      {"per_outer_groups, elementwise affine, rows larger than L2",
+       description(pick({3, 1, 70000}, {6, 1, 70000}), groups, 1, Affine::elementwise, true)});
   {
-    NormDescription d = description(pick({33, 1, 24}, {150, 1, 1000}), groups, 1,
-                                    Affine::elementwise, false);
+    NormDescription d =
+        description(pick({33, 1, 24}, {150, 1, 1000}), groups, 1, Affine::elementwise, false);
     d.centered = false;
     cases.push_back({"per_outer_groups, elementwise scale, uncentered (RMS)", d});
   }
   // The pointwise kernels: FRN's TLU epilogue, EvoNorm-S0's swish numerator.
   {
-    NormDescription d = description(pick({3, 6, 30}, {10, 6, 2500}), groups, 1,
-                                    Affine::per_channel, true);
+    NormDescription d =
+        description(pick({3, 6, 30}, {10, 6, 2500}), groups, 1, Affine::per_channel, true);
     d.centered = false;
     d.eps = 1e-6;
     d.epilogue = Epilogue::tlu;
@@ -126,12 +126,12 @@ std::vector<PathCase> path_cases(bool large) {
     cases.push_back({"pointwise, TLU epilogue without affine", n});
   }
   {
-    NormDescription d = description(pick({3, 8, 20}, {10, 8, 2000}), groups, 2,
-                                    Affine::per_channel, true);
+    NormDescription d =
+        description(pick({3, 8, 20}, {10, 8, 2000}), groups, 2, Affine::per_channel, true);
     d.numerator = Numerator::swish;
     cases.push_back({"pointwise, swish numerator (EvoNorm-S0)", d});
-    NormDescription c = description(pick({7, 8, 1}, {2500, 64, 1}), groups, 4,
-                                    Affine::per_channel, true);
+    NormDescription c =
+        description(pick({7, 8, 1}, {2500, 64, 1}), groups, 4, Affine::per_channel, true);
     c.numerator = Numerator::swish;
     cases.push_back({"pointwise, swish numerator on (N, C)", c});
   }
@@ -247,8 +247,8 @@ void check_statistics(const NormDescription& d, const std::vector<double>& x,
   const long double n = d.group_size();
   for (std::size_t g = 0; g < groups; ++g) {
     const long double mean = d.centered ? sum[g] / n : 0;
-    const long double var = d.centered ? squares[g] / n - mean * mean
-                                       : squares[g] / (d.divide_by_count ? n : 1);
+    const long double var =
+        d.centered ? squares[g] / n - mean * mean : squares[g] / (d.divide_by_count ? n : 1);
     CHECK(stats.mean[g] == doctest::Approx(double(mean)).epsilon(1e-12));
     CHECK(stats.var[g] == doctest::Approx(double(var)).epsilon(1e-10));
     CHECK(stats.rstd[g] == doctest::Approx(1 / std::sqrt(double(var) + d.eps)).epsilon(1e-10));
@@ -318,7 +318,8 @@ class HookedNorm : public Norm<double> {
  public:
   enum class Combine { nothing, constants, two_replicas, doubled_sums_only };
 
-  HookedNorm(Pooling pooling, Combine combine) : Norm<double>("hooked"), pooling_(pooling), combine_(combine) {}
+  HookedNorm(Pooling pooling, Combine combine)
+      : Norm<double>("hooked"), pooling_(pooling), combine_(combine) {}
 
   void prepare(const std::vector<std::size_t>& shape) override {
     if (!has_parameter("gamma")) {

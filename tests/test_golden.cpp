@@ -180,7 +180,8 @@ TEST_CASE("golden: ghost norm matches F.batch_norm on each virtual batch under P
 TEST_CASE("golden: batch renorm matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("batch_renorm");
 }
-TEST_CASE("golden: frn (with and without TLU) matches the paper's formula under PyTorch 1.13 autograd") {
+TEST_CASE(
+    "golden: frn (with and without TLU) matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("frn");
 }
 TEST_CASE("golden: evonorm_s0 matches the paper's formula under PyTorch 1.13 autograd") {

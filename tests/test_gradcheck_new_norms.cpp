@@ -145,9 +145,9 @@ void check_gradients(const GradCase& c, std::uint64_t seed) {
     // The forward is max(y_pre, tau).
     const Array y = norm->forward(x, c.mode);
     for (std::size_t i = 0; i < y.size(); ++i)
-      REQUIRE(y.data()[i] ==
-              doctest::Approx(std::max(y_pre.data()[i], tau((i / inner) % channels)))
-                  .epsilon(1e-12));
+      REQUIRE(
+          y.data()[i] ==
+          doctest::Approx(std::max(y_pre.data()[i], tau((i / inner) % channels))).epsilon(1e-12));
   }
 
   const Array r = random_normal<double>(rng, c.shape);
@@ -249,9 +249,8 @@ TEST_CASE("gradcheck: evonorm_s0 on 2-D input, groups 1, 2 and C") {
 
 TEST_CASE("gradcheck: frn and evonorm_s0 give the same outputs in train and eval") {
   std::mt19937_64 rng(2500);
-  for (const nlohmann::json& spec :
-       {nlohmann::json{{"type", "frn"}}, nlohmann::json{{"type", "frn"}, {"tlu", false}},
-        evonorm(2)}) {
+  for (const nlohmann::json& spec : {nlohmann::json{{"type", "frn"}},
+                                     nlohmann::json{{"type", "frn"}, {"tlu", false}}, evonorm(2)}) {
     CAPTURE(spec.dump());
     auto norm = make_norm<double>(spec, 4);
     for (const std::string& name : norm->parameter_names())

@@ -27,15 +27,15 @@ namespace {
 
 // A tiny valid config; only the model and norms vary.
 json tiny_config(const std::string& model, const json& norms) {
-  return {{"name", "tiny"},
-          {"dataset",
-           {{"type", "synthetic"}, {"train_size", 64}, {"test_size", 32}, {"classes", 4},
-            {"seed", 5}}},
-          {"model", model},
-          {"norms", norms},
-          {"batch_sizes", {8}},
-          {"seeds", {0}},
-          {"epochs", 1}};
+  return {
+      {"name", "tiny"},
+      {"dataset",
+       {{"type", "synthetic"}, {"train_size", 64}, {"test_size", 32}, {"classes", 4}, {"seed", 5}}},
+      {"model", model},
+      {"norms", norms},
+      {"batch_sizes", {8}},
+      {"seeds", {0}},
+      {"epochs", 1}};
 }
 
 bool finite(const xt::xarray<float>& a) {
@@ -155,7 +155,8 @@ TEST_CASE("models: mlp2 takes evonorm_s0 (on (N, C)) and trains a step") {
   check_learns(step, "v");
   for (const json& spec : step.specs) CHECK(spec.at("groups") == 32);  // 256 channels
   CHECK_NOTHROW(parse_config(tiny_config("mlp2", json::array({"evonorm_s0"}))));
-  CHECK_NOTHROW(parse_config(tiny_config("mlp2", json::array({json{{"type", "evonorm_s0"}, {"groups", 4}}}))));
+  CHECK_NOTHROW(parse_config(
+      tiny_config("mlp2", json::array({json{{"type", "evonorm_s0"}, {"groups", 4}}}))));
 }
 
 TEST_CASE("models: mlp2 refuses frn with an error naming the norm, cnn3 takes it") {
@@ -169,8 +170,8 @@ TEST_CASE("models: mlp2 refuses frn with an error naming the norm, cnn3 takes it
                  {"frn", "mlp2"});
 
   // Through the config the message starts with the norm's JSON path.
-  const std::string first =
-      error_of<std::invalid_argument>([] { parse_config(tiny_config("mlp2", json::array({"frn"}))); });
+  const std::string first = error_of<std::invalid_argument>(
+      [] { parse_config(tiny_config("mlp2", json::array({"frn"}))); });
   CHECK_MESSAGE(first.rfind("norms[0]:", 0) == 0, first);
   check_mentions(first, {"frn", "mlp2"});
   const std::string second = error_of<std::invalid_argument>([] {

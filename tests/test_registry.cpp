@@ -99,10 +99,15 @@ TEST_CASE("registry: norm_info of an unknown name throws listing every registere
     check_mentions(message, norm_types());
   }
   // resolve_spec, norm_traits and layer_spec say the same.
-  for (const std::string& message :
-       {error_of<std::invalid_argument>([] { resolve_spec({{"type", "bogus"}}); }),
-        error_of<std::invalid_argument>([] { norm_traits({{"type", "bogus"}}); }),
-        error_of<std::invalid_argument>([] { layer_spec({{"type", "bogus"}}, 8, true); })}) {
+  for (const std::string& message : {error_of<std::invalid_argument>([] {
+                                       resolve_spec({{"type", "bogus"}});
+                                     }),
+                                     error_of<std::invalid_argument>([] {
+                                       norm_traits({{"type", "bogus"}});
+                                     }),
+                                     error_of<std::invalid_argument>([] {
+                                       layer_spec({{"type", "bogus"}}, 8, true);
+                                     })}) {
     check_mentions(message, {"unknown type 'bogus'"});
     check_mentions(message, norm_types());
   }

@@ -34,8 +34,9 @@ std::string forward_error(const json& spec, const std::vector<std::size_t>& shap
 
 TEST_CASE("spec: unknown type, missing type, type not a string, spec not an object") {
   check_mentions(spec_error({{"type", "batchnorm"}}),
-                 {"unknown type 'batchnorm'", "batch, batch_renorm, evonorm_s0, frn, ghost, group, "
-                                               "instance, layer, rms, weight"});
+                 {"unknown type 'batchnorm'",
+                  "batch, batch_renorm, evonorm_s0, frn, ghost, group, "
+                  "instance, layer, rms, weight"});
   check_mentions(spec_error({{"eps", 1e-5}}), {"missing key 'type'", "batch"});
   check_mentions(spec_error({{"type", 3}}), {"type: expected a string, got an integer"});
   check_mentions(spec_error(json::array({"batch"})), {"expected an object", "got a list"});

@@ -40,9 +40,9 @@ class Layer {
   virtual std::string name() const = 0;
 };
 
-// y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad] + b[o]
-// x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). im2col + GEMM.
-// With weight_norm, w = g * v / ||v|| per output channel and v, g are learned.
+// y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad] +
+// b[o] x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). im2col + GEMM. With weight_norm, w = g *
+// v / ||v|| per output channel and v, g are learned.
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,

@@ -17,7 +17,8 @@ void NormDescription::validate() const {
   };
   if (view.outer == 0 || view.channels == 0 || view.inner == 0)
     fail("empty input: view [" + std::to_string(view.outer) + ", " + std::to_string(view.channels) +
-         ", " + std::to_string(view.inner) + "] has a zero size (every dimension must be positive)");
+         ", " + std::to_string(view.inner) +
+         "] has a zero size (every dimension must be positive)");
   if (!(eps >= 0) || !std::isfinite(eps))
     fail("eps " + std::to_string(eps) + " must be a finite number >= 0");
   if (pooling == Pooling::per_outer_groups) {
@@ -36,7 +37,9 @@ void NormDescription::validate() const {
     fail("the swish numerator is defined with centered statistics");
   if ((numerator != Numerator::input || epilogue != Epilogue::none) &&
       (pooling != Pooling::per_outer_groups || affine == Affine::elementwise))
-    fail("a swish numerator or TLU epilogue needs per_outer_groups pooling and a per-channel affine");
+    fail(
+        "a swish numerator or TLU epilogue needs per_outer_groups pooling and a per-channel "
+        "affine");
 }
 
 std::size_t NormDescription::groups() const {

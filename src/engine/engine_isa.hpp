@@ -15,28 +15,27 @@ inline double inverse_std(double var, double eps) {
 }
 }  // namespace normlab
 
-#define NORMLAB_DECLARE_ENGINE(ns)                                                           \
-  namespace normlab::ns {                                                                    \
-  template <class T>                                                                         \
-  void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats);                \
-  template <class T>                                                                         \
-  void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,            \
-                   const NormParameters<T>& params, T* y);                                   \
-  template <class T>                                                                         \
-  void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,   \
-                                  const NormParameters<T>& params, T* y);                    \
-  template <class T>                                                                         \
-  void reduce_gradients(const T* x, const T* dy, const NormDescription& d,                   \
-                        const GroupStats& stats, const NormParameters<T>& params,            \
-                        GradientSums& sums);                                                 \
-  template <class T>                                                                         \
-  void apply_gradients(const T* x, const T* dy, const NormDescription& d,                    \
-                       const GroupStats& stats, const NormParameters<T>& params,             \
-                       GradientSums& sums, T* dx);                                           \
-  template <class T>                                                                         \
-  void normalize_backward(const T* x, const T* dy, const NormDescription& d,                 \
-                          const GroupStats& stats, const NormParameters<T>& params,          \
-                          GradientSums& sums, T* dx);                                        \
+#define NORMLAB_DECLARE_ENGINE(ns)                                                                 \
+  namespace normlab::ns {                                                                          \
+  template <class T>                                                                               \
+  void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats);                      \
+  template <class T>                                                                               \
+  void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,                  \
+                   const NormParameters<T>& params, T* y);                                         \
+  template <class T>                                                                               \
+  void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,         \
+                                  const NormParameters<T>& params, T* y);                          \
+  template <class T>                                                                               \
+  void reduce_gradients(const T* x, const T* dy, const NormDescription& d,                         \
+                        const GroupStats& stats, const NormParameters<T>& params,                  \
+                        GradientSums& sums);                                                       \
+  template <class T>                                                                               \
+  void apply_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats, \
+                       const NormParameters<T>& params, GradientSums& sums, T* dx);                \
+  template <class T>                                                                               \
+  void normalize_backward(const T* x, const T* dy, const NormDescription& d,                       \
+                          const GroupStats& stats, const NormParameters<T>& params,                \
+                          GradientSums& sums, T* dx);                                              \
   }
 
 NORMLAB_DECLARE_ENGINE(engine_baseline)
@@ -45,16 +44,16 @@ NORMLAB_DECLARE_ENGINE(engine_avx512)
 
 // Explicit instantiations of the engine functions for one data type, in the
 // namespace where this is expanded.
-#define NORMLAB_INSTANTIATE_ENGINE(T)                                                             \
-  template void reduce_stats<T>(const T*, const NormDescription&, GroupStats&);                   \
-  template void apply_stats<T>(const T*, const NormDescription&, const GroupStats&,               \
-                               const NormParameters<T>&, T*);                                     \
-  template void normalize_with_batch_stats<T>(const T*, const NormDescription&, GroupStats&,      \
-                                              const NormParameters<T>&, T*);                      \
+#define NORMLAB_INSTANTIATE_ENGINE(T)                                                              \
+  template void reduce_stats<T>(const T*, const NormDescription&, GroupStats&);                    \
+  template void apply_stats<T>(const T*, const NormDescription&, const GroupStats&,                \
+                               const NormParameters<T>&, T*);                                      \
+  template void normalize_with_batch_stats<T>(const T*, const NormDescription&, GroupStats&,       \
+                                              const NormParameters<T>&, T*);                       \
   template void reduce_gradients<T>(const T*, const T*, const NormDescription&, const GroupStats&, \
-                                    const NormParameters<T>&, GradientSums&);                     \
+                                    const NormParameters<T>&, GradientSums&);                      \
   template void apply_gradients<T>(const T*, const T*, const NormDescription&, const GroupStats&,  \
-                                   const NormParameters<T>&, GradientSums&, T*);                  \
-  template void normalize_backward<T>(const T*, const T*, const NormDescription&,                 \
-                                      const GroupStats&, const NormParameters<T>&, GradientSums&, \
+                                   const NormParameters<T>&, GradientSums&, T*);                   \
+  template void normalize_backward<T>(const T*, const T*, const NormDescription&,                  \
+                                      const GroupStats&, const NormParameters<T>&, GradientSums&,  \
                                       T*);

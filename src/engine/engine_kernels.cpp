@@ -208,10 +208,10 @@ std::size_t runs(const NormDescription& d) {
 // caller's GroupStats and GradientSums.
 struct Workspace {
   std::vector<Moments> run_moments, group_moments;
-  std::vector<double> run_a, run_b;          // per-run sums
-  std::vector<double> run_tau, run_v;        // per-run parameter sums (pointwise kernels)
-  std::vector<double> param_a, param_b;      // parameter gradients per chunk of rows
-  std::vector<double> column_a, column_b;    // per-column sums
+  std::vector<double> run_a, run_b;        // per-run sums
+  std::vector<double> run_tau, run_v;      // per-run parameter sums (pointwise kernels)
+  std::vector<double> param_a, param_b;    // parameter gradients per chunk of rows
+  std::vector<double> column_a, column_b;  // per-column sums
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
 };
 Workspace& workspace() {

@@ -78,7 +78,8 @@ OptimizerConfig parse_optimizer(JsonReader r) {
 // "batch" or {"type": "batch", ...} -> a spec object; checked against the model.
 nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
                           const std::string& model) {
-  nlohmann::json spec = entry.is_string() ? nlohmann::json{{"type", entry.get<std::string>()}} : entry;
+  nlohmann::json spec =
+      entry.is_string() ? nlohmann::json{{"type", entry.get<std::string>()}} : entry;
   if (!spec.is_object())
     throw std::invalid_argument(path + ": expected a norm name or a norm spec object, got " +
                                 json_kind(entry));
@@ -164,10 +165,10 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   r.finish();
 
   const DatasetConfig& d = c.dataset;
-  nlohmann::json dataset = {{"type", d.type},           {"train_size", d.train_size},
-                            {"test_size", d.test_size}, {"subset", d.subset},
-                            {"subset_seed", d.subset_seed}, {"mean", d.mean},
-                            {"std", d.std}};
+  nlohmann::json dataset = {
+      {"type", d.type},     {"train_size", d.train_size},   {"test_size", d.test_size},
+      {"subset", d.subset}, {"subset_seed", d.subset_seed}, {"mean", d.mean},
+      {"std", d.std}};
   if (d.type == "synthetic") {
     dataset["classes"] = d.classes;
     dataset["seed"] = d.seed;
@@ -175,27 +176,26 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
     dataset["path"] = d.path;
   }
   const OptimizerConfig& o = c.optimizer;
-  c.resolved = {
-      {"name", c.name},
-      {"dataset", dataset},
-      {"model", c.model},
-      {"norms", c.norms},
-      {"batch_sizes", c.batch_sizes},
-      {"seeds", c.seeds},
-      {"epochs", c.epochs},
-      {"optimizer",
-       {{"lr", o.lr},
-        {"base_batch", o.base_batch},
-        {"linear_scaling", o.linear_scaling},
-        {"momentum", o.momentum},
-        {"weight_decay", o.weight_decay},
-        {"schedule", {{"drop_epochs", o.drop_epochs}, {"factor", o.drop_factor}}}}},
-      {"evaluation",
-       {{"batch_size", c.evaluation.batch_size},
-        {"batch_stats_accuracy", c.evaluation.batch_stats_accuracy}}},
-      {"probe", {{"batches", c.probe.batches}, {"seed", c.probe.seed}}},
-      {"output", c.output},
-      {"workers", c.workers}};
+  c.resolved = {{"name", c.name},
+                {"dataset", dataset},
+                {"model", c.model},
+                {"norms", c.norms},
+                {"batch_sizes", c.batch_sizes},
+                {"seeds", c.seeds},
+                {"epochs", c.epochs},
+                {"optimizer",
+                 {{"lr", o.lr},
+                  {"base_batch", o.base_batch},
+                  {"linear_scaling", o.linear_scaling},
+                  {"momentum", o.momentum},
+                  {"weight_decay", o.weight_decay},
+                  {"schedule", {{"drop_epochs", o.drop_epochs}, {"factor", o.drop_factor}}}}},
+                {"evaluation",
+                 {{"batch_size", c.evaluation.batch_size},
+                  {"batch_stats_accuracy", c.evaluation.batch_stats_accuracy}}},
+                {"probe", {{"batches", c.probe.batches}, {"seed", c.probe.seed}}},
+                {"output", c.output},
+                {"workers", c.workers}};
   // Only when on, so that folders started before the option existed still resume.
   if (c.evaluation.precise_bn_batches > 0)
     c.resolved["evaluation"]["precise_bn_batches"] = c.evaluation.precise_bn_batches;
@@ -218,13 +218,13 @@ void apply_set(nlohmann::json& config, const std::string& assignment) {
   std::vector<std::string> parts;
   while (std::getline(keys, key, '.')) parts.push_back(key);
   if (path.back() == '.') parts.push_back("");  // getline drops a trailing empty key
-  std::string walked;  // the path so far, for messages
+  std::string walked;                           // the path so far, for messages
   for (const std::string& part : parts) {
     if (part.empty()) throw std::invalid_argument("--set '" + assignment + "': empty key in path");
     if (node->is_null()) *node = nlohmann::json::object();  // a level the file leaves out
     if (!node->is_object())
-      throw std::invalid_argument("--set '" + assignment + "': " +
-                                  (walked.empty() ? std::string("the config") : walked) +
+      throw std::invalid_argument("--set '" + assignment +
+                                  "': " + (walked.empty() ? std::string("the config") : walked) +
                                   " is not an object");
     node = &(*node)[part];
     walked += (walked.empty() ? "" : ".") + part;

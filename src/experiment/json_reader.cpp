@@ -21,7 +21,9 @@ void JsonReader::fail(const std::string& key, const std::string& problem) const 
   throw std::invalid_argument(path_of(key) + ": " + problem);
 }
 
-bool JsonReader::has(const std::string& key) const { return value_.contains(key); }
+bool JsonReader::has(const std::string& key) const {
+  return value_.contains(key);
+}
 
 const nlohmann::json& JsonReader::get(const std::string& key) {
   read_.insert(key);
@@ -99,7 +101,8 @@ void JsonReader::finish() const {
     if (!read_.count(item.key())) {
       std::string known;
       for (const auto& k : read_) known += (known.empty() ? "" : ", ") + k;
-      throw std::invalid_argument(path_of(item.key()) + ": unknown key (known here: " + known + ")");
+      throw std::invalid_argument(path_of(item.key()) + ": unknown key (known here: " + known +
+                                  ")");
     }
 }
 

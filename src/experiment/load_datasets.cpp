@@ -14,7 +14,8 @@ std::string idx_file(const std::string& folder, const std::string& stem) {
     const std::filesystem::path candidate = std::filesystem::path(folder) / (stem + suffix);
     if (std::filesystem::exists(candidate)) return candidate.string();
   }
-  throw std::runtime_error(folder + ": no " + stem + "[.gz] there (dataset.path must be the folder "
+  throw std::runtime_error(folder + ": no " + stem +
+                           "[.gz] there (dataset.path must be the folder "
                            "holding the IDX files; Debian: apt-get install dataset-fashion-mnist)");
 }
 

@@ -1,7 +1,7 @@
 #include "progress_printer.hpp"
 
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 
 namespace normlab {
 

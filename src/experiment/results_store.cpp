@@ -35,10 +35,20 @@ void write_atomically(const fs::path& path, const std::string& text) {
 }
 
 std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
-  std::vector<std::string> columns = {"cell", "model", "norm", "batch_size", "seed", "lr",
-                                      "test_error", "test_accuracy", "test_accuracy_batch_stats",
-                                      "test_accuracy_precise_bn", "diverged", "train_seconds",
-                                      "train_images_per_second", "wall_seconds"};
+  std::vector<std::string> columns = {"cell",
+                                      "model",
+                                      "norm",
+                                      "batch_size",
+                                      "seed",
+                                      "lr",
+                                      "test_error",
+                                      "test_accuracy",
+                                      "test_accuracy_batch_stats",
+                                      "test_accuracy_precise_bn",
+                                      "diverged",
+                                      "train_seconds",
+                                      "train_images_per_second",
+                                      "wall_seconds"};
   std::string text;
   for (const auto& c : columns) text += c + ",";
   for (std::size_t e = 1; e <= epochs; ++e) text += "train_loss_epoch" + std::to_string(e) + ",";
@@ -68,7 +78,9 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
     : dir_(std::move(dir)), config_(resolved_config) {
   std::error_code ec;
   created_dir_ = fs::create_directories(dir_, ec);
-  if (ec) throw std::runtime_error(dir_.string() + ": cannot create output folder (" + ec.message() + ")");
+  if (ec)
+    throw std::runtime_error(dir_.string() + ": cannot create output folder (" + ec.message() +
+                             ")");
   const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
   if (fresh) {
     for (const char* name : {"config.json", "results.jsonl", "results.csv", "table.md"})
@@ -79,9 +91,11 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
     const nlohmann::json started = nlohmann::json::parse(in, nullptr, false);
     if (started.is_discarded())
       throw std::runtime_error(config_path.string() + ": unreadable; use --fresh to start over");
-    const nlohmann::json diff = nlohmann::json::diff(result_relevant(started), result_relevant(config_));
+    const nlohmann::json diff =
+        nlohmann::json::diff(result_relevant(started), result_relevant(config_));
     if (!diff.empty())
-      throw std::runtime_error(dir_.string() + " was started with a different config (first difference at " +
+      throw std::runtime_error(dir_.string() +
+                               " was started with a different config (first difference at " +
                                diff[0].value("path", std::string("/")) +
                                "); use --fresh to start over or another --out");
   } else {
@@ -137,9 +151,12 @@ double GridCell::mean() const {
 
 std::string GridCell::text(const char* format) const {
   char cell[32] = "-";
-  if (!values.empty()) std::snprintf(cell, sizeof cell, format, mean());
-  else if (diverged) std::snprintf(cell, sizeof cell, "diverged");
-  else if (skipped) std::snprintf(cell, sizeof cell, "skipped");
+  if (!values.empty())
+    std::snprintf(cell, sizeof cell, format, mean());
+  else if (diverged)
+    std::snprintf(cell, sizeof cell, "diverged");
+  else if (skipped)
+    std::snprintf(cell, sizeof cell, "skipped");
   return cell;
 }
 
@@ -173,8 +190,10 @@ ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
     if (std::find(grid.norms.begin(), grid.norms.end(), norm) == grid.norms.end())
       grid.norms.push_back(norm);
     GridCell& cell = grid.cells[{norm, r["batch_size"].get<std::size_t>()}];
-    if (r["diverged"].get<bool>()) ++cell.diverged;
-    else if (const std::optional<double> v = value(r)) cell.values.push_back(*v);
+    if (r["diverged"].get<bool>())
+      ++cell.diverged;
+    else if (const std::optional<double> v = value(r))
+      cell.values.push_back(*v);
   }
   return grid;
 }

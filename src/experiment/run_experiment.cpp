@@ -63,7 +63,8 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
                           100 * record["test_error"].get<double>(),
                           record["train_images_per_second"].get<double>());
           printer.cell_done(cell.index + 1, cell,
-                            config.epochs * (train.size() / cell.batch_size) * cell.batch_size, outcome);
+                            config.epochs * (train.size() / cell.batch_size) * cell.batch_size,
+                            outcome);
         } catch (...) {
           std::lock_guard<std::mutex> lock(failure_mutex);
           if (!failure) failure = std::current_exception();
@@ -72,7 +73,8 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
       }
     };
     std::vector<std::thread> threads;
-    for (std::size_t w = 0; w < std::min(config.workers, pending.size()); ++w) threads.emplace_back(worker);
+    for (std::size_t w = 0; w < std::min(config.workers, pending.size()); ++w)
+      threads.emplace_back(worker);
     for (auto& t : threads) t.join();
     if (failure) std::rethrow_exception(failure);
   }

@@ -43,7 +43,8 @@ double accuracy(Model<float>& model, const Dataset& data, std::size_t batch, Mod
                 bool drop_last) {
   std::vector<std::size_t> order(data.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  const std::vector<std::size_t> sample_shape(data.images.shape().begin() + 1, data.images.shape().end());
+  const std::vector<std::size_t> sample_shape(data.images.shape().begin() + 1,
+                                              data.images.shape().end());
   std::size_t right = 0, seen = 0;
   for (std::size_t first = 0; first < data.size(); first += batch) {
     const std::size_t n = std::min(batch, data.size() - first);
@@ -172,7 +173,8 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
                                 std::to_string(train.size()) + " training samples");
   log.steps_per_epoch = steps;
   std::vector<std::size_t> batch_shape = {batch};
-  batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1, train.images.shape().end());
+  batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1,
+                     train.images.shape().end());
   xt::xarray<float> images = xt::empty<float>(batch_shape), dlogits;
   std::vector<std::uint8_t> labels(batch);
 
@@ -181,14 +183,16 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
   log.loss_curve = {{"epoch", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
   for (std::size_t epoch = 0; epoch < config.epochs && !log.diverged; ++epoch) {
     const double lr = config.optimizer.lr_at(epoch, batch);
-    const std::vector<std::size_t> order = permutation(train.size(), cell.seed * 1000003ULL + epoch);
+    const std::vector<std::size_t> order =
+        permutation(train.size(), cell.seed * 1000003ULL + epoch);
     const auto epoch_start = Clock::now();
     double loss_sum = 0, window_sum = 0;
     std::size_t window_steps = 0;
     for (std::size_t step = 0; step < steps; ++step) {
       gather(train, order, step * batch, images, labels);
       sgd.zero_grad();
-      const double loss = softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
+      const double loss =
+          softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
       if (!std::isfinite(loss)) {
         log.diverged = true;
         log.diverged_at = {{"epoch", epoch}, {"step", step}};

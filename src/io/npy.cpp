@@ -47,7 +47,8 @@ NpyHeader read_header(const std::string& path, std::istream& in) {
   } else if (major == 2 || major == 3) {
     unsigned char b[4];
     if (!in.read(reinterpret_cast<char*>(b), 4)) fail(path, "truncated .npy header");
-    header_len = b[0] | (std::size_t(b[1]) << 8) | (std::size_t(b[2]) << 16) | (std::size_t(b[3]) << 24);
+    header_len =
+        b[0] | (std::size_t(b[1]) << 8) | (std::size_t(b[2]) << 16) | (std::size_t(b[3]) << 24);
   } else {
     fail(path, "unsupported .npy format version " + std::to_string(major));
   }
@@ -109,7 +110,7 @@ xt::xarray<T> load_npy(const std::string& path) {
   if (!h.fortran_order) return xt::adapt(data, h.shape);
   // Fortran order: adapt with column-major layout, then copy to row-major.
   auto column_major = xt::adapt<xt::layout_type::dynamic>(data.data(), count, xt::no_ownership(),
-                                                         h.shape, xt::layout_type::column_major);
+                                                          h.shape, xt::layout_type::column_major);
   return xt::xarray<T>(column_major);
 }
 
@@ -133,7 +134,8 @@ void save_npy(const std::string& path, const xt::xarray<T>& x) {
   out.write(len_bytes, 2);
   out.write(dict.data(), std::streamsize(dict.size()));
   xt::xarray<T> contiguous = x;  // row-major copy
-  out.write(reinterpret_cast<const char*>(contiguous.data()), std::streamsize(x.size() * sizeof(T)));
+  out.write(reinterpret_cast<const char*>(contiguous.data()),
+            std::streamsize(x.size() * sizeof(T)));
   if (!out) fail(path, "write failed");
 }
 

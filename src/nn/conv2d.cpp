@@ -11,8 +11,8 @@ namespace {
 
 struct ConvGeometry {
   std::size_t channels, height, width, kernel, stride, padding, out_height, out_width;
-  std::size_t patch() const { return channels * kernel * kernel; }   // K: rows of cols
-  std::size_t pixels() const { return out_height * out_width; }      // P: columns of cols
+  std::size_t patch() const { return channels * kernel * kernel; }  // K: rows of cols
+  std::size_t pixels() const { return out_height * out_width; }     // P: columns of cols
 };
 
 // cols[(c*k + i)*k + j][oh*W_out + ow] = x[c][oh*stride + i - pad][ow*stride + j - pad] (0 outside)
@@ -65,7 +65,11 @@ class Conv2d final : public WeightedLayer<T> {
   Conv2d(std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride,
          std::size_t padding, bool bias, bool weight_norm)
       : WeightedLayer<T>({out, in, kernel, kernel}, bias, weight_norm),
-        in_(in), out_(out), kernel_(kernel), stride_(stride), padding_(padding) {}
+        in_(in),
+        out_(out),
+        kernel_(kernel),
+        stride_(stride),
+        padding_(padding) {}
 
   // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out)
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) override {
@@ -73,8 +77,14 @@ class Conv2d final : public WeightedLayer<T> {
       throw std::invalid_argument(name() + " needs input (N, " + std::to_string(in_) +
                                   ", H, W), got " + shape_text(x.shape()));
     if (x.shape(2) + 2 * padding_ < kernel_ || x.shape(3) + 2 * padding_ < kernel_)
-      throw std::invalid_argument(name() + ": input " + shape_text(x.shape()) + " is smaller than the kernel");
-    g_ = {in_, x.shape(2), x.shape(3), kernel_, stride_, padding_,
+      throw std::invalid_argument(name() + ": input " + shape_text(x.shape()) +
+                                  " is smaller than the kernel");
+    g_ = {in_,
+          x.shape(2),
+          x.shape(3),
+          kernel_,
+          stride_,
+          padding_,
           (x.shape(2) + 2 * padding_ - kernel_) / stride_ + 1,
           (x.shape(3) + 2 * padding_ - kernel_) / stride_ + 1};
     const std::size_t n = x.shape(0), K = g_.patch(), P = g_.pixels();
@@ -85,7 +95,8 @@ class Conv2d final : public WeightedLayer<T> {
       T* cols = cols_.data() + s * K * P;
       T* y = y_.data() + s * out_ * P;
       im2col(x.data() + s * in_ * g_.height * g_.width, g_, cols);
-      gemm(false, false, int(out_), int(P), int(K), T(1), w.data(), int(K), cols, int(P), T(0), y, int(P));
+      gemm(false, false, int(out_), int(P), int(K), T(1), w.data(), int(K), cols, int(P), T(0), y,
+           int(P));
       if (this->weight_.has_bias())
         for (std::size_t o = 0; o < out_; ++o)
           for (std::size_t p = 0; p < P; ++p) y[o * P + p] += this->weight_.bias()[o];

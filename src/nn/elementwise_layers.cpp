@@ -81,7 +81,8 @@ class GlobalAvgPool final : public Layer<T> {
   // x: (N, C, H, W) -> y: (N, C)
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode) override {
     if (x.dimension() != 4)
-      throw std::invalid_argument(name() + " needs input (N, C, H, W), got " + shape_text(x.shape()));
+      throw std::invalid_argument(name() + " needs input (N, C, H, W), got " +
+                                  shape_text(x.shape()));
     in_shape_ = {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
     const std::size_t planes = x.shape(0) * x.shape(1), S = x.shape(2) * x.shape(3);
     y_.resize({x.shape(0), x.shape(1)});
@@ -159,25 +160,31 @@ class NormLayer final : public Layer<T> {
 }  // namespace
 
 template <class T>
-std::unique_ptr<Layer<T>> make_relu() { return std::make_unique<ReLU<T>>(); }
+std::unique_ptr<Layer<T>> make_relu() {
+  return std::make_unique<ReLU<T>>();
+}
 template <class T>
 std::unique_ptr<Layer<T>> make_max_pool2d(std::size_t kernel) {
   return std::make_unique<MaxPool2d<T>>(kernel);
 }
 template <class T>
-std::unique_ptr<Layer<T>> make_global_avg_pool() { return std::make_unique<GlobalAvgPool<T>>(); }
+std::unique_ptr<Layer<T>> make_global_avg_pool() {
+  return std::make_unique<GlobalAvgPool<T>>();
+}
 template <class T>
-std::unique_ptr<Layer<T>> make_flatten() { return std::make_unique<Flatten<T>>(); }
+std::unique_ptr<Layer<T>> make_flatten() {
+  return std::make_unique<Flatten<T>>();
+}
 template <class T>
 std::unique_ptr<Layer<T>> make_norm_layer(std::unique_ptr<Norm<T>> norm) {
   return std::make_unique<NormLayer<T>>(std::move(norm));
 }
 
-#define NORMLAB_INSTANTIATE_LAYERS(T)                                                 \
-  template std::unique_ptr<Layer<T>> make_relu<T>();                                  \
-  template std::unique_ptr<Layer<T>> make_max_pool2d<T>(std::size_t);                 \
-  template std::unique_ptr<Layer<T>> make_global_avg_pool<T>();                       \
-  template std::unique_ptr<Layer<T>> make_flatten<T>();                               \
+#define NORMLAB_INSTANTIATE_LAYERS(T)                                 \
+  template std::unique_ptr<Layer<T>> make_relu<T>();                  \
+  template std::unique_ptr<Layer<T>> make_max_pool2d<T>(std::size_t); \
+  template std::unique_ptr<Layer<T>> make_global_avg_pool<T>();       \
+  template std::unique_ptr<Layer<T>> make_flatten<T>();               \
   template std::unique_ptr<Layer<T>> make_norm_layer<T>(std::unique_ptr<Norm<T>>);
 NORMLAB_INSTANTIATE_LAYERS(float)
 NORMLAB_INSTANTIATE_LAYERS(double)

@@ -43,8 +43,8 @@ class Linear final : public WeightedLayer<T> {
         for (std::size_t o = 0; o < out_; ++o) this->weight_.bias_grad()[o] += dy(s, o);
     // dx (N x in) = dy (N x out) * w (out x in)
     dx_.resize({n, in_});
-    gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_), last_weight_->data(),
-         int(in_), T(0), dx_.data(), int(in_));
+    gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_),
+         last_weight_->data(), int(in_), T(0), dx_.data(), int(in_));
     this->weight_.finish_backward();
     return dx_;
   }

@@ -31,9 +31,10 @@ double softmax_cross_entropy(const xt::xarray<T>& logits, const std::vector<std:
   return total / double(n);
 }
 
-template double softmax_cross_entropy<float>(const xt::xarray<float>&, const std::vector<std::uint8_t>&,
-                                             xt::xarray<float>&);
+template double softmax_cross_entropy<float>(const xt::xarray<float>&,
+                                             const std::vector<std::uint8_t>&, xt::xarray<float>&);
 template double softmax_cross_entropy<double>(const xt::xarray<double>&,
-                                              const std::vector<std::uint8_t>&, xt::xarray<double>&);
+                                              const std::vector<std::uint8_t>&,
+                                              xt::xarray<double>&);
 
 }  // namespace normlab

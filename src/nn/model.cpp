@@ -35,7 +35,8 @@ template <class T>
 std::vector<ParameterRef<T>> Model<T>::parameters() {
   std::vector<ParameterRef<T>> all;
   for (auto& layer : layers_)
-    for (auto& p : layer->parameters()) all.push_back({layer->name() + "." + p.name, p.value, p.grad});
+    for (auto& p : layer->parameters())
+      all.push_back({layer->name() + "." + p.name, p.value, p.grad});
   return all;
 }
 
@@ -88,7 +89,8 @@ struct NormPlan {
 
 NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architecture = "") {
   if (!norm_spec.is_object() || !norm_spec.contains("type") || !norm_spec["type"].is_string())
-    throw std::invalid_argument("norm: expected an object with a \"type\", got " + norm_spec.dump());
+    throw std::invalid_argument("norm: expected an object with a \"type\", got " +
+                                norm_spec.dump());
   if (norm_spec["type"] == "none") {
     if (norm_spec.size() != 1) throw std::invalid_argument("norm 'none' takes no other keys");
     return {nullptr, {}, architecture};
@@ -121,7 +123,9 @@ void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, st
 
 }  // namespace
 
-std::vector<std::string> model_names() { return {"cnn3", "mlp2"}; }
+std::vector<std::string> model_names() {
+  return {"cnn3", "mlp2"};
+}
 
 NormTraits model_norm_traits(const nlohmann::json& norm_spec) {
   return plan_norm(norm_spec).traits;

@@ -162,8 +162,8 @@ class ChannelNorm : public NormWithOptions<T, Options> {
       batch.var[g % channels] += stats.var[g] * unbiased / double(per_channel);
     }
     ++batches_tracked_;
-    const double momentum = this->options_.momentum ? *this->options_.momentum
-                                                    : 1.0 / double(batches_tracked_);
+    const double momentum =
+        this->options_.momentum ? *this->options_.momentum : 1.0 / double(batches_tracked_);
     xt::xarray<T>& running_mean = this->mutable_state("running_mean");
     xt::xarray<T>& running_var = this->mutable_state("running_var");
     for (std::size_t c = 0; c < channels; ++c) {

@@ -40,15 +40,15 @@ class InstanceNorm final : public ChannelNorm<T, InstanceNormOptions> {
 }  // namespace
 
 void register_instance_norm(NormRegistry& registry) {
-  register_norm<InstanceNorm>(
-      registry, NormDefinition<InstanceNormOptions>{
-                    "instance", "InstanceNorm: per (sample, channel) over (H, W)",
-                    [](const InstanceNormOptions& o) {
-                      NormTraits t;
-                      t.needs_spatial = true;
-                      channel_names(t, o.affine, o.track_running_stats);
-                      return t;
-                    }});
+  register_norm<InstanceNorm>(registry,
+                              NormDefinition<InstanceNormOptions>{
+                                  "instance", "InstanceNorm: per (sample, channel) over (H, W)",
+                                  [](const InstanceNormOptions& o) {
+                                    NormTraits t;
+                                    t.needs_spatial = true;
+                                    channel_names(t, o.affine, o.track_running_stats);
+                                    return t;
+                                  }});
 }
 
 }  // namespace normlab

@@ -69,9 +69,9 @@ class RowNorm final : public NormWithOptions<T, Options> {
             shape_text(shape));
       if (this->options_.affine && !this->has_parameter("gamma")) create_affine({shape[1]});
       if (this->has_parameter("gamma") && this->parameter("gamma").value.size() != shape[1])
-        throw std::invalid_argument(
-            name + " has " + std::to_string(this->parameter("gamma").value.size()) +
-            " channels but the input has shape " + shape_text(shape));
+        throw std::invalid_argument(name + " has " +
+                                    std::to_string(this->parameter("gamma").value.size()) +
+                                    " channels but the input has shape " + shape_text(shape));
       return;
     }
     if (!this->options_.normalized_shape) {
@@ -123,8 +123,9 @@ class RowNorm final : public NormWithOptions<T, Options> {
 // Traits of a per-sample norm.
 inline NormTraits row_norm_traits(bool affine, bool centered) {
   NormTraits t;
-  if (affine) t.parameters = centered ? std::vector<std::string>{"gamma", "beta"}
-                                      : std::vector<std::string>{"gamma"};
+  if (affine)
+    t.parameters =
+        centered ? std::vector<std::string>{"gamma", "beta"} : std::vector<std::string>{"gamma"};
   return t;
 }
 

@@ -30,7 +30,8 @@ nlohmann::json Norm<T>::to_json() const {
 
 template <class T>
 void Norm<T>::given_stats(const NormDescription&, GroupStats&) const {
-  throw std::logic_error(type_ + " norm: its description asks for given statistics, but it has none");
+  throw std::logic_error(type_ +
+                         " norm: its description asks for given statistics, but it has none");
 }
 
 template <class T>

@@ -36,71 +36,74 @@ class OptionSchema {
   // A finite number in `range`.
   OptionSchema& number(const char* key, double Options::*member, NumberRange range,
                        const char* help) {
-    return add(key, range.text(), help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (!v.is_number()) fail_option(key, "a number", json_kind(v));
-                 o.*member = v.get<double>();
-               },
-               [=](const Options& o) { return nlohmann::json(o.*member); },
-               [=](const Options& o) {
-                 if (!range.contains(o.*member))
-                   fail_option(key, range.text(), number_text(o.*member));
-               });
+    return add(
+        key, range.text(), help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (!v.is_number()) fail_option(key, "a number", json_kind(v));
+          o.*member = v.get<double>();
+        },
+        [=](const Options& o) { return nlohmann::json(o.*member); },
+        [=](const Options& o) {
+          if (!range.contains(o.*member)) fail_option(key, range.text(), number_text(o.*member));
+        });
   }
   // The same for an optional member that this type requires (never null).
   OptionSchema& number(const char* key, std::optional<double> Options::*member, NumberRange range,
                        const char* help) {
-    return add(key, range.text(), help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (!v.is_number()) fail_option(key, "a number", json_kind(v));
-                 o.*member = v.get<double>();
-               },
-               [=](const Options& o) { return nlohmann::json(*(o.*member)); },
-               [=](const Options& o) {
-                 if (!(o.*member)) fail_option(key, range.text(), "null");
-                 if (!range.contains(*(o.*member)))
-                   fail_option(key, range.text(), number_text(*(o.*member)));
-               });
+    return add(
+        key, range.text(), help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (!v.is_number()) fail_option(key, "a number", json_kind(v));
+          o.*member = v.get<double>();
+        },
+        [=](const Options& o) { return nlohmann::json(*(o.*member)); },
+        [=](const Options& o) {
+          if (!(o.*member)) fail_option(key, range.text(), "null");
+          if (!range.contains(*(o.*member)))
+            fail_option(key, range.text(), number_text(*(o.*member)));
+        });
   }
   // A number in `range`, or null meaning `null_means`.
   OptionSchema& number_or_null(const char* key, std::optional<double> Options::*member,
                                NumberRange range, const char* null_means, const char* help) {
     const std::string kind = range.text() + " or null (" + null_means + ")";
-    return add(key, kind, help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (!v.is_number() && !v.is_null())
-                   fail_option(key, "a number or null", json_kind(v));
-                 o.*member =
-                     v.is_null() ? std::optional<double>() : std::optional<double>(v.get<double>());
-               },
-               [=](const Options& o) {
-                 return o.*member ? nlohmann::json(*(o.*member)) : nlohmann::json(nullptr);
-               },
-               [=](const Options& o) {
-                 if (o.*member && !range.contains(*(o.*member)))
-                   fail_option(key, range.text() + " or null", number_text(*(o.*member)));
-               });
+    return add(
+        key, kind, help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (!v.is_number() && !v.is_null()) fail_option(key, "a number or null", json_kind(v));
+          o.*member =
+              v.is_null() ? std::optional<double>() : std::optional<double>(v.get<double>());
+        },
+        [=](const Options& o) {
+          return o.*member ? nlohmann::json(*(o.*member)) : nlohmann::json(nullptr);
+        },
+        [=](const Options& o) {
+          if (o.*member && !range.contains(*(o.*member)))
+            fail_option(key, range.text() + " or null", number_text(*(o.*member)));
+        });
   }
   OptionSchema& boolean(const char* key, bool Options::*member, const char* help) {
-    return add(key, "true or false", help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (!v.is_boolean()) fail_option(key, "true or false", json_kind(v));
-                 o.*member = v.get<bool>();
-               },
-               [=](const Options& o) { return nlohmann::json(o.*member); }, nullptr);
+    return add(
+        key, "true or false", help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (!v.is_boolean()) fail_option(key, "true or false", json_kind(v));
+          o.*member = v.get<bool>();
+        },
+        [=](const Options& o) { return nlohmann::json(o.*member); }, nullptr);
   }
   // A positive integer.
   OptionSchema& count(const char* key, std::size_t Options::*member, const char* help) {
-    return add(key, "a positive integer", help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (!v.is_number_integer() || v.get<long long>() <= 0)
-                   fail_option(key, "a positive integer", json_kind(v));
-                 o.*member = v.get<std::size_t>();
-               },
-               [=](const Options& o) { return nlohmann::json(o.*member); },
-               [=](const Options& o) {
-                 if (o.*member == 0) fail_option(key, "a positive integer", "0");
-               });
+    return add(
+        key, "a positive integer", help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (!v.is_number_integer() || v.get<long long>() <= 0)
+            fail_option(key, "a positive integer", json_kind(v));
+          o.*member = v.get<std::size_t>();
+        },
+        [=](const Options& o) { return nlohmann::json(o.*member); },
+        [=](const Options& o) {
+          if (o.*member == 0) fail_option(key, "a positive integer", "0");
+        });
   }
   // An integer >= min.
   OptionSchema& integer(const char* key, long long Options::*member, long long min,
@@ -108,41 +111,43 @@ class OptionSchema {
     const std::string kind = min == std::numeric_limits<long long>::min()
                                  ? std::string("an integer")
                                  : "an integer >= " + std::to_string(min);
-    return add(key, kind, help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (!v.is_number_integer()) fail_option(key, "an integer", json_kind(v));
-                 if (v.is_number_unsigned() &&
-                     v.get<unsigned long long>() >
-                         static_cast<unsigned long long>(std::numeric_limits<long long>::max()))
-                   fail_option(key, kind, v.dump());
-                 o.*member = v.get<long long>();
-               },
-               [=](const Options& o) { return nlohmann::json(o.*member); },
-               [=](const Options& o) {
-                 if (o.*member < min) fail_option(key, kind, std::to_string(o.*member));
-               });
+    return add(
+        key, kind, help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (!v.is_number_integer()) fail_option(key, "an integer", json_kind(v));
+          if (v.is_number_unsigned() &&
+              v.get<unsigned long long>() >
+                  static_cast<unsigned long long>(std::numeric_limits<long long>::max()))
+            fail_option(key, kind, v.dump());
+          o.*member = v.get<long long>();
+        },
+        [=](const Options& o) { return nlohmann::json(o.*member); },
+        [=](const Options& o) {
+          if (o.*member < min) fail_option(key, kind, std::to_string(o.*member));
+        });
   }
   // A non-empty list of positive integers, or null meaning `null_means`.
   OptionSchema& shape_or_null(const char* key,
                               std::optional<std::vector<std::size_t>> Options::*member,
                               const char* null_means, const char* help) {
     const char* kind = "a non-empty list of positive integers or null";
-    return add(key, std::string(kind) + " (" + null_means + ")", help,
-               [=](Options& o, const nlohmann::json& v) {
-                 if (v.is_null()) {
-                   o.*member = std::nullopt;
-                   return;
-                 }
-                 bool fits = v.is_array() && !v.empty();
-                 if (fits)
-                   for (const auto& e : v) fits = fits && e.is_number_integer() && e.get<long long>() > 0;
-                 if (!fits) fail_option(key, kind, json_kind(v));
-                 o.*member = v.get<std::vector<std::size_t>>();
-               },
-               [=](const Options& o) {
-                 return o.*member ? nlohmann::json(*(o.*member)) : nlohmann::json(nullptr);
-               },
-               nullptr);
+    return add(
+        key, std::string(kind) + " (" + null_means + ")", help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (v.is_null()) {
+            o.*member = std::nullopt;
+            return;
+          }
+          bool fits = v.is_array() && !v.empty();
+          if (fits)
+            for (const auto& e : v) fits = fits && e.is_number_integer() && e.get<long long>() > 0;
+          if (!fits) fail_option(key, kind, json_kind(v));
+          o.*member = v.get<std::vector<std::size_t>>();
+        },
+        [=](const Options& o) {
+          return o.*member ? nlohmann::json(*(o.*member)) : nlohmann::json(nullptr);
+        },
+        nullptr);
   }
   // A check across keys, on the typed options.
   OptionSchema& check(std::function<void(const Options&)> rule) {

@@ -40,10 +40,10 @@ class WeightNorm final : public NormWithOptions<T, WeightNormOptions> {
     dim_ = std::size_t(dim < 0 ? dim + rank : dim);
     if (!this->has_parameter("g")) this->add_parameter("g", xt::ones<T>({shape[dim_]}));
     if (this->parameter("g").value.size() != shape[dim_])
-      throw std::invalid_argument(
-          this->type() + " norm has " + std::to_string(this->parameter("g").value.size()) +
-          " slices but the weight has shape " + shape_text(shape) + " along dim " +
-          std::to_string(dim_));
+      throw std::invalid_argument(this->type() + " norm has " +
+                                  std::to_string(this->parameter("g").value.size()) +
+                                  " slices but the weight has shape " + shape_text(shape) +
+                                  " along dim " + std::to_string(dim_));
   }
 
  protected:
@@ -77,15 +77,15 @@ class WeightNorm final : public NormWithOptions<T, WeightNormOptions> {
 
 void register_weight_norm(NormRegistry& registry) {
   register_norm<WeightNorm>(
-      registry, NormDefinition<WeightNormOptions>{
-                    "weight",
-                    "WeightNorm: reparameterizes a layer's weight, w = g * v / ||v|| per slice",
-                    [](const WeightNormOptions&) {
-                      NormTraits t;
-                      t.reparameterizes_weight = true;
-                      t.parameters = {"g"};
-                      return t;
-                    }});
+      registry,
+      NormDefinition<WeightNormOptions>{
+          "weight", "WeightNorm: reparameterizes a layer's weight, w = g * v / ||v|| per slice",
+          [](const WeightNormOptions&) {
+            NormTraits t;
+            t.reparameterizes_weight = true;
+            t.parameters = {"g"};
+            return t;
+          }});
 }
 
 }  // namespace normlab
