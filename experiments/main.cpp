@@ -4,6 +4,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "normlab/distributed.hpp"
 #include "normlab/version.hpp"
 
 namespace {
@@ -57,10 +58,26 @@ int main(int argc, char** argv) {
   }
   for (const Command& c : kCommands) {
     if (name != c.name) continue;
+    // Under mpirun every rank runs this; `run` spreads its cells over them.
+    struct Mpi {
+      bool on = false;
+      ~Mpi() {
+        if (on) normlab::finalize_mpi();
+      }
+    } mpi;
     try {
+      if (normlab::launched_by_mpirun()) {
+        normlab::init_mpi(&argc, &argv);
+        mpi.on = true;
+        if (normlab::world_communicator()->size() > 1 && name != "run")
+          throw std::invalid_argument(
+              "runs in one process: only `normlab run` spreads over MPI "
+              "ranks (run it without mpirun)");
+      }
       return c.run(normlab::cli::Args(argv + 2, argv + argc));
     } catch (const std::exception& e) {
       std::cerr << "normlab " << name << ": " << e.what() << "\n";
+      if (mpi.on) normlab::abort_mpi(1);  // the other ranks would wait for this one
       return 1;
     }
   }

@@ -184,6 +184,9 @@ TEST_CASE(
     "golden: frn (with and without TLU) matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("frn");
 }
+TEST_CASE("golden: sync_batch on one process matches PyTorch 1.13 batch norm") {
+  check_type("sync_batch");
+}
 TEST_CASE("golden: evonorm_s0 matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("evonorm_s0");
 }

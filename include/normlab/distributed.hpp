@@ -65,6 +65,9 @@ bool launched_by_mpirun();
 void init_mpi(int* argc, char*** argv);
 // MPI_Finalize, if init_mpi ran; safe to call twice.
 void finalize_mpi();
+// Ends every rank of the job (MPI_Abort) when MPI runs with more than one
+// rank: a rank that fails must not leave the others waiting for it.
+void abort_mpi(int code);
 // Every rank of the job when MPI is initialized; otherwise the single process.
 std::shared_ptr<Communicator> world_communicator();
 // Throws std::invalid_argument("WHAT: this build of normlab has no MPI ...")

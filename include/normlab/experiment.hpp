@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "normlab/data.hpp"
+#include "normlab/distributed.hpp"
 #include "normlab/model.hpp"
 
 namespace normlab {
@@ -62,7 +63,11 @@ struct ExperimentConfig {
   EvaluationConfig evaluation;
   ProbeConfig probe;
   std::string output;
-  std::size_t workers = 1;  // cells trained at once, each on one thread
+  std::size_t workers = 1;  // cells trained at once, each on one thread (one process)
+  // Data-parallel cells ("distributed": {"ranks_per_cell": R or [R, ...]}): each
+  // value R trains every cell on R MPI ranks, B samples per rank (a global
+  // batch of R * B). {1}: one process per cell.
+  std::vector<std::size_t> ranks_per_cell = {1};
   nlohmann::json resolved;  // the whole config with defaults filled in
 };
 
@@ -83,11 +88,13 @@ std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size)
 struct Cell {
   std::size_t index = 0;
   nlohmann::json norm;
-  std::size_t batch_size = 0;
+  std::size_t batch_size = 0;  // per rank
+  std::size_t ranks = 1;       // data-parallel ranks training the cell
   std::uint64_t seed = 0;
   std::string skipped;             // skip_reason(): run_experiment does not train the cell
   std::string norm_label() const;  // "batch", "group(groups=8)"
-  std::string id() const;          // "batch/B64/seed0"
+  std::string row_label() const;   // norm_label(), with " R=2" on 2 ranks: the tables' rows
+  std::string id() const;          // "batch/B64/seed0", "sync_batch/B4/R2/seed0"
 };
 std::vector<Cell> grid_cells(const ExperimentConfig& config);  // skipped cells included
 
@@ -100,9 +107,14 @@ using ProgressFn = std::function<void(const CellProgress&)>;
 
 // Trains and evaluates one cell; returns its result record (test accuracy in
 // eval mode, with batch statistics where the norm has them, train loss per
-// epoch, wall time, images/s, diverged).
+// epoch, wall time, images/s, diverged). A cell with ranks > 1 runs on every
+// rank of `group` (of that size; every rank calls train_cell): each takes its
+// share of each global batch, in rank order, gradients are averaged over the
+// group in one all-reduce per step, and every rank returns the same record.
+// Null group: this process alone.
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
-                          const Dataset& test, const ProgressFn& progress);
+                          const Dataset& test, const ProgressFn& progress,
+                          std::shared_ptr<Communicator> group = nullptr);
 
 // "Precise BN": sets the running statistics of every norm that has them to
 // population statistics over `batches` train-mode batches of `batch_size`
@@ -122,7 +134,10 @@ struct RunOptions {
 };
 // Runs every unfinished cell, appending to out_dir/results.jsonl and rewriting
 // out_dir/results.csv after each; prints progress to stderr and the table of
-// test error by norm x batch size to stdout.
+// test error by norm x batch size to stdout. Under mpirun (MPI initialized,
+// world_communicator() of K ranks) the cells of each ranks_per_cell value R
+// are spread over K / R groups of R ranks that take cells as they become
+// free; rank 0 alone writes the folder and prints.
 void run_experiment(const ExperimentConfig& config, const RunOptions& options);
 
 // What a result was measured on: normlab, compiler, build type, CPU ("cpu"),

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "normlab/distributed.hpp"
 #include "normlab/layers.hpp"
 
 namespace normlab {
@@ -65,5 +66,12 @@ class Sgd {
   double momentum_, weight_decay_;
   bool first_step_ = true;
 };
+
+// Data-parallel training: replaces every gradient in `parameters` by its mean
+// over the ranks of `group`, and likewise the `extra` values (a step's loss),
+// with one all-reduce of one buffer. Every rank gets the same values.
+template <class T>
+void average_gradients(const std::vector<ParameterRef<T>>& parameters, Communicator& group,
+                       double* extra = nullptr, std::size_t extra_count = 0);
 
 }  // namespace normlab

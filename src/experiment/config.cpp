@@ -162,6 +162,34 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   const long long workers = r.integer("workers", 1);
   if (workers < 1) r.fail("workers", "expected at least 1");
   c.workers = std::size_t(workers);
+
+  JsonReader distributed = r.object("distributed");
+  if (distributed.has("ranks_per_cell")) {
+    const nlohmann::json& given = distributed.raw("ranks_per_cell");
+    std::vector<long long> ranks;
+    if (given.is_number_integer())
+      ranks = {given.get<long long>()};
+    else if (given.is_array() && !given.empty() &&
+             std::all_of(given.begin(), given.end(),
+                         [](const auto& v) { return v.is_number_integer(); }))
+      ranks = given.get<std::vector<long long>>();
+    else
+      distributed.fail("ranks_per_cell", std::string("expected a positive integer or a non-empty "
+                                                     "list of them, got ") +
+                                             json_kind(given));
+    c.ranks_per_cell.clear();
+    for (long long rank_count : ranks) {
+      if (rank_count < 1)
+        distributed.fail("ranks_per_cell",
+                         "expected positive integers, got " + std::to_string(rank_count));
+      if (std::count(ranks.begin(), ranks.end(), rank_count) > 1)
+        distributed.fail("ranks_per_cell", "lists " + std::to_string(rank_count) + " twice");
+      c.ranks_per_cell.push_back(std::size_t(rank_count));
+    }
+    if (std::any_of(ranks.begin(), ranks.end(), [](long long v) { return v > 1; }))
+      require_mpi(distributed.path_of("ranks_per_cell"));
+  }
+  distributed.finish();
   r.finish();
 
   const DatasetConfig& d = c.dataset;
@@ -196,6 +224,9 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
                 {"probe", {{"batches", c.probe.batches}, {"seed", c.probe.seed}}},
                 {"output", c.output},
                 {"workers", c.workers}};
+  // Only when set, so that folders started before the option existed still resume.
+  if (c.ranks_per_cell != std::vector<std::size_t>{1})
+    c.resolved["distributed"] = {{"ranks_per_cell", c.ranks_per_cell}};
   // Only when on, so that folders started before the option existed still resume.
   if (c.evaluation.precise_bn_batches > 0)
     c.resolved["evaluation"]["precise_bn_batches"] = c.evaluation.precise_bn_batches;
@@ -255,8 +286,13 @@ std::string Cell::norm_label() const {
   return extra.empty() ? label : label + "(" + extra + ")";
 }
 
+std::string Cell::row_label() const {
+  return ranks > 1 ? norm_label() + " R=" + std::to_string(ranks) : norm_label();
+}
+
 std::string Cell::id() const {
-  return norm_label() + "/B" + std::to_string(batch_size) + "/seed" + std::to_string(seed);
+  return norm_label() + "/B" + std::to_string(batch_size) +
+         (ranks > 1 ? "/R" + std::to_string(ranks) : "") + "/seed" + std::to_string(seed);
 }
 
 std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size) {
@@ -274,15 +310,17 @@ std::vector<Cell> grid_cells(const ExperimentConfig& config) {
   std::vector<Cell> cells;
   for (const nlohmann::json& norm : config.norms)
     for (std::size_t b : config.batch_sizes)
-      for (std::uint64_t seed : config.seeds) {
-        Cell cell;
-        cell.index = cells.size();
-        cell.norm = norm;
-        cell.batch_size = b;
-        cell.seed = seed;
-        cell.skipped = skip_reason(norm, b);
-        cells.push_back(cell);
-      }
+      for (std::size_t ranks : config.ranks_per_cell)
+        for (std::uint64_t seed : config.seeds) {
+          Cell cell;
+          cell.index = cells.size();
+          cell.norm = norm;
+          cell.batch_size = b;
+          cell.ranks = ranks;
+          cell.seed = seed;
+          cell.skipped = skip_reason(norm, b);
+          cells.push_back(cell);
+        }
   return cells;
 }
 

@@ -1,9 +1,15 @@
-// run_experiment: every unfinished cell of the grid, `workers` at a time,
-// each on a single thread, results saved as each cell ends.
+// run_experiment: every unfinished cell of the grid, results saved as each
+// cell ends. In one process, `workers` cells at a time, each on one thread.
+// Under mpirun, the world's ranks form groups of R (each ranks_per_cell value
+// in turn) that take cells as they become free; rank 0 hands out the cells,
+// trains with its own group, and alone writes the results folder.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <deque>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "environment.hpp"
@@ -12,11 +18,38 @@
 #include "results_store.hpp"
 
 namespace normlab {
+namespace {
 
-void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
-  ResultsStore store(options.out_dir.empty() ? config.output : options.out_dir, config.resolved,
-                     options.fresh);
-  const std::vector<Cell> cells = grid_cells(config);
+// What run_experiment adds to a cell's record.
+struct RecordContext {
+  nlohmann::json dataset, environment, config;
+  void complete(nlohmann::json& record) const {
+    record["dataset"] = dataset;
+    record["environment"] = environment;
+    record["config"] = config;
+  }
+};
+
+std::size_t images_of(const ExperimentConfig& config, const Cell& cell, std::size_t train_size) {
+  const std::size_t global = cell.batch_size * cell.ranks;
+  return config.epochs * (train_size / global) * global;
+}
+
+void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const Cell& cell,
+                 std::size_t train_size, const nlohmann::json& record) {
+  char outcome[128];
+  if (record["diverged"].get<bool>())
+    std::snprintf(outcome, sizeof outcome, "diverged");
+  else
+    std::snprintf(outcome, sizeof outcome, "test error %.2f%%, %.0f images/s",
+                  100 * record["test_error"].get<double>(),
+                  record["train_images_per_second"].get<double>());
+  printer.cell_done(cell.index + 1, cell, images_of(config, cell, train_size), outcome);
+}
+
+// The cells to train: not skipped and not finished in the store.
+std::vector<Cell> pending_cells(const std::vector<Cell>& cells, const ResultsStore& store,
+                                const ExperimentConfig& config) {
   std::vector<Cell> pending;
   std::size_t skipped = 0;
   for (const Cell& cell : cells) {
@@ -31,15 +64,36 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
   std::fprintf(stderr, "%s: %zu cells%s, %zu finished before, %zu to run in %s\n",
                config.name.c_str(), cells.size(), skipped_note.c_str(),
                cells.size() - skipped - pending.size(), pending.size(), store.dir().c_str());
+  return pending;
+}
 
+std::size_t total_images(const ExperimentConfig& config, const std::vector<Cell>& pending,
+                         std::size_t train_size) {
+  std::size_t total = 0;
+  for (const Cell& cell : pending) total += images_of(config, cell, train_size);
+  return total;
+}
+
+void print_table(const ExperimentConfig& config, const ResultsStore& store) {
+  std::cout << "test error (%) by norm x batch size, " << config.model << ", " << config.name
+            << " (" << store.dir().string() << ")\n"
+            << error_table(config.resolved, store.records());
+}
+
+// ---- One process ----
+
+void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
+  ResultsStore store(options.out_dir.empty() ? config.output : options.out_dir, config.resolved,
+                     options.fresh);
+  const std::vector<Cell> cells = grid_cells(config);
+  const std::vector<Cell> pending = pending_cells(cells, store, config);
   if (!pending.empty()) {
     const auto [train, test] = load_datasets(config.dataset);
     use_single_threaded_blas();
-    const nlohmann::json environment = environment_info(config.workers);
-    std::size_t total_images = 0;
-    for (const Cell& cell : pending)
-      total_images += config.epochs * (train.size() / cell.batch_size) * cell.batch_size;
-    ProgressPrinter printer(cells.size(), total_images);
+    const RecordContext context{{{"train_size", train.size()}, {"test_size", test.size()}},
+                                environment_info(config.workers),
+                                config.resolved};
+    ProgressPrinter printer(cells.size(), total_images(config, pending, train.size()));
 
     std::atomic<std::size_t> next{0};
     std::exception_ptr failure;
@@ -51,20 +105,9 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
           nlohmann::json record = train_cell(config, cell, train, test, [&](const CellProgress& p) {
             printer.update(cell.index + 1, cell, p);
           });
-          record["dataset"] = {{"train_size", train.size()}, {"test_size", test.size()}};
-          record["environment"] = environment;
-          record["config"] = config.resolved;
+          context.complete(record);
           store.append(record);
-          char outcome[128];
-          if (record["diverged"].get<bool>())
-            std::snprintf(outcome, sizeof outcome, "diverged");
-          else
-            std::snprintf(outcome, sizeof outcome, "test error %.2f%%, %.0f images/s",
-                          100 * record["test_error"].get<double>(),
-                          record["train_images_per_second"].get<double>());
-          printer.cell_done(cell.index + 1, cell,
-                            config.epochs * (train.size() / cell.batch_size) * cell.batch_size,
-                            outcome);
+          report_done(printer, config, cell, train.size(), record);
         } catch (...) {
           std::lock_guard<std::mutex> lock(failure_mutex);
           if (!failure) failure = std::current_exception();
@@ -78,9 +121,193 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
     for (auto& t : threads) t.join();
     if (failure) std::rethrow_exception(failure);
   }
-  std::cout << "test error (%) by norm x batch size, " << config.model << ", " << config.name
-            << " (" << store.dir().string() << ")\n"
-            << error_table(config.resolved, store.records());
+  print_table(config, store);
+}
+
+// ---- Over MPI ranks ----
+
+// Messages between group leaders and rank 0.
+enum Tag : int {
+  kRequest = 1,  // leader -> 0: a cell, please
+  kAssign = 2,   // 0 -> leader: a grid index, or -1 when there is none left
+  kRecord = 3,   // leader -> 0: a finished cell's record
+};
+
+// Rank 0's side: the queue of one ranks_per_cell phase, answers to the other
+// leaders, and their records into the store.
+class Dispatcher {
+ public:
+  Dispatcher(Communicator& world, std::deque<std::size_t> queue, int other_leaders,
+             ResultsStore& store, ProgressPrinter& printer, const ExperimentConfig& config,
+             const std::vector<Cell>& cells, std::size_t train_size)
+      : world_(world),
+        queue_(std::move(queue)),
+        leaders_waiting_(other_leaders),
+        store_(store),
+        printer_(printer),
+        config_(config),
+        cells_(cells),
+        train_size_(train_size) {}
+
+  // Rank 0's own next cell (-1: none), after answering whatever has arrived.
+  long long next_for_self() {
+    serve(false);
+    return take();
+  }
+  // Answers requests and stores records; with `wait`, at least one message.
+  void serve(bool wait) {
+    for (std::optional<Message> m; (m = world_.receive(wait)); wait = false) {
+      if (m->tag == kRequest) {
+        const long long index = take();
+        if (index < 0)
+          --leaders_waiting_;
+        else
+          ++out_;
+        world_.send(m->from, kAssign, std::to_string(index));
+      } else if (m->tag == kRecord) {
+        const nlohmann::json record = nlohmann::json::parse(m->bytes);
+        store_.append(record);
+        report_done(printer_, config_, cells_.at(record["index"].get<std::size_t>()), train_size_,
+                    record);
+        --out_;
+      } else {
+        throw std::logic_error("rank 0 got an unexpected message (tag " + std::to_string(m->tag) +
+                               ") from rank " + std::to_string(m->from));
+      }
+    }
+  }
+  // Until every other leader has been told there is nothing left and every
+  // cell handed out has come back.
+  void drain() {
+    while (leaders_waiting_ > 0 || out_ > 0) serve(true);
+  }
+
+ private:
+  long long take() {
+    if (queue_.empty()) return -1;
+    const std::size_t index = queue_.front();
+    queue_.pop_front();
+    return static_cast<long long>(index);
+  }
+  Communicator& world_;
+  std::deque<std::size_t> queue_;
+  int leaders_waiting_;
+  int out_ = 0;  // cells handed to other leaders whose records have not come back
+  ResultsStore& store_;
+  ProgressPrinter& printer_;
+  const ExperimentConfig& config_;
+  const std::vector<Cell>& cells_;
+  std::size_t train_size_;
+};
+
+// Rank 0 opens the store and decides what is pending; every rank learns it
+// (or rank 0's error, so that no rank waits for a decision that never comes).
+std::vector<std::size_t> agree_on_pending(Communicator& world, const std::vector<Cell>& cells,
+                                          std::optional<ResultsStore>& store,
+                                          const ExperimentConfig& config,
+                                          const RunOptions& options) {
+  std::string message;
+  if (world.rank() == 0) {
+    try {
+      store.emplace(options.out_dir.empty() ? config.output : options.out_dir, config.resolved,
+                    options.fresh);
+      std::vector<std::size_t> indices;
+      for (const Cell& cell : pending_cells(cells, *store, config)) indices.push_back(cell.index);
+      message = nlohmann::json{{"pending", indices}}.dump();
+    } catch (const std::exception& e) {
+      message = nlohmann::json{{"error", e.what()}}.dump();
+    }
+  }
+  world.broadcast(message, 0);
+  const nlohmann::json decision = nlohmann::json::parse(message);
+  if (decision.contains("error")) throw std::runtime_error(decision["error"].get<std::string>());
+  return decision["pending"].get<std::vector<std::size_t>>();
+}
+
+void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
+                    const std::shared_ptr<Communicator>& world) {
+  const int rank = world->rank(), ranks = world->size();
+  const std::vector<Cell> cells = grid_cells(config);
+  std::optional<ResultsStore> store;
+  const std::vector<std::size_t> pending = agree_on_pending(*world, cells, store, config, options);
+  if (!pending.empty()) {
+    const auto [train, test] = load_datasets(config.dataset);
+    use_single_threaded_blas();
+    nlohmann::json environment = environment_info(1);
+    environment["mpi_world_size"] = ranks;
+    const RecordContext context{
+        {{"train_size", train.size()}, {"test_size", test.size()}}, environment, config.resolved};
+    std::vector<Cell> pending_list;
+    for (std::size_t i : pending) pending_list.push_back(cells[i]);
+    std::optional<ProgressPrinter> printer;
+    if (rank == 0) printer.emplace(cells.size(), total_images(config, pending_list, train.size()));
+
+    for (std::size_t group_size : config.ranks_per_cell) {
+      // Groups of consecutive ranks; rank 0 leads the first.
+      const int size = int(group_size);
+      const std::shared_ptr<Communicator> group = world->split(rank / size, rank);
+      const bool leader = group->rank() == 0;
+      std::optional<Dispatcher> dispatcher;
+      if (rank == 0) {
+        std::deque<std::size_t> queue;
+        for (const Cell& cell : pending_list)
+          if (cell.ranks == group_size) queue.push_back(cell.index);
+        dispatcher.emplace(*world, std::move(queue), ranks / size - 1, *store, *printer, config,
+                           cells, train.size());
+      }
+      for (;;) {
+        std::string assigned;
+        if (leader) {
+          if (rank == 0) {
+            assigned = std::to_string(dispatcher->next_for_self());
+          } else {
+            world->send(0, kRequest, "");
+            assigned = world->receive(/*wait=*/true)->bytes;  // only rank 0 sends to leaders
+          }
+        }
+        group->broadcast(assigned, 0);
+        const long long index = std::stoll(assigned);
+        if (index < 0) break;
+        const Cell& cell = cells[std::size_t(index)];
+        ProgressFn progress;
+        if (rank == 0)
+          progress = [&](const CellProgress& p) {
+            printer->update(cell.index + 1, cell, p);
+            dispatcher->serve(false);  // other leaders wait for rank 0 between steps
+          };
+        nlohmann::json record = train_cell(config, cell, train, test, progress, group);
+        if (!leader) continue;
+        context.complete(record);
+        if (rank == 0) {
+          store->append(record);
+          report_done(*printer, config, cell, train.size(), record);
+        } else {
+          world->send(0, kRecord, record.dump());
+        }
+      }
+      if (rank == 0) dispatcher->drain();
+      world->barrier();
+    }
+  }
+  if (rank == 0) print_table(config, *store);
+}
+
+}  // namespace
+
+void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
+  const std::shared_ptr<Communicator> world = world_communicator();
+  const int ranks = world->size();
+  for (std::size_t r : config.ranks_per_cell)
+    if (ranks % int(r) != 0)
+      throw std::invalid_argument(
+          "distributed.ranks_per_cell " + std::to_string(r) + " needs a number of MPI ranks " +
+          "that it divides, got " + std::to_string(ranks) +
+          (ranks == 1 ? " (run under mpirun -np " + std::to_string(r) + " or a multiple)"
+                      : " (mpirun -np N with N a multiple of every ranks_per_cell)"));
+  if (ranks == 1)
+    run_in_process(config, options);
+  else
+    run_over_ranks(config, options, world);
 }
 
 }  // namespace normlab

@@ -161,44 +161,61 @@ double eval_accuracy(Model<float>& model, const Dataset& data, std::size_t batch
 }
 
 Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
-                         const ProgressFn& progress, TrainingLog& log) {
-  Model<float> model = build_model<float>(config.model, cell.norm);
+                         const ProgressFn& progress, TrainingLog& log,
+                         const std::shared_ptr<Communicator>& group_or_null) {
+  const std::shared_ptr<Communicator> group =
+      group_or_null ? group_or_null : single_process_communicator();
+  if (std::size_t(group->size()) != cell.ranks)
+    throw std::invalid_argument("cell " + cell.id() + " trains on " + std::to_string(cell.ranks) +
+                                " ranks but its group has " + std::to_string(group->size()));
+  // SyncBatchNorm layers take the group as they are built.
+  Model<float> model = [&] {
+    CommunicatorScope scope(group);
+    return build_model<float>(config.model, cell.norm);
+  }();
   model.initialize(cell.seed);
   Sgd<float> sgd(model.parameters(), config.optimizer.momentum, config.optimizer.weight_decay);
+  const std::vector<ParameterRef<float>> parameters = model.parameters();
 
-  const std::size_t batch = cell.batch_size;
-  const std::size_t steps = train.size() / batch;  // the incomplete last batch is dropped
+  // Each global batch of ranks * B samples is cut in rank order: R ranks at B
+  // see exactly the samples one process sees at R * B.
+  const std::size_t batch = cell.batch_size, global_batch = cell.ranks * batch;
+  const std::size_t share = std::size_t(group->rank()) * batch;
+  const std::size_t steps = train.size() / global_batch;  // the incomplete last batch is dropped
   if (steps == 0)  // parse_config catches this unless the dataset size is only known now
-    throw std::invalid_argument("batch size " + std::to_string(batch) + " is larger than the " +
-                                std::to_string(train.size()) + " training samples");
+    throw std::invalid_argument("batch size " + std::to_string(global_batch) +
+                                " is larger than the " + std::to_string(train.size()) +
+                                " training samples");
   log.steps_per_epoch = steps;
   std::vector<std::size_t> batch_shape = {batch};
   batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1,
                      train.images.shape().end());
   xt::xarray<float> images = xt::empty<float>(batch_shape), dlogits;
   std::vector<std::uint8_t> labels(batch);
+  const double communication_before = group->collective_seconds();
 
   // A few points per epoch whatever B is, so curves of different B line up.
   const std::size_t window = std::max<std::size_t>(1, steps / kLossCurvePointsPerEpoch);
   log.loss_curve = {{"epoch", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
   for (std::size_t epoch = 0; epoch < config.epochs && !log.diverged; ++epoch) {
-    const double lr = config.optimizer.lr_at(epoch, batch);
+    const double lr = config.optimizer.lr_at(epoch, global_batch);
     const std::vector<std::size_t> order =
         permutation(train.size(), cell.seed * 1000003ULL + epoch);
     const auto epoch_start = Clock::now();
     double loss_sum = 0, window_sum = 0;
     std::size_t window_steps = 0;
     for (std::size_t step = 0; step < steps; ++step) {
-      gather(train, order, step * batch, images, labels);
+      gather(train, order, step * global_batch + share, images, labels);
       sgd.zero_grad();
-      const double loss =
-          softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
+      double loss = softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
+      model.backward(dlogits);
+      // One all-reduce: the gradients and the loss, averaged (the same on every rank).
+      average_gradients(parameters, *group, &loss, 1);
       if (!std::isfinite(loss)) {
         log.diverged = true;
         log.diverged_at = {{"epoch", epoch}, {"step", step}};
         break;
       }
-      model.backward(dlogits);
       sgd.step(lr);
       loss_sum += loss;
       window_sum += loss;
@@ -215,24 +232,28 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
     log.train_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
     if (!log.diverged) log.epoch_losses.push_back(loss_sum / double(steps));
   }
+  log.communication_seconds = group->collective_seconds() - communication_before;
   return model;
 }
 
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
-                          const Dataset& test, const ProgressFn& progress) {
+                          const Dataset& test, const ProgressFn& progress,
+                          std::shared_ptr<Communicator> group) {
   const auto start = Clock::now();
   TrainingLog log;
-  Model<float> model = train_model(config, cell, train, progress, log);
+  Model<float> model = train_model(config, cell, train, progress, log, group);
   const std::size_t batch = cell.batch_size;
   nlohmann::json result = {{"cell", cell.id()},
                            {"index", cell.index},
                            {"model", config.model},
-                           {"norm", cell.norm_label()},
+                           {"norm", cell.row_label()},
                            {"norm_spec", cell.norm},
                            {"batch_size", batch},
+                           {"ranks", cell.ranks},
+                           {"global_batch_size", cell.ranks * batch},
                            {"seed", cell.seed},
                            {"epochs", config.epochs},
-                           {"lr", config.optimizer.lr_at(0, batch)},
+                           {"lr", config.optimizer.lr_at(0, cell.ranks * batch)},
                            {"steps_per_epoch", log.steps_per_epoch},
                            {"train_loss", log.epoch_losses},
                            {"loss_curve", log.loss_curve},
@@ -247,15 +268,21 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
     result["test_error_precise_bn"] = nullptr;
     result["precise_bn_batches"] = 0;
   }
+  // Every rank of a group evaluates the same test set with its own model (the
+  // weights are the same on every rank; unsynchronized BatchNorm's running
+  // statistics are the rank's own, and the group's first rank reports). With
+  // several ranks, train-mode evaluations (batch statistics, precise BN) are
+  // not measured: their batches would have to be split over the ranks too.
   if (!log.diverged) {
     const double acc = eval_accuracy(model, test, config.evaluation.batch_size);
     result["test_accuracy"] = acc;
     result["test_error"] = 1.0 - acc;
-    if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm))
+    const bool one_rank = cell.ranks == 1;
+    if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm) && one_rank)
       result["test_accuracy_batch_stats"] = batch_stats_accuracy(model, test, batch);
     // Last: it replaces the running statistics. Its batches are the shuffle an
     // epoch after the last one would use.
-    const std::size_t used = precise_batches > 0
+    const std::size_t used = precise_batches > 0 && one_rank
                                  ? precise_bn(model, train, batch, precise_batches,
                                               cell.seed * 1000003ULL + config.epochs)
                                  : 0;
@@ -268,7 +295,13 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
   }
   const double seconds = log.train_seconds;
   result["train_seconds"] = seconds;
-  result["train_images_per_second"] = seconds > 0 ? double(log.images_seen) / seconds : 0.0;
+  // Images of the whole group per second.
+  result["train_images_per_second"] =
+      seconds > 0 ? double(log.images_seen * cell.ranks) / seconds : 0.0;
+  if (cell.ranks > 1) {
+    result["communication_seconds"] = log.communication_seconds;
+    result["communication_share"] = seconds > 0 ? log.communication_seconds / seconds : 0.0;
+  }
   result["wall_seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   return result;
 }

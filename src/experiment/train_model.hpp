@@ -23,14 +23,18 @@ struct TrainingLog {
   bool diverged = false;
   nlohmann::json diverged_at = nullptr;
   double train_seconds = 0;
-  std::size_t images_seen = 0;
+  std::size_t images_seen = 0;       // by this rank
+  double communication_seconds = 0;  // inside the group's collectives while training
 };
 constexpr std::size_t kLossCurvePointsPerEpoch = 20;
 
 // A fresh model for the cell, trained with SGD as the config says (same seed,
-// same numbers: training is single-threaded and deterministic).
+// same numbers: training is single-threaded and deterministic). With a group
+// of cell.ranks ranks, this rank trains on its share of each global batch and
+// the gradients are averaged over the group (see train_cell).
 Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
-                         const ProgressFn& progress, TrainingLog& log);
+                         const ProgressFn& progress, TrainingLog& log,
+                         const std::shared_ptr<Communicator>& group = nullptr);
 
 // Norm types whose train-mode output depends on the other samples of the
 // batch (the registry's batch_statistics trait): batch-stats test accuracy and

@@ -188,11 +188,35 @@ void Sgd<T>::zero_grad() {
   for (auto& p : parameters_) p.grad->fill(T(0));
 }
 
+template <class T>
+void average_gradients(const std::vector<ParameterRef<T>>& parameters, Communicator& group,
+                       double* extra, std::size_t extra_count) {
+  if (group.size() == 1) return;
+  static thread_local std::vector<double> buffer;  // reused: no allocation per step
+  std::size_t total = extra_count;
+  for (const auto& p : parameters) total += p.grad->size();
+  buffer.resize(total);
+  std::size_t at = 0;
+  for (const auto& p : parameters)
+    for (T g : *p.grad) buffer[at++] = double(g);
+  std::copy(extra, extra + extra_count, buffer.begin() + std::ptrdiff_t(at));
+  group.all_reduce_sum(buffer.data(), total);
+  const double ranks = double(group.size());
+  at = 0;
+  for (const auto& p : parameters)
+    for (T& g : *p.grad) g = T(buffer[at++] / ranks);
+  for (std::size_t i = 0; i < extra_count; ++i) extra[i] = buffer[at + i] / ranks;
+}
+
 template class Model<float>;
 template class Model<double>;
 template Model<float> build_model<float>(const std::string&, const nlohmann::json&);
 template Model<double> build_model<double>(const std::string&, const nlohmann::json&);
 template class Sgd<float>;
 template class Sgd<double>;
+template void average_gradients<float>(const std::vector<ParameterRef<float>>&, Communicator&,
+                                       double*, std::size_t);
+template void average_gradients<double>(const std::vector<ParameterRef<double>>&, Communicator&,
+                                        double*, std::size_t);
 
 }  // namespace normlab

@@ -256,7 +256,7 @@ def torch_module(spec, shape, data_dtype):
     kind = spec["type"]
     c = shape[1] if len(shape) > 1 else None
     eps = spec.get("eps", 1e-5)
-    if kind == "batch":
+    if kind in ("batch", "sync_batch"):  # SyncBatchNorm on one process is BatchNorm
         cls = nn.BatchNorm1d if len(shape) <= 3 else nn.BatchNorm2d
         return cls(c, eps=eps, momentum=spec.get("momentum", 0.1),
                    affine=spec.get("affine", True),
@@ -423,6 +423,14 @@ def cases():
     add("batch_cumulative_steps_eval", {"type": "batch", "momentum": None}, (2, 3, 5, 5), "eval",
         STEPS)
     add("batch_cumulative_steps_train", {"type": "batch", "momentum": None}, (2, 3, 4), "train",
+        STEPS)
+
+    # One process: torch.nn.SyncBatchNorm refuses CPU tensors; on one rank it is
+    # BatchNorm, which is what these check (tests/mpi checks several ranks).
+    for mode in ("train", "eval"):
+        add(f"sync_batch_4d_{mode}", {"type": "sync_batch"}, (2, 3, 5, 5), mode, 0)
+    add("sync_batch_2d_train", {"type": "sync_batch"}, (4, 3), "train", 0)
+    add("sync_batch_steps_eval", {"type": "sync_batch", "momentum": None}, (3, 6, 3, 5), "eval",
         STEPS)
 
     add("layer_2d", {"type": "layer"}, (3, 5), "train", 0)
