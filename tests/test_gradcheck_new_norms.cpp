@@ -47,21 +47,9 @@ std::string describe(const GradCase& c) {
   return c.spec.dump() + " on " + shape + " in " + to_string(c.mode);
 }
 
-// Compares `analytic` with central differences of `loss` in each entry of
-// `values` (which the loss reads); every entry is restored afterwards.
 void check_against_differences(const std::string& what, const Array& analytic, Array& values,
                                const std::function<double()>& loss) {
-  REQUIRE(analytic.shape() == values.shape());
-  double worst = 0;
-  std::size_t worst_at = 0;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const double numeric = central_difference(loss, values.data()[i], kStep);
-    const double a = analytic.data()[i];
-    const double error = std::abs(a - numeric) / std::max({1.0, std::abs(a), std::abs(numeric)});
-    if (error > worst) worst = error, worst_at = i;
-  }
-  CHECK_MESSAGE(worst < kTolerance,
-                what << ": worst relative error " << worst << " at flat index " << worst_at);
+  normlab::test::check_against_differences(what, analytic, values, loss, kStep, kTolerance);
 }
 
 // The FRN output before its TLU, from the formula: per (sample, channel),

@@ -4,7 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdlib>
 #include <filesystem>
@@ -74,6 +76,25 @@ inline double central_difference(const std::function<double()>& loss, double& en
   const double down = loss();
   entry = saved;
   return (up - down) / (2 * h);
+}
+
+// Compares `analytic` with central differences (step h) of `loss` in each
+// entry of `values` (which the loss reads); every entry is restored. The
+// error of an entry is relative to max(1, |analytic|, |numeric|).
+template <class Array>
+void check_against_differences(const std::string& what, const Array& analytic, Array& values,
+                               const std::function<double()>& loss, double h, double tolerance) {
+  REQUIRE(analytic.shape() == values.shape());
+  double worst = 0;
+  std::size_t worst_at = 0;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const double numeric = central_difference(loss, values.data()[i], h);
+    const double a = analytic.data()[i];
+    const double error = std::abs(a - numeric) / std::max({1.0, std::abs(a), std::abs(numeric)});
+    if (error > worst) worst = error, worst_at = i;
+  }
+  CHECK_MESSAGE(worst < tolerance,
+                what << ": worst relative error " << worst << " at flat index " << worst_at);
 }
 
 // Writes `bytes` to `path` as they are.
