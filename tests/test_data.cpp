@@ -190,9 +190,20 @@ TEST_CASE("load_idx names the file and the problem") {
     CHECK(load_error(images, dir / "lab2") ==
           images + " has 3 images but " + dir / "lab2" + " has 2 labels");
   }
-  SUBCASE("a corrupt header claiming huge sizes fails as truncated, without allocating it") {
+  SUBCASE("a corrupt header claiming huge sizes fails without allocating them") {
     write_file(dir / "huge", idx_bytes(2051, {4000000000u, 60000, 60000}, small.pixels), false);
-    check_mentions(load_error(dir / "huge", labels), {dir / "huge", "got 18"});
+    check_mentions(load_error(dir / "huge", labels), {dir / "huge", "implausible"});
+    write_file(dir / "big", idx_bytes(2051, {40000, 60000, 60000}, small.pixels), false);
+    check_mentions(load_error(dir / "big", labels), {dir / "big", "got 18"});  // truncated
+  }
+  // Found by tests/fuzz/fuzz_idx: no images, but sides whose product overflowed
+  // xtensor's signed strides (undefined behaviour).
+  SUBCASE("image sides of 0 or beyond 65535 pixels are refused") {
+    write_file(dir / "wide", idx_bytes(2051, {0, 4294967295u, 4279697408u}, {}), false);
+    check_mentions(load_error(dir / "wide", labels),
+                   {dir / "wide", "implausible image size 4294967295x4279697408", "1 to 65535"});
+    write_file(dir / "flat", idx_bytes(2051, {3, 0, 2}, {}), false);
+    check_mentions(load_error(dir / "flat", labels), {dir / "flat", "0x2"});
   }
 }
 

@@ -4,11 +4,13 @@
 
 #include "normlab/analysis.hpp"
 #include "normlab/data.hpp"
+#include "normlab/distributed.hpp"
 #include "normlab/engine.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/layers.hpp"
 #include "normlab/model.hpp"
 #include "normlab/norm.hpp"
 #include "normlab/npy.hpp"
+#include "normlab/registry.hpp"
 #include "normlab/threads.hpp"
 #include "normlab/version.hpp"

@@ -152,8 +152,13 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path)
     GzFile file(images_path);
     const auto dims = read_header(file, images_path, kImageMagic, "image");
     const std::size_t count = dims[0], rows = dims[1], cols = dims[2];
-    // Each dimension is below 2^32; the product of all three may not fit.
-    if (rows * cols != 0 && count > SIZE_MAX / (rows * cols))
+    // Each dimension is below 2^32; images are at most 65535 pixels a side,
+    // and the product of all three must fit the signed sizes xtensor uses.
+    if (rows == 0 || cols == 0 || rows > 65535 || cols > 65535)
+      fail(images_path, "implausible image size " + std::to_string(rows) + "x" +
+                            std::to_string(cols) +
+                            " in the header (each side must be 1 to 65535 pixels)");
+    if (count > std::size_t(PTRDIFF_MAX) / sizeof(float) / (rows * cols))
       fail(images_path, "implausible image dimensions in the header");
     const std::size_t total = count * rows * cols;
     float scaled[256];  // u8 / 255, exactly as the division rounds it

@@ -88,7 +88,8 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
   const std::vector<Cell> cells = grid_cells(config);
   const std::vector<Cell> pending = pending_cells(cells, store, config);
   if (!pending.empty()) {
-    const auto [train, test] = load_datasets(config.dataset);
+    const std::pair<Dataset, Dataset> datasets = load_datasets(config.dataset);
+    const Dataset &train = datasets.first, &test = datasets.second;
     use_single_threaded_blas();
     const RecordContext context{{{"train_size", train.size()}, {"test_size", test.size()}},
                                 environment_info(config.workers),
@@ -231,7 +232,8 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
   std::optional<ResultsStore> store;
   const std::vector<std::size_t> pending = agree_on_pending(*world, cells, store, config, options);
   if (!pending.empty()) {
-    const auto [train, test] = load_datasets(config.dataset);
+    const std::pair<Dataset, Dataset> datasets = load_datasets(config.dataset);
+    const Dataset &train = datasets.first, &test = datasets.second;
     use_single_threaded_blas();
     nlohmann::json environment = environment_info(1);
     environment["mpi_world_size"] = ranks;

@@ -47,6 +47,7 @@ class SyncBatchNorm final : public ChannelNorm<T, SyncBatchNormOptions> {
 
   bool combines_stats() const override { return communicator_->size() > 1; }
   void combine_stats(const NormDescription& d, Mode, GroupStats& stats) override {
+    if (communicator_->size() == 1) return;  // BatchNorm's statistics, bit for bit
     const std::size_t channels = d.groups(), ranks = std::size_t(communicator_->size());
     // Per rank: count, then each channel's mean and M2 (2C + 1 values).
     local_.resize(2 * channels + 1);

@@ -153,7 +153,9 @@ TEST_CASE("mpi: communicator basics over the world") {
 
 TEST_CASE("mpi: sync_batch over the ranks equals batch on the concatenated input (float64)") {
   const std::size_t ranks = std::size_t(world_communicator()->size());
-  SUBCASE("equal shards, (N, C, H, W)") { check_against_batch(std::vector<std::size_t>(ranks, 2), {3, 4, 5}); }
+  SUBCASE("equal shards, (N, C, H, W)") {
+    check_against_batch(std::vector<std::size_t>(ranks, 2), {3, 4, 5});
+  }
   SUBCASE("unequal shards, (N, C, L)") {
     std::vector<std::size_t> counts;
     for (std::size_t r = 0; r < ranks; ++r) counts.push_back(r + 1);
@@ -199,7 +201,8 @@ TEST_CASE("mpi: a data-parallel step of R ranks x B equals one process at R*B (f
       CAPTURE(step);
       Array dlogits;
       whole_sgd.zero_grad();
-      const double whole_loss = softmax_cross_entropy(whole.forward(images, Mode::train), labels, dlogits);
+      const double whole_loss =
+          softmax_cross_entropy(whole.forward(images, Mode::train), labels, dlogits);
       whole.backward(dlogits);
       whole_sgd.step(0.05);
       sgd.zero_grad();
