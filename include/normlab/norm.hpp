@@ -1,6 +1,7 @@
 // The common interface of every normalization layer.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -45,6 +46,12 @@ struct BatchStatistics {
 // observe_stats (running statistics); then apply. A norm without a combine
 // hook gets the engine's fused calls, which do the same with x read once.
 // Backward: reduce -> combine_gradients -> apply, fused likewise.
+//
+// Thread safety: one Norm object is used by one thread at a time (its forward
+// saves state for its backward); different objects may be used from different
+// threads. Builds without NDEBUG check it: a second thread entering a Norm
+// that is in use throws std::logic_error. The engine's own threads
+// (set_num_threads) are internal to each call.
 template <class T>
 class Norm {
  public:
@@ -58,7 +65,9 @@ class Norm {
   xt::xarray<T> forward(const xt::xarray<T>& x, Mode mode);
   // Allocation-free variant (y is resized only if its shape differs). It keeps
   // a reference to x, not a copy: x must stay alive and unchanged until the
-  // backward() that follows, as the activations of a network do.
+  // backward() that follows, as the activations of a network do (the
+  // allocating forward above copies x instead). y must not be x: in-place
+  // forward is refused with std::invalid_argument, since backward needs x.
   void forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y);
 
   // dx for the last forward; adds the parameter gradients to Parameter::grad.
@@ -144,6 +153,7 @@ class Norm {
   GroupStats saved_stats_;
   GradientSums gradient_sums_;  // reused by every backward
   bool has_forward_ = false;
+  std::atomic<bool> in_use_{false};  // checked in builds without NDEBUG
 };
 
 // Builds a norm from its JSON spec. `channels` is the size of dimension 1 of

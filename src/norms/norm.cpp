@@ -9,6 +9,33 @@
 #include "shapes.hpp"
 
 namespace normlab {
+namespace {
+
+// Marks a Norm in use for a call; in builds without NDEBUG, a second thread
+// entering the same Norm throws instead of corrupting its saved state.
+class UseGuard {
+ public:
+  UseGuard(std::atomic<bool>& in_use, const std::string& type) : in_use_(in_use) {
+#ifndef NDEBUG
+    if (in_use_.exchange(true))
+      throw std::logic_error(type +
+                             " norm used from two threads at once: a Norm object is not "
+                             "thread-safe (use one object per thread)");
+    owns_ = true;
+#else
+    (void)type;
+#endif
+  }
+  ~UseGuard() {
+    if (owns_) in_use_ = false;
+  }
+
+ private:
+  std::atomic<bool>& in_use_;
+  bool owns_ = false;
+};
+
+}  // namespace
 
 Mode parse_mode(const std::string& name) {
   if (name == "train") return Mode::train;
@@ -152,6 +179,11 @@ xt::xarray<T> Norm<T>::forward(const xt::xarray<T>& x, Mode mode) {
 
 template <class T>
 void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
+  const UseGuard guard(in_use_, type_);
+  if (&x == &y || (x.size() > 0 && x.data() == y.data()))
+    throw std::invalid_argument(type_ +
+                                " norm: forward in place (y is x) is not supported: backward "
+                                "needs x; pass another array for y");
   shape_.assign(x.shape().begin(), x.shape().end());
   prepare(shape_);
   const NormDescription d = describe(shape_, mode);
@@ -188,6 +220,7 @@ xt::xarray<T> Norm<T>::backward(const xt::xarray<T>& dy) {
 
 template <class T>
 void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
+  const UseGuard guard(in_use_, type_);
   if (!has_forward_) throw std::logic_error(type() + " norm: backward called before any forward");
   if (!std::equal(dy.shape().begin(), dy.shape().end(), shape_.begin(), shape_.end()))
     throw std::invalid_argument("gradient has shape " + shape_text(dy.shape()) +
