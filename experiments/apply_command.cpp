@@ -32,10 +32,25 @@ xt::xarray<T> load_as(const std::string& path) {
   return xt::xarray<T>(load_npy<double>(path));
 }
 
+// numpy writes arrays with a zero-size dimension; no norm has statistics of them.
+template <class T>
+void require_values(const std::string& path, const xt::xarray<T>& x) {
+  for (std::size_t axis = 0; axis < x.dimension(); ++axis) {
+    if (x.shape()[axis] != 0) continue;
+    std::string shape;
+    for (std::size_t d : x.shape()) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    if (x.dimension() == 1) shape += ",";
+    throw std::invalid_argument(path + ": shape (" + shape + ") has a zero-size dimension (axis " +
+                                std::to_string(axis) +
+                                "): a norm needs at least one value along every axis");
+  }
+}
+
 template <class T>
 void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
   const Mode mode = parse_mode(o.mode);
   const xt::xarray<T> x = load_npy<T>(o.input);
+  require_values(o.input, x);
   auto norm = make_norm<T>(spec, 0);
   norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
 
@@ -60,7 +75,8 @@ void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
     for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
 
   StagedOutput out(o.out);
-  for (const auto& [name, value] : outputs) save_npy<T>(out.path(name + ".npy"), value);
+  for (const auto& [name, value] : outputs)
+    out.write(name + ".npy", [&](const std::string& path) { save_npy<T>(path, value); });
   out.commit();
   std::cout << "wrote";
   for (const auto& entry : outputs) std::cout << " " << entry.first << ".npy";
@@ -91,10 +107,12 @@ int apply_command(const Args& args) {
 
   nlohmann::json spec;
   try {
-    spec = nlohmann::json::parse(o.norm);
-  } catch (const nlohmann::json::parse_error&) {
-    throw std::invalid_argument("--norm is not valid JSON: '" + o.norm +
-                                "' (example: '{\"type\":\"batch\"}')");
+    spec = parse_json(o.norm, "--norm", 0);
+  } catch (const JsonInputError& e) {
+    if (e.kind() != JsonInputError::Kind::syntax) throw std::invalid_argument(e.what());
+    // "--norm: not valid JSON at column C (...)"
+    throw std::invalid_argument("--norm is" + std::string(e.what()).substr(7) +
+                                "; example: --norm '{\"type\":\"batch\"}'");
   }
   if (npy_dtype(o.input) == DType::float32)
     run_apply<float>(o, spec);

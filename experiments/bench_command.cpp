@@ -68,27 +68,40 @@ std::vector<Case> default_cases() {
   return cases;
 }
 
+// At most `max` characters of `text`, for quoting user input in messages.
+std::string clip(const std::string& text, std::size_t max = 60) {
+  return text.size() > max ? text.substr(0, max) + "..." : text;
+}
+
 // "batch" or a JSON spec such as '{"type":"group","groups":32}'.
 nlohmann::json parse_norm(const std::string& text) {
-  if (!text.empty() && text.front() == '{') {
+  const std::string label = "--norm '" + clip(text) + "'";
+  if (!text.empty() && (text.front() == '{' || text.front() == '[')) {
+    nlohmann::json spec;
     try {
-      nlohmann::json spec = nlohmann::json::parse(text);
-      if (spec.contains("type") && spec["type"].is_string()) return spec;
-    } catch (const nlohmann::json::parse_error&) {
+      spec = parse_json(text, label, 0);
+    } catch (const JsonInputError& e) {
+      if (e.kind() != JsonInputError::Kind::syntax) throw std::invalid_argument(e.what());
+      throw std::invalid_argument(std::string(e.what()) +
+                                  ": expected a norm name or a JSON spec with a \"type\"");
     }
-    throw std::invalid_argument("--norm '" + text +
-                                "': expected a norm name or a JSON spec with a \"type\"");
+    if (spec.is_object() && spec.contains("type") && spec["type"].is_string()) return spec;
+    throw std::invalid_argument(label + ": expected a norm name or a JSON spec with a \"type\"");
   }
   const std::vector<std::string> types = norm_types();
   if (std::find(types.begin(), types.end(), text) == types.end()) {
     std::string known;
     for (const std::string& t : types) known += " " + t;
-    throw std::invalid_argument("--norm '" + text + "' is not a norm (known:" + known + ")");
+    throw std::invalid_argument(label + " is not a norm (known:" + known + ")");
   }
   return {{"type", text}};
 }
 
-Shape parse_shape(const std::string& text) {
+constexpr long long kMaxThreads = 1024;
+
+// Sizes separated by commas; the bench holds four arrays of the shape (x, y,
+// dy, dx), which must fit in this machine's memory.
+Shape parse_shape(const std::string& text, std::size_t value_bytes) {
   Shape shape;
   std::stringstream in(text);
   std::string part;
@@ -106,6 +119,15 @@ Shape parse_shape(const std::string& text) {
     shape.push_back(std::size_t(size));
   }
   if (shape.empty()) throw std::invalid_argument("--shape is empty: give sizes such as 8192,768");
+  std::size_t bytes = 4 * value_bytes;
+  for (std::size_t d : shape)
+    if (__builtin_mul_overflow(bytes, d, &bytes)) bytes = std::size_t(-1);
+  const std::size_t memory = physical_memory_bytes();
+  if (bytes == std::size_t(-1) || (memory > 0 && bytes > memory))
+    throw std::invalid_argument("--shape '" + clip(text) +
+                                "': four arrays of this shape do not fit in "
+                                "this machine's " +
+                                std::to_string(memory / (1024 * 1024)) + " MiB of memory");
   return shape;
 }
 
@@ -115,7 +137,8 @@ std::vector<Case> select_cases(const BenchOptions& o) {
   std::vector<nlohmann::json> specs;
   for (const std::string& n : o.norms) specs.push_back(parse_norm(n));
   std::vector<Shape> shapes;
-  for (const std::string& s : o.shapes) shapes.push_back(parse_shape(s));
+  for (const std::string& s : o.shapes)
+    shapes.push_back(parse_shape(s, o.dtype == "float64" ? 8 : 4));
   if (shapes.empty()) {
     const std::vector<Case> defaults = default_cases();
     if (specs.empty()) return defaults;
@@ -317,12 +340,13 @@ void print_json_row(const nlohmann::json& spec, const Shape& shape, const BenchO
 template <class T>
 std::optional<std::vector<PhaseResult>> bench_case(const Case& c, const BenchOptions& o,
                                                    Budget& budget, nlohmann::json& resolved) {
-  auto norm = make_norm<T>(c.spec, 0);
+  std::unique_ptr<Norm<T>> norm;
   xt::xarray<T> x = xt::xarray<T>::from_shape(c.shape), dy = xt::xarray<T>::from_shape(c.shape);
   fill(x, 1, 0.5);
   fill(dy, 2, 0.0);
   xt::xarray<T> y = xt::empty<T>(c.shape), dx = xt::empty<T>(c.shape);
-  try {  // the norm refuses the shape in prepare, or when it describes it in a forward
+  try {  // the norm refuses the build (no MPI), the shape in prepare, or in a forward
+    norm = make_norm<T>(c.spec, 0);
     norm->prepare(c.shape);
     norm->forward(x, Mode::train, y);
   } catch (const std::invalid_argument& e) {
@@ -412,25 +436,34 @@ int bench_command(const Args& args) {
       "Times forward (train), forward (eval) and backward of each norm and shape (median\n"
       "after a warm-up) and reports the effective GB/s of the minimum memory traffic\n"
       "against the machine's bandwidth, measured first (STREAM copy and triad). Options");
+  // Numbers are read as text and range-checked (an unsigned option would take
+  // "-1" as 2^32 - 1).
+  std::string threads = "1", repeats = "10", seconds = "0", probe_mb = "512";
   desc.add_options()("help,h", "show this help")(
       "norm", po::value(&o.norms)->multitoken()->composing(),
       "norms to time: a name from `normlab list norms`, or a JSON spec (default: all)")(
       "shape", po::value(&o.shapes)->multitoken()->composing(),
       "input shapes, e.g. 32,64,56,56 8192,768 (default: each norm's default shapes)")(
-      "threads", po::value(&o.threads),
-      "threads of the engine and of the bandwidth probe (default 1)")(
-      "repeats", po::value(&o.repeats), "timed calls per measurement (default 10)")(
-      "seconds", po::value(&o.seconds),
-      "time budget for the whole run, shared by the measurements (default: none)")(
+      "threads", po::value(&threads),
+      "threads of the engine and of the bandwidth probe, 1 to 1024 (default 1)")(
+      "repeats", po::value(&repeats), "timed calls per measurement, 1 to 1000000 (default 10)")(
+      "seconds", po::value(&seconds),
+      "time budget for the whole run, shared by the measurements, up to 86400 (default: none)")(
       "json", po::bool_switch(&o.json), "one JSON line per case on stdout instead of the table")(
       "dtype", po::value(&o.dtype), "float32 (default) or float64")(
-      "probe-mb", po::value(&o.probe_mb),
-      "MiB per array of the bandwidth probe (default 512: far beyond any L3)");
+      "probe-mb", po::value(&probe_mb),
+      "MiB per array of the bandwidth probe, 1 to 65536 (default 512: far beyond any L3)");
   if (!parse_options(args, desc)) return 0;
-  if (o.threads < 1) throw std::invalid_argument("--threads must be at least 1");
-  if (o.repeats < 1) throw std::invalid_argument("--repeats must be at least 1");
-  if (o.seconds < 0) throw std::invalid_argument("--seconds must not be negative");
-  if (o.probe_mb < 1) throw std::invalid_argument("--probe-mb must be at least 1");
+  o.threads = unsigned(integer_option("--threads", threads, 1, kMaxThreads));
+  o.repeats = int(integer_option("--repeats", repeats, 1, 1'000'000));
+  o.seconds = number_option("--seconds", seconds, 0, 86400);
+  o.probe_mb = std::size_t(integer_option("--probe-mb", probe_mb, 1, 65536));
+  // Three arrays of probe_mb MiB must fit in this machine's memory.
+  const std::size_t memory = physical_memory_bytes();
+  if (memory > 0 && 3 * o.probe_mb * 1024 * 1024 > memory)
+    throw std::invalid_argument("--probe-mb " + probe_mb + ": 3 arrays of " + probe_mb +
+                                " MiB do not fit in this machine's " +
+                                std::to_string(memory / (1024 * 1024)) + " MiB of memory");
   if (o.dtype != "float32" && o.dtype != "float64")
     throw std::invalid_argument("--dtype '" + o.dtype + "': use float32 or float64");
   set_num_threads(o.threads);

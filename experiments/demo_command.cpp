@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
 #include <xtensor/xrandom.hpp>
@@ -42,11 +43,13 @@ double worst_deviation(const xt::xarray<double>& y, std::size_t slices, SliceOf 
 }  // namespace
 
 int demo_command(const Args& args) {
-  std::size_t seed = 0;
+  std::string seed_text = "0";
   po::options_description desc("usage: normlab demo [--seed N]\n\nOptions");
-  desc.add_options()("help,h", "show this help")("seed", po::value(&seed),
-                                                 "random seed (default 0)");
+  desc.add_options()("help,h", "show this help")("seed", po::value(&seed_text),
+                                                 "random seed, an integer >= 0 (default 0)");
   if (!parse_options(args, desc)) return 0;
+  const std::size_t seed =
+      std::size_t(integer_option("--seed", seed_text, 0, std::numeric_limits<long long>::max()));
 
   // x: (N=8, C=8, H=5, W=5); channel c has mean 2c - 7 and std 1 + c / 2,
   // sample n is shifted by n, so every axis carries a different offset.

@@ -1,4 +1,5 @@
 // normlab: the command-line tool. `normlab COMMAND --help` for each command.
+#include <csignal>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -40,9 +41,29 @@ void print_usage(std::ostream& out) {
     out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
 }
 
+// An error message as one line of bounded length: line breaks (a quoted
+// value can hold them) become spaces, other control characters '?'.
+std::string one_line(const std::string& message) {
+  constexpr std::size_t kMaxLength = 2000;
+  std::string line;
+  for (char c : message.substr(0, kMaxLength)) {
+    if (c == '\n' || c == '\r' || c == '\t')
+      line += ' ';
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      line += '?';
+    else
+      line += c;
+  }
+  if (message.size() > kMaxLength) line += "...";
+  return line;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past a file size limit (ulimit -f) a write fails with EFBIG, which is
+  // reported naming the file, instead of the process dying of SIGXFSZ.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;
@@ -76,8 +97,12 @@ int main(int argc, char** argv) {
       }
       return c.run(normlab::cli::Args(argv + 2, argv + argc));
     } catch (const std::exception& e) {
-      std::cerr << "normlab " << name << ": " << e.what() << "\n";
+      std::cerr << "normlab " << name << ": " << one_line(e.what()) << "\n";
       if (mpi.on) normlab::abort_mpi(1);  // the other ranks would wait for this one
+      return 1;
+    } catch (...) {
+      std::cerr << "normlab " << name << ": failed with an unknown error\n";
+      if (mpi.on) normlab::abort_mpi(1);
       return 1;
     }
   }

@@ -1,6 +1,13 @@
 #include "parse_options.hpp"
 
+#include <unistd.h>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <stdexcept>
 
 namespace po = boost::program_options;
 
@@ -21,6 +28,52 @@ bool parse_options(const Args& args, const po::options_description& desc,
   }
   po::notify(vm);
   return true;
+}
+
+namespace {
+
+std::string format_number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", x);
+  return text;
+}
+
+}  // namespace
+
+long long integer_option(const std::string& name, const std::string& text, long long min,
+                         long long max) {
+  const std::string range = "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  long long value = 0;
+  const char* end = text.data() + text.size();
+  const auto [at, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || at != end || (ec != std::errc() && ec != std::errc::result_out_of_range))
+    throw std::invalid_argument(name + " '" + text.substr(0, 40) + "': expected an integer in " +
+                                range);
+  if (ec == std::errc::result_out_of_range || value < min || value > max)
+    throw std::invalid_argument(name + " " + text.substr(0, 40) + ": out of range, expected " +
+                                range);
+  return value;
+}
+
+double number_option(const std::string& name, const std::string& text, double min, double max) {
+  const std::string range = "[" + format_number(min) + ", " + format_number(max) + "]";
+  char* end = nullptr;
+  errno = 0;
+  const double value = text.empty() || std::isspace(static_cast<unsigned char>(text[0]))
+                           ? NAN
+                           : std::strtod(text.c_str(), &end);
+  if (std::isnan(value) || end != text.c_str() + text.size())
+    throw std::invalid_argument(name + " '" + text.substr(0, 40) + "': expected a number in " +
+                                range);
+  if (errno == ERANGE || !std::isfinite(value) || value < min || value > max)
+    throw std::invalid_argument(name + " " + text.substr(0, 40) + ": out of range, expected " +
+                                range);
+  return value;
+}
+
+std::size_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? std::size_t(pages) * std::size_t(page) : 0;
 }
 
 }  // namespace normlab::cli

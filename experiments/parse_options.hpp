@@ -2,6 +2,8 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <cstddef>
+#include <string>
 
 #include "commands.hpp"
 
@@ -14,5 +16,16 @@ namespace normlab::cli {
 bool parse_options(const Args& args, const boost::program_options::options_description& desc,
                    const boost::program_options::options_description* hidden = nullptr,
                    const char* positional = nullptr, int max_count = 1);
+
+// A numeric option's value from its text (options are read as text, so that
+// "-1" cannot wrap around an unsigned type): a decimal integer, or a finite
+// number, in [min, max]. Anything else throws std::invalid_argument naming the
+// option ("--threads") and the range.
+long long integer_option(const std::string& name, const std::string& text, long long min,
+                         long long max);
+double number_option(const std::string& name, const std::string& text, double min, double max);
+
+// This machine's physical memory in bytes (0 when unknown).
+std::size_t physical_memory_bytes();
 
 }  // namespace normlab::cli

@@ -42,7 +42,7 @@ int probe_command(const Args& args) {
     if (run_dir.empty()) throw std::invalid_argument("missing CONFIG (a JSON file; see configs/)");
     config_path = (std::filesystem::path(run_dir) / "config.json").string();
   }
-  const ExperimentConfig config = parse_config(read_config_file(config_path, sets));
+  const ExperimentConfig config = load_config(config_path, sets);
   if (out.empty()) {
     std::string name = cell;
     for (char& c : name) c = c == '/' ? '_' : c;
@@ -53,16 +53,17 @@ int probe_command(const Args& args) {
       config, {run_dir, cell}, [](const std::string& line) { std::cerr << line << "\n"; });
 
   StagedOutput staged(out);
-  {
-    std::ofstream jsonl(staged.path("probe.jsonl"));
-    for (const auto& r : records) jsonl << r.dump() << "\n";
-    std::ofstream(staged.path("probe.csv")) << probe_csv(records);
-    const nlohmann::json info = {
-        {"config", config.resolved},
-        {"model_from", run_dir.empty() ? nlohmann::json() : nlohmann::json(run_dir)},
-        {"cell", cell.empty() ? nlohmann::json() : nlohmann::json(cell)}};
-    std::ofstream(staged.path("probe_config.json")) << info.dump(2) << "\n";
-  }
+  std::string jsonl;
+  for (const auto& r : records) jsonl += r.dump() + "\n";
+  const nlohmann::json info = {
+      {"config", config.resolved},
+      {"model_from", run_dir.empty() ? nlohmann::json() : nlohmann::json(run_dir)},
+      {"cell", cell.empty() ? nlohmann::json() : nlohmann::json(cell)}};
+  const std::pair<const char*, std::string> files[] = {{"probe.jsonl", jsonl},
+                                                       {"probe.csv", probe_csv(records)},
+                                                       {"probe_config.json", info.dump(2) + "\n"}};
+  for (const auto& [name, text] : files)
+    staged.write(name, [&](const std::string& path) { write_text_file(path, text); });
   staged.commit();
   std::cout << "batch statistics vs population, " << config.model << ", " << config.name << " ("
             << out << ")\n"

@@ -47,7 +47,7 @@ bool parse(const Args& args, bool run, ConfigOptions& o) {
 int run_command(const Args& args) {
   ConfigOptions o;
   if (!parse(args, true, o)) return 0;
-  const ExperimentConfig config = parse_config(read_config_file(o.config, o.sets));
+  const ExperimentConfig config = load_config(o.config, o.sets);
   run_experiment(config, {o.out, o.fresh});
   return 0;
 }
@@ -55,7 +55,7 @@ int run_command(const Args& args) {
 int validate_command(const Args& args) {
   ConfigOptions o;
   if (!parse(args, false, o)) return 0;
-  const ExperimentConfig config = parse_config(read_config_file(o.config, o.sets));
+  const ExperimentConfig config = load_config(o.config, o.sets);
   std::cout << config.resolved.dump(2) << "\n";
   const std::vector<Cell> cells = grid_cells(config);
   std::size_t skipped = 0;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -75,9 +76,42 @@ struct ExperimentConfig {
 // "optimizer.lr: expected a number, got a string".
 ExperimentConfig parse_config(const nlohmann::json& config);
 
-// Reads a config file and applies "--set key.path=value" overrides (value is
-// parsed as JSON when it is valid JSON, else taken as a string).
+// Reads a config file and applies "--set key.path=value" overrides. A value
+// is JSON when it parses as JSON, else a bare word (letters, digits, spaces,
+// _ - . /; or nothing) taken as a string; anything else ("[4") is an error
+// naming the --set.
 nlohmann::json read_config_file(const std::string& path, const std::vector<std::string>& sets);
+
+// read_config_file, then parse_config; a config error names the file too:
+// "epochs: expected at least 1, got -1 (in CONFIG)".
+ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& sets);
+
+// The deepest nesting of lists and objects accepted in any JSON input.
+constexpr int kMaxJsonDepth = 64;
+
+// JSON text that does not parse, nests deeper than kMaxJsonDepth or holds a
+// number beyond a double (1e400); the message names the source and the line
+// (or column).
+class JsonInputError : public std::runtime_error {
+ public:
+  enum class Kind { syntax, too_deep, out_of_range };
+  JsonInputError(Kind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+// Parses `text` read from `source` (a file name, or an option such as
+// "--norm"). Nesting deeper than kMaxJsonDepth is refused while parsing,
+// before it can exhaust the stack. `first_line` is the line of the file
+// `text` starts on (for one line of a .jsonl file), or 0 when the text is not
+// from a file (messages then give a column only). Throws JsonInputError:
+// "SOURCE: not valid JSON at line L, column C (what the parser expected)" or
+// "SOURCE: nested deeper than 64 levels at line L, column C (...)".
+nlohmann::json parse_json(const std::string& text, const std::string& source,
+                          std::size_t first_line = 1);
 
 // Why a grid cell does not run ("" when it does): Ghost BN needs a batch size
 // that is a multiple of virtual_batch_size and larger than it (at B == V it

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -23,6 +24,15 @@ double OptimizerConfig::lr_at(std::size_t epoch, std::size_t batch_size) const {
 
 namespace {
 
+// Upper bounds of the config's counts: far above any real use, low enough
+// that products of them (images per epoch, epochs x steps) cannot overflow.
+constexpr long long kMaxSamples = 10'000'000;  // dataset sizes (Fashion-MNIST: 60000)
+constexpr long long kMaxBatch = 1'000'000;     // batch sizes
+constexpr long long kMaxCount = 1'000'000;     // epochs, probe and precise BN batches
+constexpr long long kMaxWorkers = 4096;
+constexpr long long kMaxRanks = 65536;
+constexpr long long kMaxClasses = 256;  // synthetic data (make_synthetic)
+
 DatasetConfig parse_dataset(JsonReader r) {
   DatasetConfig d;
   d.type = r.string("type");
@@ -35,22 +45,25 @@ DatasetConfig parse_dataset(JsonReader r) {
     d.mean = r.number("mean", 0.1307);
     d.std = r.number("std", 0.3081);
   } else if (d.type == "synthetic") {
-    d.classes = std::size_t(r.integer("classes", 10));
-    d.seed = std::uint64_t(r.integer("seed", 0));
+    d.classes = std::size_t(r.integer("classes", 10, 2, kMaxClasses));
+    d.seed = r.unsigned_integer("seed", 0);
     d.mean = r.number("mean", 0.0);
     d.std = r.number("std", 1.0);
-    if (d.classes < 2) r.fail("classes", "expected at least 2 classes");
   } else {
     r.fail("type", "unknown dataset '" + d.type + "' (use fashion-mnist, mnist or synthetic)");
   }
-  d.train_size = r.integer("train_size", d.type == "synthetic" ? 2000 : -1);
-  d.test_size = r.integer("test_size", d.type == "synthetic" ? 500 : -1);
-  if (d.type == "synthetic" && (d.train_size < 1 || d.test_size < 1))
-    r.fail("train_size", "synthetic data needs positive train_size and test_size");
+  d.train_size = r.integer("train_size", d.type == "synthetic" ? 2000 : -1, -1, kMaxSamples);
+  d.test_size = r.integer("test_size", d.type == "synthetic" ? 500 : -1, -1, kMaxSamples);
+  for (const char* key : {"train_size", "test_size"}) {
+    const long long size = std::string(key) == "train_size" ? d.train_size : d.test_size;
+    if (size == 0 || (size < 0 && d.type == "synthetic"))
+      r.fail(key, d.type == "synthetic" ? "synthetic data needs positive train_size and test_size"
+                                        : "expected a positive number of samples, or -1 for all");
+  }
   d.subset = r.string("subset", "first");
   if (d.subset != "first" && d.subset != "random")
     r.fail("subset", "expected \"first\" or \"random\", got \"" + d.subset + "\"");
-  d.subset_seed = std::uint64_t(r.integer("subset_seed", 0));
+  d.subset_seed = r.unsigned_integer("subset_seed", 0);
   if (!(d.std > 0)) r.fail("std", "expected a positive number");
   r.finish();
   return d;
@@ -64,7 +77,7 @@ OptimizerConfig parse_optimizer(JsonReader r) {
   o.momentum = r.number("momentum", 0.9);
   o.weight_decay = r.number("weight_decay", 5e-4);
   JsonReader schedule = r.object("schedule");
-  o.drop_epochs = schedule.integer_list("drop_epochs", {});
+  o.drop_epochs = schedule.integer_list("drop_epochs", {}, 0, kMaxCount);
   o.drop_factor = schedule.number("factor", 0.1);
   schedule.finish();
   if (!(o.lr > 0)) r.fail("lr", "expected a positive number");
@@ -91,12 +104,17 @@ nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
   return spec;
 }
 
-std::vector<std::size_t> positive_list(JsonReader& r, const std::string& key) {
-  const std::vector<long long> values = r.integer_list(key, {});
+// A non-empty list of integers in [0, max] (errors name the list's key).
+std::vector<std::size_t> positive_list(JsonReader& r, const std::string& key, long long max) {
+  const std::vector<long long> values = r.integer_list(
+      key, {}, std::numeric_limits<long long>::min(), std::numeric_limits<long long>::max());
   if (values.empty()) r.fail(key, "expected a non-empty list");
   std::vector<std::size_t> out;
   for (long long v : values) {
     if (v < 0) r.fail(key, "expected non-negative integers, got " + std::to_string(v));
+    if (v > max)
+      r.fail(key,
+             "expected integers of at most " + std::to_string(max) + ", got " + std::to_string(v));
     out.push_back(std::size_t(v));
   }
   return out;
@@ -119,7 +137,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   for (std::size_t i = 0; i < norms.size(); ++i)
     c.norms.push_back(parse_norm(norms[i], "norms[" + std::to_string(i) + "]", c.model));
 
-  c.batch_sizes = positive_list(r, "batch_sizes");
+  c.batch_sizes = positive_list(r, "batch_sizes", kMaxBatch);
   for (std::size_t b : c.batch_sizes)
     if (b < 1) r.fail("batch_sizes", "batch sizes must be at least 1");
   for (const nlohmann::json& norm : c.norms) {
@@ -137,36 +155,36 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
         r.fail("batch_sizes", "batch size " + std::to_string(b) +
                                   " is larger than dataset.train_size (" +
                                   std::to_string(c.dataset.train_size) + ")");
-  for (std::size_t s : positive_list(r, "seeds")) c.seeds.push_back(s);
-  c.epochs = std::size_t(r.integer("epochs", 1));
-  if (c.epochs < 1) r.fail("epochs", "expected at least 1");
+  for (std::size_t s : positive_list(r, "seeds", std::numeric_limits<long long>::max()))
+    c.seeds.push_back(s);
+  c.epochs = std::size_t(r.integer("epochs", 1, 1, kMaxCount));
   c.optimizer = parse_optimizer(r.object("optimizer"));
 
   JsonReader eval = r.object("evaluation");
-  c.evaluation.batch_size = std::size_t(eval.integer("batch_size", 1000));
+  c.evaluation.batch_size = std::size_t(eval.integer("batch_size", 1000, 1, kMaxBatch));
   c.evaluation.batch_stats_accuracy = eval.boolean("batch_stats_accuracy", true);
-  const long long precise = eval.integer("precise_bn_batches", 0);
+  const long long precise =
+      eval.integer("precise_bn_batches", 0, std::numeric_limits<long long>::min(), kMaxCount);
   if (precise < 0) eval.fail("precise_bn_batches", "expected an integer >= 0 (0: off)");
   c.evaluation.precise_bn_batches = std::size_t(precise);
-  if (c.evaluation.batch_size < 1) eval.fail("batch_size", "expected at least 1");
   eval.finish();
 
   JsonReader probe = r.object("probe");
-  const long long probe_batches = probe.integer("batches", 200);
-  if (probe_batches < 1) probe.fail("batches", "expected at least 1");
-  c.probe.batches = std::size_t(probe_batches);
-  c.probe.seed = std::uint64_t(probe.integer("seed", 0));
+  c.probe.batches = std::size_t(probe.integer("batches", 200, 1, kMaxCount));
+  c.probe.seed = probe.unsigned_integer("seed", 0);
   probe.finish();
 
   c.output = r.string("output", "out/" + c.name);
-  const long long workers = r.integer("workers", 1);
-  if (workers < 1) r.fail("workers", "expected at least 1");
-  c.workers = std::size_t(workers);
+  c.workers = std::size_t(r.integer("workers", 1, 1, kMaxWorkers));
 
   JsonReader distributed = r.object("distributed");
   if (distributed.has("ranks_per_cell")) {
     const nlohmann::json& given = distributed.raw("ranks_per_cell");
     std::vector<long long> ranks;
+    for (const nlohmann::json& v : given.is_array() ? given : nlohmann::json::array({given}))
+      if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(kMaxRanks))
+        distributed.fail("ranks_per_cell", "expected positive integers of at most " +
+                                               std::to_string(kMaxRanks) + ", got " + v.dump());
     if (given.is_number_integer())
       ranks = {given.get<long long>()};
     else if (given.is_array() && !given.empty() &&
@@ -179,9 +197,10 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
                                              json_kind(given));
     c.ranks_per_cell.clear();
     for (long long rank_count : ranks) {
-      if (rank_count < 1)
-        distributed.fail("ranks_per_cell",
-                         "expected positive integers, got " + std::to_string(rank_count));
+      if (rank_count < 1 || rank_count > kMaxRanks)
+        distributed.fail("ranks_per_cell", "expected positive integers of at most " +
+                                               std::to_string(kMaxRanks) + ", got " +
+                                               std::to_string(rank_count));
       if (std::count(ranks.begin(), ranks.end(), rank_count) > 1)
         distributed.fail("ranks_per_cell", "lists " + std::to_string(rank_count) + " twice");
       c.ranks_per_cell.push_back(std::size_t(rank_count));
@@ -235,47 +254,100 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
 
 namespace {
 
+// At most `max` characters of `text`, for quoting user input in messages.
+std::string clip(const std::string& text, std::size_t max = 60) {
+  return text.size() > max ? text.substr(0, max) + "..." : text;
+}
+
+// Letters, digits, spaces and _ - . / (bytes of UTF-8 letters included): a
+// --set value taken as a string when it is not JSON.
+bool bare_word(const std::string& text) {
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') ||
+           u >= 0x80 || c == ' ' || c == '_' || c == '-' || c == '.' || c == '/';
+  });
+}
+
+// Levels of lists and objects in `value` (0 for a number); `value` comes
+// from parse_json and --set, so the recursion is bounded by twice kMaxJsonDepth.
+int depth_of(const nlohmann::json& value) {
+  if (!value.is_structured()) return 0;
+  int deepest = 0;
+  for (const auto& item : value) deepest = std::max(deepest, depth_of(item));
+  return deepest + 1;
+}
+
 // Sets config[a][b][c] = value for "a.b.c=value", creating objects on the way.
 void apply_set(nlohmann::json& config, const std::string& assignment) {
+  const std::string label = "--set '" + clip(assignment) + "'";
   const std::size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw std::invalid_argument("--set '" + assignment + "': expected key.path=value");
+    throw std::invalid_argument(label + ": expected key.path=value");
   const std::string path = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;  // a bare word is a string
+  nlohmann::json value;
+  try {
+    value = parse_json(text, label, 0);
+  } catch (const JsonInputError& e) {
+    if (e.kind() != JsonInputError::Kind::syntax) throw std::invalid_argument(e.what());
+    if (!bare_word(text)) {
+      const std::string why = std::string(e.what()).substr(label.size() + 2);
+      throw std::invalid_argument(
+          label + ": the value is neither JSON (" + why +
+          ") nor a bare word of letters, digits, spaces and _ - . / (write other strings as "
+          "JSON: --set 'key=\"...\"')");
+    }
+    value = text;  // a bare word is a string
+  }
   nlohmann::json* node = &config;
   std::stringstream keys(path);
   std::string key;
   std::vector<std::string> parts;
-  while (std::getline(keys, key, '.')) parts.push_back(key);
+  while (std::getline(keys, key, '.')) {
+    parts.push_back(key);
+    if (parts.size() > std::size_t(kMaxJsonDepth))
+      throw std::invalid_argument(label + ": a key path of more than " +
+                                  std::to_string(kMaxJsonDepth) + " keys");
+  }
   if (path.back() == '.') parts.push_back("");  // getline drops a trailing empty key
   std::string walked;                           // the path so far, for messages
   for (const std::string& part : parts) {
-    if (part.empty()) throw std::invalid_argument("--set '" + assignment + "': empty key in path");
+    if (part.empty()) throw std::invalid_argument(label + ": empty key in path");
     if (node->is_null()) *node = nlohmann::json::object();  // a level the file leaves out
     if (!node->is_object())
-      throw std::invalid_argument("--set '" + assignment +
-                                  "': " + (walked.empty() ? std::string("the config") : walked) +
+      throw std::invalid_argument(label + ": " +
+                                  (walked.empty() ? std::string("the config") : walked) +
                                   " is not an object");
     node = &(*node)[part];
     walked += (walked.empty() ? "" : ".") + part;
   }
   *node = value;
+  if (depth_of(config) > kMaxJsonDepth)
+    throw std::invalid_argument(label + ": makes the config nested deeper than " +
+                                std::to_string(kMaxJsonDepth) + " levels");
 }
 
 }  // namespace
 
 nlohmann::json read_config_file(const std::string& path, const std::vector<std::string>& sets) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open config file");
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw std::runtime_error(path + ": not valid JSON (" + e.what() + ")");
-  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw std::runtime_error(path + ": cannot read config file");
+  nlohmann::json config = parse_json(text.str(), path);
   for (const std::string& s : sets) apply_set(config, s);
   return config;
+}
+
+ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& sets) {
+  const nlohmann::json config = read_config_file(path, sets);
+  try {
+    return parse_config(config);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string(e.what()) + " (in " + path +
+                                (sets.empty() ? "" : " with its --set overrides") + ")");
+  }
 }
 
 std::string Cell::norm_label() const {

@@ -3,6 +3,7 @@
 // rejects keys nobody asked for.
 #pragma once
 
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,9 +18,14 @@ class JsonReader {
   JsonReader(const nlohmann::json& value, std::string path);
 
   bool has(const std::string& key) const;
+  // A finite number (JSON text such as 1e400 reads as infinity and is refused).
   double number(const std::string& key, double fallback);
   double number(const std::string& key);  // required
-  long long integer(const std::string& key, long long fallback);
+  // An integer in [min, max], or `fallback` when absent. A fraction, 1e300,
+  // 2^64 or a value outside the range fails naming the key and the range.
+  long long integer(const std::string& key, long long fallback, long long min, long long max);
+  // An integer in [0, 2^64 - 1] (seeds): negative values fail, not wrap.
+  std::uint64_t unsigned_integer(const std::string& key, std::uint64_t fallback);
   bool boolean(const std::string& key, bool fallback);
   std::string string(const std::string& key, const std::string& fallback);
   std::string string(const std::string& key);  // required
@@ -27,7 +33,9 @@ class JsonReader {
   const nlohmann::json& raw(const std::string& key);
   // A nested object (an empty one when absent).
   JsonReader object(const std::string& key);
-  std::vector<long long> integer_list(const std::string& key, std::vector<long long> fallback);
+  // A list of integers each in [min, max], or `fallback` when absent.
+  std::vector<long long> integer_list(const std::string& key, std::vector<long long> fallback,
+                                      long long min, long long max);
 
   // The path of a key, for messages: "optimizer.lr".
   std::string path_of(const std::string& key) const;
@@ -37,6 +45,9 @@ class JsonReader {
 
  private:
   const nlohmann::json& get(const std::string& key);
+  // `v` (at `key`, for messages) as an integer in [min, max].
+  long long checked_integer(const std::string& key, const nlohmann::json& v, long long min,
+                            long long max) const;
   nlohmann::json value_;
   std::string path_;
   std::set<std::string> read_;  // every key asked for, present or not

@@ -332,13 +332,9 @@ class Prober {
 };
 
 std::vector<nlohmann::json> read_records(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open");
   std::vector<nlohmann::json> records;
-  for (std::string line; std::getline(in, line);) {
-    const nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
-    if (!r.is_discarded() && r.is_object()) records.push_back(r);
-  }
+  for (JsonlRecord& record : read_jsonl(path, check_run_record, kDamagedRecordHint))
+    records.push_back(std::move(record.value));
   return records;
 }
 
@@ -346,7 +342,7 @@ std::vector<nlohmann::json> read_records(const fs::path& path) {
 Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
                 const std::function<void(const std::string&)>& note, Dataset& train) {
   const fs::path dir = source.run_dir;
-  const ExperimentConfig run = parse_config(read_config_file((dir / "config.json").string(), {}));
+  const ExperimentConfig run = load_config((dir / "config.json").string(), {});
   for (const char* key : {"model", "dataset"})
     if (run.resolved[key] != config.resolved[key])
       throw std::invalid_argument(std::string("the config's ") + key + " differs from the run's (" +

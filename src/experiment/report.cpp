@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "normlab/analysis.hpp"
+#include "normlab/experiment.hpp"
+#include "normlab/registry.hpp"
 #include "results_store.hpp"
 
 namespace normlab {
@@ -121,6 +123,20 @@ std::string legend_label(const std::string& label) {
 }
 
 // Writes NAME.dat (one index block per series) and NAME.gp; returns the script name.
+// Writes `text` to `path`, checking every step; errors name the file with the
+// system's reason.
+void write_file(const fs::path& path, const std::string& text) {
+  FILE* file = std::fopen(path.c_str(), "w");
+  if (!file)
+    throw std::runtime_error(path.string() + ": cannot write file (" + std::strerror(errno) + ")");
+  const bool written =
+      std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
+  const int write_errno = errno;
+  if (std::fclose(file) != 0 || !written)
+    throw std::runtime_error(path.string() + ": write failed (" +
+                             std::strerror(written ? errno : write_errno) + ")");
+}
+
 std::string write_figure(const fs::path& dir, const Figure& figure) {
   std::string data, plots;
   int block = 0;
@@ -178,9 +194,9 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
     for (std::size_t i = 0; i < items.size(); ++i) p += (i ? ", \\\n       " : "") + items[i];
     plots += p + "\n";
   }
-  std::ofstream(dir / (figure.name + ".dat")) << data;
+  write_file(dir / (figure.name + ".dat"), data);
   const std::string script = figure.name + ".gp";
-  std::ofstream gp(dir / script);
+  std::ostringstream gp;
   gp << "# " << figure.title << "\n# Written by normlab report; `gnuplot " << script
      << "` in this folder redraws " << figure.name << ".svg and " << figure.name << ".png.\n"
      << "set encoding utf8\n"
@@ -201,6 +217,7 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
      << "  set multiplot layout 1," << figure.panels.size() << " title " << quoted(figure.title)
      << "\n"
      << plots << "  unset multiplot\n  unset output\n}\n";
+  write_file(dir / script, gp.str());
   return script;
 }
 
@@ -243,23 +260,50 @@ int run_in(const std::string& program, const std::string& script, const fs::path
 
 // ---- inputs ----------------------------------------------------------------
 
-std::vector<json> read_jsonl(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+std::vector<json> records_of(const fs::path& path, void (*check)(const json&),
+                             const std::string& hint) {
   std::vector<json> records;
-  for (std::string line; std::getline(in, line);) {
-    const json r = json::parse(line, nullptr, false);
-    if (!r.is_discarded() && r.is_object()) records.push_back(r);  // a cut last line is skipped
-  }
+  for (JsonlRecord& record : read_jsonl(path, check, hint))
+    records.push_back(std::move(record.value));
   return records;
 }
 
 json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  const json j = json::parse(in, nullptr, false);
-  if (!in.is_open() || j.is_discarded()) throw std::runtime_error(path.string() + ": cannot read");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) throw std::runtime_error(path.string() + ": cannot read");
+  const json j = parse_json(text.str(), path.string());
+  if (!j.is_object())
+    throw std::runtime_error(path.string() + ": expected an object, got " + json_kind(j));
   return j;
 }
+
+// A run's config.json, checked as `normlab run` checks a config and resolved:
+// every key the report reads is then there with its type.
+json read_run_config(const fs::path& path) {
+  try {
+    return parse_config(read_json(path)).resolved;
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path.string() + ": " + e.what() +
+                             " (not the config.json normlab run wrote?)");
+  }
+}
+
+// probe_config.json: {"config": the resolved config, ...}; only config.name is read.
+json read_probe_config(const fs::path& path) {
+  const json info = read_json(path);
+  const auto config = info.find("config");
+  if (config != info.end() &&
+      !(config->is_object() && (!config->contains("name") || config->at("name").is_string())))
+    throw std::runtime_error(path.string() +
+                             ": config: expected the resolved config object, with a string name");
+  return info;
+}
+
+const char* const kDamagedProbeHint =
+    "a damaged record: delete that line, or run normlab probe again";
 
 struct Run {
   fs::path dir;
@@ -287,7 +331,8 @@ void collect(const fs::path& dir, std::vector<Run>& runs, std::vector<Probe>& pr
   const bool is_run = fs::exists(dir / "results.jsonl") && fs::exists(dir / "config.json");
   bool found = is_run;
   if (is_run) {
-    Run run{dir, read_json(dir / "config.json"), read_jsonl(dir / "results.jsonl")};
+    Run run{dir, read_run_config(dir / "config.json"),
+            records_of(dir / "results.jsonl", check_run_record, kDamagedRecordHint)};
     std::sort(run.records.begin(), run.records.end(), [](const json& a, const json& b) {
       return a.value("index", 0) < b.value("index", 0);
     });
@@ -295,8 +340,8 @@ void collect(const fs::path& dir, std::vector<Run>& runs, std::vector<Probe>& pr
   }
   if (fs::exists(dir / "probe.jsonl")) {
     const fs::path config = dir / "probe_config.json";
-    Probe probe{"", dir, fs::exists(config) ? read_json(config) : json::object(),
-                read_jsonl(dir / "probe.jsonl")};
+    Probe probe{"", dir, fs::exists(config) ? read_probe_config(config) : json::object(),
+                records_of(dir / "probe.jsonl", check_probe_record, kDamagedProbeHint)};
     const std::string owner = !run_name.empty()
                                   ? run_name
                                   : probe.config.value("config", json::object()).value("name", "");
@@ -512,8 +557,12 @@ void report_run(const Run& run, const std::string& name, Document& doc,
       result_grid(batch_sizes, run.records, [](const json& r) { return percent(r["test_error"]); });
   const std::vector<std::string> skipped = mark_skipped(errors, run.config);
   doc.heading(2, describe_run(run));
+  // Grid cells: norms x batch sizes (less the skipped ones) x ranks per cell x seeds.
+  const json ranks = run.config.contains("distributed")
+                         ? run.config["distributed"].value("ranks_per_cell", json::array({1}))
+                         : json::array({1});
   const std::size_t total = (batch_sizes.size() * run.config["norms"].size() - skipped.size()) *
-                            run.config["seeds"].size();
+                            ranks.size() * run.config["seeds"].size();
   doc.paragraph(run.dir.string() + ": " + std::to_string(run.records.size()) + " of " +
                 std::to_string(total) + " cells finished; " +
                 std::to_string(run.config.value("epochs", 0)) + " epochs; seeds " +
@@ -770,11 +819,11 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
     summary.figures.push_back((out / (figure.name + ".png")).string());
   }
   summary.plotted = !gnuplot.empty();
-  std::ofstream(out / "report.md") << doc.markdown;
-  std::ofstream(out / "report.html")
-      << "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>normlab report</title><style>"
-      << kStyle << "</style></head><body>\n"
-      << doc.html << "</body></html>\n";
+  write_file(out / "report.md", doc.markdown);
+  write_file(out / "report.html",
+             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>normlab report</title>"
+             "<style>" +
+                 std::string(kStyle) + "</style></head><body>\n" + doc.html + "</body></html>\n");
   summary.html = (out / "report.html").string();
   return summary;
 }

@@ -1,13 +1,18 @@
 #include "results_store.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 
 #include "normlab/experiment.hpp"
+#include "normlab/registry.hpp"
 
 namespace normlab {
 
@@ -24,14 +29,25 @@ nlohmann::json result_relevant(nlohmann::json config) {
   return config;
 }
 
+// Writes `text` to path.tmp, then renames it over `path`; errors name the file
+// with the system's reason (strerror) and leave `path` as it was.
 void write_atomically(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << text;
-    if (!out) throw std::runtime_error(path.string() + ": cannot write");
+  FILE* file = std::fopen(tmp.c_str(), "w");
+  if (!file)
+    throw std::runtime_error(tmp.string() + ": cannot write file (" + std::strerror(errno) + ")");
+  const bool written =
+      std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
+  const int write_errno = errno;
+  if (std::fclose(file) != 0 || !written) {
+    const std::string reason = std::strerror(written ? errno : write_errno);
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw std::runtime_error(path.string() + ": write failed (" + reason + ")");
   }
-  fs::rename(tmp, path);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error(path.string() + ": cannot replace (" + ec.message() + ")");
 }
 
 std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
@@ -62,7 +78,127 @@ std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epoch
   return text;
 }
 
+// Checks of one key of a record; `what` is its path for messages.
+[[noreturn]] void bad_key(const std::string& what, const std::string& expected,
+                          const nlohmann::json* value) {
+  throw std::invalid_argument(
+      what + ": " +
+      (value ? "expected " + expected + ", got " + std::string(json_kind(*value))
+             : "missing (expected " + expected + ")"));
+}
+
+const nlohmann::json* find(const nlohmann::json& record, const std::string& key) {
+  const auto it = record.find(key);
+  return it == record.end() ? nullptr : &*it;
+}
+
+void require(const nlohmann::json& record, const std::string& key, const std::string& expected,
+             bool (*ok)(const nlohmann::json&), bool optional = false) {
+  const nlohmann::json* value = find(record, key);
+  if (value ? !ok(*value) : !optional) bad_key(key, expected, value);
+}
+
+bool is_string(const nlohmann::json& v) {
+  return v.is_string();
+}
+bool is_count(const nlohmann::json& v) {
+  return v.is_number_unsigned() || (v.is_number_integer() && v.get<long long>() >= 0);
+}
+bool is_positive(const nlohmann::json& v) {
+  return is_count(v) && v.get<std::uint64_t>() > 0 &&
+         v.get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<int>::max());
+}
+bool is_integer(const nlohmann::json& v) {
+  return v.is_number_integer() && v.get<long long>() >= std::numeric_limits<int>::min() &&
+         v.get<long long>() <= std::numeric_limits<int>::max();
+}
+bool is_number_or_null(const nlohmann::json& v) {
+  return v.is_number() || v.is_null();
+}
+bool is_numbers(const nlohmann::json& v) {
+  return v.is_array() &&
+         std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_number(); });
+}
+
 }  // namespace
+
+const char* const kDamagedRecordHint =
+    "a damaged record: delete that line (its cell is trained again by normlab run) or start over "
+    "with --fresh";
+
+std::vector<JsonlRecord> read_jsonl(const fs::path& path,
+                                    const std::function<void(const nlohmann::json&)>& check,
+                                    const std::string& hint) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  std::vector<JsonlRecord> records;
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const bool cut = in.eof();  // the last line, without its newline
+    nlohmann::json record;
+    try {
+      record = parse_json(line, path.string() + ": line " + std::to_string(number), 0);
+    } catch (const JsonInputError& e) {
+      if (cut && e.kind() == JsonInputError::Kind::syntax) break;  // a kill cut it short
+      throw std::runtime_error(std::string(e.what()) + "; " + hint);
+    }
+    try {
+      if (!record.is_object())
+        throw std::invalid_argument(std::string("expected an object, got ") + json_kind(record));
+      check(record);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(path.string() + ": line " + std::to_string(number) + ": " +
+                               e.what() + "; " + hint);
+    }
+    records.push_back({number, line, std::move(record)});
+  }
+  if (in.bad()) throw std::runtime_error(path.string() + ": cannot read");
+  return records;
+}
+
+void check_run_record(const nlohmann::json& r) {
+  require(r, "cell", "a string", is_string);
+  require(r, "index", "an integer >= 0", is_count);
+  require(r, "norm", "a string", is_string);
+  require(r, "batch_size", "a positive integer", is_positive);
+  require(r, "diverged", "true or false", [](const nlohmann::json& v) { return v.is_boolean(); });
+  if (r.at("diverged").get<bool>())
+    require(r, "test_error", "a number or null", is_number_or_null);
+  else
+    require(r, "test_error", "a number (the cell did not diverge)",
+            [](const nlohmann::json& v) { return v.is_number(); });
+  require(r, "train_loss", "a list of numbers", is_numbers);
+  for (const char* key : {"test_accuracy_batch_stats", "test_accuracy_precise_bn"})
+    require(r, key, "a number or null", is_number_or_null, /*optional=*/true);
+  if (const nlohmann::json* curve = find(r, "loss_curve"); curve && !curve->is_null()) {
+    if (!curve->is_object()) bad_key("loss_curve", "an object or null", curve);
+    require(*curve, "epoch", "a list of numbers", is_numbers);
+    require(*curve, "loss", "a list of numbers", is_numbers);
+    if (curve->at("epoch").size() != curve->at("loss").size())
+      throw std::invalid_argument("loss_curve: epoch and loss differ in length");
+  }
+}
+
+void check_probe_record(const nlohmann::json& r) {
+  require(r, "norm", "a string", is_string);
+  require(r, "layer", "an integer", is_integer);
+  require(r, "input_from", "a string", is_string);
+  require(r, "batch_size", "a positive integer", is_positive);
+  for (const char* key :
+       {"inv_sqrt_b", "mean_error", "mean_error_std", "mean_error_ratio", "var_error",
+        "var_error_std", "var_error_ratio", "gap_population", "gap_running"})
+    require(r, key, "a number or null", is_number_or_null);
+  for (const char* key : {"seed", "batches", "population_size"})
+    if (!find(r, key)) bad_key(key, "a value", nullptr);
+  require(r, "source", "a string", is_string, /*optional=*/true);
+  require(r, "model", "a string", is_string, /*optional=*/true);
+  if (r.value("source", std::string()) == "trained") {
+    require(r, "trained_cell", "a string", is_string);
+    require(r, "run", "a string", is_string, /*optional=*/true);
+    require(r, "retrained_test_error", "a number or null", is_number_or_null);
+  }
+}
 
 std::string csv_field(const nlohmann::json& v) {
   if (v.is_null()) return "";
@@ -81,16 +217,39 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
   if (ec)
     throw std::runtime_error(dir_.string() + ": cannot create output folder (" + ec.message() +
                              ")");
+  try {
+    open_folder(fresh);
+  } catch (...) {
+    // The destructor does not run after a throwing constructor: take back
+    // what this one made.
+    if (wrote_config_) fs::remove(dir_ / "config.json", ec);
+    if (created_dir_) fs::remove(dir_, ec);  // only removes it when empty
+    throw;
+  }
+}
+
+void ResultsStore::open_folder(bool fresh) {
+  std::error_code ec;
   const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
   if (fresh) {
     for (const char* name : {"config.json", "results.jsonl", "results.csv", "table.md"})
       fs::remove(dir_ / name, ec);
   }
-  if (fs::exists(config_path)) {
-    std::ifstream in(config_path);
-    const nlohmann::json started = nlohmann::json::parse(in, nullptr, false);
-    if (started.is_discarded())
-      throw std::runtime_error(config_path.string() + ": unreadable; use --fresh to start over");
+  const bool started_before = fs::exists(config_path);
+  if (started_before) {
+    std::ifstream in(config_path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    nlohmann::json started;
+    try {
+      if (!in) throw std::runtime_error(config_path.string() + ": cannot read");
+      started = parse_json(text.str(), config_path.string());
+      if (!started.is_object())
+        throw std::runtime_error(config_path.string() + ": expected an object, got " +
+                                 json_kind(started));
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string(e.what()) + "; use --fresh to start over");
+    }
     const nlohmann::json diff =
         nlohmann::json::diff(result_relevant(started), result_relevant(config_));
     if (!diff.empty())
@@ -98,21 +257,22 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
                                " was started with a different config (first difference at " +
                                diff[0].value("path", std::string("/")) +
                                "); use --fresh to start over or another --out");
-  } else {
+  }
+  // Records of finished cells; a line cut short by a kill is dropped, a
+  // damaged one is an error naming its line (before anything is written).
+  if (fs::exists(results_path)) {
+    std::string kept;
+    for (JsonlRecord& record : read_jsonl(results_path, check_run_record, kDamagedRecordHint)) {
+      finished_.insert(record.value["cell"].get<std::string>());
+      records_.push_back(std::move(record.value));
+      kept += record.text + "\n";
+    }
+    write_atomically(results_path, kept);
+  }
+  if (!started_before) {
     write_atomically(config_path, config_.dump(2) + "\n");
     wrote_config_ = true;
   }
-  // Records of finished cells; a line cut short by a kill is dropped.
-  std::ifstream in(results_path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
-    if (record.is_discarded() || !record.contains("cell")) continue;
-    records_.push_back(record);
-    finished_.insert(record["cell"].get<std::string>());
-    kept += line + "\n";
-  }
-  if (in.is_open()) write_atomically(results_path, kept);
 }
 
 ResultsStore::~ResultsStore() {
@@ -125,10 +285,17 @@ ResultsStore::~ResultsStore() {
 void ResultsStore::append(const nlohmann::json& record) {
   std::lock_guard<std::mutex> lock(mutex_);
   appended_ = true;
-  std::ofstream out(dir_ / "results.jsonl", std::ios::app);
-  out << record.dump() << "\n";
-  out.flush();
-  if (!out) throw std::runtime_error((dir_ / "results.jsonl").string() + ": cannot append");
+  const fs::path path = dir_ / "results.jsonl";
+  const std::string line = record.dump() + "\n";
+  FILE* file = std::fopen(path.c_str(), "a");
+  if (!file)
+    throw std::runtime_error(path.string() + ": cannot append (" + std::strerror(errno) + ")");
+  const bool written =
+      std::fwrite(line.data(), 1, line.size(), file) == line.size() && std::fflush(file) == 0;
+  const int write_errno = errno;
+  if (std::fclose(file) != 0 || !written)
+    throw std::runtime_error(path.string() + ": cannot append (" +
+                             std::strerror(written ? errno : write_errno) + ")");
   records_.push_back(record);
   finished_.insert(record["cell"].get<std::string>());
   rewrite_summaries();

@@ -35,6 +35,7 @@ class ResultsStore {
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
+  void open_folder(bool fresh);  // the constructor's work
   void rewrite_summaries() const;
   std::filesystem::path dir_;
   nlohmann::json config_;
@@ -43,6 +44,32 @@ class ResultsStore {
   std::mutex mutex_;
   bool created_dir_ = false, wrote_config_ = false, appended_ = false;
 };
+
+// One record of a .jsonl file, with the line it was read from.
+struct JsonlRecord {
+  std::size_t line = 0;
+  std::string text;
+  nlohmann::json value;
+};
+
+// The records of a .jsonl file (results.jsonl, probe.jsonl): each line is
+// parsed with parse_json (so nesting is limited) and passed to `check`, which
+// throws naming the key at fault. Every error is a std::runtime_error naming
+// the file and line, ending with `hint` (how to repair). Empty lines are
+// skipped; a last line without a newline that is not valid JSON was cut short
+// by a kill and is dropped. A file that cannot be opened is an error.
+std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path,
+                                    const std::function<void(const nlohmann::json&)>& check,
+                                    const std::string& hint);
+
+// Throw std::invalid_argument ("batch_size: expected a positive integer, got a
+// string") for a record that lacks a key its readers use, or has it of the
+// wrong type: a run's results.jsonl record, and a probe.jsonl record.
+void check_run_record(const nlohmann::json& record);
+void check_probe_record(const nlohmann::json& record);
+
+// What to do about a damaged results.jsonl line.
+extern const char* const kDamagedRecordHint;
 
 // One number per record, summarized by norm x batch size (the mean over seeds).
 struct GridCell {

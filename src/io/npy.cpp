@@ -1,10 +1,16 @@
 // A small .npy reader and writer with errors that name the file and the problem.
+// The reader trusts nothing in a file: every length in the header is checked
+// against the file's size before anything of that length is allocated, and the
+// shape's arithmetic is checked for overflow.
 #include "normlab/npy.hpp"
 
+#include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <limits>
 #include <stdexcept>
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
@@ -12,29 +18,91 @@
 namespace normlab {
 namespace {
 
+// numpy itself refuses headers over 10000 bytes unless told otherwise; a
+// float32/float64 header of 64 dimensions needs under 2 KiB.
+constexpr std::size_t kMaxHeaderBytes = 65536;
+constexpr std::size_t kMaxDimensions = 64;  // numpy 2's NPY_MAXDIMS
+
 struct NpyHeader {
   std::string descr;
   bool fortran_order = false;
   std::vector<std::size_t> shape;
   std::size_t data_offset = 0;
+  std::size_t file_size = 0;
 };
 
 [[noreturn]] void fail(const std::string& path, const std::string& problem) {
   throw std::runtime_error(path + ": " + problem);
 }
 
+// A file that starts as an .npy but whose header or data do not hold together.
+[[noreturn]] void damaged(const std::string& path, const std::string& problem) {
+  fail(path, problem +
+                 "; the file is damaged or was not written by numpy.save: save the array "
+                 "again");
+}
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
 // The value text after 'key': in the header dict.
 std::string header_value(const std::string& path, const std::string& dict, const std::string& key) {
   const std::size_t at = dict.find("'" + key + "'");
-  if (at == std::string::npos) fail(path, "not a valid .npy file (header lacks '" + key + "')");
+  if (at == std::string::npos) damaged(path, "not a valid .npy file (header lacks '" + key + "')");
   std::size_t colon = dict.find(':', at);
-  if (colon == std::string::npos) fail(path, "not a valid .npy file (malformed header)");
+  if (colon == std::string::npos) damaged(path, "not a valid .npy file (malformed header)");
   std::size_t start = colon + 1;
   while (start < dict.size() && dict[start] == ' ') ++start;
   return dict.substr(start);
 }
 
+// "(4, 0, 3)" -> {4, 0, 3}: decimal sizes only, each and their product in range.
+std::vector<std::size_t> parse_shape(const std::string& path, const std::string& text) {
+  const auto bad = [&](const std::string& why) {
+    damaged(path, "not a valid .npy file (bad shape in the header: " + why + ")");
+  };
+  if (text.empty() || text[0] != '(') bad("expected a tuple such as (4, 3)");
+  const std::size_t close = text.find(')');
+  if (close == std::string::npos) bad("no closing parenthesis");
+  std::vector<std::size_t> shape;
+  std::size_t i = 1;
+  const auto skip_spaces = [&] {
+    while (i < close && text[i] == ' ') ++i;
+  };
+  skip_spaces();
+  while (i < close) {
+    if (text[i] < '0' || text[i] > '9') bad("sizes must be non-negative integers");
+    std::size_t size = 0;
+    for (; i < close && text[i] >= '0' && text[i] <= '9'; ++i)
+      if (__builtin_mul_overflow(size, std::size_t(10), &size) ||
+          __builtin_add_overflow(size, std::size_t(text[i] - '0'), &size))
+        bad("a size does not fit in 64 bits");
+    shape.push_back(size);
+    if (shape.size() > kMaxDimensions)
+      bad("more than " + std::to_string(kMaxDimensions) + " dimensions");
+    skip_spaces();
+    if (i < close && text[i] != ',') bad("sizes must be separated by commas");
+    ++i;  // past the comma
+    skip_spaces();
+  }
+  return shape;
+}
+
+std::string shape_text(const std::vector<std::size_t>& shape) {
+  std::string text = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + (shape.size() == 1 ? ",)" : ")");
+}
+
 NpyHeader read_header(const std::string& path, std::istream& in) {
+  NpyHeader h;
+  in.seekg(0, std::ios::end);
+  const std::streamoff end = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (end < 0 || !in) fail(path, "cannot read file (not a regular file?)");
+  h.file_size = std::size_t(end);
+
   char magic[8];
   if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0)
     fail(path, "not a .npy file (no \\x93NUMPY magic): save arrays with numpy.save");
@@ -42,33 +110,43 @@ NpyHeader read_header(const std::string& path, std::istream& in) {
   std::size_t header_len = 0;
   if (major == 1) {
     unsigned char b[2];
-    if (!in.read(reinterpret_cast<char*>(b), 2)) fail(path, "truncated .npy header");
+    if (!in.read(reinterpret_cast<char*>(b), 2)) damaged(path, "truncated .npy header");
     header_len = b[0] | (std::size_t(b[1]) << 8);
   } else if (major == 2 || major == 3) {
     unsigned char b[4];
-    if (!in.read(reinterpret_cast<char*>(b), 4)) fail(path, "truncated .npy header");
+    if (!in.read(reinterpret_cast<char*>(b), 4)) damaged(path, "truncated .npy header");
     header_len =
         b[0] | (std::size_t(b[1]) << 8) | (std::size_t(b[2]) << 16) | (std::size_t(b[3]) << 24);
   } else {
     fail(path, "unsupported .npy format version " + std::to_string(major));
   }
+  const std::size_t prefix = major == 1 ? 10 : 12;
+  // Checked before the header is allocated: a damaged length must not make us
+  // allocate (or read) gigabytes.
+  if (header_len > h.file_size - prefix)
+    damaged(path, "truncated .npy header: it claims " + std::to_string(header_len) +
+                      " bytes but the file has " + std::to_string(h.file_size - prefix) +
+                      " after the length field");
+  if (header_len > kMaxHeaderBytes)
+    damaged(path, "not a valid .npy file (header of " + std::to_string(header_len) +
+                      " bytes; a float32/float64 array needs under " +
+                      std::to_string(kMaxHeaderBytes) + ")");
   std::string dict(header_len, '\0');
-  if (!in.read(&dict[0], std::streamsize(header_len))) fail(path, "truncated .npy header");
+  if (header_len > 0 && !in.read(&dict[0], std::streamsize(header_len)))
+    damaged(path, "truncated .npy header");
 
-  NpyHeader h;
-  h.data_offset = (major == 1 ? 10 : 12) + header_len;
+  h.data_offset = prefix + header_len;
   const std::string descr = header_value(path, dict, "descr");
-  if (descr.size() < 2 || descr[0] != '\'') fail(path, "not a valid .npy file (bad descr)");
-  h.descr = descr.substr(1, descr.find('\'', 1) - 1);
-  h.fortran_order = header_value(path, dict, "fortran_order").rfind("True", 0) == 0;
-  const std::string shape = header_value(path, dict, "shape");
-  if (shape.empty() || shape[0] != '(') fail(path, "not a valid .npy file (bad shape)");
-  std::istringstream dims(shape.substr(1, shape.find(')') - 1));
-  std::string item;
-  while (std::getline(dims, item, ',')) {
-    if (item.find_first_not_of(' ') == std::string::npos) continue;
-    h.shape.push_back(std::stoull(item));
-  }
+  const std::size_t descr_end = descr.find('\'', 1);
+  if (descr.size() < 2 || descr[0] != '\'' || descr_end == std::string::npos)
+    damaged(path, "not a valid .npy file (bad descr)");
+  h.descr = descr.substr(1, descr_end - 1);
+  const std::string fortran = header_value(path, dict, "fortran_order");
+  if (fortran.rfind("True", 0) == 0)
+    h.fortran_order = true;
+  else if (fortran.rfind("False", 0) != 0)
+    damaged(path, "not a valid .npy file (fortran_order is neither True nor False)");
+  h.shape = parse_shape(path, header_value(path, dict, "shape"));
   return h;
 }
 
@@ -80,10 +158,52 @@ DType dtype_of(const std::string& path, const std::string& descr) {
 }
 
 std::ifstream open(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, not a .npy file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open file (does it exist?)");
   return in;
 }
+
+// Writes all of FILE* out or fails with the system's reason; closes it.
+class NpyWriter {
+ public:
+  explicit NpyWriter(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "wb")) {
+    if (!file_) fail(path_, "cannot write file (" + errno_text() + "; does the directory exist?)");
+  }
+  ~NpyWriter() {
+    if (file_) {  // an error left it open: drop what was written
+      std::fclose(file_);
+      remove_partial();
+    }
+  }
+  NpyWriter(const NpyWriter&) = delete;
+  NpyWriter& operator=(const NpyWriter&) = delete;
+
+  void write(const void* data, std::size_t bytes) {
+    if (bytes > 0 && std::fwrite(data, 1, bytes, file_) != bytes)
+      fail(path_, "write failed (" + errno_text() + ")");
+  }
+  void close() {
+    if (std::fflush(file_) != 0) fail(path_, "write failed (" + errno_text() + ")");
+    FILE* file = file_;
+    file_ = nullptr;
+    if (std::fclose(file) != 0) {
+      const std::string reason = errno_text();
+      remove_partial();
+      fail(path_, "closing failed (" + reason + ")");
+    }
+  }
+
+ private:
+  // Only a regular file: the path may be a device such as /dev/full.
+  void remove_partial() const {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(path_, ec)) std::filesystem::remove(path_, ec);
+  }
+  std::string path_;
+  FILE* file_;
+};
 
 }  // namespace
 
@@ -101,12 +221,28 @@ xt::xarray<T> load_npy(const std::string& path) {
     fail(path, std::string("holds ") + (want == DType::float32 ? "float64" : "float32") +
                    " data where " + (want == DType::float32 ? "float32" : "float64") +
                    " is needed");
-  std::size_t count = 1;
-  for (std::size_t d : h.shape) count *= d;
+  std::size_t count = 1, bytes = 0;
+  for (std::size_t d : h.shape)
+    if (__builtin_mul_overflow(count, d, &count))
+      damaged(path, "not a valid .npy file (shape " + shape_text(h.shape) +
+                        " has more values than fit in 64 bits)");
+  if (__builtin_mul_overflow(count, sizeof(T), &bytes))
+    damaged(path, "not a valid .npy file (shape " + shape_text(h.shape) +
+                      " needs more bytes than fit in 64 bits)");
+  // Checked before the array is allocated: the file must hold what the shape promises.
+  const std::size_t available = h.file_size - h.data_offset;
+  if (available < bytes)
+    damaged(path, "truncated: the header promises " + std::to_string(count) + " values (shape " +
+                      shape_text(h.shape) + ", " + std::to_string(bytes) +
+                      " bytes) but the file has " + std::to_string(available) + " bytes of data");
+  if (available > bytes)
+    damaged(path, "not a valid .npy file: " + std::to_string(available - bytes) +
+                      " bytes after the data that shape " + shape_text(h.shape) +
+                      " describes (damaged header?)");
   std::vector<T> data(count);
-  in.read(reinterpret_cast<char*>(data.data()), std::streamsize(count * sizeof(T)));
-  if (std::size_t(in.gcount()) != count * sizeof(T))
-    fail(path, "truncated: the header promises " + std::to_string(count) + " values");
+  in.read(reinterpret_cast<char*>(data.data()), std::streamsize(bytes));
+  if (std::size_t(in.gcount()) != bytes)
+    damaged(path, "truncated: the header promises " + std::to_string(count) + " values");
   if (!h.fortran_order) return xt::adapt(data, h.shape);
   // Fortran order: adapt with column-major layout, then copy to row-major.
   auto column_major = xt::adapt<xt::layout_type::dynamic>(data.data(), count, xt::no_ownership(),
@@ -126,17 +262,18 @@ void save_npy(const std::string& path, const xt::xarray<T>& x) {
   const std::size_t unpadded = 10 + dict.size() + 1;
   dict.append((64 - unpadded % 64) % 64, ' ');
   dict += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) fail(path, "cannot write file (does the directory exist?)");
+  if (dict.size() > std::numeric_limits<std::uint16_t>::max())
+    fail(path, "cannot write: " + std::to_string(x.dimension()) +
+                   " dimensions make a header too long for format 1.0");
+  const xt::xarray<T> contiguous = x;  // row-major copy, before the file is created
+  NpyWriter out(path);
   const std::uint16_t len = static_cast<std::uint16_t>(dict.size());
   out.write("\x93NUMPY\x01\x00", 8);
   const char len_bytes[2] = {char(len & 0xff), char(len >> 8)};
   out.write(len_bytes, 2);
-  out.write(dict.data(), std::streamsize(dict.size()));
-  xt::xarray<T> contiguous = x;  // row-major copy
-  out.write(reinterpret_cast<const char*>(contiguous.data()),
-            std::streamsize(x.size() * sizeof(T)));
-  if (!out) fail(path, "write failed");
+  out.write(dict.data(), dict.size());
+  out.write(contiguous.data(), x.size() * sizeof(T));
+  out.close();
 }
 
 template xt::xarray<float> load_npy<float>(const std::string&);
