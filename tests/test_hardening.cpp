@@ -18,6 +18,7 @@
 #include <vector>
 #include <xtensor/xarray.hpp>
 
+#include "experiment/folder_lock.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/normlab.hpp"
 #include "test_helpers.hpp"
@@ -669,4 +670,25 @@ TEST_CASE("hardening options: negative, absurd or malformed numbers name the opt
                                        "1", "--repeats", "1", "--seconds", "0", "--threads", "1"});
   CHECK_MESSAGE(edge.status == 0, edge.err);
   CHECK(run_cli(dir, {"demo", "--seed", "9223372036854775807"}).status == 0);
+}
+
+// One writer per results folder: a second run fails at once, naming the
+// holder; the lock dies with its holder, so the folder is usable afterwards.
+TEST_CASE("hardening run: a second run on a folder in use fails at once naming the holder") {
+  const ScratchDir dir;
+  write_bytes(dir / "tiny.json", kTinyConfig);
+  const std::string out = dir / "out";
+  std::filesystem::create_directories(out);
+  {
+    const FolderLock held(out);  // as a run in progress holds it
+    const CliResult second = run_cli(dir, {"run", dir / "tiny.json", "--out", out});
+    CHECK(second.status != 0);
+    check_mentions(second.err, {out, "in use by another normlab run",
+                                "PID " + std::to_string(::getpid()), "another --out"});
+    CHECK(std::count(second.err.begin(), second.err.end(), '\n') == 1);
+    CHECK_FALSE(std::filesystem::exists(std::filesystem::path(out) / "results.jsonl"));
+  }
+  const CliResult after = run_cli(dir, {"run", dir / "tiny.json", "--out", out});
+  CHECK_MESSAGE(after.status == 0, after.err);
+  CHECK(std::filesystem::exists(std::filesystem::path(out) / "results.jsonl"));
 }

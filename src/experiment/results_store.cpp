@@ -218,11 +218,13 @@ ResultsStore::ResultsStore(fs::path dir, const nlohmann::json& resolved_config, 
     throw std::runtime_error(dir_.string() + ": cannot create output folder (" + ec.message() +
                              ")");
   try {
+    lock_ = std::make_unique<FolderLock>(dir_);
     open_folder(fresh);
   } catch (...) {
     // The destructor does not run after a throwing constructor: take back
     // what this one made.
     if (wrote_config_) fs::remove(dir_ / "config.json", ec);
+    if (lock_ && created_dir_) lock_->remove();
     if (created_dir_) fs::remove(dir_, ec);  // only removes it when empty
     throw;
   }
@@ -279,7 +281,10 @@ ResultsStore::~ResultsStore() {
   if (appended_ || !wrote_config_) return;
   std::error_code ec;
   fs::remove(dir_ / "config.json", ec);
-  if (created_dir_) fs::remove(dir_, ec);  // only removes it when empty
+  if (created_dir_) {
+    lock_->remove();
+    fs::remove(dir_, ec);  // only removes it when empty
+  }
 }
 
 void ResultsStore::append(const nlohmann::json& record) {

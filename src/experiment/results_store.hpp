@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -14,12 +15,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "folder_lock.hpp"
+
 namespace normlab {
 
 class ResultsStore {
  public:
   // Opens or starts `dir`. Refuses a folder started with a different config
-  // unless `fresh`, which discards its results.
+  // unless `fresh`, which discards its results, and a folder another run
+  // holds (one writer per folder: FolderLock, taken before anything is read).
   ResultsStore(std::filesystem::path dir, const nlohmann::json& resolved_config, bool fresh);
   // A run that ends before its first record (bad dataset path, ...) takes back
   // the config.json and folder it made, so fixing the config and rerunning is
@@ -38,6 +42,7 @@ class ResultsStore {
   void open_folder(bool fresh);  // the constructor's work
   void rewrite_summaries() const;
   std::filesystem::path dir_;
+  std::unique_ptr<FolderLock> lock_;
   nlohmann::json config_;
   std::vector<nlohmann::json> records_;
   std::set<std::string> finished_;

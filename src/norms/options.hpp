@@ -96,8 +96,9 @@ class OptionSchema {
     return add(
         key, "a positive integer", help,
         [=](Options& o, const nlohmann::json& v) {
-          if (!v.is_number_integer() || v.get<long long>() <= 0)
-            fail_option(key, "a positive integer", json_kind(v));
+          if (!v.is_number_integer()) fail_option(key, "a positive integer", json_kind(v));
+          if (!v.is_number_unsigned() && v.get<long long>() <= 0)
+            fail_option(key, "a positive integer", v.dump());
           o.*member = v.get<std::size_t>();
         },
         [=](const Options& o) { return nlohmann::json(o.*member); },
