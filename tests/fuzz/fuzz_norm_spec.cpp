@@ -5,6 +5,7 @@
 #include <string>
 #include <xtensor/xbuilder.hpp>
 
+#include "normlab/experiment.hpp"
 #include "normlab/norm.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -16,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (shape.empty()) shape = {2, 3};
   const std::string text(reinterpret_cast<const char*>(data), size > dims ? size - dims : 0);
   try {
-    const nlohmann::json spec = nlohmann::json::parse(text);
+    const nlohmann::json spec = normlab::parse_json(text, "--norm", 0);  // as apply reads it
     auto norm = normlab::make_norm<double>(spec, 0);
     xt::xarray<double> x = xt::arange<double>(double(1), double(1 + [&] {
                                                 std::size_t n = 1;
