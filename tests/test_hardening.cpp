@@ -106,6 +106,8 @@ TEST_CASE("hardening npy: shape arithmetic overflow and malformed shapes name th
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"(4294967296, 4294967296, 16)", "more values than fit in 64 bits"},
       {"(2305843009213693952, 4)", "more bytes than fit in 64 bits"},  // 2^61 * 4 * 4 bytes
+      // Found by tests/fuzz/fuzz_npy: no values, but strides beyond 63 bits.
+      {"(0, 243032819420727, 8004211)", "other than 0 multiply to more than fits in 63 bits"},
       {"(99999999999999999999999,)", "does not fit in 64 bits"},
       {"(-1, 3)", "non-negative integers"},
       {"(x, 3)", "non-negative integers"},

@@ -4,6 +4,7 @@
 // shape's arithmetic is checked for overflow.
 #include "normlab/npy.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -229,6 +230,14 @@ xt::xarray<T> load_npy(const std::string& path) {
   if (__builtin_mul_overflow(count, sizeof(T), &bytes))
     damaged(path, "not a valid .npy file (shape " + shape_text(h.shape) +
                       " needs more bytes than fit in 64 bits)");
+  // With a zero size there are no values, but xtensor still multiplies the
+  // other sizes into signed strides: their product must fit too.
+  std::size_t nonzero = 1;
+  for (std::size_t d : h.shape)
+    if (__builtin_mul_overflow(nonzero, std::max<std::size_t>(d, 1), &nonzero) ||
+        nonzero > std::size_t(PTRDIFF_MAX) / sizeof(T))
+      damaged(path, "not a valid .npy file (shape " + shape_text(h.shape) +
+                        ": its sizes other than 0 multiply to more than fits in 63 bits)");
   // Checked before the array is allocated: the file must hold what the shape promises.
   const std::size_t available = h.file_size - h.data_offset;
   if (available < bytes)
