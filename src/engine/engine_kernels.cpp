@@ -327,6 +327,19 @@ void pointwise_forward_run(const Pointwise<T, Swish, Tlu>& f, const T* x, std::s
   }
 }
 
+// The pointwise variant of the description, for one run; kept out of
+// forward_run so that the common path stays small enough to inline.
+template <class T>
+[[gnu::noinline]] void pointwise_forward_run(const T* x, const NormDescription& d,
+                                             const GroupStats& stats,
+                                             const ChannelAffine<T>& affine, std::size_t c,
+                                             std::size_t g, T* y) {
+  with_pointwise<T>(d, [&](auto* variant) {
+    using F = std::remove_pointer_t<decltype(variant)>;
+    pointwise_forward_run(F(stats, affine.params, affine, c, g), x, d.view.inner, y);
+  });
+}
+
 // y for the run view[a, c, :] of group g.
 template <class T>
 void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
@@ -335,10 +348,7 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
   const std::size_t inner = d.view.inner;
   const std::size_t offset = (a * d.view.channels + c) * inner;
   if (is_pointwise(d)) {
-    with_pointwise<T>(d, [&](auto* variant) {
-      using F = std::remove_pointer_t<decltype(variant)>;
-      pointwise_forward_run(F(stats, affine.params, affine, c, g), x + offset, inner, y + offset);
-    });
+    pointwise_forward_run(x + offset, d, stats, affine, c, g, y + offset);
   } else if (d.affine == Affine::elementwise) {
     apply_run_elementwise(x + offset, inner, stats.mean[g], stats.rstd[g] * correction_r(stats, g),
                           correction_d(stats, g), affine.params.gamma + c * inner,
