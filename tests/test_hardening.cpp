@@ -194,19 +194,10 @@ TEST_CASE("hardening npy: write failures carry the system's reason and leave no 
 
 namespace {
 
-// Runs `normlab ARGS` under `ulimit -f 1` (files up to 1 KiB; a longer write
-// fails with EFBIG, as on a full disk or quota).
+// `normlab ARGS` with files limited to 1 KiB (ulimit -f 1): writes past
+// that fail with EFBIG, as on a full disk, without filling one.
 CliResult run_cli_with_file_limit(const ScratchDir& dir, const std::vector<std::string>& args) {
-  std::string command = "ulimit -f 1; exec " + normlab::test::shell_quote(NORMLAB_CLI);
-  for (const std::string& arg : args) command += " " + normlab::test::shell_quote(arg);
-  command += " >" + normlab::test::shell_quote(dir / "stdout.txt") + " 2>" +
-             normlab::test::shell_quote(dir / "stderr.txt");
-  const int raw = std::system(command.c_str());
-  CliResult result;
-  result.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  result.out = read_file(dir / "stdout.txt");
-  result.err = read_file(dir / "stderr.txt");
-  return result;
+  return run_cli(dir, args, "ulimit -f 1; exec");
 }
 
 // A (64, 64) float32 input: y.npy is 16 KiB, the running statistics under 1 KiB.

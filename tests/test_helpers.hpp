@@ -147,9 +147,11 @@ inline std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Runs `normlab ARGS` (the built NORMLAB_CLI), capturing stdout and stderr in files of `dir`.
-inline CliResult run_cli(const ScratchDir& dir, const std::vector<std::string>& args) {
-  std::string command = shell_quote(NORMLAB_CLI);
+// Runs `normlab ARGS` (the built NORMLAB_CLI), capturing stdout and stderr in
+// files of `dir`. `shell_prefix` runs first in the same shell (e.g. "ulimit -f 1; exec").
+inline CliResult run_cli(const ScratchDir& dir, const std::vector<std::string>& args,
+                         const std::string& shell_prefix = "") {
+  std::string command = shell_prefix + (shell_prefix.empty() ? "" : " ") + shell_quote(NORMLAB_CLI);
   for (const std::string& arg : args) command += " " + shell_quote(arg);
   command += " >" + shell_quote(dir / "stdout.txt") + " 2>" + shell_quote(dir / "stderr.txt");
   const int raw = std::system(command.c_str());
