@@ -55,19 +55,7 @@ template <class T>
 std::map<std::string, xt::xarray<T>> library_outputs(
     const nlohmann::json& spec, const xt::xarray<T>& x, const xt::xarray<T>* dy, Mode mode,
     const std::map<std::string, xt::xarray<T>>& set) {
-  auto norm = make_norm<T>(spec, 0);
-  norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
-  for (const auto& [name, value] : set) norm->set(name, value);
-  std::map<std::string, xt::xarray<T>> outputs;
-  outputs["y"] = norm->forward(x, mode);
-  if (dy) {
-    outputs["dx"] = norm->backward(*dy);
-    for (const std::string& name : norm->parameter_names())
-      outputs["d" + name] = norm->parameter(name).grad;
-  }
-  if (mode == Mode::train)
-    for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
-  return outputs;
+  return normlab::test::apply_in_library(spec, x, dy, mode, set);
 }
 
 // Runs apply on x (and dy, and --param files) saved as T, then checks that

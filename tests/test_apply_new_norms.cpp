@@ -44,22 +44,11 @@ bool bit_identical(const xt::xarray<T>& a, const xt::xarray<T>& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
-// The library in-process, as apply documents it: prepare, set the params,
-// forward, backward, the parameter gradients, and the running state after train.
+// The library in-process, as apply documents it (with dy).
 template <class T>
 Arrays<T> library_outputs(const nlohmann::json& spec, const xt::xarray<T>& x,
                           const xt::xarray<T>& dy, Mode mode, const Arrays<T>& params) {
-  auto norm = make_norm<T>(spec, 0);
-  norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
-  for (const auto& [name, value] : params) norm->set(name, value);
-  Arrays<T> outputs;
-  outputs["y"] = norm->forward(x, mode);
-  outputs["dx"] = norm->backward(dy);
-  for (const std::string& name : norm->parameter_names())
-    outputs["d" + name] = norm->parameter(name).grad;
-  if (mode == Mode::train)
-    for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
-  return outputs;
+  return normlab::test::apply_in_library(spec, x, &dy, mode, params);
 }
 
 // Runs `normlab apply` with --grad and every --param on x, dy saved as T and

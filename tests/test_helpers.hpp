@@ -13,10 +13,13 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 #include <xtensor/xarray.hpp>
+
+#include "normlab/norm.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,6 +98,29 @@ void check_against_differences(const std::string& what, const Array& analytic, A
   }
   CHECK_MESSAGE(worst < tolerance,
                 what << ": worst relative error " << worst << " at flat index " << worst_at);
+}
+
+// What `normlab apply` computes, run in the library: prepare, set the
+// parameters and state, forward, then (with dy) backward and the parameter
+// gradients, and the running state after a train forward; named as apply
+// names its files.
+template <class T>
+std::map<std::string, xt::xarray<T>> apply_in_library(
+    const nlohmann::json& spec, const xt::xarray<T>& x, const xt::xarray<T>* dy, Mode mode,
+    const std::map<std::string, xt::xarray<T>>& set) {
+  auto norm = make_norm<T>(spec, 0);
+  norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
+  for (const auto& [name, value] : set) norm->set(name, value);
+  std::map<std::string, xt::xarray<T>> outputs;
+  outputs["y"] = norm->forward(x, mode);
+  if (dy) {
+    outputs["dx"] = norm->backward(*dy);
+    for (const std::string& name : norm->parameter_names())
+      outputs["d" + name] = norm->parameter(name).grad;
+  }
+  if (mode == Mode::train)
+    for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
+  return outputs;
 }
 
 // Writes `bytes` to `path` as they are.
