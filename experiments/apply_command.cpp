@@ -8,7 +8,6 @@
 
 #include "commands.hpp"
 #include "normlab/normlab.hpp"
-#include "output_dir.hpp"
 #include "parse_options.hpp"
 
 namespace po = boost::program_options;

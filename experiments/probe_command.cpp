@@ -7,7 +7,7 @@
 
 #include "commands.hpp"
 #include "normlab/analysis.hpp"
-#include "output_dir.hpp"
+#include "normlab/files.hpp"
 #include "parse_options.hpp"
 
 namespace po = boost::program_options;
@@ -63,7 +63,7 @@ int probe_command(const Args& args) {
                                                        {"probe.csv", probe_csv(records)},
                                                        {"probe_config.json", info.dump(2) + "\n"}};
   for (const auto& [name, text] : files)
-    staged.write(name, [&](const std::string& path) { write_text_file(path, text); });
+    staged.write(name, [&](const std::string& path) { write_file(path, text); });
   staged.commit();
   std::cout << "batch statistics vs population, " << config.model << ", " << config.name << " ("
             << out << ")\n"

@@ -459,6 +459,37 @@ TEST_CASE("hardening config: integers out of range for their key name the file a
   CHECK_MESSAGE(good.status == 0, good.err);
 }
 
+TEST_CASE("hardening config: duplicates and an unreachable dataset fail validate and run alike") {
+  const ScratchDir dir;
+  write_bytes(dir / "config.json", kTinyConfig);
+  const json fashion_missing = {{"type", "fashion-mnist"}, {"path", dir / "no-such-folder"}};
+  // An IDX image file whose label file is missing, in a folder of its own.
+  std::filesystem::create_directories(dir / "partial");
+  write_bytes(dir / "partial/train-images-idx3-ubyte",
+              std::string("\0\0\x08\x03\0\0\0\x01\0\0\0\x01\0\0\0\x01\x7f", 17));
+  const json labels_missing = {{"type", "fashion-mnist"}, {"path", dir / "partial"}};
+  struct Case {
+    std::string set, phrase;
+  };
+  const std::vector<Case> cases = {
+      {"batch_sizes=[16,4,16]", "batch_sizes: lists 16 twice"},
+      {"seeds=[3,3]", "seeds: lists 3 twice"},
+      {R"(norms=["batch",{"type":"batch","eps":1e-5}])", "norms[1]: the same norm as norms[0]"},
+      {R"(norms=["none","layer","none"])", "norms[2]: the same norm as norms[0]"},
+      {"dataset=" + fashion_missing.dump(), "no train-images-idx3-ubyte[.gz] there"},
+      {"dataset=" + labels_missing.dump(), "no train-labels-idx1-ubyte[.gz] there"},
+  };
+  for (const Case& c : cases)
+    for (const char* command : {"validate", "run"}) {
+      INFO(command << " --set " << c.set);
+      std::vector<std::string> args = {command, dir / "config.json", "--set", c.set};
+      if (command == std::string("run")) args.insert(args.end(), {"--out", dir / "out"});
+      check_failure(run_cli(dir, args), command,
+                    {c.phrase, "config.json with its --set overrides"});
+      CHECK_FALSE(std::filesystem::exists(dir / "out"));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 4. Damaged records in results.jsonl and probe.jsonl
 
@@ -599,6 +630,29 @@ TEST_CASE("hardening records: a damaged config.json or probe record of a run fol
   check_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
                 {"probe_config.json", "config: expected the resolved config object"});
   CHECK_FALSE(fs::exists(f.dir / "report"));
+}
+
+TEST_CASE("hardening report: a failing gnuplot leaves the report folder as it was") {
+  const FinishedRun finished;
+  const std::string gnuplot = finished.dir / "failing-gnuplot";
+  write_bytes(gnuplot, "#!/bin/sh\necho 'plot went wrong' >&2\nexit 3\n");
+  fs::permissions(gnuplot, fs::perms::owner_all);
+  const std::string fresh = finished.dir / "report-new";
+  check_failure(
+      run_cli(finished.dir, {"report", finished.run, "--out", fresh, "--gnuplot", gnuplot}),
+      "report", {"gnuplot failed (exit 3)", "plot went wrong", "nothing was written"});
+  CHECK_FALSE(fs::exists(fresh));
+
+  const std::string existing = finished.dir / "report-old";
+  fs::create_directories(existing);
+  write_bytes(existing + "/report.md", "old report\n");
+  check_failure(
+      run_cli(finished.dir, {"report", finished.run, "--out", existing, "--gnuplot", gnuplot}),
+      "report", {existing, "was left unchanged"});
+  CHECK(read_file(existing + "/report.md") == "old report\n");
+  std::size_t entries = 0;
+  for (const auto& entry : fs::directory_iterator(existing)) entries += entry.exists();
+  CHECK(entries == 1);
 }
 
 TEST_CASE("hardening records: probe --model-from names a damaged results.jsonl line") {

@@ -23,6 +23,10 @@ struct Dataset {
 // and label counts that differ. classes is 10, or max label + 1 if larger.
 Dataset load_idx(const std::string& images_path, const std::string& labels_path);
 
+// The number of samples the two files hold, from their headers alone (cheap:
+// for checking a config before a run). Throws as load_idx does.
+std::size_t count_idx_samples(const std::string& images_path, const std::string& labels_path);
+
 // A seeded synthetic 1x28x28 dataset: each class is a fixed random blob
 // pattern; samples are shifted, scaled and noisy copies, so it is learnable
 // but not trivial. Same seed, same data. Class patterns depend only on the

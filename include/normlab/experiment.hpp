@@ -82,7 +82,7 @@ ExperimentConfig parse_config(const nlohmann::json& config);
 // naming the --set.
 nlohmann::json read_config_file(const std::string& path, const std::vector<std::string>& sets);
 
-// read_config_file, then parse_config; a config error names the file too:
+// read_config_file, parse_config, then check_dataset; an error names the file too:
 // "epochs: expected at least 1, got -1 (in CONFIG)".
 ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& sets);
 
@@ -161,6 +161,11 @@ std::size_t precise_bn(Model<float>& model, const Dataset& train, std::size_t ba
 
 // The train and test sets a config asks for, standardized and subset.
 std::pair<Dataset, Dataset> load_datasets(const DatasetConfig& config);
+
+// Checks, from the file headers alone, that the dataset's IDX files exist, are
+// readable and hold train_size and test_size samples; throws naming the file
+// and the fix. load_config calls it, so `validate` refuses what `run` would.
+void check_dataset(const DatasetConfig& config);
 
 struct RunOptions {
   std::string out_dir;

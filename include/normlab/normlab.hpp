@@ -7,6 +7,7 @@
 #include "normlab/distributed.hpp"
 #include "normlab/engine.hpp"
 #include "normlab/experiment.hpp"
+#include "normlab/files.hpp"
 #include "normlab/layers.hpp"
 #include "normlab/model.hpp"
 #include "normlab/norm.hpp"

@@ -144,22 +144,43 @@ void advise_huge_pages(void* data, std::size_t bytes) {
 #endif
 }
 
+// Each dimension is below 2^32; images are at most 65535 pixels a side, and
+// the product of all three must fit the signed sizes xtensor uses.
+void check_image_dims(const std::string& path, const std::vector<std::size_t>& dims) {
+  const std::size_t count = dims[0], rows = dims[1], cols = dims[2];
+  if (rows == 0 || cols == 0 || rows > 65535 || cols > 65535)
+    fail(path, "implausible image size " + std::to_string(rows) + "x" + std::to_string(cols) +
+                   " in the header (each side must be 1 to 65535 pixels)");
+  if (count > std::size_t(PTRDIFF_MAX) / sizeof(float) / (rows * cols))
+    fail(path, "implausible image dimensions in the header");
+}
+
+void check_same_count(const std::string& images_path, std::size_t images,
+                      const std::string& labels_path, std::size_t labels) {
+  if (images != labels)
+    throw std::runtime_error(images_path + " has " + std::to_string(images) + " images but " +
+                             labels_path + " has " + std::to_string(labels) + " labels");
+}
+
 }  // namespace
+
+std::size_t count_idx_samples(const std::string& images_path, const std::string& labels_path) {
+  GzFile images(images_path);
+  const auto dims = read_header(images, images_path, kImageMagic, "image");
+  check_image_dims(images_path, dims);
+  GzFile labels(labels_path);
+  const std::size_t count = read_header(labels, labels_path, kLabelMagic, "label")[0];
+  check_same_count(images_path, dims[0], labels_path, count);
+  return count;
+}
 
 Dataset load_idx(const std::string& images_path, const std::string& labels_path) {
   Dataset data;
   {
     GzFile file(images_path);
     const auto dims = read_header(file, images_path, kImageMagic, "image");
+    check_image_dims(images_path, dims);
     const std::size_t count = dims[0], rows = dims[1], cols = dims[2];
-    // Each dimension is below 2^32; images are at most 65535 pixels a side,
-    // and the product of all three must fit the signed sizes xtensor uses.
-    if (rows == 0 || cols == 0 || rows > 65535 || cols > 65535)
-      fail(images_path, "implausible image size " + std::to_string(rows) + "x" +
-                            std::to_string(cols) +
-                            " in the header (each side must be 1 to 65535 pixels)");
-    if (count > std::size_t(PTRDIFF_MAX) / sizeof(float) / (rows * cols))
-      fail(images_path, "implausible image dimensions in the header");
     const std::size_t total = count * rows * cols;
     float scaled[256];  // u8 / 255, exactly as the division rounds it
     for (int v = 0; v < 256; ++v) scaled[v] = float(v) / 255.0f;
@@ -174,10 +195,7 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path)
   {
     GzFile file(labels_path);
     const std::size_t count = read_header(file, labels_path, kLabelMagic, "label")[0];
-    if (count != data.images.shape()[0])
-      throw std::runtime_error(images_path + " has " + std::to_string(data.images.shape()[0]) +
-                               " images but " + labels_path + " has " + std::to_string(count) +
-                               " labels");
+    check_same_count(images_path, data.images.shape()[0], labels_path, count);
     const bool plausible = can_hold(labels_path, count);
     if (plausible) data.labels.resize(count);
     read_body(file, labels_path, count, "labels", plausible ? data.labels.data() : nullptr,

@@ -115,6 +115,8 @@ std::vector<std::size_t> positive_list(JsonReader& r, const std::string& key, lo
     if (v > max)
       r.fail(key,
              "expected integers of at most " + std::to_string(max) + ", got " + std::to_string(v));
+    if (std::find(out.begin(), out.end(), std::size_t(v)) != out.end())
+      r.fail(key, "lists " + std::to_string(v) + " twice (each cell would be trained twice)");
     out.push_back(std::size_t(v));
   }
   return out;
@@ -134,8 +136,19 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   const nlohmann::json& norms = r.raw("norms");
   if (!norms.is_array() || norms.empty())
     r.fail("norms", std::string("expected a non-empty list of norms, got ") + json_kind(norms));
-  for (std::size_t i = 0; i < norms.size(); ++i)
-    c.norms.push_back(parse_norm(norms[i], "norms[" + std::to_string(i) + "]", c.model));
+  std::vector<nlohmann::json> resolved_norms;  // "batch" and {"type": "batch", "eps": 1e-5} alike
+  for (std::size_t i = 0; i < norms.size(); ++i) {
+    const std::string path = "norms[" + std::to_string(i) + "]";
+    c.norms.push_back(parse_norm(norms[i], path, c.model));
+    const nlohmann::json& spec = c.norms.back();
+    resolved_norms.push_back(spec.at("type") == "none" ? spec : resolve_spec(spec));
+    const auto first =
+        std::find(resolved_norms.begin(), resolved_norms.end() - 1, resolved_norms.back());
+    if (first != resolved_norms.end() - 1)
+      throw std::invalid_argument(path + ": the same norm as norms[" +
+                                  std::to_string(first - resolved_norms.begin()) +
+                                  "] (each cell would be trained twice; remove one)");
+  }
 
   c.batch_sizes = positive_list(r, "batch_sizes", kMaxBatch);
   for (std::size_t b : c.batch_sizes)
@@ -342,11 +355,16 @@ nlohmann::json read_config_file(const std::string& path, const std::vector<std::
 
 ExperimentConfig load_config(const std::string& path, const std::vector<std::string>& sets) {
   const nlohmann::json config = read_config_file(path, sets);
+  const std::string where =
+      " (in " + path + (sets.empty() ? "" : " with its --set overrides") + ")";
   try {
-    return parse_config(config);
+    ExperimentConfig parsed = parse_config(config);
+    check_dataset(parsed.dataset);  // validate and run refuse the same configs
+    return parsed;
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(std::string(e.what()) + " (in " + path +
-                                (sets.empty() ? "" : " with its --set overrides") + ")");
+    throw std::invalid_argument(std::string(e.what()) + where);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) + where);
   }
 }
 

@@ -2,6 +2,7 @@
 // standardized.
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
 
 #include "normlab/experiment.hpp"
 
@@ -30,6 +31,20 @@ Dataset take(const Dataset& full, long long size, const DatasetConfig& config, c
 }
 
 }  // namespace
+
+void check_dataset(const DatasetConfig& config) {
+  if (config.type == "synthetic") return;  // made from its seed: always there
+  for (const auto& [prefix, size, what] : {std::tuple{"train", config.train_size, "train_size"},
+                                           std::tuple{"t10k", config.test_size, "test_size"}}) {
+    const std::string images = idx_file(config.path, std::string(prefix) + "-images-idx3-ubyte");
+    const std::string labels = idx_file(config.path, std::string(prefix) + "-labels-idx1-ubyte");
+    const std::size_t available = count_idx_samples(images, labels);
+    if (size > 0 && std::size_t(size) > available)
+      throw std::invalid_argument(std::string("dataset.") + what + ": " + std::to_string(size) +
+                                  " asked but " + images + " holds only " +
+                                  std::to_string(available));
+  }
+}
 
 std::pair<Dataset, Dataset> load_datasets(const DatasetConfig& config) {
   Dataset train, test;

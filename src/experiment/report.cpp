@@ -21,6 +21,7 @@
 
 #include "normlab/analysis.hpp"
 #include "normlab/experiment.hpp"
+#include "normlab/files.hpp"
 #include "normlab/registry.hpp"
 #include "results_store.hpp"
 
@@ -123,20 +124,6 @@ std::string legend_label(const std::string& label) {
 }
 
 // Writes NAME.dat (one index block per series) and NAME.gp; returns the script name.
-// Writes `text` to `path`, checking every step; errors name the file with the
-// system's reason.
-void write_file(const fs::path& path, const std::string& text) {
-  FILE* file = std::fopen(path.c_str(), "w");
-  if (!file)
-    throw std::runtime_error(path.string() + ": cannot write file (" + std::strerror(errno) + ")");
-  const bool written =
-      std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
-  const int write_errno = errno;
-  if (std::fclose(file) != 0 || !written)
-    throw std::runtime_error(path.string() + ": write failed (" +
-                             std::strerror(written ? errno : write_errno) + ")");
-}
-
 std::string write_figure(const fs::path& dir, const Figure& figure) {
   std::string data, plots;
   int block = 0;
@@ -779,11 +766,10 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
     gnuplot = find_program("gnuplot");
   }
 
-  const fs::path out = options.out_dir;
-  std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) throw std::runtime_error(out.string() + ": cannot create folder (" + ec.message() + ")");
-
+  // Everything is made in a staging folder inside the output folder and moved
+  // into it only when all figures were drawn: a failure leaves it as it was.
+  StagedOutput staged(options.out_dir);
+  const fs::path out = staged.staging_dir(), shown = options.out_dir;
   Document doc;
   doc.images = !gnuplot.empty();
   std::vector<Figure> figures;
@@ -804,27 +790,31 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
   for (const Probe& probe : probes) report_probe(probe, unique_name(probe.name), doc, figures);
 
   ReportSummary summary;
-  for (const Figure& figure : figures) {
-    const std::string script = write_figure(out, figure);
-    if (gnuplot.empty()) continue;
-    const fs::path log = out / (figure.name + ".log");
-    const int status = run_in(gnuplot, script, out, log);
-    std::ifstream in(log);
-    const std::string messages((std::istreambuf_iterator<char>(in)),
-                               std::istreambuf_iterator<char>());
-    if (status != 0 || !fs::exists(out / (figure.name + ".png")))
-      throw std::runtime_error((out / script).string() + ": gnuplot failed (exit " +
-                               std::to_string(status) + "): " + messages.substr(0, 400));
-    fs::remove(log, ec);
-    summary.figures.push_back((out / (figure.name + ".png")).string());
-  }
-  summary.plotted = !gnuplot.empty();
-  write_file(out / "report.md", doc.markdown);
-  write_file(out / "report.html",
-             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>normlab report</title>"
-             "<style>" +
-                 std::string(kStyle) + "</style></head><body>\n" + doc.html + "</body></html>\n");
-  summary.html = (out / "report.html").string();
+  staged.run([&] {
+    for (const Figure& figure : figures) {
+      const std::string script = write_figure(out, figure);
+      if (gnuplot.empty()) continue;
+      const fs::path log = out / (figure.name + ".log");
+      const int status = run_in(gnuplot, script, out, log);
+      std::ifstream in(log);
+      const std::string messages((std::istreambuf_iterator<char>(in)),
+                                 std::istreambuf_iterator<char>());
+      if (status != 0 || !fs::exists(out / (figure.name + ".png")))
+        throw std::runtime_error((out / script).string() + ": gnuplot failed (exit " +
+                                 std::to_string(status) + "): " + messages.substr(0, 400));
+      std::error_code ec;
+      fs::remove(log, ec);
+      summary.figures.push_back((shown / (figure.name + ".png")).string());
+    }
+    summary.plotted = !gnuplot.empty();
+    write_file(out / "report.md", doc.markdown);
+    write_file(out / "report.html",
+               "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>normlab report</title>"
+               "<style>" +
+                   std::string(kStyle) + "</style></head><body>\n" + doc.html + "</body></html>\n");
+  });
+  staged.commit();
+  summary.html = (shown / "report.html").string();
   return summary;
 }
 

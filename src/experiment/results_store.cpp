@@ -1,10 +1,7 @@
 #include "results_store.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -12,6 +9,7 @@
 #include <stdexcept>
 
 #include "normlab/experiment.hpp"
+#include "normlab/files.hpp"
 #include "normlab/registry.hpp"
 
 namespace normlab {
@@ -27,27 +25,6 @@ nlohmann::json result_relevant(nlohmann::json config) {
   config.erase("workers");
   config.erase("probe");
   return config;
-}
-
-// Writes `text` to path.tmp, then renames it over `path`; errors name the file
-// with the system's reason (strerror) and leave `path` as it was.
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  FILE* file = std::fopen(tmp.c_str(), "w");
-  if (!file)
-    throw std::runtime_error(tmp.string() + ": cannot write file (" + std::strerror(errno) + ")");
-  const bool written =
-      std::fwrite(text.data(), 1, text.size(), file) == text.size() && std::fflush(file) == 0;
-  const int write_errno = errno;
-  if (std::fclose(file) != 0 || !written) {
-    const std::string reason = std::strerror(written ? errno : write_errno);
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw std::runtime_error(path.string() + ": write failed (" + reason + ")");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error(path.string() + ": cannot replace (" + ec.message() + ")");
 }
 
 std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
@@ -269,10 +246,10 @@ void ResultsStore::open_folder(bool fresh) {
       records_.push_back(std::move(record.value));
       kept += record.text + "\n";
     }
-    write_atomically(results_path, kept);
+    replace_file(results_path, kept);
   }
   if (!started_before) {
-    write_atomically(config_path, config_.dump(2) + "\n");
+    replace_file(config_path, config_.dump(2) + "\n");
     wrote_config_ = true;
   }
 }
@@ -292,15 +269,7 @@ void ResultsStore::append(const nlohmann::json& record) {
   appended_ = true;
   const fs::path path = dir_ / "results.jsonl";
   const std::string line = record.dump() + "\n";
-  FILE* file = std::fopen(path.c_str(), "a");
-  if (!file)
-    throw std::runtime_error(path.string() + ": cannot append (" + std::strerror(errno) + ")");
-  const bool written =
-      std::fwrite(line.data(), 1, line.size(), file) == line.size() && std::fflush(file) == 0;
-  const int write_errno = errno;
-  if (std::fclose(file) != 0 || !written)
-    throw std::runtime_error(path.string() + ": cannot append (" +
-                             std::strerror(written ? errno : write_errno) + ")");
+  append_to_file(path, line);
   records_.push_back(record);
   finished_.insert(record["cell"].get<std::string>());
   rewrite_summaries();
@@ -311,8 +280,8 @@ void ResultsStore::rewrite_summaries() const {
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
     return a["index"].template get<std::size_t>() < b["index"].template get<std::size_t>();
   });
-  write_atomically(dir_ / "results.csv", to_csv(sorted, config_["epochs"].get<std::size_t>()));
-  write_atomically(dir_ / "table.md", error_table(config_, sorted));
+  replace_file(dir_ / "results.csv", to_csv(sorted, config_["epochs"].get<std::size_t>()));
+  replace_file(dir_ / "table.md", error_table(config_, sorted));
 }
 
 double GridCell::mean() const {

@@ -16,6 +16,8 @@
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xbuilder.hpp>
 
+#include "normlab/files.hpp"
+
 namespace normlab {
 namespace {
 
@@ -41,10 +43,6 @@ struct NpyHeader {
   fail(path, problem +
                  "; the file is damaged or was not written by numpy.save: save the array "
                  "again");
-}
-
-std::string errno_text() {
-  return std::strerror(errno);
 }
 
 // The value text after 'key': in the header dict.
@@ -166,46 +164,6 @@ std::ifstream open(const std::string& path) {
   return in;
 }
 
-// Writes all of FILE* out or fails with the system's reason; closes it.
-class NpyWriter {
- public:
-  explicit NpyWriter(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "wb")) {
-    if (!file_) fail(path_, "cannot write file (" + errno_text() + "; does the directory exist?)");
-  }
-  ~NpyWriter() {
-    if (file_) {  // an error left it open: drop what was written
-      std::fclose(file_);
-      remove_partial();
-    }
-  }
-  NpyWriter(const NpyWriter&) = delete;
-  NpyWriter& operator=(const NpyWriter&) = delete;
-
-  void write(const void* data, std::size_t bytes) {
-    if (bytes > 0 && std::fwrite(data, 1, bytes, file_) != bytes)
-      fail(path_, "write failed (" + errno_text() + ")");
-  }
-  void close() {
-    if (std::fflush(file_) != 0) fail(path_, "write failed (" + errno_text() + ")");
-    FILE* file = file_;
-    file_ = nullptr;
-    if (std::fclose(file) != 0) {
-      const std::string reason = errno_text();
-      remove_partial();
-      fail(path_, "closing failed (" + reason + ")");
-    }
-  }
-
- private:
-  // Only a regular file: the path may be a device such as /dev/full.
-  void remove_partial() const {
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(path_, ec)) std::filesystem::remove(path_, ec);
-  }
-  std::string path_;
-  FILE* file_;
-};
-
 }  // namespace
 
 DType npy_dtype(const std::string& path) {
@@ -275,7 +233,7 @@ void save_npy(const std::string& path, const xt::xarray<T>& x) {
     fail(path, "cannot write: " + std::to_string(x.dimension()) +
                    " dimensions make a header too long for format 1.0");
   const xt::xarray<T> contiguous = x;  // row-major copy, before the file is created
-  NpyWriter out(path);
+  FileWriter out(path);
   const std::uint16_t len = static_cast<std::uint16_t>(dict.size());
   out.write("\x93NUMPY\x01\x00", 8);
   const char len_bytes[2] = {char(len & 0xff), char(len >> 8)};
