@@ -376,6 +376,7 @@ std::optional<std::vector<PhaseResult>> bench_case(const Case& c, const BenchOpt
 }
 
 void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) {
+  const BlasInfo blas = blas_info();
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
@@ -389,6 +390,8 @@ void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) 
       << ", kernels " << engine_isa() << "), median of up to " << o.repeats
       << " calls after a warm-up"
       << (o.seconds > 0 ? ", budget " + format("%g s", o.seconds, 0, 0) : std::string()) << "\n"
+      << "BLAS: " << blas.library << " " << blas.version << ", core " << blas.core << " ("
+      << blas.selection << ")\n"
       << format("bandwidth: copy %.1f GB/s, triad %.1f GB/s -> %.1f GB/s is 100%%", b.copy_gbs,
                 b.triad_gbs, b.best_gbs())
       << " (3 arrays of " << b.array_bytes / (1024 * 1024) << " MiB, " << b.threads

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "normlab/blas.hpp"
 #include "normlab/model.hpp"
 #include "normlab/registry.hpp"
 #include "parse_options.hpp"
@@ -71,17 +72,30 @@ void print_norms() {
 int list_command(const Args& args) {
   bool json = false;
   po::options_description desc(
-      "usage: normlab list [norms] [--json]\n\n"
+      "usage: normlab list [norms|blas] [--json]\n\n"
       "Lists the norms, models and datasets a config can name; `list norms` describes\n"
-      "each norm's options (with defaults), parameters and state. Options");
-  desc.add_options()("help,h", "show this help")("json", po::bool_switch(&json),
-                                                 "`list norms` as JSON, for programs");
+      "each norm's options (with defaults), parameters and state; `list blas` the BLAS\n"
+      "library, the kernels it runs and how they were chosen. Options");
+  desc.add_options()("help,h", "show this help")(
+      "json", po::bool_switch(&json), "`list norms` or `list blas` as JSON, for programs");
   std::string what;
   po::options_description hidden;
   hidden.add_options()("what", po::value(&what));
   if (!parse_options(args, desc, &hidden, "what")) return 0;
-  if (!what.empty() && what != "norms")
-    throw std::invalid_argument("list: unknown topic '" + what + "' (use `list` or `list norms`)");
+  if (!what.empty() && what != "norms" && what != "blas")
+    throw std::invalid_argument("list: unknown topic '" + what +
+                                "' (use `list`, `list norms` or `list blas`)");
+  if (what == "blas") {
+    const BlasInfo info = blas_info();
+    if (json)
+      std::cout << to_json(info).dump(2) << "\n";
+    else
+      std::cout << "library:   " << info.library << " " << info.version << "\n"
+                << "core:      " << info.core << "\n"
+                << "cpu best:  " << (info.best_core.empty() ? "-" : info.best_core) << "\n"
+                << "selection: " << info.selection << "\n";
+    return 0;
+  }
   if (what == "norms") {
     if (json)
       std::cout << norms_json().dump(2) << "\n";
@@ -89,7 +103,7 @@ int list_command(const Args& args) {
       print_norms();
     return 0;
   }
-  if (json) throw std::invalid_argument("list: --json goes with `list norms`");
+  if (json) throw std::invalid_argument("list: --json goes with `list norms` or `list blas`");
   std::cout
       << "norms:    none, " << joined(norm_types()) << "\n"
       << "          (as a name, or a spec object such as {\"type\": \"group\", \"groups\": 8};"

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "normlab/blas.hpp"
 #include "normlab/distributed.hpp"
 #include "normlab/version.hpp"
 
@@ -87,6 +88,9 @@ int main(int argc, char** argv) {
       }
     } mpi;
     try {
+      // Before MPI, threads or any BLAS call: may restart this process with
+      // OPENBLAS_CORETYPE set, when OpenBLAS fell back below what the CPU runs.
+      normlab::select_blas_core(argv);
       if (normlab::launched_by_mpirun()) {
         normlab::init_mpi(&argc, &argv);
         mpi.on = true;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "normlab/analysis.hpp"
+#include "normlab/blas.hpp"
 #include "normlab/data.hpp"
 #include "normlab/distributed.hpp"
 #include "normlab/engine.hpp"

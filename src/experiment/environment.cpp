@@ -4,6 +4,7 @@
 #include <string>
 #include <xtensor/xtensor_config.hpp>
 
+#include "normlab/blas.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/version.hpp"
 
@@ -42,6 +43,7 @@ nlohmann::json environment_info(std::size_t workers) {
                           std::to_string(XTENSOR_VERSION_MINOR) + "." +
                           std::to_string(XTENSOR_VERSION_PATCH)},
           {"openblas", openblas_get_config()},
+          {"blas", to_json(blas_info())},
           {"nlohmann_json", std::to_string(NLOHMANN_JSON_VERSION_MAJOR) + "." +
                                 std::to_string(NLOHMANN_JSON_VERSION_MINOR)}};
 }
