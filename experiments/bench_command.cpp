@@ -18,6 +18,7 @@
 #include <unistd.h>  // sysconf
 
 #include "alloc_counter.hpp"
+#include "bench_model.hpp"
 #include "commands.hpp"
 #include "normlab/normlab.hpp"
 #include "parse_options.hpp"
@@ -400,6 +401,28 @@ void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) 
          " backward 2x + 2dy + dx\n";
 }
 
+// The options of `bench --model`, checked.
+ModelBenchOptions model_options(const BenchOptions& o, const std::string& model,
+                                const std::string& batch, const std::string& steps,
+                                const std::string& threads) {
+  ModelBenchOptions m;
+  const std::vector<std::string> models = model_names();
+  if (std::find(models.begin(), models.end(), model) == models.end())
+    throw std::invalid_argument("--model '" + model + "': use cnn3 or mlp2");
+  m.model = model;
+  if (o.norms.size() > 1) throw std::invalid_argument("--model takes one --norm");
+  if (!o.shapes.empty()) throw std::invalid_argument("--shape does not go with --model");
+  const std::string norm = o.norms.empty() ? "batch" : o.norms[0];
+  m.norm = norm.find('{') == std::string::npos ? nlohmann::json{{"type", norm}}
+                                               : parse_json(norm, "--norm", 0);
+  m.batch = std::size_t(integer_option("--batch", batch, 1, 100'000));
+  m.steps = std::size_t(integer_option("--steps", steps, 1, 100'000));
+  m.threads = unsigned(integer_option("--threads", threads, 1, kMaxThreads));
+  m.json = o.json;
+  if (o.dtype != "float32") throw std::invalid_argument("--model trains in float32 only");
+  return m;
+}
+
 template <class T>
 int run_bench(const BenchOptions& o, const std::vector<Case>& cases) {
   Budget budget(o.seconds, 3 * int(cases.size()));
@@ -435,13 +458,17 @@ int bench_command(const Args& args) {
   BenchOptions o;
   po::options_description desc(
       "usage: normlab bench [--norm NAME|SPEC ...] [--shape N,C,H,W ...] [--threads N]\n"
-      "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n\n"
+      "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n"
+      "       normlab bench --model cnn3|mlp2 [--norm NAME|SPEC] [--batch B] [--steps K]\n"
+      "                     [--threads N] [--json]\n\n"
       "Times forward (train), forward (eval) and backward of each norm and shape (median\n"
       "after a warm-up) and reports the effective GB/s of the minimum memory traffic\n"
-      "against the machine's bandwidth, measured first (STREAM copy and triad). Options");
+      "against the machine's bandwidth, measured first (STREAM copy and triad).\n"
+      "With --model: the time of one training step of that model, layer by layer. Options");
   // Numbers are read as text and range-checked (an unsigned option would take
   // "-1" as 2^32 - 1).
   std::string threads = "1", repeats = "10", seconds = "0", probe_mb = "512";
+  std::string model, batch = "64", steps = "20";
   desc.add_options()("help,h", "show this help")(
       "norm", po::value(&o.norms)->multitoken()->composing(),
       "norms to time: a name from `normlab list norms`, or a JSON spec (default: all)")(
@@ -455,8 +482,17 @@ int bench_command(const Args& args) {
       "json", po::bool_switch(&o.json), "one JSON line per case on stdout instead of the table")(
       "dtype", po::value(&o.dtype), "float32 (default) or float64")(
       "probe-mb", po::value(&probe_mb),
-      "MiB per array of the bandwidth probe, 1 to 65536 (default 512: far beyond any L3)");
+      "MiB per array of the bandwidth probe, 1 to 65536 (default 512: far beyond any L3)")(
+      "model", po::value(&model), "time a training step of this model layer by layer: cnn3, mlp2")(
+      "batch", po::value(&batch), "with --model: images per step, 1 to 100000 (default 64)")(
+      "steps", po::value(&steps), "with --model: timed steps, 1 to 100000 (default 20)");
   if (!parse_options(args, desc)) return 0;
+  if (!model.empty()) return bench_model(model_options(o, model, batch, steps, threads));
+  for (const char* only_with_model : {"batch", "steps"})
+    if (std::any_of(args.begin(), args.end(), [&](const std::string& arg) {
+          return arg.rfind(std::string("--") + only_with_model, 0) == 0;
+        }))
+      throw std::invalid_argument(std::string("--") + only_with_model + " goes with --model");
   o.threads = unsigned(integer_option("--threads", threads, 1, kMaxThreads));
   o.repeats = int(integer_option("--repeats", repeats, 1, 1'000'000));
   o.seconds = number_option("--seconds", seconds, 0, 86400);

@@ -1,17 +1,21 @@
 #!/usr/bin/python3
 """Training speed of normlab next to PyTorch, measured in the same run.
 
-For cnn3 and mlp2 at batch 64 and batch 2 (1 thread each), trains the same
-model with the same norm on the same number of synthetic images in PyTorch
-(torch.set_num_threads(1)) and in normlab (`normlab run` on a synthetic
-config), and prints images/s for both and their ratio.
+For cnn3 and mlp2 at batch 64, 8 and 2, with each norm asked for, at 1 and 2
+threads, trains the same model on the same number of synthetic images in
+PyTorch (torch.set_num_threads) and in normlab (`normlab run` on a synthetic
+config with threads_per_cell), and prints images/s for both and their ratio.
+The two are measured in interleaved rounds (normlab, torch, normlab, ...) and
+each figure is the median of the rounds, so load on a shared machine hits both.
 
 Run by hand with Debian's python3-torch:  /usr/bin/python3 scripts/compare_torch_training.py
-Options: --normlab PATH (default build/normlab), --images N (default 4096), --norm batch
+Options: --normlab PATH (default build/normlab), --images N (default 4096),
+--norms batch group, --threads 1 2, --batches 64 8 2, --models cnn3 mlp2, --rounds 3
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 import time
@@ -19,7 +23,6 @@ import time
 import torch
 import torch.nn as nn
 
-torch.set_num_threads(1)
 
 
 def norm_layer(norm, channels, spatial):
@@ -75,11 +78,12 @@ def torch_images_per_second(model_name, norm, batch, images):
     return steps * batch / (time.perf_counter() - start)
 
 
-def normlab_images_per_second(binary, model_name, norm, batch, images):
+def normlab_images_per_second(binary, model_name, norm, batch, images, threads):
     config = {"name": "speed", "dataset": {"type": "synthetic", "train_size": images, "test_size": 64},
               "model": model_name, "norms": [norm], "batch_sizes": [batch], "seeds": [0], "epochs": 1,
               "optimizer": {"lr": 0.01},
-              "evaluation": {"batch_size": 64, "batch_stats_accuracy": False}, "workers": 1}
+              "evaluation": {"batch_size": 64, "batch_stats_accuracy": False}, "workers": 1,
+              "threads_per_cell": threads}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "config.json")
         with open(path, "w") as f:
@@ -90,19 +94,43 @@ def normlab_images_per_second(binary, model_name, norm, batch, images):
             return json.loads(f.readline())["train_images_per_second"]
 
 
+def blas_core(binary):
+    out = subprocess.run([binary, "list", "blas", "--json"], check=True, capture_output=True, text=True)
+    info = json.loads(out.stdout)
+    return f"{info['library']} {info['version']} core {info['core']} ({info['selection']})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--normlab", default="build/normlab")
     parser.add_argument("--images", type=int, default=4096)
-    parser.add_argument("--norm", default="batch")
+    parser.add_argument("--norms", nargs="+", default=["batch", "group"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--batches", nargs="+", type=int, default=[64, 8, 2])
+    parser.add_argument("--models", nargs="+", default=["cnn3", "mlp2"])
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, 1 thread, norm {args.norm}, {args.images} images per measurement")
-    print(f"{'model':6} {'batch':>5} {'normlab img/s':>14} {'torch img/s':>12} {'ratio':>6}")
-    for model_name in ("cnn3", "mlp2"):
-        for batch in (64, 2):
-            ours = normlab_images_per_second(args.normlab, model_name, args.norm, batch, args.images)
-            theirs = torch_images_per_second(model_name, args.norm, batch, args.images)
-            print(f"{model_name:6} {batch:5d} {ours:14.0f} {theirs:12.0f} {ours / theirs:6.2f}")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {torch.__version__} "
+          f"(torch BLAS: {torch.__config__.show().count('OpenBLAS') and 'OpenBLAS' or 'see torch.__config__'}), "
+          f"normlab BLAS: {blas_core(args.normlab)}")
+    print(f"{args.images} images per measurement, median of {args.rounds} interleaved rounds")
+    print(f"| model | norm | B | threads | normlab img/s | torch img/s | ratio |")
+    print(f"|---|---|---|---|---|---|---|")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for model_name in args.models:
+            for norm in args.norms:
+                for batch in args.batches:
+                    ours, theirs = [], []
+                    for _ in range(args.rounds):
+                        ours.append(normlab_images_per_second(args.normlab, model_name, norm, batch,
+                                                              args.images, threads))
+                        theirs.append(torch_images_per_second(model_name, norm, batch, args.images))
+                    a, b = statistics.median(ours), statistics.median(theirs)
+                    print(f"| {model_name} | {norm} | {batch} | {threads} | {a:.0f} | {b:.0f} | {a / b:.2f} |",
+                          flush=True)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,46 @@ TEST_CASE("conv2d backward matches finite differences: dx, dweight/dv, dg, dbias
   }
 }
 
+TEST_CASE("conv2d forward equals the direct seven-loop convolution") {
+  struct Case {
+    std::size_t in, out, kernel, stride, padding, height, width, batch;
+  };
+  const Case cases[] = {{3, 4, 3, 1, 1, 5, 6, 3}, {2, 3, 3, 2, 0, 7, 7, 2},
+                        {2, 5, 3, 2, 1, 6, 5, 4}, {1, 2, 1, 2, 1, 5, 4, 2},
+                        {2, 2, 5, 1, 2, 4, 7, 1}, {1, 3, 3, 3, 2, 8, 8, 2}};
+  std::mt19937_64 rng(5);
+  for (const Case& c : cases) {
+    INFO("kernel " << c.kernel << ", stride " << c.stride << ", padding " << c.padding);
+    auto conv = make_conv2d<double>(c.in, c.out, c.kernel, c.stride, c.padding, true, false);
+    conv->initialize(rng);
+    Array weight, bias;
+    for (auto& p : conv->parameters()) {
+      if (p.name == "bias") *p.value = random_normal<double>(rng, shape_of(*p.value));
+      (p.name == "bias" ? bias : weight) = *p.value;
+    }
+    const Array x = random_normal<double>(rng, {c.batch, c.in, c.height, c.width});
+    const Array y = conv->forward(x, Mode::train);
+    const std::size_t oh_count = (c.height + 2 * c.padding - c.kernel) / c.stride + 1;
+    const std::size_t ow_count = (c.width + 2 * c.padding - c.kernel) / c.stride + 1;
+    REQUIRE(y.shape() == std::vector<std::size_t>{c.batch, c.out, oh_count, ow_count});
+    for (std::size_t n = 0; n < c.batch; ++n)
+      for (std::size_t o = 0; o < c.out; ++o)
+        for (std::size_t oh = 0; oh < oh_count; ++oh)
+          for (std::size_t ow = 0; ow < ow_count; ++ow) {
+            double sum = bias(o);
+            for (std::size_t ci = 0; ci < c.in; ++ci)
+              for (std::size_t i = 0; i < c.kernel; ++i)
+                for (std::size_t j = 0; j < c.kernel; ++j) {
+                  const long h = long(oh * c.stride + i) - long(c.padding);
+                  const long w = long(ow * c.stride + j) - long(c.padding);
+                  if (h >= 0 && h < long(c.height) && w >= 0 && w < long(c.width))
+                    sum += weight(o, ci, i, j) * x(n, ci, std::size_t(h), std::size_t(w));
+                }
+            CHECK(y(n, o, oh, ow) == doctest::Approx(sum).epsilon(1e-12));
+          }
+  }
+}
+
 TEST_CASE("conv2d and linear list their parameters by name") {
   auto names = [](Layer<double>& layer) {
     std::vector<std::string> out;

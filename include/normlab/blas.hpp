@@ -45,6 +45,9 @@ struct BlasInfo {
 BlasInfo blas_info();
 nlohmann::json to_json(const BlasInfo& info);
 
+// Threads OpenBLAS may use in each call (normlab's training uses 1 per cell).
+void set_blas_threads(int threads);
+
 // For a program's main(), before any BLAS call and before other threads
 // start. The environment variable NORMLAB_BLAS_CORE decides:
 //  - unset or "auto": if OpenBLAS chose kernels below what the CPU runs (and

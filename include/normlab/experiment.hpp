@@ -64,7 +64,10 @@ struct ExperimentConfig {
   EvaluationConfig evaluation;
   ProbeConfig probe;
   std::string output;
-  std::size_t workers = 1;  // cells trained at once, each on one thread (one process)
+  std::size_t workers = 1;  // cells trained at once (one process)
+  // Threads of each cell's BLAS calls and norm kernels (1: the default; results
+  // may differ in the last bits with more BLAS threads).
+  std::size_t threads_per_cell = 1;
   // Data-parallel cells ("distributed": {"ranks_per_cell": R or [R, ...]}): each
   // value R trains every cell on R MPI ranks, B samples per rank (a global
   // batch of R * B). {1}: one process per cell.
@@ -181,6 +184,6 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options);
 
 // What a result was measured on: normlab, compiler, build type, CPU ("cpu"),
 // library versions, and the number of cells run at once (`workers`).
-nlohmann::json environment_info(std::size_t workers);
+nlohmann::json environment_info(std::size_t workers, std::size_t threads_per_cell = 1);
 
 }  // namespace normlab

@@ -67,6 +67,23 @@ class Sgd {
   bool first_step_ = true;
 };
 
+// The mean time of one training step, split by where it goes: each layer's
+// forward and backward (in model order), the loss, the SGD update, and the
+// whole step (which also holds zero_grad and the timer calls). One warm-up
+// step, then `steps` timed steps on the same batch.
+struct StepProfile {
+  struct Layer {
+    std::string name;
+    double forward_seconds = 0, backward_seconds = 0;
+  };
+  std::vector<Layer> layers;
+  double loss_seconds = 0, update_seconds = 0, step_seconds = 0;
+};
+template <class T>
+StepProfile profile_training_step(Model<T>& model, Sgd<T>& sgd, const xt::xarray<T>& x,
+                                  const std::vector<std::uint8_t>& labels, std::size_t steps,
+                                  double lr);
+
 // Data-parallel training: replaces every gradient in `parameters` by its mean
 // over the ranks of `group`, and likewise the `extra` values (a step's loss),
 // with one all-reduce of one buffer. Every rank gets the same values.

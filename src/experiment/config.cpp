@@ -30,6 +30,7 @@ constexpr long long kMaxSamples = 10'000'000;  // dataset sizes (Fashion-MNIST: 
 constexpr long long kMaxBatch = 1'000'000;     // batch sizes
 constexpr long long kMaxCount = 1'000'000;     // epochs, probe and precise BN batches
 constexpr long long kMaxWorkers = 4096;
+constexpr long long kMaxThreadsPerCell = 1024;
 constexpr long long kMaxRanks = 65536;
 constexpr long long kMaxClasses = 256;  // synthetic data (make_synthetic)
 
@@ -189,6 +190,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
 
   c.output = r.string("output", "out/" + c.name);
   c.workers = std::size_t(r.integer("workers", 1, 1, kMaxWorkers));
+  c.threads_per_cell = std::size_t(r.integer("threads_per_cell", 1, 1, kMaxThreadsPerCell));
 
   JsonReader distributed = r.object("distributed");
   if (distributed.has("ranks_per_cell")) {
@@ -259,6 +261,8 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   // Only when set, so that folders started before the option existed still resume.
   if (c.ranks_per_cell != std::vector<std::size_t>{1})
     c.resolved["distributed"] = {{"ranks_per_cell", c.ranks_per_cell}};
+  // Only when set, so that folders started before the option existed still resume.
+  if (c.threads_per_cell != 1) c.resolved["threads_per_cell"] = c.threads_per_cell;
   // Only when on, so that folders started before the option existed still resume.
   if (c.evaluation.precise_bn_batches > 0)
     c.resolved["evaluation"]["precise_bn_batches"] = c.evaluation.precise_bn_batches;

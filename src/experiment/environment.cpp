@@ -6,10 +6,10 @@
 
 #include "normlab/blas.hpp"
 #include "normlab/experiment.hpp"
+#include "normlab/threads.hpp"
 #include "normlab/version.hpp"
 
 extern "C" {
-void openblas_set_num_threads(int);
 char* openblas_get_config(void);
 }
 
@@ -26,17 +26,18 @@ std::string cpu_model() {
 
 }  // namespace
 
-void use_single_threaded_blas() {
-  openblas_set_num_threads(1);
+void use_threads_per_cell(std::size_t threads) {
+  set_blas_threads(int(threads));
+  set_num_threads(unsigned(threads));
 }
 
-nlohmann::json environment_info(std::size_t workers) {
+nlohmann::json environment_info(std::size_t workers, std::size_t threads_per_cell) {
   return {{"normlab", version},
           {"compiler", std::string("g++ ") + __VERSION__},
 #ifdef NORMLAB_BUILD_TYPE
           {"build_type", NORMLAB_BUILD_TYPE},
 #endif
-          {"threads_per_cell", 1},
+          {"threads_per_cell", threads_per_cell},
           {"workers", workers},
           {"cpu", cpu_model()},
           {"xtensor", std::to_string(XTENSOR_VERSION_MAJOR) + "." +

@@ -389,7 +389,7 @@ Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
 
 std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const ProbeSource& source,
                                       const std::function<void(const std::string&)>& note) {
-  use_single_threaded_blas();  // as in training, so a re-trained cell matches its run
+  use_threads_per_cell(config.threads_per_cell);  // as in training: a re-trained cell matches
   std::vector<Subject> subjects;
   Dataset train;
   if (!source.run_dir.empty()) {

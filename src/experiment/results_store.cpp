@@ -19,10 +19,11 @@ namespace fs = std::filesystem;
 namespace {
 
 // The settings that change results: everything but where they go, how
-// many cells run at once and the probe's settings.
+// many cells run at once and on how many threads, and the probe's settings.
 nlohmann::json result_relevant(nlohmann::json config) {
   config.erase("output");
   config.erase("workers");
+  config.erase("threads_per_cell");
   config.erase("probe");
   return config;
 }

@@ -90,9 +90,9 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
   if (!pending.empty()) {
     const std::pair<Dataset, Dataset> datasets = load_datasets(config.dataset);
     const Dataset &train = datasets.first, &test = datasets.second;
-    use_single_threaded_blas();
+    use_threads_per_cell(config.threads_per_cell);
     const RecordContext context{{{"train_size", train.size()}, {"test_size", test.size()}},
-                                environment_info(config.workers),
+                                environment_info(config.workers, config.threads_per_cell),
                                 config.resolved};
     ProgressPrinter printer(cells.size(), total_images(config, pending, train.size()));
 
@@ -234,8 +234,8 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
   if (!pending.empty()) {
     const std::pair<Dataset, Dataset> datasets = load_datasets(config.dataset);
     const Dataset &train = datasets.first, &test = datasets.second;
-    use_single_threaded_blas();
-    nlohmann::json environment = environment_info(1);
+    use_threads_per_cell(config.threads_per_cell);
+    nlohmann::json environment = environment_info(1, config.threads_per_cell);
     environment["mpi_world_size"] = ranks;
     const RecordContext context{
         {{"train_size", train.size()}, {"test_size", test.size()}}, environment, config.resolved};

@@ -15,6 +15,7 @@
 extern "C" {
 char* openblas_get_corename(void);
 char* openblas_get_config(void);
+void openblas_set_num_threads(int);
 }
 
 namespace normlab {
@@ -139,6 +140,10 @@ BlasInfo blas_info() {
 nlohmann::json to_json(const BlasInfo& info) {
   return {{"library", info.library},     {"version", info.version},     {"core", info.core},
           {"best_core", info.best_core}, {"selection", info.selection}, {"config", info.config}};
+}
+
+void set_blas_threads(int threads) {
+  openblas_set_num_threads(threads);
 }
 
 void select_blas_core(char** argv) {

@@ -1,4 +1,5 @@
 // Layers without parameters: ReLU, max pooling, global average pooling, flatten.
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 
@@ -11,18 +12,27 @@ namespace {
 template <class T>
 class ReLU final : public Layer<T> {
  public:
+  // Pointers in locals: stores through xarray::data() would make the compiler
+  // reload the array's own pointer every iteration and not vectorize.
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode) override {
     y_.resize(x.shape());
     const T* in = x.data();
     T* out = y_.data();
-    for (std::size_t i = 0; i < x.size(); ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+    const std::size_t n = x.size();
+    for (std::size_t i = 0; i < n; ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
     return y_;
   }
   // dx = dy where the output was positive.
   const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
     dx_.resize(dy.shape());
-    for (std::size_t i = 0; i < dy.size(); ++i)
-      dx_.data()[i] = y_.data()[i] > T(0) ? dy.data()[i] : T(0);
+    const T* y = y_.data();
+    const T* grad = dy.data();
+    T* out = dx_.data();
+    const std::size_t n = dy.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      const T g = grad[i];  // loaded unconditionally: a select, not a branch on random signs
+      out[i] = y[i] > T(0) ? g : T(0);
+    }
     return dx_;
   }
   std::string name() const override { return "relu"; }
@@ -46,25 +56,38 @@ class MaxPool2d final : public Layer<T> {
     const std::size_t Ho = H / k_, Wo = W / k_;
     y_.resize({x.shape(0), x.shape(1), Ho, Wo});
     argmax_.resize(y_.size());
+    const T* in = x.data();
+    T* out = y_.data();
+    std::size_t* from = argmax_.data();
     for (std::size_t p = 0; p < planes; ++p)
-      for (std::size_t oh = 0; oh < Ho; ++oh)
+      for (std::size_t oh = 0; oh < Ho; ++oh) {
+        const std::size_t row = (p * H + oh * k_) * W;
         for (std::size_t ow = 0; ow < Wo; ++ow) {
-          std::size_t best = (p * H + oh * k_) * W + ow * k_;
+          std::size_t best = row + ow * k_;
+          T max = in[best];
           for (std::size_t i = 0; i < k_; ++i)
             for (std::size_t j = 0; j < k_; ++j) {
-              const std::size_t at = (p * H + oh * k_ + i) * W + ow * k_ + j;
-              if (x.data()[at] > x.data()[best]) best = at;  // first max wins ties
+              // Selects, not branches: which value is largest is random.
+              const std::size_t at = row + i * W + ow * k_ + j;
+              const T value = in[at];
+              const bool larger = value > max;  // first max wins ties
+              max = larger ? value : max;
+              best = larger ? at : best;
             }
           const std::size_t o = (p * Ho + oh) * Wo + ow;
-          y_.data()[o] = x.data()[best];
-          argmax_[o] = best;
+          out[o] = max;
+          from[o] = best;
         }
+      }
     return y_;
   }
   const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
     dx_.resize(in_shape_);
-    dx_.fill(T(0));
-    for (std::size_t o = 0; o < dy.size(); ++o) dx_.data()[argmax_[o]] += dy.data()[o];
+    T* out = dx_.data();
+    std::fill(out, out + dx_.size(), T(0));
+    const T* grad = dy.data();
+    const std::size_t* from = argmax_.data();
+    for (std::size_t o = 0; o < dy.size(); ++o) out[from[o]] += grad[o];
     return dx_;
   }
   std::string name() const override { return "maxpool" + std::to_string(k_); }

@@ -173,10 +173,11 @@ void Sgd<T>::step(double lr) {
     const T* grad = parameters_[i].grad->data();
     T* velocity = velocity_[i].data();
     const std::size_t n = parameters_[i].value->size();
-    const T wd = T(weight_decay_), m = T(momentum_), rate = T(lr);
+    const T wd = T(weight_decay_), rate = T(lr);
+    const T m = first_step_ ? T(0) : T(momentum_);  // PyTorch: the first buffer is d itself
     for (std::size_t k = 0; k < n; ++k) {
       const T d = grad[k] + wd * value[k];
-      velocity[k] = first_step_ ? d : m * velocity[k] + d;  // PyTorch: first buffer = d
+      velocity[k] = m * velocity[k] + d;
       value[k] -= rate * velocity[k];
     }
   }
