@@ -10,7 +10,9 @@ each figure is the median of the rounds, so load on a shared machine hits both.
 
 Run by hand with Debian's python3-torch:  /usr/bin/python3 scripts/compare_torch_training.py
 Options: --normlab PATH (default build/normlab), --images N (default 4096),
---norms batch group, --threads 1 2, --batches 64 8 2, --models cnn3 mlp2, --rounds 3
+--norms batch group, --threads 1 2, --batches 64 8 2, --models cnn3 mlp2, --rounds 3,
+--before PATH (an older normlab build, measured in the same rounds; at 1 thread
+only when it predates threads_per_cell)
 """
 import argparse
 import json
@@ -82,8 +84,9 @@ def normlab_images_per_second(binary, model_name, norm, batch, images, threads):
     config = {"name": "speed", "dataset": {"type": "synthetic", "train_size": images, "test_size": 64},
               "model": model_name, "norms": [norm], "batch_sizes": [batch], "seeds": [0], "epochs": 1,
               "optimizer": {"lr": 0.01},
-              "evaluation": {"batch_size": 64, "batch_stats_accuracy": False}, "workers": 1,
-              "threads_per_cell": threads}
+              "evaluation": {"batch_size": 64, "batch_stats_accuracy": False}, "workers": 1}
+    if threads != 1:  # only when needed: builds from before the option can be compared at 1
+        config["threads_per_cell"] = threads
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "config.json")
         with open(path, "w") as f:
@@ -95,7 +98,9 @@ def normlab_images_per_second(binary, model_name, norm, batch, images, threads):
 
 
 def blas_core(binary):
-    out = subprocess.run([binary, "list", "blas", "--json"], check=True, capture_output=True, text=True)
+    out = subprocess.run([binary, "list", "blas", "--json"], capture_output=True, text=True)
+    if out.returncode != 0:  # a build from before `list blas`
+        return "not reported by this build"
     info = json.loads(out.stdout)
     return f"{info['library']} {info['version']} core {info['core']} ({info['selection']})"
 
@@ -109,28 +114,40 @@ def main():
     parser.add_argument("--batches", nargs="+", type=int, default=[64, 8, 2])
     parser.add_argument("--models", nargs="+", default=["cnn3", "mlp2"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", default=None)
     args = parser.parse_args()
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {torch.__version__} "
-          f"(torch BLAS: {torch.__config__.show().count('OpenBLAS') and 'OpenBLAS' or 'see torch.__config__'}), "
+    torch_blas = next((part.split("=", 1)[1] for part in torch.__config__.show().replace(",", "\n").split()
+                       if part.startswith("BLAS_INFO=")), "?")
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu}, torch {torch.__version__} (BLAS {torch_blas}), "
           f"normlab BLAS: {blas_core(args.normlab)}")
     print(f"{args.images} images per measurement, median of {args.rounds} interleaved rounds")
-    print(f"| model | norm | B | threads | normlab img/s | torch img/s | ratio |")
-    print(f"|---|---|---|---|---|---|---|")
+    if args.before:
+        print(f"before: {args.before}, BLAS: {blas_core(args.before)}")
+    before_columns = " before img/s | after/before |" if args.before else ""
+    print(f"| model | norm | B | threads | normlab img/s | torch img/s | normlab/torch |{before_columns}")
+    print("|---" * (7 + (2 if args.before else 0)) + "|")
     for threads in args.threads:
         torch.set_num_threads(threads)
         for model_name in args.models:
             for norm in args.norms:
                 for batch in args.batches:
-                    ours, theirs = [], []
+                    ours, theirs, before = [], [], []
+                    with_before = args.before and threads == 1
                     for _ in range(args.rounds):
                         ours.append(normlab_images_per_second(args.normlab, model_name, norm, batch,
                                                               args.images, threads))
                         theirs.append(torch_images_per_second(model_name, norm, batch, args.images))
+                        if with_before:
+                            before.append(normlab_images_per_second(args.before, model_name, norm, batch,
+                                                                    args.images, threads))
                     a, b = statistics.median(ours), statistics.median(theirs)
-                    print(f"| {model_name} | {norm} | {batch} | {threads} | {a:.0f} | {b:.0f} | {a / b:.2f} |",
-                          flush=True)
+                    row = f"| {model_name} | {norm} | {batch} | {threads} | {a:.0f} | {b:.0f} | {a / b:.2f} |"
+                    if args.before:
+                        c = statistics.median(before) if before else None
+                        row += f" {c:.0f} | {a / c:.2f} |" if c else " - | - |"
+                    print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "engine/thread_pool.hpp"
 #include "gemm.hpp"
 #include "learned_weight.hpp"
 #include "shapes.hpp"
@@ -118,8 +119,10 @@ class Conv2d final : public WeightedLayer<T> {
                                   " has too many output positions for one GEMM (use a smaller "
                                   "batch)");
     cols_.resize({K, NP});
-    for (std::size_t s = 0; s < n; ++s)
-      im2col(x.data() + s * in_ * g_.height * g_.width, g_, cols_.data() + s * P, NP);
+    parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
+      for (std::size_t s = first; s < last; ++s)
+        im2col(x.data() + s * in_ * g_.height * g_.width, g_, cols_.data() + s * P, NP);
+    });
     const xt::xarray<T>& w = this->weight_.weight(mode);
     y_cols_.resize({out_, NP});
     gemm(false, false, int(out_), int(NP), int(K), T(1), w.data(), int(K), cols_.data(), int(NP),
@@ -128,13 +131,15 @@ class Conv2d final : public WeightedLayer<T> {
     y_.resize({n, out_, g_.out_height, g_.out_width});
     const T* from = y_cols_.data();
     T* to = y_.data();
-    for (std::size_t s = 0; s < n; ++s)
-      for (std::size_t o = 0; o < out_; ++o) {
-        const T bias = this->weight_.has_bias() ? this->weight_.bias()[o] : T(0);
-        const T* src = from + o * NP + s * P;
-        T* dst = to + (s * out_ + o) * P;
-        for (std::size_t p = 0; p < P; ++p) dst[p] = src[p] + bias;
-      }
+    parallel_for(n, out_ * NP, [&](std::size_t first, std::size_t last) {
+      for (std::size_t s = first; s < last; ++s)
+        for (std::size_t o = 0; o < out_; ++o) {
+          const T bias = this->weight_.has_bias() ? this->weight_.bias()[o] : T(0);
+          const T* src = from + o * NP + s * P;
+          T* dst = to + (s * out_ + o) * P;
+          for (std::size_t p = 0; p < P; ++p) dst[p] = src[p] + bias;
+        }
+    });
     last_weight_ = &w;
     return y_;
   }
@@ -146,9 +151,11 @@ class Conv2d final : public WeightedLayer<T> {
     dy_cols_.resize({out_, NP});
     const T* from = dy.data();
     T* to = dy_cols_.data();
-    for (std::size_t s = 0; s < n; ++s)
-      for (std::size_t o = 0; o < out_; ++o)
-        std::copy(from + (s * out_ + o) * P, from + (s * out_ + o + 1) * P, to + o * NP + s * P);
+    parallel_for(n, out_ * NP, [&](std::size_t first, std::size_t last) {
+      for (std::size_t s = first; s < last; ++s)
+        for (std::size_t o = 0; o < out_; ++o)
+          std::copy(from + (s * out_ + o) * P, from + (s * out_ + o + 1) * P, to + o * NP + s * P);
+    });
     if (this->weight_.has_bias())
       for (std::size_t o = 0; o < out_; ++o) {
         T sum = 0;
@@ -162,8 +169,10 @@ class Conv2d final : public WeightedLayer<T> {
     gemm(true, false, int(K), int(NP), int(out_), T(1), last_weight_->data(), int(K),
          dy_cols_.data(), int(NP), T(0), dcols_.data(), int(NP));
     dx_.resize({n, in_, g_.height, g_.width});
-    for (std::size_t s = 0; s < n; ++s)
-      col2im(dcols_.data() + s * P, NP, g_, dx_.data() + s * in_ * g_.height * g_.width);
+    parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
+      for (std::size_t s = first; s < last; ++s)
+        col2im(dcols_.data() + s * P, NP, g_, dx_.data() + s * in_ * g_.height * g_.width);
+    });
     this->weight_.finish_backward();
     return dx_;
   }

@@ -3,6 +3,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "engine/thread_pool.hpp"
 #include "normlab/layers.hpp"
 #include "shapes.hpp"
 
@@ -19,7 +20,9 @@ class ReLU final : public Layer<T> {
     const T* in = x.data();
     T* out = y_.data();
     const std::size_t n = x.size();
-    for (std::size_t i = 0; i < n; ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+    parallel_for(n, n, [&](std::size_t first, std::size_t last) {
+      for (std::size_t i = first; i < last; ++i) out[i] = in[i] > T(0) ? in[i] : T(0);
+    });
     return y_;
   }
   // dx = dy where the output was positive.
@@ -29,10 +32,12 @@ class ReLU final : public Layer<T> {
     const T* grad = dy.data();
     T* out = dx_.data();
     const std::size_t n = dy.size();
-    for (std::size_t i = 0; i < n; ++i) {
-      const T g = grad[i];  // loaded unconditionally: a select, not a branch on random signs
-      out[i] = y[i] > T(0) ? g : T(0);
-    }
+    parallel_for(n, n, [&](std::size_t first, std::size_t last) {
+      for (std::size_t i = first; i < last; ++i) {
+        const T g = grad[i];  // loaded unconditionally: a select, not a branch on random signs
+        out[i] = y[i] > T(0) ? g : T(0);
+      }
+    });
     return dx_;
   }
   std::string name() const override { return "relu"; }
@@ -59,26 +64,28 @@ class MaxPool2d final : public Layer<T> {
     const T* in = x.data();
     T* out = y_.data();
     std::size_t* from = argmax_.data();
-    for (std::size_t p = 0; p < planes; ++p)
-      for (std::size_t oh = 0; oh < Ho; ++oh) {
-        const std::size_t row = (p * H + oh * k_) * W;
-        for (std::size_t ow = 0; ow < Wo; ++ow) {
-          std::size_t best = row + ow * k_;
-          T max = in[best];
-          for (std::size_t i = 0; i < k_; ++i)
-            for (std::size_t j = 0; j < k_; ++j) {
-              // Selects, not branches: which value is largest is random.
-              const std::size_t at = row + i * W + ow * k_ + j;
-              const T value = in[at];
-              const bool larger = value > max;  // first max wins ties
-              max = larger ? value : max;
-              best = larger ? at : best;
-            }
-          const std::size_t o = (p * Ho + oh) * Wo + ow;
-          out[o] = max;
-          from[o] = best;
+    parallel_for(planes, x.size(), [&](std::size_t first, std::size_t last) {
+      for (std::size_t p = first; p < last; ++p)
+        for (std::size_t oh = 0; oh < Ho; ++oh) {
+          const std::size_t row = (p * H + oh * k_) * W;
+          for (std::size_t ow = 0; ow < Wo; ++ow) {
+            std::size_t best = row + ow * k_;
+            T max = in[best];
+            for (std::size_t i = 0; i < k_; ++i)
+              for (std::size_t j = 0; j < k_; ++j) {
+                // Selects, not branches: which value is largest is random.
+                const std::size_t at = row + i * W + ow * k_ + j;
+                const T value = in[at];
+                const bool larger = value > max;  // first max wins ties
+                max = larger ? value : max;
+                best = larger ? at : best;
+              }
+            const std::size_t o = (p * Ho + oh) * Wo + ow;
+            out[o] = max;
+            from[o] = best;
+          }
         }
-      }
+    });
     return y_;
   }
   const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
