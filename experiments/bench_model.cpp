@@ -9,8 +9,8 @@
 namespace normlab::cli {
 
 int bench_model(const ModelBenchOptions& o) {
-  set_num_threads(o.threads);
-  set_blas_threads(int(o.threads));
+  set_num_threads(o.threads);  // as threads_per_cell: GEMMs split on the engine's threads
+  set_blas_threads(1);
   Model<float> model = build_model<float>(o.model, o.norm);
   model.initialize(0);
   // Synthetic Fashion-MNIST-shaped images: the time does not depend on the pixels.

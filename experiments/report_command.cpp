@@ -23,7 +23,10 @@ int report_command(const Args& args) {
       "shows them with the tables (also in report.md). Options");
   desc.add_options()("help,h", "show this help")("out", po::value(&options.out_dir),
                                                  "output folder (default: the first DIR/report)")(
-      "gnuplot", po::value(&options.gnuplot), "the gnuplot program (default: gnuplot on PATH)");
+      "gnuplot", po::value(&options.gnuplot), "the gnuplot program (default: gnuplot on PATH)")(
+      "baseline", po::value(&options.baseline),
+      "the norm (as its table row reads) that runs with several seeds are compared against, "
+      "seed by seed (default: batch, else the first norm)");
   po::options_description hidden;
   hidden.add_options()("dir", po::value(&dirs));
   if (!parse_options(args, desc, &hidden, "dir", -1)) return 0;

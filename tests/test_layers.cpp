@@ -188,6 +188,68 @@ TEST_CASE("conv2d forward equals the direct seven-loop convolution") {
   }
 }
 
+TEST_CASE("conv2d backends agree in float32: oneDNN and im2col give the same y, dx and grads") {
+  if (!normlab::onednn_available()) {
+    MESSAGE("built without oneDNN: only the im2col backend exists");
+    return;
+  }
+  struct Case {
+    std::size_t in, out, kernel, stride, padding, height, width, batch;
+    bool bias, weight_norm;
+  };
+  const Case cases[] = {{1, 16, 3, 1, 1, 28, 28, 4, false, false},
+                        {16, 32, 3, 1, 1, 14, 14, 3, true, false},
+                        {3, 5, 3, 2, 1, 9, 7, 2, true, true},
+                        {2, 3, 1, 1, 0, 5, 5, 2, false, true}};
+  const auto make = [](const char* backend, const Case& c) {
+    setenv("NORMLAB_CONV", backend, 1);
+    auto layer =
+        make_conv2d<float>(c.in, c.out, c.kernel, c.stride, c.padding, c.bias, c.weight_norm);
+    unsetenv("NORMLAB_CONV");
+    return layer;
+  };
+  for (const Case& c : cases) {
+    INFO("conv " << c.in << "->" << c.out << " k" << c.kernel << " s" << c.stride << " p"
+                 << c.padding << " bias " << c.bias << " weight_norm " << c.weight_norm);
+    auto onednn = make("onednn", c);
+    auto im2col = make("im2col", c);
+    std::mt19937_64 rng(3), same(3);
+    onednn->initialize(rng);
+    im2col->initialize(same);
+    std::mt19937_64 data(9);
+    const xt::xarray<float> x = random_normal<float>(data, {c.batch, c.in, c.height, c.width});
+    for (int pass = 0; pass < 2; ++pass) {  // the second pass reuses the cached primitives
+      const xt::xarray<float> y1 = onednn->forward(x, Mode::train);
+      const xt::xarray<float> y2 = im2col->forward(x, Mode::train);
+      REQUIRE(y1.shape() == y2.shape());
+      CHECK(xt::allclose(y1, y2, 1e-4, 1e-5));
+      const xt::xarray<float> dy = random_normal<float>(data, shape_of(y1));
+      if (pass == 0) {
+        const xt::xarray<float> dx1 = onednn->backward(dy);
+        const xt::xarray<float> dx2 = im2col->backward(dy);
+        CHECK(xt::allclose(dx1, dx2, 1e-4, 1e-5));
+      } else {  // as a model's first layer: no dx, the same parameter gradients
+        onednn->backward_parameters_only(dy);
+        im2col->backward_parameters_only(dy);
+      }
+      const auto p1 = onednn->parameters(), p2 = im2col->parameters();
+      REQUIRE(p1.size() == p2.size());
+      for (std::size_t k = 0; k < p1.size(); ++k) {
+        INFO("d" << p1[k].name << " (accumulated over " << pass + 1 << " backward calls)");
+        CHECK(xt::allclose(*p1[k].grad, *p2[k].grad, 1e-4, 1e-4));
+      }
+    }
+  }
+}
+
+TEST_CASE("NORMLAB_CONV: an unknown backend is refused naming the variable") {
+  setenv("NORMLAB_CONV", "winograd", 1);
+  CHECK_THROWS_WITH_AS(make_conv2d<float>(1, 2, 3, 1, 1, true, false),
+                       doctest::Contains("NORMLAB_CONV=winograd: use im2col or onednn"),
+                       std::invalid_argument);
+  unsetenv("NORMLAB_CONV");
+}
+
 TEST_CASE("conv2d and linear list their parameters by name") {
   auto names = [](Layer<double>& layer) {
     std::vector<std::string> out;

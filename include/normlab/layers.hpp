@@ -30,6 +30,9 @@ class Layer {
   virtual const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) = 0;
   // dx for the last forward; adds into the parameter gradients.
   virtual const xt::xarray<T>& backward(const xt::xarray<T>& dy) = 0;
+  // Only the parameter gradients, when nothing needs dx (a model's first
+  // layer): layers that can skip computing dx do.
+  virtual void backward_parameters_only(const xt::xarray<T>& dy) { backward(dy); }
   virtual std::vector<ParameterRef<T>> parameters() { return {}; }
   // The layer's norm, if it has one (activation norm or weight norm).
   virtual Norm<T>* norm() { return nullptr; }
@@ -40,9 +43,18 @@ class Layer {
   virtual std::string name() const = 0;
 };
 
-// y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad] +
-// b[o] x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). im2col + GEMM. With weight_norm, w = g *
-// v / ||v|| per output channel and v, g are learned.
+// y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad]
+// + b[o]; x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). With weight_norm, w = g * v / ||v||
+// per output channel and v, g are learned. Computed by conv_backend() (float32) or im2col
+// (float64).
+// How float32 convolutions are computed: oneDNN's convolution primitives
+// (when the build found libdnnl-dev) or im2col + OpenBLAS GEMM. The
+// environment variable NORMLAB_CONV=onednn|im2col chooses when a layer is
+// made; by default oneDNN when available. float64 always uses im2col.
+enum class ConvBackend { im2col, onednn };
+ConvBackend conv_backend();
+bool onednn_available();
+
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,

@@ -27,7 +27,7 @@ std::string cpu_model() {
 }  // namespace
 
 void use_threads_per_cell(std::size_t threads) {
-  set_blas_threads(int(threads));
+  set_blas_threads(1);  // GEMMs are split between the engine's threads (src/nn/gemm.hpp)
   set_num_threads(unsigned(threads));
 }
 

@@ -5,8 +5,9 @@
 
 namespace normlab {
 
-// The threads of a cell's BLAS calls and norm kernels (config threads_per_cell);
-// with 1, OpenBLAS starts no threads of its own.
+// The threads of a cell (config threads_per_cell): the engine's pool runs the
+// norm kernels, the layers' loops and blocks of each GEMM; OpenBLAS itself
+// stays on one thread.
 void use_threads_per_cell(std::size_t threads);
 
 }  // namespace normlab

@@ -462,15 +462,20 @@ std::optional<double> percent(const json& v) {
 // a zoom on the useful range when a few cells are far off it.
 Figure error_figure(const std::string& name, const Run& run, const ResultGrid& grid) {
   const std::vector<std::size_t> ticks = sorted_unique(grid.batch_sizes);
-  Panel all = make_panel("all cells (mean over seeds; diverged cells left out)",
+  // With several seeds: error bars of the 95% interval of the mean.
+  const bool bars = grid.most_seeds() >= 2;
+  Panel all = make_panel(bars ? "all cells (mean over seeds, bars: 95% CI; diverged seeds left out)"
+                              : "all cells (diverged cells left out)",
                          "batch size B (log2 scale)", "test error (%)", ticks);
   double lo = INFINITY, hi = -INFINITY;
   for (std::size_t i = 0; i < grid.norms.size(); ++i) {
-    Series s{legend_label(grid.norms[i]), {}, style_for(i)};
+    Series s{legend_label(grid.norms[i]), {}, style_for(i, bars ? "yerrorlines" : "linespoints")};
     for (std::size_t b : ticks) {
       const GridCell& cell = grid.at(grid.norms[i], b);
       if (cell.values.empty()) continue;
+      const SeedSummary summary = cell.summary();
       s.rows.push_back({double(b), cell.mean()});
+      if (bars) s.rows.back().push_back(summary.n >= 2 ? summary.ci95 : 0.0);
       lo = std::min(lo, cell.mean());
       hi = std::max(hi, cell.mean());
     }
@@ -536,8 +541,26 @@ Figure loss_figure(const std::string& name, const Run& run, const ResultGrid& gr
   return figure;
 }
 
-void report_run(const Run& run, const std::string& name, Document& doc,
-                std::vector<Figure>& figures) {
+// The norm paired differences are taken against: `asked` (which must be a
+// row of the grid), else "batch" when the grid has it, else its first norm.
+std::string baseline_norm(const ResultGrid& grid, const std::string& asked) {
+  const auto has = [&](const std::string& norm) {
+    return std::find(grid.norms.begin(), grid.norms.end(), norm) != grid.norms.end();
+  };
+  if (!asked.empty()) {
+    if (!has(asked)) {
+      std::string rows;
+      for (const std::string& norm : grid.norms) rows += (rows.empty() ? "" : ", ") + norm;
+      throw std::invalid_argument("--baseline " + asked +
+                                  ": not a norm of the run (its rows: " + rows + ")");
+    }
+    return asked;
+  }
+  return has("batch") ? "batch" : grid.norms.front();
+}
+
+void report_run(const Run& run, const std::string& name, const ReportOptions& options,
+                Document& doc, std::vector<Figure>& figures) {
   const std::vector<std::size_t> batch_sizes =
       run.config["batch_sizes"].get<std::vector<std::size_t>>();
   ResultGrid errors =
@@ -561,7 +584,23 @@ void report_run(const Run& run, const std::string& name, Document& doc,
   figures.push_back(error_figure(name + "_test_error", run, errors));
   doc.figure(figures.back().name,
              "Test error (eval mode) vs batch size, one line per norm; log2 x axis.");
-  doc.table("Test error (%), eval mode, mean over seeds", errors.markdown("%.2f"));
+  const std::size_t seeds = errors.most_seeds();
+  if (seeds >= 2) {
+    doc.table(
+        "Test error (%), eval mode: mean ± half width of the 95% confidence interval over "
+        "seeds (Student's t, n - 1 degrees of freedom); diverged seeds are counted, not "
+        "averaged in",
+        errors.markdown("%.2f"));
+    doc.table("Standard deviation of the test error over seeds (points)",
+              errors.stddev_markdown("%.2f"));
+    const std::string baseline = baseline_norm(errors, options.baseline);
+    doc.table("Paired difference in test error (points) against " + baseline +
+                  ", seed by seed: mean ± half width of its 95% interval (n: seeds both have); "
+                  "an interval that holds 0 shows no difference",
+              errors.paired_markdown(baseline, "%.2f"));
+  } else {
+    doc.table("Test error (%), eval mode", errors.markdown("%.2f"));
+  }
   if (!skipped.empty()) {
     std::string list;
     for (const std::string& s : skipped) list += (list.empty() ? "" : "; ") + s;
@@ -786,7 +825,8 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
     doc.html += "<p class=\"warning\">" + html_escape(kInstallHint) + "</p>\n";
   }
   for (const Run& run : runs)
-    report_run(run, unique_name(run.config.value("name", std::string("run"))), doc, figures);
+    report_run(run, unique_name(run.config.value("name", std::string("run"))), options, doc,
+               figures);
   for (const Probe& probe : probes) report_probe(probe, unique_name(probe.name), doc, figures);
 
   ReportSummary summary;

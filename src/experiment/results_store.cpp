@@ -140,6 +140,7 @@ void check_run_record(const nlohmann::json& r) {
   require(r, "index", "an integer >= 0", is_count);
   require(r, "norm", "a string", is_string);
   require(r, "batch_size", "a positive integer", is_positive);
+  require(r, "seed", "an integer >= 0", is_count);
   require(r, "diverged", "true or false", [](const nlohmann::json& v) { return v.is_boolean(); });
   if (r.at("diverged").get<bool>())
     require(r, "test_error", "a number or null", is_number_or_null);
@@ -292,14 +293,18 @@ double GridCell::mean() const {
 }
 
 std::string GridCell::text(const char* format) const {
-  char cell[32] = "-";
-  if (!values.empty())
-    std::snprintf(cell, sizeof cell, format, mean());
-  else if (diverged)
-    std::snprintf(cell, sizeof cell, "diverged");
-  else if (skipped)
-    std::snprintf(cell, sizeof cell, "skipped");
-  return cell;
+  if (values.empty()) return diverged ? "diverged" : skipped ? "skipped" : "-";
+  char cell[96];
+  const SeedSummary s = summary();
+  if (s.n >= 2) {
+    const std::string both = std::string(format) + " ± " + format;
+    std::snprintf(cell, sizeof cell, both.c_str(), s.mean, s.ci95);
+  } else {
+    std::snprintf(cell, sizeof cell, format, s.mean);
+  }
+  std::string text = cell;
+  if (diverged) text += " (" + std::to_string(diverged) + " diverged)";
+  return text;
 }
 
 const GridCell& ResultGrid::at(const std::string& norm, std::size_t batch_size) const {
@@ -308,18 +313,61 @@ const GridCell& ResultGrid::at(const std::string& norm, std::size_t batch_size) 
   return it == cells.end() ? none : it->second;
 }
 
-std::string ResultGrid::markdown(const char* format) const {
-  std::string text = "| norm |";
-  for (std::size_t b : batch_sizes) text += " B=" + std::to_string(b) + " |";
-  text += "\n|---|";
-  for (std::size_t i = 0; i < batch_sizes.size(); ++i) text += "---:|";
-  text += "\n";
-  for (const auto& norm : norms) {
-    text += "| " + norm + " |";
-    for (std::size_t b : batch_sizes) text += " " + at(norm, b).text(format) + " |";
-    text += "\n";
+std::size_t ResultGrid::most_seeds() const {
+  std::size_t most = 0;
+  for (const auto& entry : cells) most = std::max(most, entry.second.values.size());
+  return most;
+}
+
+std::string ResultGrid::markdown(
+    const std::vector<std::string>& rows,
+    const std::function<std::string(const std::string&, std::size_t)>& text) const {
+  std::string table = "| norm |";
+  for (std::size_t b : batch_sizes) table += " B=" + std::to_string(b) + " |";
+  table += "\n|---|";
+  for (std::size_t i = 0; i < batch_sizes.size(); ++i) table += "---:|";
+  table += "\n";
+  for (const auto& norm : rows) {
+    table += "| " + norm + " |";
+    for (std::size_t b : batch_sizes) table += " " + text(norm, b) + " |";
+    table += "\n";
   }
-  return text;
+  return table;
+}
+
+std::string ResultGrid::markdown(const char* format) const {
+  return markdown(norms,
+                  [&](const std::string& norm, std::size_t b) { return at(norm, b).text(format); });
+}
+
+std::string ResultGrid::stddev_markdown(const char* format) const {
+  return markdown(norms, [&](const std::string& norm, std::size_t b) -> std::string {
+    const SeedSummary s = at(norm, b).summary();
+    if (s.n < 2) return "-";
+    char text[32];
+    std::snprintf(text, sizeof text, format, s.stddev);
+    return text;
+  });
+}
+
+std::string ResultGrid::paired_markdown(const std::string& baseline, const char* format) const {
+  std::vector<std::string> rows = norms;
+  rows.erase(std::remove(rows.begin(), rows.end(), baseline), rows.end());
+  const std::string signed_format = std::string("%+") + (format + 1);  // "%.2f" -> "%+.2f"
+  return markdown(rows, [&](const std::string& norm, std::size_t b) -> std::string {
+    const GridCell &cell = at(norm, b), &base = at(baseline, b);
+    const SeedSummary d =
+        summarize(paired_differences(cell.values, cell.seeds, base.values, base.seeds));
+    if (d.n == 0) return "-";
+    char text[96];
+    if (d.n >= 2) {
+      const std::string both = signed_format + " ± " + format + " (n=%zu)";
+      std::snprintf(text, sizeof text, both.c_str(), d.mean, d.ci95, d.n);
+    } else {
+      std::snprintf(text, sizeof text, (signed_format + " (n=1)").c_str(), d.mean);
+    }
+    return text;
+  });
 }
 
 ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
@@ -332,10 +380,12 @@ ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
     if (std::find(grid.norms.begin(), grid.norms.end(), norm) == grid.norms.end())
       grid.norms.push_back(norm);
     GridCell& cell = grid.cells[{norm, r["batch_size"].get<std::size_t>()}];
-    if (r["diverged"].get<bool>())
+    if (r["diverged"].get<bool>()) {
       ++cell.diverged;
-    else if (const std::optional<double> v = value(r))
+    } else if (const std::optional<double> v = value(r)) {
       cell.values.push_back(*v);
+      cell.seeds.push_back(r["seed"].get<std::uint64_t>());
+    }
   }
   return grid;
 }

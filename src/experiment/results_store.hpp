@@ -3,6 +3,7 @@
 // results.csv and table.md (rewritten from the records).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "folder_lock.hpp"
+#include "seed_statistics.hpp"
 
 namespace normlab {
 
@@ -76,15 +78,18 @@ void check_probe_record(const nlohmann::json& record);
 // What to do about a damaged results.jsonl line.
 extern const char* const kDamagedRecordHint;
 
-// One number per record, summarized by norm x batch size (the mean over seeds).
+// One number per record, summarized by norm x batch size over seeds.
 struct GridCell {
-  std::vector<double> values;
-  int diverged = 0;
-  bool skipped = false;  // the config skips this cell (see mark_skipped)
+  std::vector<double> values;        // the records that did not diverge...
+  std::vector<std::uint64_t> seeds;  // ...and their seeds
+  int diverged = 0;                  // counted, never averaged in
+  bool skipped = false;              // the config skips this cell (see mark_skipped)
   bool empty() const { return values.empty() && diverged == 0; }
   double mean() const;
-  // The mean with `format`, "diverged" when every record diverged, "skipped",
-  // "-" when empty.
+  SeedSummary summary() const { return summarize(values); }
+  // The mean with `format`; with two seeds or more "mean ± half width of the 95%
+  // interval"; "(k diverged)" appended when some seeds diverged; "diverged"
+  // when every record diverged, "skipped", "-" when empty.
   std::string text(const char* format) const;
 };
 struct ResultGrid {
@@ -92,7 +97,17 @@ struct ResultGrid {
   std::vector<std::size_t> batch_sizes;
   std::map<std::pair<std::string, std::size_t>, GridCell> cells;
   const GridCell& at(const std::string& norm, std::size_t batch_size) const;
-  std::string markdown(const char* format) const;
+  std::size_t most_seeds() const;  // the largest number of values in a cell
+  // `rows` (norms) as rows, batch sizes as columns, cells as text(norm, B) renders them.
+  std::string markdown(
+      const std::vector<std::string>& rows,
+      const std::function<std::string(const std::string&, std::size_t)>& text) const;
+  std::string markdown(const char* format) const;  // GridCell::text(format)
+  // The standard deviation over seeds ("-" below two seeds).
+  std::string stddev_markdown(const char* format) const;
+  // Per norm other than `baseline` and batch size: the mean difference to
+  // `baseline` over the seeds both have, ± the half width of its 95% interval.
+  std::string paired_markdown(const std::string& baseline, const char* format) const;
 };
 // `value` gives a record's number, or nullopt when it has none (diverged
 // records are counted as such without asking).

@@ -3,9 +3,12 @@
 // are too small for OpenBLAS to run fast), with one cheap reorder of y and dy
 // between (C, N, P) and (N, C, P).
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 
+#include "conv2d.hpp"
 #include "engine/thread_pool.hpp"
 #include "gemm.hpp"
 #include "learned_weight.hpp"
@@ -13,12 +16,6 @@
 
 namespace normlab {
 namespace {
-
-struct ConvGeometry {
-  std::size_t channels, height, width, kernel, stride, padding, out_height, out_width;
-  std::size_t patch() const { return channels * kernel * kernel; }  // K: rows of cols
-  std::size_t pixels() const { return out_height * out_width; }     // P: columns of cols
-};
 
 // The output columns ow whose input column ow*stride + j - pad lies inside
 // [0, width): [first, last).
@@ -56,8 +53,12 @@ void im2col(const T* x, const ConvGeometry& g, T* cols, std::size_t ld) {
           // Output column ow reads input column ow * stride + j - pad: >= 0 on [first, last).
           const T* in = x + (c * g.height + std::size_t(h)) * g.width;
           std::fill(out, out + valid.first, T(0));
-          for (std::size_t ow = valid.first; ow < valid.last; ++ow)
-            out[ow] = in[ow * g.stride + j - g.padding];
+          if (g.stride == 1 && valid.first < valid.last)  // a contiguous run: memcpy
+            std::copy(in + (valid.first + j - g.padding), in + (valid.last + j - g.padding),
+                      out + valid.first);
+          else
+            for (std::size_t ow = valid.first; ow < valid.last; ++ow)
+              out[ow] = in[ow * g.stride + j - g.padding];
           std::fill(out + valid.last, out + g.out_width, T(0));
         }
       }
@@ -77,8 +78,14 @@ void col2im(const T* cols, std::size_t ld, const ConvGeometry& g, T* dx) {
           if (h < 0 || h >= long(g.height)) continue;
           T* out = dx + (c * g.height + std::size_t(h)) * g.width;
           const T* in = row + oh * g.out_width;
-          for (std::size_t ow = valid.first; ow < valid.last; ++ow)
-            out[ow * g.stride + j - g.padding] += in[ow];
+          if (g.stride == 1 && valid.first < valid.last) {  // contiguous: vectorizes
+            T* to = out + (valid.first + j - g.padding);
+            const T* from = in + valid.first;
+            for (std::size_t k = 0; k < valid.last - valid.first; ++k) to[k] += from[k];
+          } else {
+            for (std::size_t ow = valid.first; ow < valid.last; ++ow)
+              out[ow * g.stride + j - g.padding] += in[ow];
+          }
         }
       }
 }
@@ -97,20 +104,7 @@ class Conv2d final : public WeightedLayer<T> {
 
   // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out)
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode) override {
-    if (x.dimension() != 4 || x.shape(1) != in_)
-      throw std::invalid_argument(name() + " needs input (N, " + std::to_string(in_) +
-                                  ", H, W), got " + shape_text(x.shape()));
-    if (x.shape(2) + 2 * padding_ < kernel_ || x.shape(3) + 2 * padding_ < kernel_)
-      throw std::invalid_argument(name() + ": input " + shape_text(x.shape()) +
-                                  " is smaller than the kernel");
-    g_ = {in_,
-          x.shape(2),
-          x.shape(3),
-          kernel_,
-          stride_,
-          padding_,
-          (x.shape(2) + 2 * padding_ - kernel_) / stride_ + 1,
-          (x.shape(3) + 2 * padding_ - kernel_) / stride_ + 1};
+    g_ = conv_geometry(name(), x, in_, kernel_, stride_, padding_);
     // Shapes: x (N, C_in, H, W); cols (K, N*P) with K = C_in*k*k and P = H_out*W_out;
     // w (C_out, K); y_cols (C_out, N*P) = w * cols; y (N, C_out, P).
     const std::size_t n = x.shape(0), K = g_.patch(), P = g_.pixels(), NP = n * P;
@@ -145,6 +139,15 @@ class Conv2d final : public WeightedLayer<T> {
   }
 
   const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    run_backward(dy, /*input_gradient=*/true);
+    return dx_;
+  }
+  void backward_parameters_only(const xt::xarray<T>& dy) override {
+    run_backward(dy, /*input_gradient=*/false);
+  }
+
+ private:
+  void run_backward(const xt::xarray<T>& dy, bool input_gradient) {
     // Shapes: dy (N, C_out, P) -> dy_cols (C_out, N*P); dw (C_out, K) += dy_cols * cols^T;
     // dcols (K, N*P) = w^T * dy_cols, then col2im per sample into dx (N, C_in, H, W).
     const std::size_t n = dy.shape(0), K = g_.patch(), P = g_.pixels(), NP = n * P;
@@ -165,22 +168,21 @@ class Conv2d final : public WeightedLayer<T> {
     xt::xarray<T>& dw = this->weight_.weight_grad();
     gemm(false, true, int(out_), int(K), int(NP), T(1), dy_cols_.data(), int(NP), cols_.data(),
          int(NP), T(1), dw.data(), int(K));
-    dcols_.resize({K, NP});
-    gemm(true, false, int(K), int(NP), int(out_), T(1), last_weight_->data(), int(K),
-         dy_cols_.data(), int(NP), T(0), dcols_.data(), int(NP));
-    dx_.resize({n, in_, g_.height, g_.width});
-    parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
-      for (std::size_t s = first; s < last; ++s)
-        col2im(dcols_.data() + s * P, NP, g_, dx_.data() + s * in_ * g_.height * g_.width);
-    });
+    if (input_gradient) {
+      dcols_.resize({K, NP});
+      gemm(true, false, int(K), int(NP), int(out_), T(1), last_weight_->data(), int(K),
+           dy_cols_.data(), int(NP), T(0), dcols_.data(), int(NP));
+      dx_.resize({n, in_, g_.height, g_.width});
+      parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
+        for (std::size_t s = first; s < last; ++s)
+          col2im(dcols_.data() + s * P, NP, g_, dx_.data() + s * in_ * g_.height * g_.width);
+      });
+    }
     this->weight_.finish_backward();
-    return dx_;
   }
 
-  std::string name() const override {
-    return "conv" + std::to_string(kernel_) + "x" + std::to_string(kernel_) + "(" +
-           std::to_string(in_) + "->" + std::to_string(out_) + ")";
-  }
+ public:
+  std::string name() const override { return conv_name(kernel_, in_, out_); }
 
  private:
   std::size_t in_, out_, kernel_, stride_, padding_;
@@ -191,16 +193,85 @@ class Conv2d final : public WeightedLayer<T> {
 
 }  // namespace
 
+std::string conv_name(std::size_t kernel, std::size_t in, std::size_t out) {
+  return "conv" + std::to_string(kernel) + "x" + std::to_string(kernel) + "(" + std::to_string(in) +
+         "->" + std::to_string(out) + ")";
+}
+
+template <class T>
+ConvGeometry conv_geometry(const std::string& name, const xt::xarray<T>& x, std::size_t in,
+                           std::size_t kernel, std::size_t stride, std::size_t padding) {
+  if (x.dimension() != 4 || x.shape(1) != in)
+    throw std::invalid_argument(name + " needs input (N, " + std::to_string(in) + ", H, W), got " +
+                                shape_text(x.shape()));
+  if (x.shape(2) + 2 * padding < kernel || x.shape(3) + 2 * padding < kernel)
+    throw std::invalid_argument(name + ": input " + shape_text(x.shape()) +
+                                " is smaller than the kernel");
+  return {x.shape(0),
+          in,
+          x.shape(2),
+          x.shape(3),
+          kernel,
+          stride,
+          padding,
+          (x.shape(2) + 2 * padding - kernel) / stride + 1,
+          (x.shape(3) + 2 * padding - kernel) / stride + 1};
+}
+
+template <class T>
+std::unique_ptr<Layer<T>> make_im2col_conv2d(std::size_t in, std::size_t out, std::size_t kernel,
+                                             std::size_t stride, std::size_t padding, bool bias,
+                                             bool weight_norm) {
+  return std::make_unique<Conv2d<T>>(in, out, kernel, stride, padding, bias, weight_norm);
+}
+
+ConvBackend conv_backend() {
+  const char* asked = std::getenv("NORMLAB_CONV");
+  const std::string name = asked ? asked : "";
+  if (name == "im2col") return ConvBackend::im2col;
+  if (name == "onednn") {
+    if (!onednn_available())
+      throw std::invalid_argument(
+          "NORMLAB_CONV=onednn: this build of normlab has no oneDNN (install libdnnl-dev and "
+          "rebuild: scripts/setup does both), or unset NORMLAB_CONV");
+    return ConvBackend::onednn;
+  }
+  if (!name.empty())
+    throw std::invalid_argument("NORMLAB_CONV=" + name + ": use im2col or onednn, or unset it");
+  return onednn_available() ? ConvBackend::onednn : ConvBackend::im2col;
+}
+
+bool onednn_available() {
+#ifdef NORMLAB_HAVE_ONEDNN
+  return true;
+#else
+  return false;
+#endif
+}
+
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,
                                       bool bias, bool weight_norm) {
-  return std::make_unique<Conv2d<T>>(in_channels, out_channels, kernel, stride, padding, bias,
-                                     weight_norm);
+#ifdef NORMLAB_HAVE_ONEDNN
+  // oneDNN computes in float32; float64 (the gradient checks) stays on im2col.
+  if constexpr (std::is_same_v<T, float>)
+    if (conv_backend() == ConvBackend::onednn)
+      return make_onednn_conv2d(in_channels, out_channels, kernel, stride, padding, bias,
+                                weight_norm);
+#endif
+  return make_im2col_conv2d<T>(in_channels, out_channels, kernel, stride, padding, bias,
+                               weight_norm);
 }
-template std::unique_ptr<Layer<float>> make_conv2d<float>(std::size_t, std::size_t, std::size_t,
-                                                          std::size_t, std::size_t, bool, bool);
-template std::unique_ptr<Layer<double>> make_conv2d<double>(std::size_t, std::size_t, std::size_t,
-                                                            std::size_t, std::size_t, bool, bool);
+
+#define NORMLAB_INSTANTIATE_CONV(T)                                                               \
+  template ConvGeometry conv_geometry<T>(const std::string&, const xt::xarray<T>&, std::size_t,   \
+                                         std::size_t, std::size_t, std::size_t);                  \
+  template std::unique_ptr<Layer<T>> make_im2col_conv2d<T>(std::size_t, std::size_t, std::size_t, \
+                                                           std::size_t, std::size_t, bool, bool); \
+  template std::unique_ptr<Layer<T>> make_conv2d<T>(std::size_t, std::size_t, std::size_t,        \
+                                                    std::size_t, std::size_t, bool, bool);
+NORMLAB_INSTANTIATE_CONV(float)
+NORMLAB_INSTANTIATE_CONV(double)
 
 }  // namespace normlab

@@ -28,7 +28,8 @@ const xt::xarray<T>& Model<T>::forward_range(const xt::xarray<T>& x, Mode mode, 
 template <class T>
 void Model<T>::backward(const xt::xarray<T>& dlogits) {
   const xt::xarray<T>* g = &dlogits;
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = &(*it)->backward(*g);
+  for (std::size_t i = layers_.size(); i-- > 1;) g = &layers_[i]->backward(*g);
+  if (!layers_.empty()) layers_[0]->backward_parameters_only(*g);  // dx of the input: unused
 }
 
 template <class T>
