@@ -17,7 +17,10 @@ namespace normlab {
 template <class T>
 class Model {
  public:
-  void add(std::unique_ptr<Layer<T>> layer) { layers_.push_back(std::move(layer)); }
+  void add(std::unique_ptr<Layer<T>> layer) {
+    if (first_trainable_ == layers_.size() && layer->parameters().empty()) ++first_trainable_;
+    layers_.push_back(std::move(layer));
+  }
   const xt::xarray<T>& forward(const xt::xarray<T>& x, Mode mode);
   // Layers [first, last) applied to x (x itself when first == last); with
   // first = 0 it gives the activations entering layer `last`, for probes.
@@ -36,6 +39,9 @@ class Model {
 
  private:
   std::vector<std::unique_ptr<Layer<T>>> layers_;
+  // The first layer with parameters: backward stops there, since no gradient
+  // before it is used (the layers in front, such as flatten, have none).
+  std::size_t first_trainable_ = 0;
 };
 
 // Architectures: "cnn3" and "mlp2" (see README). norm_spec is a norm spec

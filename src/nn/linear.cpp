@@ -33,6 +33,19 @@ class Linear final : public WeightedLayer<T> {
   }
 
   const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
+    run_backward(dy, /*input_gradient=*/true);
+    return dx_;
+  }
+  void backward_parameters_only(const xt::xarray<T>& dy) override {
+    run_backward(dy, /*input_gradient=*/false);
+  }
+
+  std::string name() const override {
+    return "linear(" + std::to_string(in_) + "->" + std::to_string(out_) + ")";
+  }
+
+ private:
+  void run_backward(const xt::xarray<T>& dy, bool input_gradient) {
     const std::size_t n = dy.shape(0);
     // dw (out x in) += dy^T (out x N) * x (N x in)
     xt::xarray<T>& dw = this->weight_.weight_grad();
@@ -41,19 +54,14 @@ class Linear final : public WeightedLayer<T> {
     if (this->weight_.has_bias())
       for (std::size_t s = 0; s < n; ++s)
         for (std::size_t o = 0; o < out_; ++o) this->weight_.bias_grad()[o] += dy(s, o);
-    // dx (N x in) = dy (N x out) * w (out x in)
-    dx_.resize({n, in_});
-    gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_),
-         last_weight_->data(), int(in_), T(0), dx_.data(), int(in_));
+    if (input_gradient) {  // dx (N x in) = dy (N x out) * w (out x in)
+      dx_.resize({n, in_});
+      gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_),
+           last_weight_->data(), int(in_), T(0), dx_.data(), int(in_));
+    }
     this->weight_.finish_backward();
-    return dx_;
   }
 
-  std::string name() const override {
-    return "linear(" + std::to_string(in_) + "->" + std::to_string(out_) + ")";
-  }
-
- private:
   std::size_t in_, out_;
   const xt::xarray<T>* last_x_ = nullptr;  // the previous layer's output buffer
   const xt::xarray<T>* last_weight_ = nullptr;

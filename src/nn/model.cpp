@@ -28,8 +28,9 @@ const xt::xarray<T>& Model<T>::forward_range(const xt::xarray<T>& x, Mode mode, 
 template <class T>
 void Model<T>::backward(const xt::xarray<T>& dlogits) {
   const xt::xarray<T>* g = &dlogits;
-  for (std::size_t i = layers_.size(); i-- > 1;) g = &layers_[i]->backward(*g);
-  if (!layers_.empty()) layers_[0]->backward_parameters_only(*g);  // dx of the input: unused
+  for (std::size_t i = layers_.size(); i-- > first_trainable_ + 1;) g = &layers_[i]->backward(*g);
+  if (first_trainable_ < layers_.size())  // dx in front of it is not used
+    layers_[first_trainable_]->backward_parameters_only(*g);
 }
 
 template <class T>
