@@ -5,8 +5,8 @@
 #include <string>
 
 #include "commands.hpp"
-#include "normlab/blas.hpp"
 #include "normlab/distributed.hpp"
+#include "normlab/process.hpp"
 #include "normlab/version.hpp"
 
 namespace {
@@ -89,8 +89,8 @@ int main(int argc, char** argv) {
     } mpi;
     try {
       // Before MPI, threads or any BLAS call: may restart this process with
-      // OPENBLAS_CORETYPE set, when OpenBLAS fell back below what the CPU runs.
-      normlab::select_blas_core(argv);
+      // OPENBLAS_CORETYPE and OMP_WAIT_POLICY set (normlab/process.hpp).
+      normlab::prepare_process(argv);
       if (normlab::launched_by_mpirun()) {
         normlab::init_mpi(&argc, &argv);
         mpi.on = true;

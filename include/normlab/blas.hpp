@@ -7,7 +7,7 @@
 // AVX-512 AMD EPYC. Those run at a fraction of the speed, and change results
 // in the last bits. Only the environment variable OPENBLAS_CORETYPE, read at
 // load time, overrides the choice; so a program that wants other kernels must
-// set it and start again (select_blas_core does both).
+// set it and start again (normlab::prepare_process in process.hpp does both).
 #pragma once
 
 #include <string>
@@ -39,7 +39,7 @@ struct BlasInfo {
   std::string version;    // "0.3.21"
   std::string core;       // the kernels running: openblas_get_corename(), e.g. "SkylakeX"
   std::string best_core;  // best_blas_core(cpu_features()), e.g. "SKYLAKEX"
-  std::string selection;  // how `core` was chosen (see select_blas_core)
+  std::string selection;  // how `core` was chosen (see blas_core_request)
   std::string config;     // openblas_get_config()
 };
 BlasInfo blas_info();
@@ -48,16 +48,18 @@ nlohmann::json to_json(const BlasInfo& info);
 // Threads OpenBLAS may use in each call (normlab's training uses 1 per cell).
 void set_blas_threads(int threads);
 
-// For a program's main(), before any BLAS call and before other threads
-// start. The environment variable NORMLAB_BLAS_CORE decides:
+// The OPENBLAS_CORETYPE this process should run with, or "" to leave
+// OpenBLAS as it is. The environment variable NORMLAB_BLAS_CORE decides:
 //  - unset or "auto": if OpenBLAS chose kernels below what the CPU runs (and
-//    OPENBLAS_CORETYPE was not set by the user), set OPENBLAS_CORETYPE to the
-//    correction and re-execute the program with the same arguments;
-//  - "keep": leave OpenBLAS's choice (blas_info reports it);
-//  - a core name (e.g. "HASWELL"): run with OPENBLAS_CORETYPE set to it.
+//    OPENBLAS_CORETYPE was not set by the user), the correction;
+//  - "keep": "" (blas_info still reports OpenBLAS's choice);
+//  - a core name (e.g. "HASWELL"): that name, unless it already runs.
 // A user's own OPENBLAS_CORETYPE is respected unless NORMLAB_BLAS_CORE=auto
-// is set explicitly. Returns normally when nothing has to change; throws
-// std::runtime_error if re-executing fails.
-void select_blas_core(char** argv);
+// is set explicitly. prepare_process (process.hpp) applies it.
+std::string blas_core_request();
+
+// Set in the environment of a process that prepare_process restarted with a
+// corrected OPENBLAS_CORETYPE: the core OpenBLAS had chosen (blas_info says so).
+constexpr const char* kBlasCorrectedFrom = "NORMLAB_BLAS_CORRECTED_FROM";
 
 }  // namespace normlab

@@ -54,6 +54,7 @@ struct ProbeConfig {
 
 struct ExperimentConfig {
   std::string name;
+  std::string description;  // free text: the config's choices and why (shown by report)
   DatasetConfig dataset;
   std::string model;
   std::vector<nlohmann::json> norms;  // norm specs ({"type": "none"} for none)

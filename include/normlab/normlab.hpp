@@ -13,6 +13,7 @@
 #include "normlab/model.hpp"
 #include "normlab/norm.hpp"
 #include "normlab/npy.hpp"
+#include "normlab/process.hpp"
 #include "normlab/registry.hpp"
 #include "normlab/threads.hpp"
 #include "normlab/version.hpp"

@@ -129,6 +129,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   JsonReader r(config, "");
   ExperimentConfig c;
   c.name = r.string("name", "experiment");
+  c.description = r.string("description", "");
   c.dataset = parse_dataset(r.object("dataset"));
   c.model = r.string("model", "mlp2");
   if (c.model != "cnn3" && c.model != "mlp2")
@@ -261,6 +262,8 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   // Only when set, so that folders started before the option existed still resume.
   if (c.ranks_per_cell != std::vector<std::size_t>{1})
     c.resolved["distributed"] = {{"ranks_per_cell", c.ranks_per_cell}};
+  // Only when set, so that folders started before the option existed still resume.
+  if (!c.description.empty()) c.resolved["description"] = c.description;
   // Only when set, so that folders started before the option existed still resume.
   if (c.threads_per_cell != 1) c.resolved["threads_per_cell"] = c.threads_per_cell;
   // Only when on, so that folders started before the option existed still resume.

@@ -573,6 +573,9 @@ void report_run(const Run& run, const std::string& name, const ReportOptions& op
                          : json::array({1});
   const std::size_t total = (batch_sizes.size() * run.config["norms"].size() - skipped.size()) *
                             ranks.size() * run.config["seeds"].size();
+  if (const std::string description = run.config.value("description", std::string());
+      !description.empty())
+    doc.paragraph(description);
   doc.paragraph(run.dir.string() + ": " + std::to_string(run.records.size()) + " of " +
                 std::to_string(total) + " cells finished; " +
                 std::to_string(run.config.value("epochs", 0)) + " epochs; seeds " +

@@ -19,11 +19,13 @@ namespace fs = std::filesystem;
 namespace {
 
 // The settings that change results: everything but where they go, how
-// many cells run at once and on how many threads, and the probe's settings.
+// many cells run at once and on how many threads, the probe's settings and
+// the free-text description.
 nlohmann::json result_relevant(nlohmann::json config) {
   config.erase("output");
   config.erase("workers");
   config.erase("threads_per_cell");
+  config.erase("description");
   config.erase("probe");
   return config;
 }

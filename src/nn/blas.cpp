@@ -2,13 +2,9 @@
 // re-execution that corrects a fallback (see normlab/blas.hpp).
 #include "normlab/blas.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <sstream>
 #include <stdexcept>
 
@@ -59,19 +55,6 @@ std::string env(const char* name) {
   return value ? value : "";
 }
 
-// Set in the environment of the re-executed process: the core OpenBLAS chose
-// before normlab corrected it (and a guard against re-executing twice).
-constexpr const char* kCorrectedFrom = "NORMLAB_BLAS_CORRECTED_FROM";
-
-[[noreturn]] void reexecute(char** argv, const std::string& core, const std::string& from) {
-  if (setenv("OPENBLAS_CORETYPE", core.c_str(), 1) != 0 ||
-      setenv(kCorrectedFrom, from.c_str(), 1) != 0)
-    throw std::runtime_error(std::string("cannot set OPENBLAS_CORETYPE: ") + std::strerror(errno));
-  ::execv("/proc/self/exe", argv);
-  throw std::runtime_error(std::string("cannot restart with OPENBLAS_CORETYPE=") + core + " (" +
-                           std::strerror(errno) + "); set NORMLAB_BLAS_CORE=keep to run without");
-}
-
 }  // namespace
 
 CpuFeatures cpu_features() {
@@ -118,7 +101,7 @@ BlasInfo blas_info() {
   info.core = openblas_get_corename();
   info.best_core = best_blas_core(cpu_features());
   const std::string requested = env("NORMLAB_BLAS_CORE"), user_type = env("OPENBLAS_CORETYPE");
-  const std::string corrected_from = env(kCorrectedFrom);
+  const std::string corrected_from = env(kBlasCorrectedFrom);
   if (!requested.empty() && requested != "auto" && requested != "keep")
     info.selection = "NORMLAB_BLAS_CORE=" + requested +
                      (corrected_from.empty() ? "" : " (OpenBLAS chose " + corrected_from + ")");
@@ -146,19 +129,15 @@ void set_blas_threads(int threads) {
   openblas_set_num_threads(threads);
 }
 
-void select_blas_core(char** argv) {
-  if (!env(kCorrectedFrom).empty()) return;  // already re-executed once
+std::string blas_core_request() {
+  if (!env(kBlasCorrectedFrom).empty()) return "";  // corrected once already
   const std::string requested = env("NORMLAB_BLAS_CORE");
-  if (requested == "keep") return;
+  if (requested == "keep") return "";
   const std::string running = openblas_get_corename();
-  if (!requested.empty() && requested != "auto") {
-    if (lower(requested) != lower(running) && lower(env("OPENBLAS_CORETYPE")) != lower(requested))
-      reexecute(argv, requested, running);
-    return;
-  }
-  if (requested.empty() && !env("OPENBLAS_CORETYPE").empty()) return;  // the user's choice
-  const std::string correction = blas_core_correction(running, cpu_features());
-  if (!correction.empty()) reexecute(argv, correction, running);
+  if (!requested.empty() && requested != "auto")
+    return lower(requested) == lower(running) ? "" : requested;
+  if (requested.empty() && !env("OPENBLAS_CORETYPE").empty()) return "";  // the user's choice
+  return blas_core_correction(running, cpu_features());
 }
 
 }  // namespace normlab
