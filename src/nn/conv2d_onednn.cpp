@@ -1,8 +1,8 @@
 // Conv2d on oneDNN's convolution primitives (float32). oneDNN picks its own
 // memory layouts (blocked, e.g. nChw16c) for the fastest kernels; x, w, y and
 // the gradients stay NCHW / OIHW in normlab and are reordered at the edges.
-// The primitives of each input shape are made once and kept (training and
-// evaluation use two batch sizes).
+// The primitives of each input shape (and thread count) are made once and
+// kept (training and evaluation use two batch sizes).
 #include <omp.h>
 
 #include <dnnl.hpp>
@@ -69,7 +69,6 @@ class OnednnConv2d final : public WeightedLayer<float> {
   const xt::xarray<float>& forward(const xt::xarray<float>& x, Mode mode) override {
     g_ = conv_geometry(name(), x, in_, kernel_, stride_, padding_);
     Primitives& p = primitives_for(g_);
-    omp_set_num_threads(int(num_threads()));  // this thread's parallel regions: threads_per_cell
     const xt::xarray<float>& w = this->weight_.weight(mode);
     y_.resize({g_.batch, out_, g_.out_height, g_.out_width});
     x_ = &x;
@@ -103,7 +102,6 @@ class OnednnConv2d final : public WeightedLayer<float> {
  private:
   void run_backward(const xt::xarray<float>& dy, bool input_gradient) {
     Primitives& p = primitives_for(g_);
-    omp_set_num_threads(int(num_threads()));
     const memory diff_dst(p.dst, engine_, const_cast<float*>(dy.data()));
     const memory src(p.src, engine_, const_cast<float*>(x_->data()));
     if (input_gradient) {  // dx = the transposed convolution of dy with w
@@ -151,8 +149,16 @@ class OnednnConv2d final : public WeightedLayer<float> {
       staged.to_user.execute(stream_, {{DNNL_ARG_FROM, staged.own}, {DNNL_ARG_TO, user}});
   }
 
+  // The primitives for this shape, and this thread's OpenMP team size set for
+  // them: oneDNN plans a primitive's work for the threads there are when it is
+  // made. A small convolution runs on one thread: waking OpenMP's sleeping
+  // threads costs more than it would save.
   Primitives& primitives_for(const ConvGeometry& g) {
-    const auto key = std::make_tuple(g.batch, g.height, g.width);
+    constexpr std::size_t kMinParallelMacs = std::size_t(16) << 20;
+    const std::size_t macs = g.batch * out_ * g.pixels() * g.patch();
+    const int threads = macs >= kMinParallelMacs ? int(num_threads()) : 1;
+    omp_set_num_threads(threads);  // this thread's parallel regions only
+    const auto key = std::make_tuple(g.batch, g.height, g.width, threads);
     auto found = cache_.find(key);
     if (found != cache_.end()) return found->second;
     using dims = memory::dims;
@@ -211,7 +217,7 @@ class OnednnConv2d final : public WeightedLayer<float> {
   std::size_t in_, out_, kernel_, stride_, padding_;
   dnnl::engine engine_;
   dnnl::stream stream_;
-  std::map<std::tuple<std::size_t, std::size_t, std::size_t>, Primitives> cache_;
+  std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, Primitives> cache_;
   ConvGeometry g_{};
   const xt::xarray<float>* x_ = nullptr;
   const xt::xarray<float>* last_weight_ = nullptr;
