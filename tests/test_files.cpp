@@ -13,23 +13,13 @@
 #include "normlab/files.hpp"
 #include "test_helpers.hpp"
 
+using normlab::test::error_of;
 using normlab::test::read_file;
 using normlab::test::ScratchDir;
 using normlab::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-// The message of the exception fn throws ("" if none).
-template <class Fn>
-std::string error_of_call(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Files in this process may grow to `bytes` while it lives; writes beyond
 // fail with EFBIG instead of raising SIGXFSZ (as on a disk that fills up).
@@ -57,7 +47,8 @@ class FileSizeLimit {
 TEST_CASE("files: write_file names the file and the system's reason, and leaves nothing") {
   const ScratchDir dir;
   const std::string missing = dir / "no/such/dir/file.txt";
-  const std::string message = error_of_call([&] { normlab::write_file(missing, "x"); });
+  const std::string message =
+      error_of<std::runtime_error>([&] { normlab::write_file(missing, "x"); });
   CHECK(message.find(missing + ": cannot write file") != std::string::npos);
   CHECK(message.find(std::strerror(ENOENT)) != std::string::npos);
 
@@ -65,7 +56,7 @@ TEST_CASE("files: write_file names the file and the system's reason, and leaves 
   {
     const FileSizeLimit limit(100);
     const std::string full =
-        error_of_call([&] { normlab::write_file(big, std::string(500, 'a')); });
+        error_of<std::runtime_error>([&] { normlab::write_file(big, std::string(500, 'a')); });
     CHECK(full.find(big + ": write failed") != std::string::npos);
     CHECK(full.find(std::strerror(EFBIG)) != std::string::npos);
   }
@@ -81,7 +72,7 @@ TEST_CASE("files: replace_file leaves the old file whole when the new one cannot
   CHECK(read_file(path) == "new\n");
   {
     const FileSizeLimit limit(100);
-    CHECK(error_of_call([&] {
+    CHECK(error_of<std::runtime_error>([&] {
             normlab::replace_file(path, std::string(500, 'b'));
           }).find(std::strerror(EFBIG)) != std::string::npos);
   }
@@ -97,8 +88,8 @@ TEST_CASE("files: an append that fails part way cuts the file back to its last w
   const std::string before = read_file(path);
   {
     const FileSizeLimit limit(before.size() + 10);  // room for 10 of the 200 bytes
-    const std::string message =
-        error_of_call([&] { normlab::append_to_file(path, std::string(199, 'c') + "\n"); });
+    const std::string message = error_of<std::runtime_error>(
+        [&] { normlab::append_to_file(path, std::string(199, 'c') + "\n"); });
     CHECK(message.find(path + ": cannot append") != std::string::npos);
     CHECK(message.find(std::strerror(EFBIG)) != std::string::npos);
   }
@@ -114,7 +105,7 @@ TEST_CASE("files: StagedOutput moves all files in at commit, or none, naming DIR
     normlab::StagedOutput staged(out);
     staged.write("a.txt", [](const std::string& p) { normlab::write_file(p, "a"); });
     CHECK_FALSE(fs::exists(out + "/a.txt"));  // staged, not yet in DIR
-    const std::string message = error_of_call(
+    const std::string message = error_of<std::runtime_error>(
         [&] { staged.run([&] { normlab::write_file(staged.path("sub/b.txt"), "b"); }); });
     CHECK(message.find(out + "/sub/b.txt: cannot write file") != std::string::npos);
     CHECK(message.find("nothing was written") != std::string::npos);

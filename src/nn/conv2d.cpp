@@ -138,16 +138,10 @@ class Conv2d final : public WeightedLayer<T> {
     return y_;
   }
 
-  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
-    run_backward(dy, /*input_gradient=*/true);
-    return dx_;
-  }
-  void backward_parameters_only(const xt::xarray<T>& dy) override {
-    run_backward(dy, /*input_gradient=*/false);
-  }
+  std::string name() const override { return conv_name(kernel_, in_, out_); }
 
  private:
-  void run_backward(const xt::xarray<T>& dy, bool input_gradient) {
+  void backward_pass(const xt::xarray<T>& dy, bool input_gradient) override {
     // Shapes: dy (N, C_out, P) -> dy_cols (C_out, N*P); dw (C_out, K) += dy_cols * cols^T;
     // dcols (K, N*P) = w^T * dy_cols, then col2im per sample into dx (N, C_in, H, W).
     const std::size_t n = dy.shape(0), K = g_.patch(), P = g_.pixels(), NP = n * P;
@@ -172,23 +166,19 @@ class Conv2d final : public WeightedLayer<T> {
       dcols_.resize({K, NP});
       gemm(true, false, int(K), int(NP), int(out_), T(1), last_weight_->data(), int(K),
            dy_cols_.data(), int(NP), T(0), dcols_.data(), int(NP));
-      dx_.resize({n, in_, g_.height, g_.width});
+      this->dx_.resize({n, in_, g_.height, g_.width});
       parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
         for (std::size_t s = first; s < last; ++s)
-          col2im(dcols_.data() + s * P, NP, g_, dx_.data() + s * in_ * g_.height * g_.width);
+          col2im(dcols_.data() + s * P, NP, g_, this->dx_.data() + s * in_ * g_.height * g_.width);
       });
     }
     this->weight_.finish_backward();
   }
 
- public:
-  std::string name() const override { return conv_name(kernel_, in_, out_); }
-
- private:
   std::size_t in_, out_, kernel_, stride_, padding_;
   ConvGeometry g_{};
   const xt::xarray<T>* last_weight_ = nullptr;
-  xt::xarray<T> cols_, y_cols_, y_, dy_cols_, dcols_, dx_;
+  xt::xarray<T> cols_, y_cols_, y_, dy_cols_, dcols_;
 };
 
 }  // namespace

@@ -89,18 +89,10 @@ class OnednnConv2d final : public WeightedLayer<float> {
     return y_;
   }
 
-  const xt::xarray<float>& backward(const xt::xarray<float>& dy) override {
-    run_backward(dy, /*input_gradient=*/true);
-    return dx_;
-  }
-  void backward_parameters_only(const xt::xarray<float>& dy) override {
-    run_backward(dy, /*input_gradient=*/false);
-  }
-
   std::string name() const override { return conv_name(kernel_, in_, out_); }
 
  private:
-  void run_backward(const xt::xarray<float>& dy, bool input_gradient) {
+  void backward_pass(const xt::xarray<float>& dy, bool input_gradient) override {
     Primitives& p = primitives_for(g_);
     const memory diff_dst(p.dst, engine_, const_cast<float*>(dy.data()));
     const memory src(p.src, engine_, const_cast<float*>(x_->data()));
@@ -221,7 +213,7 @@ class OnednnConv2d final : public WeightedLayer<float> {
   ConvGeometry g_{};
   const xt::xarray<float>* x_ = nullptr;
   const xt::xarray<float>* last_weight_ = nullptr;
-  xt::xarray<float> y_, dx_;
+  xt::xarray<float> y_;
 };
 
 }  // namespace

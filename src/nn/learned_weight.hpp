@@ -87,9 +87,20 @@ class WeightedLayer : public Layer<T> {
   }
   Norm<T>* norm() override { return weight_.norm(); }
   void initialize(std::mt19937_64& rng) override { weight_.initialize(rng); }
+  const xt::xarray<T>& backward(const xt::xarray<T>& dy) final {
+    backward_pass(dy, /*input_gradient=*/true);
+    return dx_;
+  }
+  void backward_parameters_only(const xt::xarray<T>& dy) final {
+    backward_pass(dy, /*input_gradient=*/false);
+  }
 
  protected:
+  // Adds into the parameter gradients; with input_gradient also writes dx_
+  // (a model's first trainable layer skips it: nothing uses it).
+  virtual void backward_pass(const xt::xarray<T>& dy, bool input_gradient) = 0;
   LearnedWeight<T> weight_;
+  xt::xarray<T> dx_;
 };
 
 }  // namespace normlab

@@ -32,20 +32,12 @@ class Linear final : public WeightedLayer<T> {
     return y_;
   }
 
-  const xt::xarray<T>& backward(const xt::xarray<T>& dy) override {
-    run_backward(dy, /*input_gradient=*/true);
-    return dx_;
-  }
-  void backward_parameters_only(const xt::xarray<T>& dy) override {
-    run_backward(dy, /*input_gradient=*/false);
-  }
-
   std::string name() const override {
     return "linear(" + std::to_string(in_) + "->" + std::to_string(out_) + ")";
   }
 
  private:
-  void run_backward(const xt::xarray<T>& dy, bool input_gradient) {
+  void backward_pass(const xt::xarray<T>& dy, bool input_gradient) override {
     const std::size_t n = dy.shape(0);
     // dw (out x in) += dy^T (out x N) * x (N x in)
     xt::xarray<T>& dw = this->weight_.weight_grad();
@@ -55,9 +47,9 @@ class Linear final : public WeightedLayer<T> {
       for (std::size_t s = 0; s < n; ++s)
         for (std::size_t o = 0; o < out_; ++o) this->weight_.bias_grad()[o] += dy(s, o);
     if (input_gradient) {  // dx (N x in) = dy (N x out) * w (out x in)
-      dx_.resize({n, in_});
+      this->dx_.resize({n, in_});
       gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_),
-           last_weight_->data(), int(in_), T(0), dx_.data(), int(in_));
+           last_weight_->data(), int(in_), T(0), this->dx_.data(), int(in_));
     }
     this->weight_.finish_backward();
   }
@@ -65,7 +57,7 @@ class Linear final : public WeightedLayer<T> {
   std::size_t in_, out_;
   const xt::xarray<T>* last_x_ = nullptr;  // the previous layer's output buffer
   const xt::xarray<T>* last_weight_ = nullptr;
-  xt::xarray<T> y_, dx_;
+  xt::xarray<T> y_;
 };
 
 }  // namespace
