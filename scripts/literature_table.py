@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Our small-batch degradation beside the published one (docs/results.md uses it).
+
+    scripts/literature_table.py RUN_DIR [REMEDIES_DIR]
+
+RUN_DIR holds a sweep with `batch` and `group` at B = 32 and 2 (and 16, 8, 4
+when present); REMEDIES_DIR one with `batch` and `batch_renorm` at B = 4 and 2.
+Prints a markdown table: test error per B for BatchNorm and GroupNorm, as
+mean ± 95% CI half width over seeds (Student's t, as `normlab report`), then
+the relative measures beside those of the papers:
+  - GroupNorm paper (Wu & He, 2018), Table 2: ResNet-50 on ImageNet, error % at
+    32/16/8/4/2 images per GPU; Batch Renorm at 4;
+  - MABN (Yan et al., 2020): ResNet-50, normalization batch 2, BN and BRN.
+The published numbers are constants below, cited; ours come from the files.
+Standard library only.
+"""
+import json
+import math
+import os
+import statistics
+import sys
+
+PAPER_BATCHES = [32, 16, 8, 4, 2]
+GN_PAPER = {"batch": [23.6, 23.7, 24.8, 27.3, 34.7], "group": [24.1, 24.2, 24.0, 24.2, 24.1]}
+GN_PAPER_BRN_AT_4 = 26.3
+MABN_AT_2 = {"batch": 35.22, "batch_renorm": 30.29}
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+
+
+def cells(folder):
+    """(norm, B) -> {seed: test error %} of the runs that did not diverge."""
+    out = {}
+    with open(os.path.join(folder, "results.jsonl")) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r["diverged"] or r["test_error"] is None:
+                continue
+            out.setdefault((r["norm"], r["batch_size"]), {})[r["seed"]] = 100 * r["test_error"]
+    return out
+
+
+def summary(values):
+    values = list(values)
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, float("nan")
+    t = T975[len(values) - 2] if len(values) - 1 <= len(T975) else 1.96
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def text(values):
+    if not values:
+        return "-"
+    mean, half = summary(values)
+    return f"{mean:.2f}" if math.isnan(half) else f"{mean:.2f} ± {half:.2f}"
+
+
+def paired(a, b):
+    """a - b over the seeds both have: mean ± CI text."""
+    common = sorted(set(a) & set(b))
+    return text([a[s] - b[s] for s in common]) + f" (n={len(common)})" if common else "-"
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    run = cells(sys.argv[1])
+    remedies = cells(sys.argv[2]) if len(sys.argv) > 2 else {}
+    name = os.path.basename(os.path.normpath(sys.argv[1]))
+    print(f"| test error (%) | " + " | ".join(f"B={b}" for b in PAPER_BATCHES) + " |")
+    print("|---|" + "---:|" * len(PAPER_BATCHES))
+    for norm in ("batch", "group"):
+        print(f"| GN paper, {norm} | " + " | ".join(f"{v:.1f}" for v in GN_PAPER[norm]) + " |")
+        print(f"| {name}, {norm} | " +
+              " | ".join(text(run.get((norm, b), {}).values()) for b in PAPER_BATCHES) + " |")
+    print()
+    bn = {b: run.get(("batch", b), {}) for b in PAPER_BATCHES}
+    gn = {b: run.get(("group", b), {}) for b in PAPER_BATCHES}
+    paper_bn = dict(zip(PAPER_BATCHES, GN_PAPER["batch"]))
+    paper_gn = GN_PAPER["group"]
+    print("| measure | published | ours |")
+    print("|---|---:|---:|")
+    loss = paper_bn[2] - paper_bn[32]
+    print(f"| BatchNorm, B=2 minus B=32 (points) | {loss:.1f} (GN paper) | {paired(bn[2], bn[32])} |")
+    if bn[2] and bn[32]:
+        ours = 100 * (summary(bn[2].values())[0] / summary(bn[32].values())[0] - 1)
+        ours_text = f"{ours:.0f}%"
+    else:
+        ours_text = "-"
+    print(f"| BatchNorm, B=2 relative to B=32 | +{100 * loss / paper_bn[32]:.0f}% | +{ours_text} |"
+          .replace("+-", "-"))
+    means = [summary(v.values())[0] for v in gn.values() if v]
+    spread = f"{max(means) - min(means):.2f}" if means else "-"
+    print(f"| GroupNorm, spread over B=32..2 (points) | {max(paper_gn) - min(paper_gn):.1f} | {spread} |")
+    if remedies:
+        for b, published, source in ((4, paper_bn[4] - GN_PAPER_BRN_AT_4, "GN paper"),
+                                     (2, MABN_AT_2["batch"] - MABN_AT_2["batch_renorm"], "MABN")):
+            ours = paired(remedies.get(("batch", b), {}), remedies.get(("batch_renorm", b), {}))
+            print(f"| Batch Renorm's gain over BatchNorm at B={b} (points) | {published:.2f} ({source}) | {ours} |")
+
+
+if __name__ == "__main__":
+    main()
