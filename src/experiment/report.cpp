@@ -489,6 +489,10 @@ Figure error_figure(const std::string& name, const Run& run, const ResultGrid& g
                         quoted("chance (" + format_number(chance) + "%)"));
     all.ymax = std::ceil(chance / 5 + 1) * 5;
   }
+  if (bars) {  // an interval may reach past 0 or 100; the error itself cannot
+    all.ymin = 0;
+    if (std::isnan(all.ymax)) all.ymax = 100;
+  }
   Figure figure{name, describe_run(run) + ": test error vs batch size", {all}};
   // Up to twice the best error: BatchNorm's slow climb stays readable next to a collapse.
   const double zoom = std::ceil(2.0 * lo);
