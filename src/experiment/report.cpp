@@ -474,10 +474,10 @@ Figure error_figure(const std::string& name, const Run& run, const ResultGrid& g
       const GridCell& cell = grid.at(grid.norms[i], b);
       if (cell.values.empty()) continue;
       const SeedSummary summary = cell.summary();
-      s.rows.push_back({double(b), cell.mean()});
+      s.rows.push_back({double(b), summary.mean});
       if (bars) s.rows.back().push_back(summary.n >= 2 ? summary.ci95 : 0.0);
-      lo = std::min(lo, cell.mean());
-      hi = std::max(hi, cell.mean());
+      lo = std::min(lo, summary.mean);
+      hi = std::max(hi, summary.mean);
     }
     all.series.push_back(s);
   }

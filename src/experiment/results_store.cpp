@@ -289,9 +289,7 @@ void ResultsStore::rewrite_summaries() const {
 }
 
 double GridCell::mean() const {
-  double sum = 0;
-  for (double v : values) sum += v;
-  return values.empty() ? std::nan("") : sum / double(values.size());
+  return summarize(values).mean;
 }
 
 std::string GridCell::text(const char* format) const {

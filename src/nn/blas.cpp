@@ -99,7 +99,8 @@ BlasInfo blas_info() {
   std::string first;
   words >> first >> info.version;
   info.core = openblas_get_corename();
-  info.best_core = best_blas_core(cpu_features());
+  const CpuFeatures cpu = cpu_features();
+  info.best_core = best_blas_core(cpu);
   const std::string requested = env("NORMLAB_BLAS_CORE"), user_type = env("OPENBLAS_CORETYPE");
   const std::string corrected_from = env(kBlasCorrectedFrom);
   if (!requested.empty() && requested != "auto" && requested != "keep")
@@ -111,7 +112,7 @@ BlasInfo blas_info() {
                      " (NORMLAB_BLAS_CORE=keep leaves OpenBLAS's choice)";
   else if (!user_type.empty())
     info.selection = "OPENBLAS_CORETYPE=" + user_type + " from the environment";
-  else if (!blas_core_correction(info.core, cpu_features()).empty())
+  else if (!blas_core_correction(info.core, cpu).empty())
     info.selection = "OpenBLAS's own choice, below this CPU's " + info.best_core +
                      " (kept: NORMLAB_BLAS_CORE=keep, or a program that does not call "
                      "select_blas_core)";
