@@ -104,6 +104,18 @@ TEST_CASE("spec: values out of range") {
       {"channel_affine", "normalized_shape"});
 }
 
+TEST_CASE("spec: a normalized_shape too large to allocate is refused before allocating") {
+  // 1e11 parameters (found by fuzz_norm_spec), and a product that wraps 2^64.
+  for (const json& shape : {json{100000, 1000000}, json{1ULL << 32, 1ULL << 32, 2}}) {
+    CAPTURE(shape.dump());
+    for (const char* type : {"layer", "rms"})
+      check_mentions(spec_error({{"type", type}, {"normalized_shape", shape}}),
+                     {"normalized_shape", "16777216 elements", "channel_affine"});
+  }
+  CHECK_NOTHROW(
+      make_norm<double>({{"type", "layer"}, {"normalized_shape", {1 << 12, 1 << 12}}}, 0));
+}
+
 TEST_CASE("group norm: C % G != 0 names C and G") {
   const json spec = {{"type", "group"}, {"groups", 4}};
   check_mentions(spec_error(spec, 6), {"6 channels", "4 groups", "C % G"});

@@ -20,6 +20,21 @@ struct RowNormOptions {
   bool channel_affine = false;
 };
 
+// A normalized_shape given in a spec sizes gamma and beta before any input is
+// seen, so its element count is checked (overflow, and a bound far above any
+// real layer) before anything is allocated.
+inline void check_spec_parameter_count(const std::vector<std::size_t>& normalized_shape) {
+  constexpr std::size_t kMaxElements = std::size_t(1) << 24;
+  std::size_t count = 1;
+  for (std::size_t d : normalized_shape)
+    if (__builtin_mul_overflow(count, d, &count) || count > kMaxElements)
+      throw std::invalid_argument(
+          "norm spec: normalized_shape " + shape_text(normalized_shape) + " has more than " +
+          std::to_string(kMaxElements) +
+          " elements per sample (gamma and beta would be allocated for all of them); use a "
+          "smaller shape, or channel_affine for parameters per channel");
+}
+
 // The schema both share, with eps as `eps_entry` adds it.
 template <class Options>
 OptionSchema<Options> row_norm_schema(void (*eps_entry)(OptionSchema<Options>&)) {
@@ -31,6 +46,7 @@ OptionSchema<Options> row_norm_schema(void (*eps_entry)(OptionSchema<Options>&))
       .boolean("channel_affine", &Options::channel_affine,
                "normalize over all dims but N with gamma, beta per channel (after a conv)")
       .check([](const Options& o) {
+        if (o.normalized_shape) check_spec_parameter_count(*o.normalized_shape);
         if (o.channel_affine && o.normalized_shape)
           throw std::invalid_argument(
               "norm spec: channel_affine normalizes over all dims but the first; drop "
