@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Copies result files into the docs, so that no number in them is typed by hand.
 
-    scripts/embed_results.py [DOC.md ...]      (default: every docs/*.md)
+    scripts/embed_results.py [--check] [DOC.md ...]   (default: README.md, docs/*.md)
 
 A doc marks where a result file goes with two comment lines:
 
@@ -10,7 +10,10 @@ A doc marks where a result file goes with two comment lines:
     <!-- end embed -->
 
 and this script replaces what is between them by the file's current text
-(paths relative to the repository). --check exits 1, changing nothing, when a
+(paths relative to the repository). `path#Caption start` takes one table of a
+report.md instead: the markdown table under the first bold caption line
+(`**Caption start...**`) that begins with that text; `path#Heading>Caption
+start` looks only after the line `## Heading`. --check exits 1, changing nothing, when a
 doc is out of date. Standard library only.
 """
 import glob
@@ -19,21 +22,47 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BLOCK = re.compile(r"(<!-- embed: (\S+) -->\n)(.*?)(<!-- end embed -->)", re.S)
+BLOCK = re.compile(r"(<!-- embed: ([^#\s]+)(?:#([^>]*?))? -->\n)(.*?)(<!-- end embed -->)", re.S)
+
+
+def table_under(text, selector, path):
+    """The markdown table that follows the bold caption starting with `caption`
+    (after the `## heading` line when the selector is `heading>caption`)."""
+    lines = text.splitlines()
+    heading, _, caption = selector.rpartition(">")
+    if heading:
+        starts = [i for i, line in enumerate(lines) if line == "## " + heading]
+        if not starts:
+            sys.exit(f"embed_results: no heading '## {heading}' in {path}")
+        lines = lines[starts[0] + 1:]
+    for i, line in enumerate(lines):
+        if line.startswith("**" + caption):
+            rows = []
+            for row in lines[i + 1:]:
+                if row.startswith("|"):
+                    rows.append(row)
+                elif rows or row.strip():
+                    break
+            if rows:
+                return "\n".join(rows) + "\n"
+    sys.exit(f"embed_results: no table under a caption starting '{selector}' in {path}")
 
 
 def embedded(doc_text):
     def replace(match):
         with open(os.path.join(ROOT, match.group(2))) as f:
             body = f.read()
-        return match.group(1) + body + ("" if body.endswith("\n") else "\n") + match.group(4)
+        if match.group(3):
+            body = table_under(body, match.group(3), match.group(2))
+        return match.group(1) + body + ("" if body.endswith("\n") else "\n") + match.group(5)
     return BLOCK.sub(replace, doc_text)
 
 
 def main():
     args = sys.argv[1:]
     check = "--check" in args
-    docs = [a for a in args if a != "--check"] or sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    docs = [a for a in args if a != "--check"] or [os.path.join(ROOT, "README.md")] + sorted(
+        glob.glob(os.path.join(ROOT, "docs", "*.md")))
     stale = []
     for doc in docs:
         with open(doc) as f:

@@ -1,8 +1,9 @@
 // Communicators over MPI (Open MPI). Collectives are timed for the
-// communication share; all_reduce_sum gathers every rank's values and adds
-// them in rank order, so every rank gets the same bits on every run.
+// communication share; all_reduce_sum adds every rank's values in rank order,
+// so every rank gets the same bits on every run.
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <list>
@@ -58,15 +59,39 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
+  // A reduce-scatter then an all-gather: rank r receives part r of every
+  // rank's values, adds them in rank order and sends its sums to all. Each
+  // rank moves 2 (R-1)/R n values instead of n, and every sum is the
+  // same rank-order sum on every rank.
   void all_reduce_sum(double* data, std::size_t n) override {
     if (size_ == 1 || n == 0) return;
-    gathered_.resize(n * std::size_t(size_));
-    all_gather(data, n, gathered_.data());
-    for (std::size_t i = 0; i < n; ++i) {
-      double sum = gathered_[i];
-      for (int r = 1; r < size_; ++r) sum += gathered_[std::size_t(r) * n + i];
-      data[i] = sum;
+    Timed timed(collective_seconds_);
+    const std::size_t ranks = std::size_t(size_), part = (n + ranks - 1) / ranks;
+    counts_.assign(ranks, 0);
+    offsets_.assign(ranks, 0);
+    for (std::size_t r = 0; r < ranks; ++r) {
+      const std::size_t begin = std::min(n, r * part), end = std::min(n, begin + part);
+      offsets_[r] = int_count(begin);
+      counts_[r] = int_count(end - begin);
     }
+    const std::size_t mine = std::size_t(counts_[std::size_t(rank_)]);
+    // Every rank's copy of my part, rank after rank.
+    received_.resize(mine * ranks);
+    receive_counts_.assign(ranks, int(mine));
+    receive_offsets_.resize(ranks);
+    for (std::size_t r = 0; r < ranks; ++r) receive_offsets_[r] = int_count(r * mine);
+    check(MPI_Alltoallv(data, counts_.data(), offsets_.data(), MPI_DOUBLE, received_.data(),
+                        receive_counts_.data(), receive_offsets_.data(), MPI_DOUBLE, comm_),
+          "MPI_Alltoallv");
+    double* sums = data + offsets_[std::size_t(rank_)];
+    for (std::size_t i = 0; i < mine; ++i) {
+      double sum = received_[i];
+      for (std::size_t r = 1; r < ranks; ++r) sum += received_[r * mine + i];
+      sums[i] = sum;
+    }
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts_.data(), offsets_.data(),
+                         MPI_DOUBLE, comm_),
+          "MPI_Allgatherv");
   }
   void all_gather(const double* data, std::size_t n, double* out) override {
     Timed timed(collective_seconds_);
@@ -132,7 +157,8 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
-  std::vector<double> gathered_;
+  std::vector<double> received_;  // all_reduce_sum's buffers, reused
+  std::vector<int> counts_, offsets_, receive_counts_, receive_offsets_;
   std::list<Pending> sends_;
 };
 

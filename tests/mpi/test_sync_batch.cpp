@@ -151,6 +151,27 @@ TEST_CASE("mpi: communicator basics over the world") {
   world->barrier();
 }
 
+TEST_CASE("mpi: all_reduce_sum is the rank-order sum, bit for bit, on every rank") {
+  const auto world = world_communicator();
+  const std::size_t size = std::size_t(world->size());
+  // Values whose sum depends on the order of the additions.
+  const auto value = [](std::size_t rank, std::size_t i) {
+    return (rank % 2 ? 1e16 : 1.0) * (rank + 1) + 0.1 * double(i) * (rank % 3 ? -1 : 1);
+  };
+  // Lengths below, at and above the number of ranks (uneven parts, empty parts).
+  for (std::size_t n : {std::size_t(1), size - 1, size, size + 1, std::size_t(1001)}) {
+    CAPTURE(n);
+    std::vector<double> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = value(std::size_t(world->rank()), i);
+    world->all_reduce_sum(v.data(), n);
+    for (std::size_t i = 0; i < n; ++i) {
+      double expected = value(0, i);
+      for (std::size_t r = 1; r < size; ++r) expected += value(r, i);
+      CHECK(v[i] == expected);
+    }
+  }
+}
+
 TEST_CASE("mpi: sync_batch over the ranks equals batch on the concatenated input (float64)") {
   const std::size_t ranks = std::size_t(world_communicator()->size());
   SUBCASE("equal shards, (N, C, H, W)") {
