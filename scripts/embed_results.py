@@ -22,7 +22,8 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BLOCK = re.compile(r"(<!-- embed: ([^#\s]+)(?:#([^>]*?))? -->\n)(.*?)(<!-- end embed -->)", re.S)
+# A marker starts its line (an indented one, as in a code example, is left alone).
+BLOCK = re.compile(r"^(<!-- embed: ([^#\s]+)(?:#([^>]*?))? -->\n)(.*?)^(<!-- end embed -->)", re.S | re.M)
 
 
 def table_under(text, selector, path):
@@ -50,8 +51,11 @@ def table_under(text, selector, path):
 
 def embedded(doc_text):
     def replace(match):
-        with open(os.path.join(ROOT, match.group(2))) as f:
-            body = f.read()
+        try:
+            with open(os.path.join(ROOT, match.group(2))) as f:
+                body = f.read()
+        except OSError as e:
+            sys.exit(f"embed_results: {match.group(2)}: {e.strerror} (a doc embeds it)")
         if match.group(3):
             body = table_under(body, match.group(3), match.group(2))
         return match.group(1) + body + ("" if body.endswith("\n") else "\n") + match.group(5)

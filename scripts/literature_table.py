@@ -14,53 +14,15 @@ the relative measures beside those of the papers:
 The published numbers are constants below, cited; ours come from the files.
 Standard library only.
 """
-import json
-import math
 import os
-import statistics
 import sys
+
+from seed_stats import cells, paired, summary, text
 
 PAPER_BATCHES = [32, 16, 8, 4, 2]
 GN_PAPER = {"batch": [23.6, 23.7, 24.8, 27.3, 34.7], "group": [24.1, 24.2, 24.0, 24.2, 24.1]}
 GN_PAPER_BRN_AT_4 = 26.3
 MABN_AT_2 = {"batch": 35.22, "batch_renorm": 30.29}
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
-
-
-def cells(folder):
-    """(norm, B) -> {seed: test error %} of the runs that did not diverge."""
-    out = {}
-    with open(os.path.join(folder, "results.jsonl")) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            if r["diverged"] or r["test_error"] is None:
-                continue
-            out.setdefault((r["norm"], r["batch_size"]), {})[r["seed"]] = 100 * r["test_error"]
-    return out
-
-
-def summary(values):
-    values = list(values)
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    t = T975[len(values) - 2] if len(values) - 1 <= len(T975) else 1.96
-    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def text(values):
-    if not values:
-        return "-"
-    mean, half = summary(values)
-    return f"{mean:.2f}" if math.isnan(half) else f"{mean:.2f} ± {half:.2f}"
-
-
-def paired(a, b):
-    """a - b over the seeds both have: mean ± CI text."""
-    common = sorted(set(a) & set(b))
-    return text([a[s] - b[s] for s in common]) + f" (n={len(common)})" if common else "-"
 
 
 def main():
