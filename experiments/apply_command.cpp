@@ -74,8 +74,10 @@ void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
     for (const std::string& name : norm->state_names()) outputs[name] = norm->state(name);
 
   StagedOutput out(o.out);
-  for (const auto& [name, value] : outputs)
-    out.write(name + ".npy", [&](const std::string& path) { save_npy<T>(path, value); });
+  for (const auto& entry : outputs) {
+    const auto& value = entry.second;  // not a binding: lambdas capture it (C++17)
+    out.write(entry.first + ".npy", [&](const std::string& path) { save_npy<T>(path, value); });
+  }
   out.commit();
   std::cout << "wrote";
   for (const auto& entry : outputs) std::cout << " " << entry.first << ".npy";

@@ -62,8 +62,8 @@ int probe_command(const Args& args) {
   const std::pair<const char*, std::string> files[] = {{"probe.jsonl", jsonl},
                                                        {"probe.csv", probe_csv(records)},
                                                        {"probe_config.json", info.dump(2) + "\n"}};
-  for (const auto& [name, text] : files)
-    staged.write(name, [&](const std::string& path) { write_file(path, text); });
+  for (const auto& file : files)
+    staged.write(file.first, [&](const std::string& path) { write_file(path, file.second); });
   staged.commit();
   std::cout << "batch statistics vs population, " << config.model << ", " << config.name << " ("
             << out << ")\n"

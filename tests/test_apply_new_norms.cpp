@@ -79,7 +79,9 @@ Arrays<T> check_apply(const nlohmann::json& spec, const xt::xarray<T>& x, const 
   CHECK(expected.size() == expected_files.size());
   const DType dtype = sizeof(T) == 4 ? DType::float32 : DType::float64;
   Arrays<T> written;
-  for (const auto& [name, value] : expected) {
+  for (const auto& entry : expected) {
+    const std::string& name = entry.first;  // not a binding: INFO and CHECK_MESSAGE capture it
+    const auto& value = entry.second;
     INFO(name);
     const std::string path = dir / ("out/" + name + ".npy");
     REQUIRE(fs::exists(path));

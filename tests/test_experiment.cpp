@@ -421,7 +421,8 @@ TEST_CASE("run: the same config and seed give identical results, with 1 or 2 wor
   REQUIRE(b.size() == 4);
   REQUIRE(c.size() == 4);
   for (const auto& [cell, record] : a) {
-    INFO("cell " << cell);
+    const std::string cell_id = cell;  // a copy: INFO captures, and bindings cannot be
+    INFO("cell " << cell_id);
     REQUIRE(b.count(cell));
     REQUIRE(c.count(cell));
     CHECK(record["train_loss"].size() == 1);

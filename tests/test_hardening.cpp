@@ -117,7 +117,8 @@ TEST_CASE("hardening npy: shape arithmetic overflow and malformed shapes name th
       {"[3, 4]", "expected a tuple"},
   };
   for (const auto& [shape, phrase] : cases) {
-    INFO("shape " << shape);
+    const std::string shape_text = shape;  // a copy: INFO cannot capture a binding
+    INFO("shape " << shape_text);
     write_bytes(dir / "x.npy", npy_bytes(f4_dict(shape), std::string(16, '\0')));
     check_mentions(load_error(dir / "x.npy"), {"x.npy", phrase});
   }
@@ -444,7 +445,8 @@ TEST_CASE("hardening config: integers out of range for their key name the file a
            {"classes", 1000, "dataset.classes: expected at most 256"},
            {"train_size", -5, "dataset.train_size: expected at least -1, got -5"},
            {"test_size", 0, "dataset.test_size: synthetic data needs positive"}}) {
-    INFO(key);
+    const std::string key_name = key;
+    INFO(key_name);
     json bad = dataset;
     bad[key] = value;
     check_failure(run_cli(dir, {"validate", dir / "config.json", "--set", "dataset=" + bad.dump()}),
@@ -619,7 +621,8 @@ TEST_CASE("hardening records: a damaged config.json or probe record of a run fol
            {"/mean_error_std", "mean_error_std: missing"},
            {"/layer", "layer: missing"},
            {"/batches", "batches: missing"}}) {
-    INFO(pointer);
+    const std::string pointer_text = pointer;
+    INFO(pointer_text);
     write_bytes(probe_jsonl, damaged(first, pointer, json::value_t::discarded) + "\n" +
                                  lines.substr(lines.find('\n') + 1));
     check_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",

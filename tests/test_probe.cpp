@@ -64,7 +64,8 @@ TEST_CASE("probe: the batch-mean error of a fresh mlp2 follows 1/sqrt(B)") {
   const auto layers = by_layer(records);
   REQUIRE(layers.size() == 2);
   for (const auto& [layer, rows] : layers) {
-    CAPTURE(layer);
+    const auto layer_index = layer;  // a copy: CAPTURE cannot capture a binding
+    CAPTURE(layer_index);
     const json& first = rows.begin()->second;
     CHECK(first["channels"] == 256);
     CHECK(first["population_size"] == 1024);
@@ -73,7 +74,8 @@ TEST_CASE("probe: the batch-mean error of a fresh mlp2 follows 1/sqrt(B)") {
     CHECK(first["input_from"] == (layer == 1 ? "linear(784->256)" : "linear(256->256)"));
     double previous_mean = INFINITY, previous_var = INFINITY;
     for (const auto& [b, r] : rows) {
-      CAPTURE(b);
+      const auto batch = b;
+      CAPTURE(batch);
       CHECK(r["values_per_channel"] == b);  // mlp2: one value per sample and channel
       CHECK(r["inv_sqrt_b"].get<double>() == doctest::Approx(1 / std::sqrt(double(b))));
       const double mean_error = r["mean_error"].get<double>(),
@@ -192,7 +194,8 @@ TEST_CASE("probe: every batch size starts from the same state, whatever the orde
   REQUIRE(large_first.size() == 2 * 2 * 3);
   REQUIRE(small_first.size() == large_first.size());
   for (const auto& [key, r] : large_first) {
-    CAPTURE(key);
+    const std::string row_key = key;
+    CAPTURE(row_key);
     CHECK(r == small_first.at(key));  // every field, to the bit
   }
   // A fresh Batch Renorm is at step 0 of its warm-up at every B (r = 1, d = 0):

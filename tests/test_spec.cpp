@@ -239,13 +239,16 @@ TEST_CASE("to_json resolves PyTorch's defaults") {
       {"rms", {{"eps", nullptr}, {"affine", true}, {"normalized_shape", nullptr}}},
       {"weight", {{"dim", 0}}},
   };
-  for (const auto& [type, expected] : defaults) {
+  for (const auto& entry : defaults) {
+    const std::string& type = entry.first;  // not a structured binding: CAPTURE is a lambda
+    const json& expected = entry.second;
     CAPTURE(type);
     const json resolved = make_norm<double>({{"type", type}}, 0)->to_json();
     CHECK(resolved.at("type") == type);
-    for (const auto& [key, value] : expected.items()) {
+    for (const auto& item : expected.items()) {
+      const std::string key = item.key();
       CAPTURE(key);
-      CHECK(resolved.value(key, json("missing")) == value);
+      CHECK(resolved.value(key, json("missing")) == item.value());
     }
     CHECK(make_norm<float>({{"type", type}}, 0)->to_json() == resolved);
   }

@@ -46,8 +46,13 @@ Image class_pattern(std::uint64_t seed, std::size_t label) {
   data::Rng rng(data::mix_seed(seed, kPatternStream, label));
   Image image(kSide * kSide, 0.0);
   for (std::size_t b = 0; b < kBlobsPerClass; ++b) {
+    // One draw per statement: the order of a call's arguments is unspecified
+    // (g++ and clang differ), and the data must not depend on the compiler.
+    // Amplitude before sigma keeps the data of the g++ builds before this fix.
     const double cy = rng.uniform(7, 21), cx = rng.uniform(7, 21);
-    add_blob(image, cy, cx, rng.uniform(1.5, 3.0), rng.uniform(0.6, 1.0));
+    const double amplitude = rng.uniform(0.6, 1.0);
+    const double sigma = rng.uniform(1.5, 3.0);
+    add_blob(image, cy, cx, sigma, amplitude);
   }
   return image;
 }
@@ -91,7 +96,9 @@ Dataset make_synthetic(std::size_t count, std::size_t classes, std::uint64_t see
         sample[y * kSide + x] = inside ? contrast * pattern[py * kSide + px] : 0.0;
       }
     const double dy = rng.uniform(4, 24), dx = rng.uniform(4, 24);
-    add_blob(sample, dy, dx, rng.uniform(1.5, 3.0), rng.uniform(0.3, 0.8));
+    const double amplitude = rng.uniform(0.3, 0.8);  // before sigma, as in class_pattern
+    const double sigma = rng.uniform(1.5, 3.0);
+    add_blob(sample, dy, dx, sigma, amplitude);
     float* pixels = out + i * kSide * kSide;
     for (std::size_t p = 0; p < kSide * kSide; ++p)
       pixels[p] = float(std::clamp(sample[p] + kNoise * rng.normal(), 0.0, 1.0));
