@@ -1,5 +1,6 @@
 // normlab apply: one norm, forward (and backward) on .npy files, so that users
 // can check normlab against their own framework.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <iostream>
 #include <map>
@@ -21,6 +22,7 @@ struct ApplyOptions {
   std::string grad;
   std::string mode = "train";
   std::vector<std::string> params;
+  std::string layout;
   std::string out;
 };
 
@@ -90,7 +92,7 @@ int apply_command(const Args& args) {
   ApplyOptions o;
   po::options_description desc(
       "usage: normlab apply --norm SPEC --input X.npy [--grad DY.npy] [--mode train|eval]\n"
-      "                     [--param NAME=FILE.npy ...] --out DIR\n\n"
+      "                     [--param NAME=FILE.npy ...] [--layout nchw|nhwc] --out DIR\n\n"
       "Writes DIR/y.npy; with --grad also dx.npy and d<param>.npy; after a train\n"
       "forward the updated running_mean.npy / running_var.npy. Options");
   desc.add_options()("help,h", "show this help")(
@@ -102,8 +104,11 @@ int apply_command(const Args& args) {
       "param", po::value(&o.params)->composing(),
       "set a parameter or running state by name: gamma, beta, g (weight), tau (frn), v "
       "(evonorm_s0), running_mean, running_var, num_batches_tracked (batch_renorm); "
-      "`normlab list norms` lists each norm's")("out", po::value(&o.out)->required(),
-                                                "output directory");
+      "`normlab list norms` lists each norm's")(
+      "layout", po::value(&o.layout),
+      "nchw: (N, C, H, W) files (default); nhwc: (N, H, W, C) files, channels last, for the "
+      "norms with a \"layout\" option (same as putting it in --norm)")(
+      "out", po::value(&o.out)->required(), "output directory");
   if (!parse_options(args, desc)) return 0;
 
   nlohmann::json spec;
@@ -114,6 +119,21 @@ int apply_command(const Args& args) {
     // "--norm: not valid JSON at column C (...)"
     throw std::invalid_argument("--norm is" + std::string(e.what()).substr(7) +
                                 "; example: --norm '{\"type\":\"batch\"}'");
+  }
+  if (!o.layout.empty()) {
+    parse_layout(o.layout);  // names the choices when it is neither
+    if (!spec.is_object())
+      throw std::invalid_argument("--norm must be a JSON object, e.g. '{\"type\":\"batch\"}'");
+    if (spec.contains("layout") && spec["layout"] != o.layout)
+      throw std::invalid_argument("--layout " + o.layout + " contradicts --norm's \"layout\": " +
+                                  spec["layout"].dump() + " (give one of them)");
+    const NormInfo& info = norm_info(spec.value("type", std::string()));
+    const bool has_layout = std::any_of(info.options.begin(), info.options.end(),
+                                        [](const NormOption& o) { return o.key == "layout"; });
+    if (!has_layout)
+      throw std::invalid_argument("--layout: " + info.type +
+                                  " norm has no layout (its input is not (N, C, ...) activations)");
+    spec["layout"] = o.layout;
   }
   if (npy_dtype(o.input) == DType::float32)
     run_apply<float>(o, spec);

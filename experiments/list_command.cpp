@@ -35,8 +35,11 @@ nlohmann::json norms_json() {
   for (const NormInfo& info : registered_norms()) {
     nlohmann::json options = nlohmann::json::array();
     for (const NormOption& o : info.options)
-      options.push_back(
-          {{"key", o.key}, {"kind", o.kind}, {"default", o.default_value}, {"help", o.help}});
+      options.push_back({{"key", o.key},
+                         {"kind", o.kind},
+                         {"default", o.default_value},
+                         {"help", o.help},
+                         {"resolved_at_default", o.resolved_at_default}});
     const NormTraits& t = info.traits;
     out.push_back({{"type", info.type},
                    {"summary", info.summary},

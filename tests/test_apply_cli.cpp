@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 #include <xtensor/xarray.hpp>
+#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xmath.hpp>
 
 #include "normlab/normlab.hpp"
@@ -237,4 +238,67 @@ TEST_CASE("apply: every failure exits 1 with one line on stderr and leaves nothi
   CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
   check_mentions(result.err, {"normlab apply: ", "taken", "not a directory"});
   CHECK(read_file(run / "taken") == "keep");
+}
+
+TEST_CASE("apply: --layout nhwc reads and writes channels-last files, as the permuted nchw run") {
+  const ScratchDir dir;
+  std::mt19937_64 rng(5);
+  const xt::xarray<float> x = random_normal<float>(rng, {2, 6, 3, 4}, 0.5, 2.0);  // (N, C, H, W)
+  const xt::xarray<float> dy = random_normal<float>(rng, {2, 6, 3, 4});
+  const std::vector<std::size_t> to_last = {0, 2, 3, 1}, to_first = {0, 3, 1, 2};
+  save_npy<float>(dir / "x.npy", x);
+  save_npy<float>(dir / "dy.npy", dy);
+  save_npy<float>(dir / "x_nhwc.npy", xt::xarray<float>(xt::transpose(x, to_last)));
+  save_npy<float>(dir / "dy_nhwc.npy", xt::xarray<float>(xt::transpose(dy, to_last)));
+  for (const char* spec : {R"({"type":"group","groups":3})", R"({"type":"batch"})",
+                           R"({"type":"frn"})", R"({"type":"layer","channel_affine":true})"}) {
+    INFO(spec);
+    fs::remove_all(dir / "first");
+    fs::remove_all(dir / "last");
+    REQUIRE(run_apply(dir, {"--norm", spec, "--input", dir / "x.npy", "--grad", dir / "dy.npy",
+                            "--out", dir / "first"})
+                .status == 0);
+    const CliResult last =
+        run_apply(dir, {"--norm", spec, "--layout", "nhwc", "--input", dir / "x_nhwc.npy", "--grad",
+                        dir / "dy_nhwc.npy", "--out", dir / "last"});
+    REQUIRE_MESSAGE(last.status == 0, last.err);
+    CHECK(files_in(dir / "first") == files_in(dir / "last"));
+    for (const std::string& file : files_in(dir / "first")) {
+      xt::xarray<float> got = load_npy<float>(dir / ("last/" + file));
+      if (file == "y.npy" || file == "dx.npy") {
+        CHECK(got.shape() == std::vector<std::size_t>{2, 3, 4, 6});  // written channels last
+        got = xt::transpose(got, to_first);
+      }
+      check_close(file, got, load_npy<float>(dir / ("first/" + file)));
+    }
+  }
+}
+
+TEST_CASE("apply: --layout errors name the problem and leave nothing") {
+  const ScratchDir dir;
+  std::mt19937_64 rng(6);
+  save_npy<float>(dir / "x.npy", random_normal<float>(rng, {2, 3, 3, 4}));
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
+      {{"--norm", R"({"type":"batch"})", "--layout", "nwhc"}, {"layout 'nwhc'", "nchw", "nhwc"}},
+      {{"--norm", R"({"type":"weight"})", "--layout", "nhwc"}, {"--layout", "weight norm"}},
+      {{"--norm", R"({"type":"layer"})", "--layout", "nhwc"}, {"nhwc", "channel_affine"}},
+      {{"--norm", R"({"type":"batch","layout":"nchw"})", "--layout", "nhwc"},
+       {"--layout nhwc", "contradicts"}},
+      // 4 channels last, but gamma has 3.
+      {{"--norm", R"({"type":"group","groups":2})", "--layout", "nhwc", "--param",
+        "gamma=" + (dir / "gamma3.npy")},
+       {"gamma", "(3,)", "(4,)"}},
+  };
+  save_npy<float>(dir / "gamma3.npy", xt::ones<float>({3}));
+  for (const auto& [extra, phrases] : cases) {
+    std::vector<std::string> args = {"--input", dir / "x.npy", "--out", dir / "out"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const CliResult result = run_apply(dir, args);
+    const std::string err = result.err;
+    CAPTURE(err);
+    CHECK(result.status == 1);
+    CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+    check_mentions(err, phrases);
+    CHECK_FALSE(fs::exists(dir / "out"));
+  }
 }

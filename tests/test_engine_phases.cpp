@@ -450,12 +450,12 @@ std::vector<Broken> broken_descriptions() {
        {"elementwise", "per_outer_groups"});
   with("has_shift without affine", [](NormDescription& d) { d.affine = Affine::none; },
        {"shift", "affine"});
-  with("TLU with per_channel pooling",
+  with("TLU with per_channel pooling over runs of 5",
        [](NormDescription& d) {
          d.pooling = Pooling::per_channel;
          d.epilogue = Epilogue::tlu;
        },
-       {"TLU", "per_outer_groups"});
+       {"TLU", "runs of one element", "channels last"});
   with("TLU with an elementwise affine",
        [](NormDescription& d) {
          d.affine = Affine::elementwise;
@@ -633,4 +633,13 @@ TEST_CASE("engine phases: validate accepts the edge values") {
   d.epilogue = Epilogue::tlu;
   d.centered = false;
   CHECK_NOTHROW(d.validate());
+  // Channels last: per_channel pooling over rows, groups of channels, a TLU.
+  d.view = {6, 4, 1};
+  d.pooling = Pooling::per_channel;
+  d.outer_chunk = 3;
+  d.channels_per_group = 2;
+  CHECK_NOTHROW(d.validate());
+  CHECK(d.groups() == 2 * 2);
+  CHECK(d.group_size() == 3 * 2);
+  CHECK(d.group_of(4, 3) == 1 * 2 + 1);
 }

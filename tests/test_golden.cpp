@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 #include <xtensor/xarray.hpp>
+#include <xtensor/xmanipulation.hpp>
 
 #include "normlab/normlab.hpp"
 
@@ -72,9 +73,28 @@ double compare(const std::string& what, const xt::xarray<T>& got, const xt::xarr
   return worst;
 }
 
-// Runs one case; returns its largest scaled error.
+// (N, C, S...) -> (N, S..., C) and back: a golden case's tensors as a
+// channels-last (nhwc) norm takes them. PyTorch's channels_last tensors hold
+// the same values in this order.
 template <class T>
-double check_case(const nlohmann::json& c) {
+xt::xarray<T> to_channels_last(const xt::xarray<T>& a) {
+  std::vector<std::size_t> order = {0};
+  for (std::size_t d = 2; d < a.dimension(); ++d) order.push_back(d);
+  order.push_back(1);
+  return xt::transpose(a, order);
+}
+template <class T>
+xt::xarray<T> to_channels_first(const xt::xarray<T>& a) {
+  std::vector<std::size_t> order = {0, a.dimension() - 1};
+  for (std::size_t d = 1; d + 1 < a.dimension(); ++d) order.push_back(d);
+  return xt::transpose(a, order);
+}
+
+// Runs one case, in the layout given (nhwc: the case's spec with "layout":
+// "nhwc", its inputs permuted to channels last and its outputs back); returns
+// its largest scaled error.
+template <class T>
+double check_case(const nlohmann::json& c, Layout layout = Layout::nchw) {
   const std::string name = c.at("name").get<std::string>();
   const std::string dir = kGoldenDir + "/" + name + "/";
   const std::set<std::string> files = c.at("files").get<std::set<std::string>>();
@@ -86,8 +106,15 @@ double check_case(const nlohmann::json& c) {
     return load_npy<T>(dir + file + ".npy");
   };
 
-  auto norm = make_norm<T>(c.at("spec"), 0);
-  const xt::xarray<T> x = load("x");
+  const bool last = layout == Layout::nhwc;
+  nlohmann::json spec = c.at("spec");
+  if (last) spec["layout"] = "nhwc";
+  auto norm = make_norm<T>(spec, 0);
+  auto input = [&](const std::string& file) {
+    return last ? to_channels_last(load(file)) : load(file);
+  };
+  auto output = [&](const xt::xarray<T>& a) { return last ? to_channels_first(a) : a; };
+  const xt::xarray<T> x = input("x");
   norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
   // Parameters PyTorch was given (WeightNorm's g may be absent: it starts as ||v||).
   for (const auto& p : norm->parameter_names())
@@ -95,9 +122,9 @@ double check_case(const nlohmann::json& c) {
   for (const auto& s : norm->state_names()) norm->set(s, load(s));
 
   const int steps = c.at("train_steps").get<int>();
-  for (int i = 0; i < steps; ++i) norm->forward(load("x" + std::to_string(i)), Mode::train);
-  const xt::xarray<T> y = norm->forward(x, parse_mode(c.at("mode").get<std::string>()));
-  const xt::xarray<T> dx = norm->backward(load("dy"));
+  for (int i = 0; i < steps; ++i) norm->forward(input("x" + std::to_string(i)), Mode::train);
+  const xt::xarray<T> y = output(norm->forward(x, parse_mode(c.at("mode").get<std::string>())));
+  const xt::xarray<T> dx = output(norm->backward(input("dy")));
 
   double worst = std::max(compare("y", y, load("y")), compare("dx", dx, load("dx")));
   for (const auto& p : norm->parameter_names())
@@ -140,7 +167,41 @@ void check_type(const std::string& type) {
           worst["float32"], ", float64 ", worst["float64"]);
 }
 
+// The norms with a "layout" option, and whether a case's spec can be channels
+// last (LayerNorm and RMSNorm: with channel_affine only).
+bool has_channels_last_form(const nlohmann::json& c) {
+  const nlohmann::json& spec = c.at("spec");
+  const std::string type = spec.at("type").get<std::string>();
+  if (c.at("shape").size() < 3) return false;  // (N, C): both layouts are the same
+  if (type == "layer" || type == "rms") return spec.value("channel_affine", false);
+  if (type == "sync_batch") return built_with_mpi();
+  return type != "weight";
+}
+
 }  // namespace
+
+TEST_CASE("golden: channels-last (nhwc) inputs match PyTorch on the permuted tensors") {
+  std::map<std::string, std::size_t> cases_by_type;
+  std::map<std::string, double> worst;  // by dtype
+  for (const auto& c : manifest()) {
+    if (!has_channels_last_form(c)) continue;
+    INFO("golden case ", c.at("name").get<std::string>(), " spec ", c.at("spec").dump(),
+         " in nhwc");
+    const std::string dtype = c.at("dtype").get<std::string>();
+    const double error = dtype == "float32" ? check_case<float>(c, Layout::nhwc)
+                                            : check_case<double>(c, Layout::nhwc);
+    worst[dtype] = std::max(worst[dtype], error);
+    ++cases_by_type[c.at("spec").at("type").get<std::string>()];
+  }
+  // Every norm with a layout, LayerNorm's channel_affine form included.
+  for (const char* type :
+       {"batch", "ghost", "batch_renorm", "instance", "group", "layer", "frn", "evonorm_s0"}) {
+    CAPTURE(type);
+    CHECK(cases_by_type[type] > 0);
+  }
+  MESSAGE("channels last: ", cases_by_type.size(), " norm types; largest scaled error float32 ",
+          worst["float32"], ", float64 ", worst["float64"]);
+}
 
 TEST_CASE("golden manifest lists cases of every norm type and nothing else") {
   REQUIRE(manifest().is_array());

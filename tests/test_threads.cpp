@@ -39,7 +39,13 @@ std::vector<Case> large_cases() {
       {{{"type", "layer"}, {"normalized_shape", {512}}}, {1024, 512}},
       {{{"type", "layer"}, {"normalized_shape", {16, 64, 64}}}, {8, 16, 64, 64}},
       {{{"type", "rms"}, {"normalized_shape", {512}}}, {1024, 512}},
-      {{{"type", "weight"}}, {1024, 64, 3, 3}}};
+      {{{"type", "weight"}}, {1024, 64, 3, 3}},
+      // Channels last: columns per channel, per sample and group of
+      // channels, and the pointwise columns.
+      {{{"type", "batch"}, {"layout", "nhwc"}}, {8, 32, 32, 64}},
+      {{{"type", "group"}, {"groups", 4}, {"layout", "nhwc"}}, {8, 32, 32, 64}},
+      {{{"type", "frn"}, {"layout", "nhwc"}}, {8, 32, 32, 64}},
+      {{{"type", "evonorm_s0"}, {"groups", 8}, {"layout", "nhwc"}}, {4, 32, 32, 64}}};
 }
 
 // Everything a forward and backward produce, in train and then eval mode.

@@ -32,8 +32,10 @@ struct View3 {
 
 // Which elements share one set of statistics.
 enum class Pooling {
-  per_channel,       // one group per (chunk of outer, channel), over that chunk and inner
-                     // (BatchNorm, WeightNorm: one chunk; Ghost BN: virtual batches)
+  per_channel,       // one group per (chunk of outer, run of `channels_per_group` channels),
+                     // over that chunk and inner (BatchNorm, WeightNorm: one chunk and one
+                     // channel per group; Ghost BN: virtual batches; channels-last inputs
+                     // [N*H*W, C, 1] of the per-sample norms: one chunk per sample)
   per_outer_groups,  // per outer index and run of `channels_per_group` channels (LN, IN, GN)
 };
 
@@ -55,7 +57,7 @@ enum class Epilogue { none, tlu };
 struct NormDescription {
   View3 view;
   Pooling pooling = Pooling::per_outer_groups;
-  std::size_t channels_per_group = 1;  // per_outer_groups only; divides channels
+  std::size_t channels_per_group = 1;  // divides channels
   std::size_t outer_chunk = 0;         // per_channel only: outer indices per chunk (divides
                                        // outer); 0 = all
   bool centered = true;                // subtract the mean (false: RMS or L2 scaling)
@@ -71,9 +73,9 @@ struct NormDescription {
   // Throws std::invalid_argument naming the broken invariant: an empty view,
   // channels_per_group not dividing channels, outer_chunk not dividing outer,
   // eps negative or not finite, an elementwise affine with per_channel pooling,
-  // a shift without an affine, a swish numerator or TLU epilogue outside
-  // per_outer_groups with a per-channel (or no) affine. Every engine call
-  // checks it; norms call it when they build a description.
+  // a shift without an affine, a swish numerator or TLU epilogue with an
+  // elementwise affine or with per_channel pooling over runs longer than 1.
+  // Every engine call checks it; norms call it when they build a description.
   void validate() const;
 
   std::size_t groups() const;
@@ -82,11 +84,12 @@ struct NormDescription {
   std::size_t chunks() const { return outer_chunk ? view.outer / outer_chunk : 1; }
   std::size_t chunk_length() const { return outer_chunk ? outer_chunk : view.outer; }
   // Group of the contiguous run view[a, c, :]; per_channel groups are numbered
-  // chunk * channels + c.
+  // chunk * (channels / channels_per_group) + c / channels_per_group.
   std::size_t group_of(std::size_t a, std::size_t c) const {
+    const std::size_t per_row = view.channels / channels_per_group;
     if (pooling == Pooling::per_channel)
-      return outer_chunk ? (a / outer_chunk) * view.channels + c : c;
-    return a * (view.channels / channels_per_group) + c / channels_per_group;
+      return (outer_chunk ? (a / outer_chunk) * per_row : 0) + c / channels_per_group;
+    return a * per_row + c / channels_per_group;
   }
   std::size_t affine_size() const;
 };
@@ -126,6 +129,13 @@ struct GradientSums {
   std::vector<double> sum_dxhat, sum_dxhat_xhat;
   ParameterSums parameters;
 };
+
+// The description of the same norm on the channels-last form of the same
+// tensor: d describes an (N, C, S...) input as [N, C, prod(S)]; the result
+// describes (N, S..., C) as [N * prod(S), C, 1], with the per-sample groups
+// as per_channel pooling over chunks of prod(S) rows. An elementwise affine
+// (LayerNorm's normalized_shape) has no such form: std::invalid_argument.
+NormDescription channels_last(const NormDescription& d);
 
 // ---- Forward phases ----
 

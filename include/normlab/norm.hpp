@@ -23,6 +23,15 @@ enum class Mode { train, eval };
 Mode parse_mode(const std::string& name);  // "train" | "eval"
 const char* to_string(Mode mode);
 
+// The order of an activation's dimensions: channels first, (N, C, ...) as
+// PyTorch's default, or channels last, (N, ..., C) as PyTorch's channels_last
+// and oneDNN's nhwc. A norm's spec chooses it ("layout"); the statistics,
+// parameters and results are the same, only the memory order differs.
+enum class Layout { nchw, nhwc };
+
+Layout parse_layout(const std::string& name);  // "nchw" | "nhwc"
+const char* to_string(Layout layout);
+
 // A learned tensor and the gradient accumulated into it by backward().
 template <class T>
 struct Parameter {
@@ -92,16 +101,28 @@ class Norm {
 
   // Creates the parameters and state that depend on the input shape (forward
   // calls it too); throws std::invalid_argument when the shape does not fit.
+  // The shape is the input's, in the norm's layout. The built-in norms
+  // override prepare_shape instead; a norm of your own may override either.
   virtual void prepare(const std::vector<std::size_t>& shape);
+  Layout layout() const { return layout_; }
 
-  // The full spec with every option resolved; make_norm(to_json()) rebuilds it.
+  // The full spec with every option resolved (as resolve_spec); make_norm(to_json())
+  // rebuilds it.
   virtual nlohmann::json to_json() const;
   const std::string& type() const { return type_; }
 
  protected:
+  // What prepare() does, for the input's shape with its channels at
+  // dimension 1, (N, C, ...), whatever the layout. describe() gets that shape
+  // too: forward describes a channels-last input as the same norm on its
+  // channels-first form, then turns the description to the channels-last
+  // view (the engine's channels_last).
+  virtual void prepare_shape(const std::vector<std::size_t>& shape);
   // What the engine needs to know about an input of this shape. Throws
   // std::invalid_argument when the shape does not fit the norm.
   virtual NormDescription describe(const std::vector<std::size_t>& shape, Mode mode) const = 0;
+  // Set by norms whose options have a layout.
+  void set_layout(Layout layout) { layout_ = layout; }
 
   // Name of the scale parameter the engine multiplies by ("gamma"; WeightNorm "g").
   virtual const char* scale_name() const { return "gamma"; }
@@ -143,7 +164,9 @@ class Norm {
   std::map<std::string, xt::xarray<T>> state_;
   std::map<std::string, bool> explicitly_set_;
 
-  std::vector<std::size_t> shape_;  // of the last input; reused to avoid allocating
+  Layout layout_ = Layout::nchw;
+  std::vector<std::size_t> shape_;           // of the last input; reused to avoid allocating
+  std::vector<std::size_t> channels_first_;  // shape_ as (N, C, ...)
 
   // Saved by forward for backward: the input (see forward), its description
   // and statistics. owned_x_ holds the copy the allocating forward makes.

@@ -17,6 +17,10 @@ struct NormOption {
   std::string kind;  // what values it takes: "a number >= 0", "true or false", ...
   nlohmann::json default_value;
   std::string help;
+  // False for a key added after specs were first resolved ("layout"):
+  // resolve_spec and to_json leave it out while it has its default, so that a
+  // resolved spec, and a run folder's config, written before it stay the same.
+  bool resolved_at_default = true;
 };
 
 // What a norm with given options is, for the code around it (models,
@@ -51,7 +55,8 @@ std::vector<std::string> norm_types();
 // when there is none.
 const NormInfo& norm_info(const std::string& type);
 
-// The spec with every option present (defaults filled in); unknown types and
+// The spec with every option present (defaults filled in; a key whose
+// NormOption::resolved_at_default is false only when not at its default); unknown types and
 // keys and wrongly typed or out-of-range values are std::invalid_argument
 // naming the key. make_norm(resolve_spec(s)) builds the same norm as make_norm(s).
 nlohmann::json resolve_spec(const nlohmann::json& spec);

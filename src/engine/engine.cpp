@@ -21,10 +21,10 @@ void NormDescription::validate() const {
          "] has a zero size (every dimension must be positive)");
   if (!(eps >= 0) || !std::isfinite(eps))
     fail("eps " + std::to_string(eps) + " must be a finite number >= 0");
+  if (channels_per_group == 0 || view.channels % channels_per_group != 0)
+    fail(std::to_string(view.channels) + " channels do not split into groups of " +
+         std::to_string(channels_per_group));
   if (pooling == Pooling::per_outer_groups) {
-    if (channels_per_group == 0 || view.channels % channels_per_group != 0)
-      fail(std::to_string(view.channels) + " channels do not split into groups of " +
-           std::to_string(channels_per_group));
     if (outer_chunk != 0) fail("outer_chunk applies to per_channel pooling only");
   } else {
     if (outer_chunk != 0 && view.outer % outer_chunk != 0)
@@ -36,19 +36,19 @@ void NormDescription::validate() const {
   if (numerator == Numerator::swish && !centered)
     fail("the swish numerator is defined with centered statistics");
   if ((numerator != Numerator::input || epilogue != Epilogue::none) &&
-      (pooling != Pooling::per_outer_groups || affine == Affine::elementwise))
+      (affine == Affine::elementwise || (pooling == Pooling::per_channel && view.inner != 1)))
     fail(
-        "a swish numerator or TLU epilogue needs per_outer_groups pooling and a per-channel "
-        "affine");
+        "a swish numerator or TLU epilogue needs a per-channel (or no) affine, and runs of "
+        "one element under per_channel pooling (channels last)");
 }
 
 std::size_t NormDescription::groups() const {
-  return pooling == Pooling::per_channel ? chunks() * view.channels
-                                         : view.outer * (view.channels / channels_per_group);
+  const std::size_t per_row = view.channels / channels_per_group;
+  return pooling == Pooling::per_channel ? chunks() * per_row : view.outer * per_row;
 }
 
 std::size_t NormDescription::group_size() const {
-  return pooling == Pooling::per_channel ? chunk_length() * view.inner
+  return pooling == Pooling::per_channel ? chunk_length() * channels_per_group * view.inner
                                          : channels_per_group * view.inner;
 }
 
@@ -62,6 +62,23 @@ std::size_t NormDescription::affine_size() const {
       return view.channels * view.inner;
   }
   return 0;
+}
+
+NormDescription channels_last(const NormDescription& d) {
+  if (d.affine == Affine::elementwise)
+    throw std::invalid_argument(
+        "norm description: an elementwise affine has no channels-last form (use a per-channel "
+        "affine)");
+  NormDescription c = d;
+  const std::size_t positions = d.view.inner;
+  c.view = {d.view.outer * positions, d.view.channels, 1};
+  if (d.pooling == Pooling::per_outer_groups) {
+    c.pooling = Pooling::per_channel;
+    c.outer_chunk = positions;  // one sample's rows
+  } else {
+    c.outer_chunk = d.outer_chunk * positions;  // 0 (all rows) stays 0
+  }
+  return c;
 }
 
 void GroupStats::resize(std::size_t groups) {

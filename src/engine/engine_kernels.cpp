@@ -193,8 +193,13 @@ bool is_columns(const NormDescription& d) {
   return d.pooling == Pooling::per_channel && d.view.inner == 1;
 }
 
+// Columns: the group of column c in chunk k of rows.
+std::size_t column_group(const NormDescription& d, std::size_t k, std::size_t c) {
+  return k * (d.view.channels / d.channels_per_group) + c / d.channels_per_group;
+}
+
 // A swish numerator or a TLU epilogue: elementwise functions of x beyond the
-// affine, handled by the pointwise kernels (per_outer_groups only).
+// affine, handled by the pointwise kernels.
 bool is_pointwise(const NormDescription& d) {
   return d.numerator != Numerator::input || d.epilogue != Epilogue::none;
 }
@@ -208,11 +213,14 @@ std::size_t runs(const NormDescription& d) {
 // caller's GroupStats and GradientSums.
 struct Workspace {
   std::vector<Moments> run_moments, group_moments;
-  std::vector<double> run_a, run_b;        // per-run sums
-  std::vector<double> run_tau, run_v;      // per-run parameter sums (pointwise kernels)
-  std::vector<double> param_a, param_b;    // parameter gradients per chunk of rows
-  std::vector<double> column_a, column_b;  // per-column sums
+  std::vector<double> run_a, run_b;             // per-run sums
+  std::vector<double> run_tau, run_v;           // per-run parameter sums (pointwise kernels)
+  std::vector<double> param_a, param_b;         // parameter gradients per chunk of rows
+  std::vector<double> column_a, column_b;       // per-column sums
+  std::vector<double> column_mean, column_var;  // per-column moments before groups merge them
+  std::vector<double> column_center;            // per-column mean of the column's group
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
+  std::vector<double> column_sums;  // per-column pointwise sums, 4 per column
 };
 Workspace& workspace() {
   static thread_local Workspace w;
@@ -271,7 +279,7 @@ double sigmoid(double z) {
 // compile-time, so the loops without exp (FRN's TLU) vectorize.
 template <class T, bool Swish, bool Tlu>
 struct Pointwise {
-  static constexpr bool swish = Swish;
+  static constexpr bool swish = Swish, tlu = Tlu;
   double mean, rstd, scale, shift, v, tau;
 
   Pointwise(const GroupStats& stats, const NormParameters<T>& params,
@@ -359,6 +367,32 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
   }
 }
 
+// y of a pointwise norm on columns (channels-last FRN, EvoNorm-S0): each
+// column's function, row by row.
+template <class T>
+void pointwise_column_apply(const T* x, const NormDescription& d, const GroupStats& stats,
+                            const ChannelAffine<T>& affine, T* y) {
+  const std::size_t channels = d.view.channels, rows = d.chunk_length();
+  with_pointwise<T>(d, [&](auto* variant) {
+    using F = std::remove_pointer_t<decltype(variant)>;
+    static thread_local std::vector<F> functions;  // reused: no allocation per call
+    for (std::size_t k = 0; k < d.chunks(); ++k) {
+      functions.clear();
+      for (std::size_t c = 0; c < channels; ++c)
+        functions.emplace_back(stats, affine.params, affine, c, column_group(d, k, c));
+      parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a)
+          for (std::size_t c = 0; c < channels; ++c) {
+            const F& f = functions[c];
+            const double xi = double(x[a * channels + c]);
+            const double pre = f.pre(xi, f.gate(xi));
+            y[a * channels + c] = T(F::tlu && pre < f.tau ? f.tau : pre);
+          }
+      });
+    }
+  });
+}
+
 // ---- Statistics ----
 
 // Mean and var of a group whose elements are contiguous (per_outer_groups).
@@ -377,17 +411,24 @@ void contiguous_group_moments(const T* x, const NormDescription& d, std::size_t 
 }
 
 // One group per column (and chunk of rows) of an [outer, channels] matrix
-// (BatchNorm after a linear layer): runs have length 1, so sum down the
-// columns instead, two passes, vectorized across channels; threads take
-// ranges of columns.
+// (BatchNorm after a linear layer, or on channels-last images): runs have
+// length 1, so sum down the columns instead, two passes, vectorized across
+// channels; threads take ranges of columns. Groups of several columns
+// (channels-last GroupNorm) merge their columns' moments afterwards.
 template <class T>
 void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
   const std::size_t columns = d.view.channels, rows = d.chunk_length();
+  const bool one_column = d.channels_per_group == 1;
+  Workspace& w = workspace();
+  double* column_mean =
+      one_column ? stats.mean.data() : zeroed(w.column_mean, d.chunks() * columns).data();
+  double* column_var =
+      one_column ? stats.var.data() : zeroed(w.column_var, d.chunks() * columns).data();
   parallel_for(columns, d.view.size(), [&](std::size_t c0, std::size_t c1) {
     for (std::size_t k = 0; k < d.chunks(); ++k) {
       const std::size_t first = k * rows, base = k * columns;
-      double* mean = stats.mean.data() + base;
-      double* var = stats.var.data() + base;
+      double* mean = column_mean + base;
+      double* var = column_var + base;
       if (d.centered) {
         for (std::size_t a = first; a < first + rows; ++a) {
           const T* row = x + a * columns;
@@ -406,6 +447,29 @@ void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
         for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
     }
   });
+  if (one_column) return;
+  // Equal counts per column: the group mean is the mean of the column means,
+  // and M2 adds each column's M2 and its mean's deviation (Chan's formula).
+  const std::size_t cpg = d.channels_per_group;
+  for (std::size_t k = 0; k < d.chunks(); ++k)
+    for (std::size_t c = 0; c < columns; c += cpg) {
+      const std::size_t g = column_group(d, k, c), first = k * columns + c;
+      double mean = 0, var = 0;
+      if (d.centered) {
+        for (std::size_t j = 0; j < cpg; ++j) mean += column_mean[first + j];
+        mean /= double(cpg);
+        for (std::size_t j = 0; j < cpg; ++j) {
+          const double dev = column_mean[first + j] - mean;
+          var += column_var[first + j] + dev * dev;
+        }
+        var /= double(cpg);
+      } else {
+        for (std::size_t j = 0; j < cpg; ++j) var += column_var[first + j];
+        if (d.divide_by_count) var /= double(cpg);
+      }
+      stats.mean[g] = mean;
+      stats.var[g] = var;
+    }
 }
 
 // per_channel pooling with runs of length > 1 (BatchNorm on images, WeightNorm):
@@ -463,16 +527,21 @@ void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
                  const NormParameters<T>& params, T* y) {
   const ChannelAffine<T> affine{d, stats, params};
   const std::size_t channels = d.view.channels;
+  if (is_columns(d) && is_pointwise(d)) {
+    pointwise_column_apply(x, d, stats, affine, y);
+    return;
+  }
   if (is_columns(d)) {
     Workspace& w = workspace();
     const std::size_t rows = d.chunk_length();
     std::vector<double>& scale = zeroed(w.column_a, channels);
     std::vector<double>& shift = zeroed(w.column_b, channels);
+    std::vector<double>& mean = zeroed(w.column_center, channels);
     for (std::size_t k = 0; k < d.chunks(); ++k) {
-      const std::size_t base = k * channels;
-      for (std::size_t c = 0; c < channels; ++c)
-        scale[c] = affine.scale(c, base + c), shift[c] = affine.shift(c, base + c);
-      const double* mean = stats.mean.data() + base;
+      for (std::size_t c = 0; c < channels; ++c) {
+        const std::size_t g = column_group(d, k, c);
+        scale[c] = affine.scale(c, g), shift[c] = affine.shift(c, g), mean[c] = stats.mean[g];
+      }
       parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
         for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
           const T* xr = x + a * channels;
@@ -543,7 +612,9 @@ class Backward {
 
   void reduce() {
     start();
-    if (is_columns(d_)) {
+    if (is_columns(d_) && is_pointwise(d_)) {
+      pointwise_columns(/*reduce=*/true, /*apply=*/false);
+    } else if (is_columns(d_)) {
       column_reduce();
     } else if (d_.affine == Affine::elementwise) {
       for_groups([&](std::size_t g) { elementwise_group_sums(g); });
@@ -557,7 +628,9 @@ class Backward {
   }
 
   void apply() {
-    if (is_columns(d_)) {
+    if (is_columns(d_) && is_pointwise(d_)) {
+      pointwise_columns(/*reduce=*/false, /*apply=*/true);
+    } else if (is_columns(d_)) {
       column_apply();
     } else if (d_.affine == Affine::elementwise) {
       elementwise_rows(/*reduce=*/false);
@@ -571,7 +644,10 @@ class Backward {
   }
 
   void fused() {
-    if (d_.affine == Affine::elementwise) {
+    if (is_columns(d_)) {  // groups spanning rows: all their sums are needed before any dx
+      reduce();
+      apply();
+    } else if (d_.affine == Affine::elementwise) {
       start();
       elementwise_rows(/*reduce=*/true);
     } else if (is_pointwise(d_)) {
@@ -579,7 +655,7 @@ class Backward {
       pointwise_scratch();
       for_groups([&](std::size_t g) { pointwise_group(g, /*reduce=*/true, /*apply=*/true); });
       pointwise_parameter_sums();
-    } else if (d_.pooling == Pooling::per_outer_groups && !is_columns(d_)) {
+    } else if (d_.pooling == Pooling::per_outer_groups) {
       start();
       contiguous_groups();
     } else {  // groups spanning rows: all their sums are needed before any dx
@@ -693,19 +769,29 @@ class Backward {
     }
   }
 
-  // [outer, channels] with one group per column (and chunk of rows): sums down
-  // the columns, vectorized across channels; threads take ranges of columns.
+  // Each column's mean: its group's (per chunk k of rows).
+  const double* column_centers(std::size_t k) const {
+    std::vector<double>& center = workspace().column_center;
+    center.resize(d_.view.channels);
+    for (std::size_t c = 0; c < d_.view.channels; ++c)
+      center[c] = stats_.mean[column_group(d_, k, c)];
+    return center.data();
+  }
+
+  // [outer, channels] with one group per column, or per run of columns, and
+  // chunk of rows: sums down the columns, vectorized across channels; threads
+  // take ranges of columns.
   void column_reduce() {
     Workspace& w = workspace();
     const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
-    std::vector<double>& sum_dy = zeroed(w.column_a, d_.groups());
-    std::vector<double>& sum_dy_xmu = zeroed(w.column_b, d_.groups());
-    parallel_for(channels, d_.view.size(), [&](std::size_t c0, std::size_t c1) {
-      for (std::size_t k = 0; k < d_.chunks(); ++k) {
-        const std::size_t base = k * channels;
-        const double* mean = stats_.mean.data() + base;
-        double* s1 = sum_dy.data() + base;
-        double* s2 = sum_dy_xmu.data() + base;
+    std::vector<double>& sum_dy = zeroed(w.column_a, d_.chunks() * channels);
+    std::vector<double>& sum_dy_xmu = zeroed(w.column_b, d_.chunks() * channels);
+    for (std::size_t k = 0; k < d_.chunks(); ++k) {
+      const std::size_t base = k * channels;
+      const double* mean = column_centers(k);
+      double* s1 = sum_dy.data() + base;
+      double* s2 = sum_dy_xmu.data() + base;
+      parallel_for(channels, rows * channels, [&](std::size_t c0, std::size_t c1) {
         for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
           const T* xr = x_ + a * channels;
           const T* dyr = dy_ + a * channels;
@@ -714,13 +800,15 @@ class Backward {
             s2[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
           }
         }
-      }
-    });
-    // Column sums are already per group.
-    for (std::size_t g = 0; g < d_.groups(); ++g) {
-      add_to_group(g % channels, g, sum_dy[g], sum_dy_xmu[g]);
-      add_parameter_terms(g % channels, g, sum_dy[g], sum_dy_xmu[g]);
+      });
     }
+    // Column sums into their groups, in column order.
+    for (std::size_t k = 0; k < d_.chunks(); ++k)
+      for (std::size_t c = 0; c < channels; ++c) {
+        const std::size_t g = column_group(d_, k, c), i = k * channels + c;
+        add_to_group(c, g, sum_dy[i], sum_dy_xmu[i]);
+        add_parameter_terms(c, g, sum_dy[i], sum_dy_xmu[i]);
+      }
   }
   // dx down the columns from the per-column coefficients.
   void column_apply() {
@@ -730,12 +818,11 @@ class Backward {
     double* x_scale = zeroed(w.column_x_scale, channels).data();
     double* shift = zeroed(w.column_shift, channels).data();
     for (std::size_t k = 0; k < d_.chunks(); ++k) {
-      const std::size_t base = k * channels;
       for (std::size_t c = 0; c < channels; ++c) {
-        const Coefficients co = coefficients(c, base + c);
+        const Coefficients co = coefficients(c, column_group(d_, k, c));
         dy_scale[c] = co.dy_scale, x_scale[c] = co.x_scale, shift[c] = co.shift;
       }
-      const double* mean = stats_.mean.data() + base;
+      const double* mean = column_centers(k);
       parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
         for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
           const T* xr = x_ + a * channels;
@@ -746,6 +833,81 @@ class Backward {
                 T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
         }
       });
+    }
+  }
+
+  // FRN's TLU and EvoNorm's swish on columns (channels last): per column and
+  // chunk of rows the four sums of pointwise_group, then the groups' sums and
+  // the parameter sums in column order; or dx.
+  void pointwise_columns(bool reduce, bool apply) {
+    with_pointwise<T>(d_, [&](auto* variant) {
+      using F = std::remove_pointer_t<decltype(variant)>;
+      pointwise_columns<F>(reduce, apply);
+    });
+  }
+  template <class F>
+  void pointwise_columns(bool reduce, bool apply) {
+    const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
+    static thread_local std::vector<F> functions;  // reused: no allocation per call
+    std::vector<double>& sums = workspace().column_sums;
+    for (std::size_t k = 0; k < d_.chunks(); ++k) {
+      functions.clear();
+      for (std::size_t c = 0; c < channels; ++c)
+        functions.emplace_back(stats_, params_, affine_, c, column_group(d_, k, c));
+      if (reduce) {
+        // sum(dy), sum(passed), sum(passed * nhat), sum(passed * d numerator / dv)
+        zeroed(sums, 4 * channels);
+        parallel_for(channels, rows * channels, [&](std::size_t c0, std::size_t c1) {
+          for (std::size_t a = k * rows; a < (k + 1) * rows; ++a)
+            for (std::size_t c = c0; c < c1; ++c) {
+              const F& f = functions[c];
+              const double xi = double(x_[a * channels + c]), dyi = double(dy_[a * channels + c]);
+              const double gate = f.gate(xi), nhat = f.numerator(xi, gate) * f.rstd;
+              const double passed = f.passed(nhat * f.scale + f.shift, dyi);
+              double* s = sums.data() + 4 * c;
+              s[0] += dyi;
+              s[1] += passed;
+              s[2] += passed * nhat;
+              if (F::swish) s[3] += passed * f.numerator_dv(xi, gate);
+            }
+        });
+        ParameterSums& p = sums_.parameters;
+        for (std::size_t c = 0; c < channels; ++c) {
+          const F& f = functions[c];
+          const std::size_t g = column_group(d_, k, c);
+          const double* s = sums.data() + 4 * c;
+          sums_.sum_dxhat[g] += f.scale * s[1];
+          sums_.sum_dxhat_xhat[g] += f.scale * s[2];
+          if (!p.gamma.empty())
+            p.gamma[c] += correction_r(stats_, g) * s[2] + correction_d(stats_, g) * s[1];
+          if (!p.beta.empty()) p.beta[c] += s[1];
+          if (!p.tau.empty()) p.tau[c] += s[0] - s[1];
+          if (!p.v.empty()) p.v[c] += s[3] * f.scale * f.rstd;
+        }
+      }
+      if (apply) {
+        // dx = dxhat * rstd * numerator' + (x - mean) * x_scale + shift, per column.
+        Workspace& w = workspace();
+        double* x_scale = zeroed(w.column_x_scale, channels).data();
+        double* shift = zeroed(w.column_shift, channels).data();
+        for (std::size_t c = 0; c < channels; ++c) {
+          const std::size_t g = column_group(d_, k, c);
+          const GroupTerms t = group_terms(g);
+          const double rstd = stats_.rstd[g];
+          x_scale[c] = -rstd * rstd * t.xhat_coef, shift[c] = -rstd * t.mean_dxhat;
+        }
+        parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
+          for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a)
+            for (std::size_t c = 0; c < channels; ++c) {
+              const F& f = functions[c];
+              const std::size_t i = a * channels + c;
+              const double xi = double(x_[i]), gate = f.gate(xi);
+              const double dxhat = f.passed(f.pre(xi, gate), double(dy_[i])) * f.scale;
+              dx_[i] = T(dxhat * f.rstd * f.numerator_slope(xi, gate) +
+                         ((xi - f.mean) * x_scale[c] + shift[c]));
+            }
+        });
+      }
     }
   }
 

@@ -28,7 +28,7 @@ struct BatchRenormOptions : ChannelOptions {
           .number("dmax", &BatchRenormOptions::dmax, {0}, "largest |d| = |mu_B - mu| / sigma")
           .integer("warmup_steps", &BatchRenormOptions::warmup_steps, 0,
                    "train forwards over which rmax and dmax open from 1 and 0");
-      return s;
+      return layout_option(s);
     }();
     return s;
   }

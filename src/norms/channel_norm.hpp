@@ -19,7 +19,17 @@ struct ChannelOptions {
   std::optional<double> momentum = 0.1;  // null: cumulative average
   bool affine = true;
   bool track_running_stats = true;
+  Layout layout = Layout::nchw;
 };
+
+// The "layout" key: where an input's channels are (written only when nhwc).
+template <class Options>
+OptionSchema<Options>& layout_option(OptionSchema<Options>& schema) {
+  return schema.template choice<Layout>(
+      "layout", &Options::layout, {{"nchw", Layout::nchw}, {"nhwc", Layout::nhwc}},
+      "channels at dimension 1, (N, C, H, W), or last, (N, H, W, C)",
+      /*written_when_default=*/false);
+}
 
 // The schema entries of ChannelOptions: eps and affine always; momentum and
 // track_running_stats for types with optional running statistics.
@@ -35,7 +45,7 @@ OptionSchema<Options>& channel_options(OptionSchema<Options>& schema, bool optio
                  "keep running statistics and use them in eval");
   else
     schema.boolean("affine", &Options::affine, "learned gamma and beta per channel");
-  return schema;
+  return layout_option(schema);
 }
 
 // Parameter and state names of a per-channel norm, for its traits.
@@ -60,10 +70,11 @@ class ChannelNorm : public NormWithOptions<T, Options> {
   // `tracks`: whether this norm keeps running statistics.
   ChannelNorm(std::string type, const Options& options, std::size_t channels, bool tracks)
       : NormWithOptions<T, Options>(std::move(type), options), tracks_(tracks) {
+    this->set_layout(options.layout);
     if (channels) create(channels);
   }
 
-  void prepare(const std::vector<std::size_t>& shape) override {
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
     if (shape.size() < 2)
       throw std::invalid_argument(this->type() + " norm needs an input of shape (N, C, ...), got " +
                                   shape_text(shape));

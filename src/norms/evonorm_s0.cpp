@@ -20,7 +20,7 @@ struct EvoNormS0Options : ChannelOptions {  // always affine, no running statist
               "groups of adjacent channels; must divide C (models use min(groups, C))")
           .number("eps", &EvoNormS0Options::eps, {0},
                   "added to the group variance before the square root");
-      return s;
+      return layout_option(s);
     }();
     return s;
   }
@@ -31,12 +31,12 @@ class EvoNormS0 final : public ChannelNorm<T, EvoNormS0Options> {
  public:
   EvoNormS0(std::string type, const EvoNormS0Options& options, std::size_t channels)
       : ChannelNorm<T, EvoNormS0Options>(std::move(type), options, 0, /*tracks=*/false) {
-    if (channels) prepare({1, channels});
+    if (channels) this->prepare({1, channels});
   }
 
-  void prepare(const std::vector<std::size_t>& shape) override {
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
     if (shape.size() >= 2) require_channel_groups(this->type(), shape[1], this->options_.groups);
-    ChannelNorm<T, EvoNormS0Options>::prepare(shape);
+    ChannelNorm<T, EvoNormS0Options>::prepare_shape(shape);
     if (!this->has_parameter("v")) this->add_parameter("v", xt::ones<T>({shape[1]}));
   }
 

@@ -16,7 +16,7 @@ struct FrnOptions : ChannelOptions {  // always affine, no running statistics
       OptionSchema<FrnOptions> s;
       s.number("eps", &FrnOptions::eps, {0}, "added to the mean square before the square root")
           .boolean("tlu", &FrnOptions::tlu, "output max(y, tau) with a learned tau per channel");
-      return s;
+      return layout_option(s);
     }();
     return s;
   }
@@ -30,8 +30,8 @@ class FilterResponseNorm final : public ChannelNorm<T, FrnOptions> {
     if (channels) add_tau(channels);
   }
 
-  void prepare(const std::vector<std::size_t>& shape) override {
-    ChannelNorm<T, FrnOptions>::prepare(shape);
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
+    ChannelNorm<T, FrnOptions>::prepare_shape(shape);
     add_tau(shape[1]);
   }
 

@@ -27,12 +27,12 @@ class GroupNorm final : public ChannelNorm<T, GroupNormOptions> {
  public:
   GroupNorm(std::string type, const GroupNormOptions& options, std::size_t channels)
       : ChannelNorm<T, GroupNormOptions>(std::move(type), options, 0, /*tracks=*/false) {
-    if (channels) prepare({1, channels});
+    if (channels) this->prepare({1, channels});
   }
 
-  void prepare(const std::vector<std::size_t>& shape) override {
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
     if (shape.size() >= 2) require_channel_groups(this->type(), shape[1], this->options_.groups);
-    ChannelNorm<T, GroupNormOptions>::prepare(shape);
+    ChannelNorm<T, GroupNormOptions>::prepare_shape(shape);
   }
 
  protected:

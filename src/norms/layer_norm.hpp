@@ -18,6 +18,7 @@ struct RowNormOptions {
   bool affine = true;
   std::optional<std::vector<std::size_t>> normalized_shape;  // null: fixed by the first input
   bool channel_affine = false;
+  Layout layout = Layout::nchw;  // nhwc: with channel_affine only
 };
 
 // A normalized_shape given in a spec sizes gamma and beta before any input is
@@ -45,7 +46,15 @@ OptionSchema<Options> row_norm_schema(void (*eps_entry)(OptionSchema<Options>&))
                      "the trailing dims normalized together")
       .boolean("channel_affine", &Options::channel_affine,
                "normalize over all dims but N with gamma, beta per channel (after a conv)")
+      .template choice<Layout>(
+          "layout", &Options::layout, {{"nchw", Layout::nchw}, {"nhwc", Layout::nhwc}},
+          "with channel_affine: channels at dimension 1, (N, C, H, W), or last, (N, H, W, C)",
+          /*written_when_default=*/false)
       .check([](const Options& o) {
+        if (o.layout == Layout::nhwc && !o.channel_affine)
+          throw std::invalid_argument(
+              "norm spec: layout nhwc needs channel_affine (gamma and beta per channel); a "
+              "normalized_shape is the trailing dimensions whatever their order");
         if (o.normalized_shape) check_spec_parameter_count(*o.normalized_shape);
         if (o.channel_affine && o.normalized_shape)
           throw std::invalid_argument(
@@ -70,13 +79,14 @@ class RowNorm final : public NormWithOptions<T, Options> {
  public:
   RowNorm(std::string type, const Options& options, std::size_t channels)
       : NormWithOptions<T, Options>(std::move(type), options) {
+    this->set_layout(options.layout);
     if (this->options_.normalized_shape)
       create_affine(*this->options_.normalized_shape);
     else if (this->options_.channel_affine && channels)
       create_affine({channels});
   }
 
-  void prepare(const std::vector<std::size_t>& shape) override {
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
     const std::string name = this->type() + " norm";
     if (this->options_.channel_affine) {
       if (shape.size() < 2)

@@ -47,6 +47,39 @@ const char* to_string(Mode mode) {
   return mode == Mode::train ? "train" : "eval";
 }
 
+Layout parse_layout(const std::string& name) {
+  if (name == "nchw") return Layout::nchw;
+  if (name == "nhwc") return Layout::nhwc;
+  throw std::invalid_argument("layout '" + name +
+                              "' is not known: use nchw (channels first) or nhwc (channels last)");
+}
+
+const char* to_string(Layout layout) {
+  return layout == Layout::nchw ? "nchw" : "nhwc";
+}
+
+namespace {
+
+// (N, S..., C) -> (N, C, S...); other layouts and ranks below 3 as they are.
+void channels_first_shape(Layout layout, const std::vector<std::size_t>& shape,
+                          std::vector<std::size_t>& out) {
+  out = shape;
+  if (layout == Layout::nhwc && shape.size() >= 3) {
+    out[1] = shape.back();
+    std::copy(shape.begin() + 1, shape.end() - 1, out.begin() + 2);
+  }
+}
+
+// A shape error of a channels-last input names the input as given, too.
+[[noreturn]] void rethrow_channels_last(const std::invalid_argument& e,
+                                        const std::vector<std::size_t>& shape,
+                                        const std::vector<std::size_t>& channels_first) {
+  throw std::invalid_argument(std::string(e.what()) + " (layout nhwc: the input " +
+                              shape_text(shape) + " read as " + shape_text(channels_first) + ")");
+}
+
+}  // namespace
+
 template <class T>
 Norm<T>::Norm(std::string type) : type_(std::move(type)) {}
 
@@ -62,7 +95,18 @@ void Norm<T>::given_stats(const NormDescription&, GroupStats&) const {
 }
 
 template <class T>
-void Norm<T>::prepare(const std::vector<std::size_t>&) {}
+void Norm<T>::prepare_shape(const std::vector<std::size_t>&) {}
+
+template <class T>
+void Norm<T>::prepare(const std::vector<std::size_t>& shape) {
+  if (layout_ == Layout::nchw) return prepare_shape(shape);
+  channels_first_shape(layout_, shape, channels_first_);
+  try {
+    prepare_shape(channels_first_);
+  } catch (const std::invalid_argument& e) {
+    rethrow_channels_last(e, shape, channels_first_);
+  }
+}
 
 template <class T>
 void Norm<T>::add_parameter(const std::string& name, xt::xarray<T> initial) {
@@ -186,7 +230,15 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
                                 "needs x; pass another array for y");
   shape_.assign(x.shape().begin(), x.shape().end());
   prepare(shape_);
-  const NormDescription d = describe(shape_, mode);
+  channels_first_shape(layout_, shape_, channels_first_);
+  NormDescription d;
+  try {
+    d = describe(channels_first_, mode);
+    if (layout_ == Layout::nhwc && shape_.size() >= 3) d = channels_last(d);
+  } catch (const std::invalid_argument& e) {
+    if (layout_ == Layout::nchw) throw;
+    rethrow_channels_last(e, shape_, channels_first_);
+  }
   d.validate();
   if (y.shape() != x.shape()) y.resize(x.shape());
   const NormParameters<T> params = engine_parameters();

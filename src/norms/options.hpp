@@ -150,6 +150,35 @@ class OptionSchema {
         },
         nullptr);
   }
+  // One of a few names, each standing for a value of E. With
+  // `written_when_default` false, to_json leaves the key out while it has its
+  // default (a key added later keeps the specs written before it unchanged).
+  template <class E>
+  OptionSchema& choice(const char* key, E Options::*member,
+                       std::vector<std::pair<std::string, E>> names, const char* help,
+                       bool written_when_default = true) {
+    std::string kind;
+    for (const auto& n : names) kind += (kind.empty() ? "" : " or ") + ("\"" + n.first + "\"");
+    add(
+        key, kind, help,
+        [=](Options& o, const nlohmann::json& v) {
+          if (v.is_string())
+            for (const auto& n : names)
+              if (n.first == v.get<std::string>()) {
+                o.*member = n.second;
+                return;
+              }
+          fail_option(key, kind, v.is_string() ? v.dump() : json_kind(v));
+        },
+        [=](const Options& o) {
+          for (const auto& n : names)
+            if (n.second == o.*member) return nlohmann::json(n.first);
+          return nlohmann::json(nullptr);
+        },
+        nullptr);
+    fields_.back().written_when_default = written_when_default;
+    return *this;
+  }
   // A check across keys, on the typed options.
   OptionSchema& check(std::function<void(const Options&)> rule) {
     rules_.push_back(std::move(rule));
@@ -180,7 +209,12 @@ class OptionSchema {
   // Every key with its value.
   nlohmann::json to_json(const std::string& type, const Options& options) const {
     nlohmann::json spec = {{"type", type}};
-    for (const Field& field : fields_) spec[field.info.key] = field.write(options);
+    const Options defaults{};
+    for (const Field& field : fields_) {
+      nlohmann::json value = field.write(options);
+      if (field.written_when_default || value != field.write(defaults))
+        spec[field.info.key] = std::move(value);
+    }
     return spec;
   }
   // Keys, kinds, defaults (from a default-constructed Options) and help.
@@ -190,6 +224,7 @@ class OptionSchema {
     for (const Field& field : fields_) {
       NormOption option = field.info;
       option.default_value = field.write(defaults);
+      option.resolved_at_default = field.written_when_default;
       out.push_back(option);
     }
     return out;
@@ -201,6 +236,7 @@ class OptionSchema {
     std::function<void(Options&, const nlohmann::json&)> read;
     std::function<nlohmann::json(const Options&)> write;
     std::function<void(const Options&)> check;  // may be empty
+    bool written_when_default = true;
   };
   OptionSchema& add(const char* key, std::string kind, const char* help,
                     std::function<void(Options&, const nlohmann::json&)> read,

@@ -31,7 +31,7 @@ class WeightNorm final : public NormWithOptions<T, WeightNormOptions> {
     if (slices) this->add_parameter("g", xt::ones<T>({slices}));
   }
 
-  void prepare(const std::vector<std::size_t>& shape) override {
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
     const long long rank = static_cast<long long>(shape.size());
     const long long dim = this->options_.dim;
     if (rank == 0 || dim < -rank || dim >= rank)
