@@ -220,7 +220,6 @@ struct Workspace {
   std::vector<double> column_mean, column_var;  // per-column moments before groups merge them
   std::vector<double> column_center;            // per-column mean of the column's group
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
-  std::vector<double> column_sums;  // per-column pointwise sums, 4 per column
 };
 Workspace& workspace() {
   static thread_local Workspace w;
@@ -290,6 +289,16 @@ struct Pointwise {
         shift(affine.shift(c, g)),
         v(Swish ? double(params.v[c]) : 0.0),
         tau(Tlu ? double(params.tau[c]) : 0.0) {}
+  // Column c of a set of per-column coefficients (the column kernels keep them
+  // as arrays, so that their loops over columns vectorize).
+  template <class Columns>
+  Pointwise(const Columns& k, std::size_t c)
+      : mean(k.mean[c]),
+        rstd(k.rstd[c]),
+        scale(k.scale[c]),
+        shift(k.shift[c]),
+        v(k.v[c]),
+        tau(k.tau[c]) {}
 
   // sigmoid(v x), computed once per element and passed to the terms below.
   double gate(double x) const { return Swish ? sigmoid(v * x) : 0.0; }
@@ -299,7 +308,9 @@ struct Pointwise {
   // half on a tie (as torch.maximum's backward).
   double passed(double y_pre, double dy) const {
     if (!Tlu) return dy;
-    return y_pre > tau ? dy : y_pre < tau ? 0.0 : 0.5 * dy;
+    // 1, 1/2 or 0 without a branch: tau clips about half the outputs, so a
+    // branch would be mispredicted half the time, and this vectorizes.
+    return 0.5 * (double(y_pre >= tau) + double(y_pre > tau)) * dy;
   }
   // d numerator / dx (1 for x - mean, the mean's share is a group term).
   double numerator_slope(double x, double s) const { return Swish ? s + v * x * s * (1 - s) : 1.0; }
@@ -367,6 +378,26 @@ void forward_run(const T* x, const NormDescription& d, const GroupStats& stats,
   }
 }
 
+// The coefficients of Pointwise for every column of chunk k, as arrays.
+struct PointwiseColumns {
+  std::vector<double> mean, rstd, scale, shift, v, tau;
+};
+template <class F, class T>
+PointwiseColumns& column_coefficients(const NormDescription& d, const GroupStats& stats,
+                                      const ChannelAffine<T>& affine, std::size_t k) {
+  static thread_local PointwiseColumns columns;  // reused: no allocation per call
+  const std::size_t n = d.view.channels;
+  for (auto* array :
+       {&columns.mean, &columns.rstd, &columns.scale, &columns.shift, &columns.v, &columns.tau})
+    array->resize(n);
+  for (std::size_t c = 0; c < n; ++c) {
+    const F f(stats, affine.params, affine, c, column_group(d, k, c));
+    columns.mean[c] = f.mean, columns.rstd[c] = f.rstd, columns.scale[c] = f.scale;
+    columns.shift[c] = f.shift, columns.v[c] = f.v, columns.tau[c] = f.tau;
+  }
+  return columns;
+}
+
 // y of a pointwise norm on columns (channels-last FRN, EvoNorm-S0): each
 // column's function, row by row.
 template <class T>
@@ -375,19 +406,19 @@ void pointwise_column_apply(const T* x, const NormDescription& d, const GroupSta
   const std::size_t channels = d.view.channels, rows = d.chunk_length();
   with_pointwise<T>(d, [&](auto* variant) {
     using F = std::remove_pointer_t<decltype(variant)>;
-    static thread_local std::vector<F> functions;  // reused: no allocation per call
     for (std::size_t k = 0; k < d.chunks(); ++k) {
-      functions.clear();
-      for (std::size_t c = 0; c < channels; ++c)
-        functions.emplace_back(stats, affine.params, affine, c, column_group(d, k, c));
+      const PointwiseColumns& columns = column_coefficients<F>(d, stats, affine, k);
       parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a)
+        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+          const T* xr = x + a * channels;
+          T* yr = y + a * channels;
           for (std::size_t c = 0; c < channels; ++c) {
-            const F& f = functions[c];
-            const double xi = double(x[a * channels + c]);
+            const F f(columns, c);
+            const double xi = double(xr[c]);
             const double pre = f.pre(xi, f.gate(xi));
-            y[a * channels + c] = T(F::tlu && pre < f.tau ? f.tau : pre);
+            yr[c] = T(F::tlu && pre < f.tau ? f.tau : pre);
           }
+        }
       });
     }
   });
@@ -848,46 +879,58 @@ class Backward {
   template <class F>
   void pointwise_columns(bool reduce, bool apply) {
     const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
-    static thread_local std::vector<F> functions;  // reused: no allocation per call
-    std::vector<double>& sums = workspace().column_sums;
+    Workspace& w = workspace();
     for (std::size_t k = 0; k < d_.chunks(); ++k) {
-      functions.clear();
-      for (std::size_t c = 0; c < channels; ++c)
-        functions.emplace_back(stats_, params_, affine_, c, column_group(d_, k, c));
+      const PointwiseColumns& columns = column_coefficients<F>(d_, stats_, affine_, k);
       if (reduce) {
-        // sum(dy), sum(passed), sum(passed * nhat), sum(passed * d numerator / dv)
-        zeroed(sums, 4 * channels);
+        // Per column: sum(dy), sum(passed), sum(passed * nhat), sum(passed * d numerator / dv).
+        double* sum_dy = zeroed(w.column_a, channels).data();
+        double* sum_passed = zeroed(w.column_b, channels).data();
+        double* sum_passed_nhat = zeroed(w.column_mean, channels).data();
+        double* sum_dv = zeroed(w.column_var, channels).data();
+        // Blocks of 16 columns (a cache line of floats) summed into local
+        // arrays, which the compiler keeps in vector registers.
+        constexpr std::size_t kBlock = 16;
         parallel_for(channels, rows * channels, [&](std::size_t c0, std::size_t c1) {
-          for (std::size_t a = k * rows; a < (k + 1) * rows; ++a)
-            for (std::size_t c = c0; c < c1; ++c) {
-              const F& f = functions[c];
-              const double xi = double(x_[a * channels + c]), dyi = double(dy_[a * channels + c]);
-              const double gate = f.gate(xi), nhat = f.numerator(xi, gate) * f.rstd;
-              const double passed = f.passed(nhat * f.scale + f.shift, dyi);
-              double* s = sums.data() + 4 * c;
-              s[0] += dyi;
-              s[1] += passed;
-              s[2] += passed * nhat;
-              if (F::swish) s[3] += passed * f.numerator_dv(xi, gate);
+          for (std::size_t b0 = c0; b0 < c1; b0 += kBlock) {
+            const std::size_t width = std::min(kBlock, c1 - b0);
+            double s_dy[kBlock] = {}, s_passed[kBlock] = {}, s_nhat[kBlock] = {}, s_dv[kBlock] = {};
+            for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
+              const T* xr = x_ + a * channels + b0;
+              const T* dyr = dy_ + a * channels + b0;
+              for (std::size_t j = 0; j < width; ++j) {
+                const F f(columns, b0 + j);
+                const double xi = double(xr[j]), dyi = double(dyr[j]);
+                const double gate = f.gate(xi), nhat = f.numerator(xi, gate) * f.rstd;
+                const double passed = f.passed(nhat * f.scale + f.shift, dyi);
+                s_dy[j] += dyi;
+                s_passed[j] += passed;
+                s_nhat[j] += passed * nhat;
+                if (F::swish) s_dv[j] += passed * f.numerator_dv(xi, gate);
+              }
             }
+            for (std::size_t j = 0; j < width; ++j) {
+              sum_dy[b0 + j] = s_dy[j], sum_passed[b0 + j] = s_passed[j];
+              sum_passed_nhat[b0 + j] = s_nhat[j], sum_dv[b0 + j] = s_dv[j];
+            }
+          }
         });
         ParameterSums& p = sums_.parameters;
         for (std::size_t c = 0; c < channels; ++c) {
-          const F& f = functions[c];
+          const F f(columns, c);
           const std::size_t g = column_group(d_, k, c);
-          const double* s = sums.data() + 4 * c;
-          sums_.sum_dxhat[g] += f.scale * s[1];
-          sums_.sum_dxhat_xhat[g] += f.scale * s[2];
+          sums_.sum_dxhat[g] += f.scale * sum_passed[c];
+          sums_.sum_dxhat_xhat[g] += f.scale * sum_passed_nhat[c];
           if (!p.gamma.empty())
-            p.gamma[c] += correction_r(stats_, g) * s[2] + correction_d(stats_, g) * s[1];
-          if (!p.beta.empty()) p.beta[c] += s[1];
-          if (!p.tau.empty()) p.tau[c] += s[0] - s[1];
-          if (!p.v.empty()) p.v[c] += s[3] * f.scale * f.rstd;
+            p.gamma[c] += correction_r(stats_, g) * sum_passed_nhat[c] +
+                          correction_d(stats_, g) * sum_passed[c];
+          if (!p.beta.empty()) p.beta[c] += sum_passed[c];
+          if (!p.tau.empty()) p.tau[c] += sum_dy[c] - sum_passed[c];
+          if (!p.v.empty()) p.v[c] += sum_dv[c] * f.scale * f.rstd;
         }
       }
       if (apply) {
         // dx = dxhat * rstd * numerator' + (x - mean) * x_scale + shift, per column.
-        Workspace& w = workspace();
         double* x_scale = zeroed(w.column_x_scale, channels).data();
         double* shift = zeroed(w.column_shift, channels).data();
         for (std::size_t c = 0; c < channels; ++c) {
@@ -897,15 +940,18 @@ class Backward {
           x_scale[c] = -rstd * rstd * t.xhat_coef, shift[c] = -rstd * t.mean_dxhat;
         }
         parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
-          for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a)
+          for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+            const T* xr = x_ + a * channels;
+            const T* dyr = dy_ + a * channels;
+            T* dxr = dx_ + a * channels;
             for (std::size_t c = 0; c < channels; ++c) {
-              const F& f = functions[c];
-              const std::size_t i = a * channels + c;
-              const double xi = double(x_[i]), gate = f.gate(xi);
-              const double dxhat = f.passed(f.pre(xi, gate), double(dy_[i])) * f.scale;
-              dx_[i] = T(dxhat * f.rstd * f.numerator_slope(xi, gate) +
+              const F f(columns, c);
+              const double xi = double(xr[c]), gate = f.gate(xi);
+              const double dxhat = f.passed(f.pre(xi, gate), double(dyr[c])) * f.scale;
+              dxr[c] = T(dxhat * f.rstd * f.numerator_slope(xi, gate) +
                          ((xi - f.mean) * x_scale[c] + shift[c]));
             }
+          }
         });
       }
     }
