@@ -6,6 +6,8 @@ times each of its cases in PyTorch with torch.set_num_threads matched:
 F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
 (RMSNorm, FRN and EvoNorm-S0: composites of elementwise ops, torch 1.13 has no
 kernel for them; ghost and batch_renorm have no PyTorch counterpart and are left out).
+A spec with "layout": "nhwc" (its --shape given as N,H,W,C) is timed in PyTorch on
+channels_last tensors of the same (N, C, H, W) tensor.
 Forward train and eval run with autograd recording on a leaf that requires
 grad, as in training; backward times y.backward(dy) with a precomputed dy
 (each preceded by an untimed forward). Medians after a warm-up, like normlab's.
@@ -47,10 +49,12 @@ def normlab_rows(args, threads):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def torch_case(spec, shape, dtype):
-    """(leaf x, forward(train: bool) -> y, label note) for a resolved normlab spec."""
+def torch_case(spec, shape, dtype, memory_format=torch.contiguous_format):
+    """(leaf x, forward(train: bool) -> y, label note) for a resolved normlab spec; shape is
+    (N, C, ...) whatever the layout, memory_format torch.channels_last for "layout": "nhwc"."""
     kind = spec["type"]
-    x = torch.randn(*shape, dtype=dtype).add_(0.5).requires_grad_()
+    x = torch.randn(*shape, dtype=dtype).add_(0.5).contiguous(memory_format=memory_format)
+    x.requires_grad_()
 
     def param(size, value):
         return torch.full(size, value, dtype=dtype, requires_grad=True)
@@ -145,8 +149,14 @@ def median_ms(call, repeats, before=None):
 def torch_times(row, repeats):
     dtype = {"float32": torch.float32, "float64": torch.float64}[row["dtype"]]
     torch.manual_seed(0)
-    x, forward, note = torch_case(row["spec"], row["shape"], dtype)
-    dy = torch.randn(*row["shape"], dtype=dtype)
+    shape, memory_format = row["shape"], torch.contiguous_format
+    if row["spec"].get("layout") == "nhwc":
+        # normlab's (N, H, W, C) is PyTorch's (N, C, H, W) in channels_last memory.
+        if len(shape) != 4:
+            raise ValueError("nhwc is compared on 4-D inputs (torch.channels_last)")
+        shape, memory_format = [shape[0], shape[3], shape[1], shape[2]], torch.channels_last
+    x, forward, note = torch_case(row["spec"], shape, dtype, memory_format)
+    dy = torch.randn(*shape, dtype=dtype).contiguous(memory_format=memory_format)
     state = {}
 
     def fresh_graph():

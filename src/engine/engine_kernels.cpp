@@ -198,6 +198,38 @@ std::size_t column_group(const NormDescription& d, std::size_t k, std::size_t c)
   return k * (d.view.channels / d.channels_per_group) + c / d.channels_per_group;
 }
 
+// Columns: body(k, r0, r1) for rows [r0, r1) of chunk k (row indices within
+// the chunk). Several chunks (channels-last per-sample groups) go to the
+// threads whole, in one dispatch; one chunk (BatchNorm) splits its rows. A
+// body sets up its chunk's per-column coefficients itself, in the workspace
+// of the thread that runs it.
+template <class Body>
+void for_chunk_rows(const NormDescription& d, Body&& body) {
+  const std::size_t rows = d.chunk_length();
+  if (d.chunks() > 1)
+    parallel_for(d.chunks(), d.view.size(), [&](std::size_t k0, std::size_t k1) {
+      for (std::size_t k = k0; k < k1; ++k) body(k, std::size_t(0), rows);
+    });
+  else
+    parallel_for(rows, d.view.size(),
+                 [&](std::size_t r0, std::size_t r1) { body(std::size_t(0), r0, r1); });
+}
+
+// Columns: body(k, c0, c1) for columns [c0, c1) of chunk k, over all its rows
+// (sums per chunk and column): whole chunks per thread when there are
+// several, else ranges of columns.
+template <class Body>
+void for_chunk_columns(const NormDescription& d, Body&& body) {
+  const std::size_t columns = d.view.channels;
+  if (d.chunks() > 1)
+    parallel_for(d.chunks(), d.view.size(), [&](std::size_t k0, std::size_t k1) {
+      for (std::size_t k = k0; k < k1; ++k) body(k, std::size_t(0), columns);
+    });
+  else
+    parallel_for(columns, d.view.size(),
+                 [&](std::size_t c0, std::size_t c1) { body(std::size_t(0), c0, c1); });
+}
+
 // A swish numerator or a TLU epilogue: elementwise functions of x beyond the
 // affine, handled by the pointwise kernels.
 bool is_pointwise(const NormDescription& d) {
@@ -406,21 +438,19 @@ void pointwise_column_apply(const T* x, const NormDescription& d, const GroupSta
   const std::size_t channels = d.view.channels, rows = d.chunk_length();
   with_pointwise<T>(d, [&](auto* variant) {
     using F = std::remove_pointer_t<decltype(variant)>;
-    for (std::size_t k = 0; k < d.chunks(); ++k) {
+    for_chunk_rows(d, [&](std::size_t k, std::size_t r0, std::size_t r1) {
       const PointwiseColumns& columns = column_coefficients<F>(d, stats, affine, k);
-      parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
-          const T* xr = x + a * channels;
-          T* yr = y + a * channels;
-          for (std::size_t c = 0; c < channels; ++c) {
-            const F f(columns, c);
-            const double xi = double(xr[c]);
-            const double pre = f.pre(xi, f.gate(xi));
-            yr[c] = T(F::tlu && pre < f.tau ? f.tau : pre);
-          }
+      for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+        const T* xr = x + a * channels;
+        T* yr = y + a * channels;
+        for (std::size_t c = 0; c < channels; ++c) {
+          const F f(columns, c);
+          const double xi = double(xr[c]);
+          const double pre = f.pre(xi, f.gate(xi));
+          yr[c] = T(F::tlu && pre < f.tau ? f.tau : pre);
         }
-      });
-    }
+      }
+    });
   });
 }
 
@@ -563,25 +593,23 @@ void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
     return;
   }
   if (is_columns(d)) {
-    Workspace& w = workspace();
     const std::size_t rows = d.chunk_length();
-    std::vector<double>& scale = zeroed(w.column_a, channels);
-    std::vector<double>& shift = zeroed(w.column_b, channels);
-    std::vector<double>& mean = zeroed(w.column_center, channels);
-    for (std::size_t k = 0; k < d.chunks(); ++k) {
+    for_chunk_rows(d, [&](std::size_t k, std::size_t r0, std::size_t r1) {
+      Workspace& w = workspace();  // of the thread running this chunk
+      double* scale = zeroed(w.column_a, channels).data();
+      double* shift = zeroed(w.column_b, channels).data();
+      double* mean = zeroed(w.column_center, channels).data();
       for (std::size_t c = 0; c < channels; ++c) {
         const std::size_t g = column_group(d, k, c);
         scale[c] = affine.scale(c, g), shift[c] = affine.shift(c, g), mean[c] = stats.mean[g];
       }
-      parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
-          const T* xr = x + a * channels;
-          T* yr = y + a * channels;
-          for (std::size_t c = 0; c < channels; ++c)
-            yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
-        }
-      });
-    }
+      for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+        const T* xr = x + a * channels;
+        T* yr = y + a * channels;
+        for (std::size_t c = 0; c < channels; ++c)
+          yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
+      }
+    });
     return;
   }
   parallel_for(runs(d), d.view.size(), [&](std::size_t r0, std::size_t r1) {
@@ -817,22 +845,19 @@ class Backward {
     const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
     std::vector<double>& sum_dy = zeroed(w.column_a, d_.chunks() * channels);
     std::vector<double>& sum_dy_xmu = zeroed(w.column_b, d_.chunks() * channels);
-    for (std::size_t k = 0; k < d_.chunks(); ++k) {
-      const std::size_t base = k * channels;
+    for_chunk_columns(d_, [&](std::size_t k, std::size_t c0, std::size_t c1) {
       const double* mean = column_centers(k);
-      double* s1 = sum_dy.data() + base;
-      double* s2 = sum_dy_xmu.data() + base;
-      parallel_for(channels, rows * channels, [&](std::size_t c0, std::size_t c1) {
-        for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
-          const T* xr = x_ + a * channels;
-          const T* dyr = dy_ + a * channels;
-          for (std::size_t c = c0; c < c1; ++c) {
-            s1[c] += double(dyr[c]);
-            s2[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
-          }
+      double* s1 = sum_dy.data() + k * channels;
+      double* s2 = sum_dy_xmu.data() + k * channels;
+      for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
+        const T* xr = x_ + a * channels;
+        const T* dyr = dy_ + a * channels;
+        for (std::size_t c = c0; c < c1; ++c) {
+          s1[c] += double(dyr[c]);
+          s2[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
         }
-      });
-    }
+      }
+    });
     // Column sums into their groups, in column order.
     for (std::size_t k = 0; k < d_.chunks(); ++k)
       for (std::size_t c = 0; c < channels; ++c) {
@@ -843,28 +868,26 @@ class Backward {
   }
   // dx down the columns from the per-column coefficients.
   void column_apply() {
-    Workspace& w = workspace();
     const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
-    double* dy_scale = zeroed(w.column_dy_scale, channels).data();
-    double* x_scale = zeroed(w.column_x_scale, channels).data();
-    double* shift = zeroed(w.column_shift, channels).data();
-    for (std::size_t k = 0; k < d_.chunks(); ++k) {
+    for_chunk_rows(d_, [&](std::size_t k, std::size_t r0, std::size_t r1) {
+      Workspace& w = workspace();  // of the thread running this chunk
+      double* dy_scale = zeroed(w.column_dy_scale, channels).data();
+      double* x_scale = zeroed(w.column_x_scale, channels).data();
+      double* shift = zeroed(w.column_shift, channels).data();
       for (std::size_t c = 0; c < channels; ++c) {
         const Coefficients co = coefficients(c, column_group(d_, k, c));
         dy_scale[c] = co.dy_scale, x_scale[c] = co.x_scale, shift[c] = co.shift;
       }
       const double* mean = column_centers(k);
-      parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
-          const T* xr = x_ + a * channels;
-          const T* dyr = dy_ + a * channels;
-          T* dxr = dx_ + a * channels;
-          for (std::size_t c = 0; c < channels; ++c)
-            dxr[c] =
-                T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
-        }
-      });
-    }
+      for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+        const T* xr = x_ + a * channels;
+        const T* dyr = dy_ + a * channels;
+        T* dxr = dx_ + a * channels;
+        for (std::size_t c = 0; c < channels; ++c)
+          dxr[c] =
+              T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
+      }
+    });
   }
 
   // FRN's TLU and EvoNorm's swish on columns (channels last): per column and
@@ -878,83 +901,95 @@ class Backward {
   }
   template <class F>
   void pointwise_columns(bool reduce, bool apply) {
+    if (reduce) pointwise_column_sums<F>();
+    if (apply) pointwise_column_dx<F>();
+  }
+  // Per chunk and column: sum(dy), sum(passed), sum(passed * nhat),
+  // sum(passed * d numerator / dv); then the groups' sums and the parameter
+  // sums, in chunk and column order.
+  template <class F>
+  void pointwise_column_sums() {
     const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
+    const std::size_t n = d_.chunks() * channels;
     Workspace& w = workspace();
+    double* sum_dy = zeroed(w.column_a, n).data();
+    double* sum_passed = zeroed(w.column_b, n).data();
+    double* sum_passed_nhat = zeroed(w.column_mean, n).data();
+    double* sum_dv = zeroed(w.column_var, n).data();
+    for_chunk_columns(d_, [&](std::size_t k, std::size_t c0, std::size_t c1) {
+      const PointwiseColumns& columns = column_coefficients<F>(d_, stats_, affine_, k);
+      // Blocks of 16 columns (a cache line of floats) summed into local
+      // arrays, which the compiler keeps in vector registers.
+      constexpr std::size_t kBlock = 16;
+      for (std::size_t b0 = c0; b0 < c1; b0 += kBlock) {
+        const std::size_t width = std::min(kBlock, c1 - b0);
+        double s_dy[kBlock] = {}, s_passed[kBlock] = {}, s_nhat[kBlock] = {}, s_dv[kBlock] = {};
+        for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
+          const T* xr = x_ + a * channels + b0;
+          const T* dyr = dy_ + a * channels + b0;
+          for (std::size_t j = 0; j < width; ++j) {
+            const F f(columns, b0 + j);
+            const double xi = double(xr[j]), dyi = double(dyr[j]);
+            const double gate = f.gate(xi), nhat = f.numerator(xi, gate) * f.rstd;
+            const double passed = f.passed(nhat * f.scale + f.shift, dyi);
+            s_dy[j] += dyi;
+            s_passed[j] += passed;
+            s_nhat[j] += passed * nhat;
+            if (F::swish) s_dv[j] += passed * f.numerator_dv(xi, gate);
+          }
+        }
+        const std::size_t at = k * channels + b0;
+        for (std::size_t j = 0; j < width; ++j) {
+          sum_dy[at + j] = s_dy[j], sum_passed[at + j] = s_passed[j];
+          sum_passed_nhat[at + j] = s_nhat[j], sum_dv[at + j] = s_dv[j];
+        }
+      }
+    });
+    ParameterSums& p = sums_.parameters;
     for (std::size_t k = 0; k < d_.chunks(); ++k) {
       const PointwiseColumns& columns = column_coefficients<F>(d_, stats_, affine_, k);
-      if (reduce) {
-        // Per column: sum(dy), sum(passed), sum(passed * nhat), sum(passed * d numerator / dv).
-        double* sum_dy = zeroed(w.column_a, channels).data();
-        double* sum_passed = zeroed(w.column_b, channels).data();
-        double* sum_passed_nhat = zeroed(w.column_mean, channels).data();
-        double* sum_dv = zeroed(w.column_var, channels).data();
-        // Blocks of 16 columns (a cache line of floats) summed into local
-        // arrays, which the compiler keeps in vector registers.
-        constexpr std::size_t kBlock = 16;
-        parallel_for(channels, rows * channels, [&](std::size_t c0, std::size_t c1) {
-          for (std::size_t b0 = c0; b0 < c1; b0 += kBlock) {
-            const std::size_t width = std::min(kBlock, c1 - b0);
-            double s_dy[kBlock] = {}, s_passed[kBlock] = {}, s_nhat[kBlock] = {}, s_dv[kBlock] = {};
-            for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
-              const T* xr = x_ + a * channels + b0;
-              const T* dyr = dy_ + a * channels + b0;
-              for (std::size_t j = 0; j < width; ++j) {
-                const F f(columns, b0 + j);
-                const double xi = double(xr[j]), dyi = double(dyr[j]);
-                const double gate = f.gate(xi), nhat = f.numerator(xi, gate) * f.rstd;
-                const double passed = f.passed(nhat * f.scale + f.shift, dyi);
-                s_dy[j] += dyi;
-                s_passed[j] += passed;
-                s_nhat[j] += passed * nhat;
-                if (F::swish) s_dv[j] += passed * f.numerator_dv(xi, gate);
-              }
-            }
-            for (std::size_t j = 0; j < width; ++j) {
-              sum_dy[b0 + j] = s_dy[j], sum_passed[b0 + j] = s_passed[j];
-              sum_passed_nhat[b0 + j] = s_nhat[j], sum_dv[b0 + j] = s_dv[j];
-            }
-          }
-        });
-        ParameterSums& p = sums_.parameters;
-        for (std::size_t c = 0; c < channels; ++c) {
-          const F f(columns, c);
-          const std::size_t g = column_group(d_, k, c);
-          sums_.sum_dxhat[g] += f.scale * sum_passed[c];
-          sums_.sum_dxhat_xhat[g] += f.scale * sum_passed_nhat[c];
-          if (!p.gamma.empty())
-            p.gamma[c] += correction_r(stats_, g) * sum_passed_nhat[c] +
-                          correction_d(stats_, g) * sum_passed[c];
-          if (!p.beta.empty()) p.beta[c] += sum_passed[c];
-          if (!p.tau.empty()) p.tau[c] += sum_dy[c] - sum_passed[c];
-          if (!p.v.empty()) p.v[c] += sum_dv[c] * f.scale * f.rstd;
-        }
-      }
-      if (apply) {
-        // dx = dxhat * rstd * numerator' + (x - mean) * x_scale + shift, per column.
-        double* x_scale = zeroed(w.column_x_scale, channels).data();
-        double* shift = zeroed(w.column_shift, channels).data();
-        for (std::size_t c = 0; c < channels; ++c) {
-          const std::size_t g = column_group(d_, k, c);
-          const GroupTerms t = group_terms(g);
-          const double rstd = stats_.rstd[g];
-          x_scale[c] = -rstd * rstd * t.xhat_coef, shift[c] = -rstd * t.mean_dxhat;
-        }
-        parallel_for(rows, rows * channels, [&](std::size_t r0, std::size_t r1) {
-          for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
-            const T* xr = x_ + a * channels;
-            const T* dyr = dy_ + a * channels;
-            T* dxr = dx_ + a * channels;
-            for (std::size_t c = 0; c < channels; ++c) {
-              const F f(columns, c);
-              const double xi = double(xr[c]), gate = f.gate(xi);
-              const double dxhat = f.passed(f.pre(xi, gate), double(dyr[c])) * f.scale;
-              dxr[c] = T(dxhat * f.rstd * f.numerator_slope(xi, gate) +
-                         ((xi - f.mean) * x_scale[c] + shift[c]));
-            }
-          }
-        });
+      for (std::size_t c = 0; c < channels; ++c) {
+        const F f(columns, c);
+        const std::size_t g = column_group(d_, k, c), i = k * channels + c;
+        sums_.sum_dxhat[g] += f.scale * sum_passed[i];
+        sums_.sum_dxhat_xhat[g] += f.scale * sum_passed_nhat[i];
+        if (!p.gamma.empty())
+          p.gamma[c] += correction_r(stats_, g) * sum_passed_nhat[i] +
+                        correction_d(stats_, g) * sum_passed[i];
+        if (!p.beta.empty()) p.beta[c] += sum_passed[i];
+        if (!p.tau.empty()) p.tau[c] += sum_dy[i] - sum_passed[i];
+        if (!p.v.empty()) p.v[c] += sum_dv[i] * f.scale * f.rstd;
       }
     }
+  }
+  // dx = dxhat * rstd * numerator' + (x - mean) * x_scale + shift, per column.
+  template <class F>
+  void pointwise_column_dx() {
+    const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
+    for_chunk_rows(d_, [&](std::size_t k, std::size_t r0, std::size_t r1) {
+      const PointwiseColumns& columns = column_coefficients<F>(d_, stats_, affine_, k);
+      Workspace& w = workspace();  // of the thread running this chunk
+      double* x_scale = zeroed(w.column_x_scale, channels).data();
+      double* shift = zeroed(w.column_shift, channels).data();
+      for (std::size_t c = 0; c < channels; ++c) {
+        const std::size_t g = column_group(d_, k, c);
+        const GroupTerms t = group_terms(g);
+        const double rstd = stats_.rstd[g];
+        x_scale[c] = -rstd * rstd * t.xhat_coef, shift[c] = -rstd * t.mean_dxhat;
+      }
+      for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
+        const T* xr = x_ + a * channels;
+        const T* dyr = dy_ + a * channels;
+        T* dxr = dx_ + a * channels;
+        for (std::size_t c = 0; c < channels; ++c) {
+          const F f(columns, c);
+          const double xi = double(xr[c]), gate = f.gate(xi);
+          const double dxhat = f.passed(f.pre(xi, gate), double(dyr[c])) * f.scale;
+          dxr[c] = T(dxhat * f.rstd * f.numerator_slope(xi, gate) +
+                     ((xi - f.mean) * x_scale[c] + shift[c]));
+        }
+      }
+    });
   }
 
   // LayerNorm over trailing dims: gamma and beta per element, so their
