@@ -1,0 +1,296 @@
+// normlab's BatchNorm and LayerNorm next to oneDNN's (Debian libdnnl-dev 2.6),
+// the speed peer for CPU normalization, in one process, interleaved:
+//
+//   compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10]
+//
+// For each case, layout and thread count it times forward train, forward
+// eval (running statistics: oneDNN's use_global_stats) and backward (dx,
+// dgamma, dbeta) of normlab and of oneDNN in each layout oneDNN offers for the
+// same logical tensor: nchw, nhwc and its blocked nChw16c for BatchNorm; the
+// row-major (N, C) matrix for LayerNorm. Rounds alternate normlab and oneDNN;
+// each phase's time is its median over `repeats` calls after a warm-up, the
+// best of the rounds. The ratio is oneDNN / normlab (above 1: normlab is
+// faster), against the fastest oneDNN layout. float32 only. Built only when
+// CMake finds oneDNN; scripts/compare_onednn runs it.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include <xtensor/xarray.hpp>
+#include <xtensor/xrandom.hpp>
+
+#include "normlab/normlab.hpp"
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Clock = std::chrono::steady_clock;
+
+// Median ms of `repeats` calls after one warm-up; `before` runs untimed ahead of each.
+double median_ms(const std::function<void()>& call, int repeats,
+                 const std::function<void()>& before = nullptr) {
+  if (before) before();
+  call();
+  std::vector<double> ms;
+  for (int i = 0; i < repeats; ++i) {
+    if (before) before();
+    const auto start = Clock::now();
+    call();
+    ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+struct Phases {
+  double forward = 1e300, eval = 1e300, backward = 1e300;
+  void keep_best(const Phases& p) {
+    forward = std::min(forward, p.forward);
+    eval = std::min(eval, p.eval);
+    backward = std::min(backward, p.backward);
+  }
+};
+
+struct Case {
+  std::string norm;                // "batch" or "layer"
+  std::vector<std::size_t> shape;  // logical: (N, C, H, W) or (N, C)
+};
+
+memory::dims dims_of(const std::vector<std::size_t>& shape) {
+  return memory::dims(shape.begin(), shape.end());
+}
+
+// oneDNN's phases for one case in one memory layout.
+Phases time_onednn(const Case& c, Tag tag, int repeats) {
+  using namespace dnnl;
+  const engine eng(engine::kind::cpu, 0);
+  stream s(eng);
+  const memory::desc data(dims_of(c.shape), memory::data_type::f32, tag);
+  const float eps = 1e-5f;
+  const auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
+  std::size_t elements = 1;
+  for (std::size_t d : c.shape) elements *= d;
+  // Random x and dy in the layout's memory (the values' order does not matter here).
+  auto filled = [&](const memory::desc& md, float offset) {
+    memory m(md, eng);
+    float* p = static_cast<float*>(m.get_data_handle());
+    const std::size_t n = md.get_size() / sizeof(float);
+    for (std::size_t i = 0; i < n; ++i) p[i] = offset + float((i * 2654435761u) % 1000) / 500.0f;
+    return m;
+  };
+  memory src = filled(data, -1.0f), dst(data, eng), diff_dst = filled(data, -1.0f),
+         diff_src(data, eng);
+  const std::size_t channels = c.norm == "batch" ? c.shape[1] : c.shape.back();
+  const memory::desc per_channel({memory::dim(channels)}, memory::data_type::f32, Tag::a);
+  memory scale = filled(per_channel, 0.5f), shift = filled(per_channel, 0.0f),
+         diff_scale(per_channel, eng), diff_shift(per_channel, eng);
+  Phases p;
+  if (c.norm == "batch") {
+    const batch_normalization_forward::primitive_desc train_pd(
+        {prop_kind::forward_training, data, eps, flags}, eng);
+    const batch_normalization_forward::primitive_desc eval_pd(
+        {prop_kind::forward_inference, data, eps, flags | normalization_flags::use_global_stats},
+        eng);
+    const batch_normalization_backward::primitive_desc back_pd(
+        {prop_kind::backward, data, data, eps, flags}, eng, train_pd);
+    memory mean(train_pd.mean_desc(), eng), var(train_pd.variance_desc(), eng),
+        workspace(train_pd.workspace_desc(), eng);
+    batch_normalization_forward train(train_pd), eval(eval_pd);
+    batch_normalization_backward back(back_pd);
+    std::unordered_map<int, memory> fwd = {{DNNL_ARG_SRC, src},
+                                           {DNNL_ARG_DST, dst},
+                                           {DNNL_ARG_MEAN, mean},
+                                           {DNNL_ARG_VARIANCE, var},
+                                           {DNNL_ARG_SCALE, scale},
+                                           {DNNL_ARG_SHIFT, shift},
+                                           {DNNL_ARG_WORKSPACE, workspace}};
+    std::unordered_map<int, memory> bwd = {
+        {DNNL_ARG_SRC, src},
+        {DNNL_ARG_MEAN, mean},
+        {DNNL_ARG_VARIANCE, var},
+        {DNNL_ARG_DIFF_DST, diff_dst},
+        {DNNL_ARG_SCALE, scale},
+        {DNNL_ARG_DIFF_SRC, diff_src},
+        {DNNL_ARG_SHIFT, shift},  // oneDNN 2.6's backward asks for it too
+        {DNNL_ARG_DIFF_SCALE, diff_scale},
+        {DNNL_ARG_DIFF_SHIFT, diff_shift},
+        {DNNL_ARG_WORKSPACE, workspace}};
+    p.forward = median_ms([&] { train.execute(s, fwd), s.wait(); }, repeats);
+    p.eval = median_ms([&] { eval.execute(s, fwd), s.wait(); }, repeats);
+    p.backward = median_ms([&] { back.execute(s, bwd), s.wait(); }, repeats);
+  } else {
+    const layer_normalization_forward::primitive_desc train_pd(
+        {prop_kind::forward_training, data, eps, flags}, eng);
+    const layer_normalization_forward::primitive_desc eval_pd(
+        {prop_kind::forward_inference, data, eps, flags}, eng);
+    const layer_normalization_backward::primitive_desc back_pd(
+        {prop_kind::backward, data, data, eps, flags}, eng, train_pd);
+    memory mean(train_pd.mean_desc(), eng), var(train_pd.variance_desc(), eng),
+        workspace(train_pd.workspace_desc(), eng);
+    layer_normalization_forward train(train_pd), eval(eval_pd);
+    layer_normalization_backward back(back_pd);
+    std::unordered_map<int, memory> fwd = {{DNNL_ARG_SRC, src},
+                                           {DNNL_ARG_DST, dst},
+                                           {DNNL_ARG_MEAN, mean},
+                                           {DNNL_ARG_VARIANCE, var},
+                                           {DNNL_ARG_SCALE, scale},
+                                           {DNNL_ARG_SHIFT, shift},
+                                           {DNNL_ARG_WORKSPACE, workspace}};
+    std::unordered_map<int, memory> bwd = {
+        {DNNL_ARG_SRC, src},
+        {DNNL_ARG_MEAN, mean},
+        {DNNL_ARG_VARIANCE, var},
+        {DNNL_ARG_DIFF_DST, diff_dst},
+        {DNNL_ARG_SCALE, scale},
+        {DNNL_ARG_DIFF_SRC, diff_src},
+        {DNNL_ARG_SHIFT, shift},  // oneDNN 2.6's backward asks for it too
+        {DNNL_ARG_DIFF_SCALE, diff_scale},
+        {DNNL_ARG_DIFF_SHIFT, diff_shift},
+        {DNNL_ARG_WORKSPACE, workspace}};
+    p.forward = median_ms([&] { train.execute(s, fwd), s.wait(); }, repeats);
+    // LayerNorm's eval is its train forward (no running statistics).
+    p.eval = median_ms([&] { eval.execute(s, fwd), s.wait(); }, repeats);
+    p.backward = median_ms([&] { back.execute(s, bwd), s.wait(); }, repeats);
+  }
+  (void)elements;
+  return p;
+}
+
+// normlab's phases for one case in one layout (nhwc: channels last).
+Phases time_normlab(const Case& c, normlab::Layout layout, int repeats) {
+  nlohmann::json spec = {{"type", c.norm}};
+  std::vector<std::size_t> shape = c.shape;
+  if (c.norm == "batch" && layout == normlab::Layout::nhwc) {
+    spec["layout"] = "nhwc";
+    shape = {c.shape[0], c.shape[2], c.shape[3], c.shape[1]};
+  }
+  if (c.norm == "layer") spec["normalized_shape"] = {c.shape.back()};
+  auto norm = normlab::make_norm<float>(spec, 0);
+  const xt::xarray<float> x = xt::random::randn<float>(shape) + 0.5f;
+  const xt::xarray<float> dy = xt::random::randn<float>(shape);
+  xt::xarray<float> y = xt::empty<float>(shape), dx = xt::empty<float>(shape);
+  Phases p;
+  p.forward = median_ms([&] { norm->forward(x, normlab::Mode::train, y); }, repeats);
+  p.eval = median_ms([&] { norm->forward(x, normlab::Mode::eval, y); }, repeats);
+  p.backward = median_ms([&] { norm->backward(dy, dx); }, repeats,
+                         [&] { norm->forward(x, normlab::Mode::train, y); });
+  return p;
+}
+
+std::vector<int> parse_counts(const std::string& text, const char* what) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end || v < 1 || v > 1024)
+      throw std::invalid_argument(std::string(what) + ": '" + item +
+                                  "' is not a count from 1 to 1024");
+    out.push_back(int(v));
+  }
+  if (out.empty()) throw std::invalid_argument(std::string(what) + ": empty");
+  return out;
+}
+
+std::string layout_name(Tag tag) {
+  switch (tag) {
+    case Tag::nchw:
+      return "nchw";
+    case Tag::nhwc:
+      return "nhwc";
+    case Tag::nChw16c:
+      return "nChw16c";
+    default:
+      return "ab";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::vector<int> threads = {1, 2};
+    int rounds = 3, repeats = 10;
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if ((arg == "--threads" || arg == "--rounds" || arg == "--repeats") && i + 1 < argc) {
+        const std::string value = argv[++i];
+        if (arg == "--threads") threads = parse_counts(value, "--threads");
+        if (arg == "--rounds") rounds = parse_counts(value, "--rounds").at(0);
+        if (arg == "--repeats") repeats = parse_counts(value, "--repeats").at(0);
+      } else {
+        std::fprintf(stderr, "usage: compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10]\n");
+        return arg == "-h" || arg == "--help" ? 0 : 2;
+      }
+    }
+    const std::vector<Case> cases = {{"batch", {32, 64, 56, 56}}, {"layer", {8192, 768}}};
+    std::printf(
+        "oneDNN %d.%d.%d vs normlab %s, float32, median of %d calls after a warm-up, best of %d "
+        "interleaved rounds; ratio = fastest oneDNN layout / normlab (above 1: normlab is "
+        "faster)\n",
+        dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch, normlab::version,
+        repeats, rounds);
+    std::printf("%-6s %-14s %3s | %-8s %-8s %8s %8s %8s | %-8s %8s %8s %8s | %6s %6s %6s\n", "norm",
+                "shape", "thr", "normlab", "layout", "fwd ms", "eval ms", "bwd ms", "oneDNN",
+                "fwd ms", "eval ms", "bwd ms", "fwd", "eval", "bwd");
+    for (int t : threads) {
+      omp_set_num_threads(t);
+      normlab::set_num_threads(unsigned(t));
+      for (const Case& c : cases) {
+        const bool image = c.shape.size() == 4;
+        const std::vector<Tag> tags = image ? std::vector<Tag>{Tag::nchw, Tag::nhwc, Tag::nChw16c}
+                                            : std::vector<Tag>{Tag::ab};
+        const std::vector<normlab::Layout> ours =
+            image ? std::vector<normlab::Layout>{normlab::Layout::nchw, normlab::Layout::nhwc}
+                  : std::vector<normlab::Layout>{normlab::Layout::nchw};
+        std::map<int, Phases> theirs;  // by tag index
+        std::map<int, Phases> mine;    // by layout index
+        for (int r = 0; r < rounds; ++r) {
+          for (std::size_t i = 0; i < ours.size(); ++i)
+            mine[int(i)].keep_best(time_normlab(c, ours[i], repeats));
+          for (std::size_t i = 0; i < tags.size(); ++i)
+            theirs[int(i)].keep_best(time_onednn(c, tags[i], repeats));
+        }
+        // The fastest oneDNN layout per phase.
+        Phases best;
+        for (const auto& entry : theirs) best.keep_best(entry.second);
+        std::string shape;
+        for (std::size_t d : c.shape) shape += (shape.empty() ? "" : "x") + std::to_string(d);
+        for (std::size_t i = 0; i < std::max(ours.size(), tags.size()); ++i) {
+          const bool has_ours = i < ours.size(), has_theirs = i < tags.size();
+          std::printf("%-6s %-14s %3d | ", c.norm.c_str(), shape.c_str(), t);
+          if (has_ours)
+            std::printf("%-8s %-8s %8.3f %8.3f %8.3f | ", "normlab", to_string(ours[i]),
+                        mine[int(i)].forward, mine[int(i)].eval, mine[int(i)].backward);
+          else
+            std::printf("%-8s %-8s %8s %8s %8s | ", "", "", "", "", "");
+          if (has_theirs)
+            std::printf("%-8s %8.3f %8.3f %8.3f | ", layout_name(tags[i]).c_str(),
+                        theirs[int(i)].forward, theirs[int(i)].eval, theirs[int(i)].backward);
+          else
+            std::printf("%-8s %8s %8s %8s | ", "", "", "", "");
+          if (has_ours)
+            std::printf("%6.2f %6.2f %6.2f\n", best.forward / mine[int(i)].forward,
+                        best.eval / mine[int(i)].eval, best.backward / mine[int(i)].backward);
+          else
+            std::printf("\n");
+        }
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "compare_onednn: %s\n", e.what());
+    return 1;
+  }
+}
