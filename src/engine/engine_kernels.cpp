@@ -251,6 +251,7 @@ struct Workspace {
   std::vector<double> column_a, column_b;       // per-column sums
   std::vector<double> column_mean, column_var;  // per-column moments before groups merge them
   std::vector<double> column_center;            // per-column mean of the column's group
+  std::vector<double> column_block_mean, column_block_m2;  // a block of rows' column moments
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
 };
 Workspace& workspace() {
@@ -485,28 +486,50 @@ void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
       one_column ? stats.mean.data() : zeroed(w.column_mean, d.chunks() * columns).data();
   double* column_var =
       one_column ? stats.var.data() : zeroed(w.column_var, d.chunks() * columns).data();
-  parallel_for(columns, d.view.size(), [&](std::size_t c0, std::size_t c1) {
-    for (std::size_t k = 0; k < d.chunks(); ++k) {
-      const std::size_t first = k * rows, base = k * columns;
-      double* mean = column_mean + base;
-      double* var = column_var + base;
-      if (d.centered) {
-        for (std::size_t a = first; a < first + rows; ++a) {
-          const T* row = x + a * columns;
-          for (std::size_t c = c0; c < c1; ++c) mean[c] += double(row[c]);
-        }
-        for (std::size_t c = c0; c < c1; ++c) mean[c] /= double(rows);
-      }
+  // Centered: blocks of rows that fit in L2 get their mean, then their M2
+  // while still cached, and merge into the column's moments (Chan's formula),
+  // so x is read from memory once.
+  const std::size_t block_rows = std::max<std::size_t>(1, kL2Bytes / (2 * sizeof(T) * columns));
+  for_chunk_columns(d, [&](std::size_t k, std::size_t c0, std::size_t c1) {
+    const std::size_t first = k * rows, base = k * columns;
+    double* mean = column_mean + base;
+    double* var = column_var + base;  // M2 until the end
+    if (!d.centered) {
       for (std::size_t a = first; a < first + rows; ++a) {
         const T* row = x + a * columns;
+        for (std::size_t c = c0; c < c1; ++c) var[c] += double(row[c]) * double(row[c]);
+      }
+      if (d.divide_by_count)
+        for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
+      return;
+    }
+    Workspace& w = workspace();  // of the thread running these columns
+    double* block_mean = zeroed(w.column_block_mean, columns).data();
+    double* block_m2 = zeroed(w.column_block_m2, columns).data();
+    for (std::size_t a0 = first; a0 < first + rows; a0 += block_rows) {
+      const std::size_t a1 = std::min(a0 + block_rows, first + rows);
+      const double n_block = double(a1 - a0), n_before = double(a0 - first);
+      for (std::size_t c = c0; c < c1; ++c) block_mean[c] = block_m2[c] = 0;
+      for (std::size_t a = a0; a < a1; ++a) {
+        const T* row = x + a * columns;
+        for (std::size_t c = c0; c < c1; ++c) block_mean[c] += double(row[c]);
+      }
+      for (std::size_t c = c0; c < c1; ++c) block_mean[c] /= n_block;
+      for (std::size_t a = a0; a < a1; ++a) {
+        const T* row = x + a * columns;
         for (std::size_t c = c0; c < c1; ++c) {
-          const double dev = double(row[c]) - mean[c];
-          var[c] += dev * dev;
+          const double dev = double(row[c]) - block_mean[c];
+          block_m2[c] += dev * dev;
         }
       }
-      if (d.centered || d.divide_by_count)
-        for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
+      const double weight = n_block / (n_before + n_block);
+      for (std::size_t c = c0; c < c1; ++c) {
+        const double delta = block_mean[c] - mean[c];
+        mean[c] += delta * weight;
+        var[c] += block_m2[c] + delta * delta * n_before * weight;
+      }
     }
+    for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
   });
   if (one_column) return;
   // Equal counts per column: the group mean is the mean of the column means,
@@ -594,20 +617,21 @@ void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
   }
   if (is_columns(d)) {
     const std::size_t rows = d.chunk_length();
+    // As apply_run, per column: in the data type, with the mean split in two.
     for_chunk_rows(d, [&](std::size_t k, std::size_t r0, std::size_t r1) {
-      Workspace& w = workspace();  // of the thread running this chunk
-      double* scale = zeroed(w.column_a, channels).data();
-      double* shift = zeroed(w.column_b, channels).data();
-      double* mean = zeroed(w.column_center, channels).data();
+      static thread_local std::vector<T> hi, lo, scale, shift;  // this thread's chunk
+      for (auto* v : {&hi, &lo, &scale, &shift}) v->resize(channels);
       for (std::size_t c = 0; c < channels; ++c) {
         const std::size_t g = column_group(d, k, c);
-        scale[c] = affine.scale(c, g), shift[c] = affine.shift(c, g), mean[c] = stats.mean[g];
+        const SplitMean<T> m(stats.mean[g]);
+        hi[c] = m.hi, lo[c] = m.lo;
+        scale[c] = T(affine.scale(c, g)), shift[c] = T(affine.shift(c, g));
       }
+      const T *h = hi.data(), *l = lo.data(), *s = scale.data(), *t = shift.data();
       for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
         const T* xr = x + a * channels;
         T* yr = y + a * channels;
-        for (std::size_t c = 0; c < channels; ++c)
-          yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
+        for (std::size_t c = 0; c < channels; ++c) yr[c] = ((xr[c] - h[c]) - l[c]) * s[c] + t[c];
       }
     });
     return;
