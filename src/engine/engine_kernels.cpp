@@ -617,21 +617,22 @@ void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
   }
   if (is_columns(d)) {
     const std::size_t rows = d.chunk_length();
-    // As apply_run, per column: in the data type, with the mean split in two.
+    // In double, rounded once: the numbers of the [N, C] BatchNorm runs the
+    // committed study made.
     for_chunk_rows(d, [&](std::size_t k, std::size_t r0, std::size_t r1) {
-      static thread_local std::vector<T> hi, lo, scale, shift;  // this thread's chunk
-      for (auto* v : {&hi, &lo, &scale, &shift}) v->resize(channels);
+      Workspace& w = workspace();  // of the thread running this chunk
+      double* scale = zeroed(w.column_a, channels).data();
+      double* shift = zeroed(w.column_b, channels).data();
+      double* mean = zeroed(w.column_center, channels).data();
       for (std::size_t c = 0; c < channels; ++c) {
         const std::size_t g = column_group(d, k, c);
-        const SplitMean<T> m(stats.mean[g]);
-        hi[c] = m.hi, lo[c] = m.lo;
-        scale[c] = T(affine.scale(c, g)), shift[c] = T(affine.shift(c, g));
+        scale[c] = affine.scale(c, g), shift[c] = affine.shift(c, g), mean[c] = stats.mean[g];
       }
-      const T *h = hi.data(), *l = lo.data(), *s = scale.data(), *t = shift.data();
       for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
         const T* xr = x + a * channels;
         T* yr = y + a * channels;
-        for (std::size_t c = 0; c < channels; ++c) yr[c] = ((xr[c] - h[c]) - l[c]) * s[c] + t[c];
+        for (std::size_t c = 0; c < channels; ++c)
+          yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
       }
     });
     return;
