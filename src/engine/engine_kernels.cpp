@@ -198,36 +198,31 @@ std::size_t column_group(const NormDescription& d, std::size_t k, std::size_t c)
   return k * (d.view.channels / d.channels_per_group) + c / d.channels_per_group;
 }
 
-// Columns: body(k, r0, r1) for rows [r0, r1) of chunk k (row indices within
-// the chunk). Several chunks (channels-last per-sample groups) go to the
-// threads whole, in one dispatch; one chunk (BatchNorm) splits its rows. A
-// body sets up its chunk's per-column coefficients itself, in the workspace
-// of the thread that runs it.
+// Columns: body(k, i0, i1) over every chunk k of rows and the range [0, n)
+// within it. Several chunks (channels-last per-sample groups) go to the
+// threads whole, in one dispatch; one chunk (BatchNorm) splits [0, n). A body
+// sets up its chunk's per-column coefficients itself, in the workspace of the
+// thread that runs it.
+template <class Body>
+void for_chunks(const NormDescription& d, std::size_t n, Body&& body) {
+  if (d.chunks() > 1)
+    parallel_for(d.chunks(), d.view.size(), [&](std::size_t k0, std::size_t k1) {
+      for (std::size_t k = k0; k < k1; ++k) body(k, std::size_t(0), n);
+    });
+  else
+    parallel_for(n, d.view.size(),
+                 [&](std::size_t i0, std::size_t i1) { body(std::size_t(0), i0, i1); });
+}
+// body(k, r0, r1): rows [r0, r1) of chunk k (indices within the chunk).
 template <class Body>
 void for_chunk_rows(const NormDescription& d, Body&& body) {
-  const std::size_t rows = d.chunk_length();
-  if (d.chunks() > 1)
-    parallel_for(d.chunks(), d.view.size(), [&](std::size_t k0, std::size_t k1) {
-      for (std::size_t k = k0; k < k1; ++k) body(k, std::size_t(0), rows);
-    });
-  else
-    parallel_for(rows, d.view.size(),
-                 [&](std::size_t r0, std::size_t r1) { body(std::size_t(0), r0, r1); });
+  for_chunks(d, d.chunk_length(), body);
 }
-
-// Columns: body(k, c0, c1) for columns [c0, c1) of chunk k, over all its rows
-// (sums per chunk and column): whole chunks per thread when there are
-// several, else ranges of columns.
+// body(k, c0, c1): columns [c0, c1) of chunk k, over all its rows (sums per
+// chunk and column).
 template <class Body>
 void for_chunk_columns(const NormDescription& d, Body&& body) {
-  const std::size_t columns = d.view.channels;
-  if (d.chunks() > 1)
-    parallel_for(d.chunks(), d.view.size(), [&](std::size_t k0, std::size_t k1) {
-      for (std::size_t k = k0; k < k1; ++k) body(k, std::size_t(0), columns);
-    });
-  else
-    parallel_for(columns, d.view.size(),
-                 [&](std::size_t c0, std::size_t c1) { body(std::size_t(0), c0, c1); });
+  for_chunks(d, d.view.channels, body);
 }
 
 // A swish numerator or a TLU epilogue: elementwise functions of x beyond the
