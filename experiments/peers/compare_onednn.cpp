@@ -71,6 +71,45 @@ memory::dims dims_of(const std::vector<std::size_t>& shape) {
   return memory::dims(shape.begin(), shape.end());
 }
 
+// x, y, dy, dx, and the per-channel scale and shift with their gradients.
+struct Buffers {
+  memory src, dst, diff_dst, diff_src, scale, shift, diff_scale, diff_shift;
+};
+
+// Forward train, forward eval and backward of one oneDNN normalization (the
+// argument lists are the same for BatchNorm and LayerNorm).
+template <class Forward, class Backward>
+Phases time_phases(const dnnl::engine& eng, dnnl::stream& s,
+                   const typename Forward::primitive_desc& train_pd,
+                   const typename Forward::primitive_desc& eval_pd,
+                   const typename Backward::primitive_desc& back_pd, const Buffers& b,
+                   int repeats) {
+  memory mean(train_pd.mean_desc(), eng), var(train_pd.variance_desc(), eng),
+      workspace(train_pd.workspace_desc(), eng);
+  Forward train(train_pd), eval(eval_pd);
+  Backward back(back_pd);
+  std::unordered_map<int, memory> fwd = {{DNNL_ARG_SRC, b.src},          {DNNL_ARG_DST, b.dst},
+                                         {DNNL_ARG_MEAN, mean},          {DNNL_ARG_VARIANCE, var},
+                                         {DNNL_ARG_SCALE, b.scale},      {DNNL_ARG_SHIFT, b.shift},
+                                         {DNNL_ARG_WORKSPACE, workspace}};
+  std::unordered_map<int, memory> bwd = {
+      {DNNL_ARG_SRC, b.src},
+      {DNNL_ARG_MEAN, mean},
+      {DNNL_ARG_VARIANCE, var},
+      {DNNL_ARG_DIFF_DST, b.diff_dst},
+      {DNNL_ARG_SCALE, b.scale},
+      {DNNL_ARG_DIFF_SRC, b.diff_src},
+      {DNNL_ARG_SHIFT, b.shift},  // oneDNN 2.6's backward asks for it too
+      {DNNL_ARG_DIFF_SCALE, b.diff_scale},
+      {DNNL_ARG_DIFF_SHIFT, b.diff_shift},
+      {DNNL_ARG_WORKSPACE, workspace}};
+  Phases p;
+  p.forward = median_ms([&] { train.execute(s, fwd), s.wait(); }, repeats);
+  p.eval = median_ms([&] { eval.execute(s, fwd), s.wait(); }, repeats);
+  p.backward = median_ms([&] { back.execute(s, bwd), s.wait(); }, repeats);
+  return p;
+}
+
 // oneDNN's phases for one case in one memory layout.
 Phases time_onednn(const Case& c, Tag tag, int repeats) {
   using namespace dnnl;
@@ -79,9 +118,7 @@ Phases time_onednn(const Case& c, Tag tag, int repeats) {
   const memory::desc data(dims_of(c.shape), memory::data_type::f32, tag);
   const float eps = 1e-5f;
   const auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
-  std::size_t elements = 1;
-  for (std::size_t d : c.shape) elements *= d;
-  // Random x and dy in the layout's memory (the values' order does not matter here).
+  // Values in the layout's memory (their order does not matter for the time).
   auto filled = [&](const memory::desc& md, float offset) {
     memory m(md, eng);
     float* p = static_cast<float*>(m.get_data_handle());
@@ -89,82 +126,30 @@ Phases time_onednn(const Case& c, Tag tag, int repeats) {
     for (std::size_t i = 0; i < n; ++i) p[i] = offset + float((i * 2654435761u) % 1000) / 500.0f;
     return m;
   };
-  memory src = filled(data, -1.0f), dst(data, eng), diff_dst = filled(data, -1.0f),
-         diff_src(data, eng);
   const std::size_t channels = c.norm == "batch" ? c.shape[1] : c.shape.back();
   const memory::desc per_channel({memory::dim(channels)}, memory::data_type::f32, Tag::a);
-  memory scale = filled(per_channel, 0.5f), shift = filled(per_channel, 0.0f),
-         diff_scale(per_channel, eng), diff_shift(per_channel, eng);
-  Phases p;
+  const Buffers b{filled(data, -1.0f),      memory(data, eng),         filled(data, -1.0f),
+                  memory(data, eng),        filled(per_channel, 0.5f), filled(per_channel, 0.0f),
+                  memory(per_channel, eng), memory(per_channel, eng)};
   if (c.norm == "batch") {
-    const batch_normalization_forward::primitive_desc train_pd(
-        {prop_kind::forward_training, data, eps, flags}, eng);
-    const batch_normalization_forward::primitive_desc eval_pd(
+    using Forward = batch_normalization_forward;
+    using Backward = batch_normalization_backward;
+    const Forward::primitive_desc train_pd({prop_kind::forward_training, data, eps, flags}, eng);
+    // Eval with running statistics: oneDNN's use_global_stats.
+    const Forward::primitive_desc eval_pd(
         {prop_kind::forward_inference, data, eps, flags | normalization_flags::use_global_stats},
         eng);
-    const batch_normalization_backward::primitive_desc back_pd(
-        {prop_kind::backward, data, data, eps, flags}, eng, train_pd);
-    memory mean(train_pd.mean_desc(), eng), var(train_pd.variance_desc(), eng),
-        workspace(train_pd.workspace_desc(), eng);
-    batch_normalization_forward train(train_pd), eval(eval_pd);
-    batch_normalization_backward back(back_pd);
-    std::unordered_map<int, memory> fwd = {{DNNL_ARG_SRC, src},
-                                           {DNNL_ARG_DST, dst},
-                                           {DNNL_ARG_MEAN, mean},
-                                           {DNNL_ARG_VARIANCE, var},
-                                           {DNNL_ARG_SCALE, scale},
-                                           {DNNL_ARG_SHIFT, shift},
-                                           {DNNL_ARG_WORKSPACE, workspace}};
-    std::unordered_map<int, memory> bwd = {
-        {DNNL_ARG_SRC, src},
-        {DNNL_ARG_MEAN, mean},
-        {DNNL_ARG_VARIANCE, var},
-        {DNNL_ARG_DIFF_DST, diff_dst},
-        {DNNL_ARG_SCALE, scale},
-        {DNNL_ARG_DIFF_SRC, diff_src},
-        {DNNL_ARG_SHIFT, shift},  // oneDNN 2.6's backward asks for it too
-        {DNNL_ARG_DIFF_SCALE, diff_scale},
-        {DNNL_ARG_DIFF_SHIFT, diff_shift},
-        {DNNL_ARG_WORKSPACE, workspace}};
-    p.forward = median_ms([&] { train.execute(s, fwd), s.wait(); }, repeats);
-    p.eval = median_ms([&] { eval.execute(s, fwd), s.wait(); }, repeats);
-    p.backward = median_ms([&] { back.execute(s, bwd), s.wait(); }, repeats);
-  } else {
-    const layer_normalization_forward::primitive_desc train_pd(
-        {prop_kind::forward_training, data, eps, flags}, eng);
-    const layer_normalization_forward::primitive_desc eval_pd(
-        {prop_kind::forward_inference, data, eps, flags}, eng);
-    const layer_normalization_backward::primitive_desc back_pd(
-        {prop_kind::backward, data, data, eps, flags}, eng, train_pd);
-    memory mean(train_pd.mean_desc(), eng), var(train_pd.variance_desc(), eng),
-        workspace(train_pd.workspace_desc(), eng);
-    layer_normalization_forward train(train_pd), eval(eval_pd);
-    layer_normalization_backward back(back_pd);
-    std::unordered_map<int, memory> fwd = {{DNNL_ARG_SRC, src},
-                                           {DNNL_ARG_DST, dst},
-                                           {DNNL_ARG_MEAN, mean},
-                                           {DNNL_ARG_VARIANCE, var},
-                                           {DNNL_ARG_SCALE, scale},
-                                           {DNNL_ARG_SHIFT, shift},
-                                           {DNNL_ARG_WORKSPACE, workspace}};
-    std::unordered_map<int, memory> bwd = {
-        {DNNL_ARG_SRC, src},
-        {DNNL_ARG_MEAN, mean},
-        {DNNL_ARG_VARIANCE, var},
-        {DNNL_ARG_DIFF_DST, diff_dst},
-        {DNNL_ARG_SCALE, scale},
-        {DNNL_ARG_DIFF_SRC, diff_src},
-        {DNNL_ARG_SHIFT, shift},  // oneDNN 2.6's backward asks for it too
-        {DNNL_ARG_DIFF_SCALE, diff_scale},
-        {DNNL_ARG_DIFF_SHIFT, diff_shift},
-        {DNNL_ARG_WORKSPACE, workspace}};
-    p.forward = median_ms([&] { train.execute(s, fwd), s.wait(); }, repeats);
-    // LayerNorm's eval is its train forward (no running statistics).
-    p.eval = median_ms([&] { eval.execute(s, fwd), s.wait(); }, repeats);
-    p.backward = median_ms([&] { back.execute(s, bwd), s.wait(); }, repeats);
+    const Backward::primitive_desc back_pd({prop_kind::backward, data, data, eps, flags}, eng,
+                                           train_pd);
+    return time_phases<Forward, Backward>(eng, s, train_pd, eval_pd, back_pd, b, repeats);
   }
-  (void)elements;
-  return p;
+  using Forward = layer_normalization_forward;
+  using Backward = layer_normalization_backward;
+  const Forward::primitive_desc train_pd({prop_kind::forward_training, data, eps, flags}, eng);
+  const Forward::primitive_desc eval_pd({prop_kind::forward_inference, data, eps, flags}, eng);
+  const Backward::primitive_desc back_pd({prop_kind::backward, data, data, eps, flags}, eng,
+                                         train_pd);
+  return time_phases<Forward, Backward>(eng, s, train_pd, eval_pd, back_pd, b, repeats);
 }
 
 // normlab's phases for one case in one layout (nhwc: channels last).
