@@ -1,6 +1,7 @@
 // The engine on its own: statistics accuracy and the worked example.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <xtensor/xarray.hpp>
@@ -64,4 +65,54 @@ TEST_CASE("worked example: x = [1,2,3,4], gamma 2, beta 1") {
       xt::reshape_view(xt::xarray<double>({1.0, 2.0, 3.0, 4.0}), {4, 1});
   const xt::xarray<double> yb = batch->forward(column, Mode::train);
   for (int i = 0; i < 4; ++i) CHECK(yb(i, 0) == doctest::Approx(expected[i]).epsilon(1e-10));
+}
+
+// Backward writes a dx larger than the last-level cache with non-temporal
+// stores (write_run in src/engine/engine_kernels.cpp): three tensors of 72 MB
+// together here, more than this machine's 32 MB L3. Runs of an odd length put
+// every alignment at their ends. Each element must be the formula's value.
+// (On a machine with a last-level cache above 72 MB this checks the plain stores.)
+TEST_CASE("engine: a dx larger than the last-level cache (streamed stores) is right everywhere") {
+  const std::size_t outer = 3, channels = 5, inner = 400'009, n = outer * channels * inner;
+  std::vector<float> x(n), dy(n), dx(n, std::nanf("")), gamma(channels), beta(channels);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> normal(0.5f, 2.0f);
+  for (std::size_t i = 0; i < n; ++i) x[i] = normal(rng), dy[i] = normal(rng);
+  for (std::size_t c = 0; c < channels; ++c) gamma[c] = 1.0f + 0.1f * float(c), beta[c] = 0.2f;
+  NormDescription d;  // BatchNorm: one group per channel over (outer, inner)
+  d.view = {outer, channels, inner};
+  d.pooling = Pooling::per_channel;
+  d.affine = Affine::per_channel;
+  d.has_shift = true;
+  NormParameters<float> params;
+  params.gamma = gamma.data();
+  params.beta = beta.data();
+  GroupStats stats;
+  std::vector<float> y(n);
+  normalize_with_batch_stats(x.data(), d, stats, params, y.data());
+  GradientSums sums;
+  normalize_backward(x.data(), dy.data(), d, stats, params, sums, dx.data());
+  // dx = rstd * gamma * (dy - mean(dy) - xhat * mean(dy * xhat)) per channel, in double.
+  const double count = double(outer * inner);
+  double worst = 0;
+  for (std::size_t c = 0; c < channels; ++c) {
+    const double mean = stats.mean[c], rstd = stats.rstd[c];
+    double sum_dy = 0, sum_dy_xhat = 0;
+    for (std::size_t a = 0; a < outer; ++a)
+      for (std::size_t i = 0; i < inner; ++i) {
+        const std::size_t at = (a * channels + c) * inner + i;
+        sum_dy += dy[at];
+        sum_dy_xhat += dy[at] * (x[at] - mean) * rstd;
+      }
+    for (std::size_t a = 0; a < outer; ++a)
+      for (std::size_t i = 0; i < inner; ++i) {
+        const std::size_t at = (a * channels + c) * inner + i;
+        const double xhat = (x[at] - mean) * rstd;
+        const double want =
+            rstd * gamma[c] * (dy[at] - sum_dy / count - xhat * sum_dy_xhat / count);
+        const double error = std::abs(double(dx[at]) - want) / (std::abs(want) + 1.0);
+        worst = std::isnan(error) ? error : std::max(worst, error);  // NaN: an unwritten element
+      }
+  }
+  CHECK(worst < 1e-6);  // the float rounding of dx
 }

@@ -2,8 +2,12 @@
 // of the compiled kernels (engine_kernels.cpp) for this CPU.
 #include "normlab/engine.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 
@@ -87,6 +91,44 @@ void GroupStats::resize(std::size_t groups) {
   rstd.assign(groups, 0.0);
   r.clear();
   d.clear();
+}
+
+namespace {
+// The size of this CPU's level-`level` data or unified cache, as Linux
+// describes it (/sys/.../cpu0/cache/index*/{level,type,size}, e.g. "1024K"),
+// else as the C library does; 0 when neither knows. (glibc's value can be a
+// whole host's L3 inside a virtual machine; Linux gives the one this core shares.)
+std::size_t cache_bytes(int level) {
+  for (int index = 0; index < 16; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+    std::ifstream level_file(dir + "/level"), type_file(dir + "/type"), size_file(dir + "/size");
+    int found = 0;
+    std::string type, size;
+    if (!(level_file >> found)) break;
+    if (found != level || !(type_file >> type) || type == "Instruction") continue;
+    if (!(size_file >> size) || size.empty()) break;
+    const std::size_t unit = size.back() == 'K' ? 1024 : size.back() == 'M' ? 1024 * 1024 : 1;
+    char* end = nullptr;
+    const unsigned long long value = std::strtoull(size.c_str(), &end, 10);
+    if (end == size.c_str() || value == 0 || value > (1ull << 40) / unit) break;
+    return std::size_t(value) * unit;
+  }
+  const long bytes = sysconf(level == 2 ? _SC_LEVEL2_CACHE_SIZE : _SC_LEVEL3_CACHE_SIZE);
+  return bytes > 0 ? std::size_t(bytes) : 0;
+}
+}  // namespace
+
+std::size_t l2_cache_bytes() {
+  static const std::size_t bytes = [] {
+    const std::size_t found = cache_bytes(2);
+    return found > 0 ? found : std::size_t(512) * 1024;
+  }();
+  return bytes;
+}
+
+std::size_t last_level_cache_bytes() {
+  static const std::size_t bytes = std::max(l2_cache_bytes(), cache_bytes(3));
+  return bytes;
 }
 
 void finish_stats(const NormDescription& d, GroupStats& stats) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 
 #include "normlab/engine.hpp"
 
@@ -13,6 +14,12 @@ namespace normlab {
 inline double inverse_std(double var, double eps) {
   return 1.0 / std::sqrt(var + eps);
 }
+
+// Cache sizes of this CPU for the kernels' schedules (from the C library,
+// with common sizes where it does not know): one core's L2, and the last
+// level. They choose how data flows through the caches, never the results.
+std::size_t l2_cache_bytes();
+std::size_t last_level_cache_bytes();
 }  // namespace normlab
 
 #define NORMLAB_DECLARE_ENGINE(ns)                                                                 \

@@ -11,7 +11,12 @@
 // Threads (thread_pool.hpp) split the work into pieces fixed by the shape --
 // runs, groups or chunks of rows -- and partial sums are merged in a fixed
 // order afterwards, so results do not depend on the number of threads.
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 #include "engine_isa.hpp"
@@ -121,6 +126,60 @@ double sum_of_squares(const T* x, std::size_t n) {
   return lane_sum(n, [x](std::size_t i) { return double(x[i]) * double(x[i]); });
 }
 
+// ---- Stores ----
+
+// Outputs larger than the last-level cache leave it before anyone reads them.
+// Non-temporal stores write them to memory without first reading each line
+// for ownership. The values are the same whichever way they are stored.
+// Measured on BatchNorm (docs/performance.md), this pays in backward, whose dx
+// costs more arithmetic per element, and not in forward, whose stores then
+// outrun the memory system: dx streams, y does not.
+constexpr std::size_t kLineBytes = 64;
+
+template <class T>
+void stream_line(T* to, const T* from) {
+#if defined(__AVX512F__)
+  _mm512_stream_si512(reinterpret_cast<__m512i*>(to),
+                      _mm512_load_si512(reinterpret_cast<const __m512i*>(from)));
+#elif defined(__AVX__)
+  for (std::size_t half = 0; half < 2; ++half)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(to) + half,
+                        _mm256_load_si256(reinterpret_cast<const __m256i*>(from) + half));
+#elif defined(__SSE2__)
+  for (std::size_t quarter = 0; quarter < 4; ++quarter)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(to) + quarter,
+                     _mm_load_si128(reinterpret_cast<const __m128i*>(from) + quarter));
+#else
+  std::copy(from, from + kLineBytes / sizeof(T), to);
+#endif
+}
+
+// out[i] = value(i) for i in [0, n); with `stream`, the aligned middle goes
+// through a small buffer in L1 and on to memory with non-temporal stores.
+// Those are weakly ordered: the thread pool fences each range it runs.
+template <class T, class Value>
+void write_run(T* out, std::size_t n, bool stream, Value&& value) {
+  std::size_t i = 0;
+  if (stream) {
+    constexpr std::size_t line = kLineBytes / sizeof(T), block = 4 * line;
+    for (; i < n && reinterpret_cast<std::uintptr_t>(out + i) % kLineBytes != 0; ++i)
+      out[i] = value(i);
+    for (; i + block <= n; i += block) {
+      alignas(kLineBytes) T buffer[block];
+      for (std::size_t j = 0; j < block; ++j) buffer[j] = value(i + j);
+      for (std::size_t j = 0; j < block; j += line) stream_line(out + i + j, buffer + j);
+    }
+  }
+  for (; i < n; ++i) out[i] = value(i);
+}
+
+// Whether a call touching `arrays` tensors the size of the view (its inputs
+// and output) streams its output past the caches.
+template <class T>
+bool streams_output(const NormDescription& d, std::size_t arrays) {
+  return arrays * d.view.size() * sizeof(T) > last_level_cache_bytes();
+}
+
 // ---- Elementwise kernels over one run ----
 
 // The forward's elementwise step runs in T, so float data get twice the
@@ -160,9 +219,10 @@ void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale,
 // dx = dy * dy_scale + (x - mean) * x_scale + shift
 template <class T>
 void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale, double x_scale,
-            double shift, T* dx) {
-  for (std::size_t i = 0; i < n; ++i)
-    dx[i] = T(double(dy[i]) * dy_scale + (double(x[i]) - mean) * x_scale + shift);
+            double shift, T* dx, bool stream) {
+  write_run(dx, n, stream, [&](std::size_t i) {
+    return T(double(dy[i]) * dy_scale + (double(x[i]) - mean) * x_scale + shift);
+  });
 }
 
 // sum(dy) and sum(dy * (x - mean)) of a run.
@@ -246,7 +306,7 @@ struct Workspace {
   std::vector<double> column_a, column_b;       // per-column sums
   std::vector<double> column_mean, column_var;  // per-column moments before groups merge them
   std::vector<double> column_center;            // per-column mean of the column's group
-  std::vector<double> column_block_mean, column_block_m2;  // a block of rows' column moments
+  std::vector<double> column_block_a, column_block_b;  // per block of rows: column moments or sums
   std::vector<double> column_dy_scale, column_x_scale, column_shift;  // per-column dx coefficients
 };
 Workspace& workspace() {
@@ -273,6 +333,43 @@ std::size_t row_chunks(const NormDescription& d) {
 }
 std::size_t chunk_first_row(const NormDescription& d, std::size_t k) {
   return d.view.outer * k / row_chunks(d);
+}
+
+// The column kernels' blocks of rows: fixed by the shape (not by the threads,
+// so neither are the sums), each small enough that two passes over its rows
+// of x (and dy) stay in L2. Every chunk of rows is cut the same way.
+struct ColumnBlocks {
+  const NormDescription& d;
+  std::size_t rows, per_chunk;
+  ColumnBlocks(const NormDescription& description, std::size_t value_bytes)
+      : d(description),
+        rows(std::max<std::size_t>(1, kL2Bytes / (2 * value_bytes * d.view.channels))),
+        per_chunk((d.chunk_length() + rows - 1) / rows) {}
+  std::size_t total() const { return d.chunks() * per_chunk; }
+  // body(i, a0, a1) for every block i = chunk * per_chunk + block, rows [a0, a1), in parallel.
+  template <class Body>
+  void for_each(Body&& body) const {
+    parallel_for(total(), d.view.size(), [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) {
+        const std::size_t k = i / per_chunk, first = k * d.chunk_length();
+        const std::size_t a0 = first + (i % per_chunk) * rows;
+        body(i, a0, std::min(a0 + rows, first + d.chunk_length()));
+      }
+    });
+  }
+};
+
+// The column loops go across a row in strips of kLanes columns (four vector
+// registers of doubles), the strip's sums in local arrays that the compiler
+// keeps in registers from row to row. body(c0, width) gets the full width as
+// a compile-time constant, so the strip's loop unrolls. Each column still
+// adds its rows in row order.
+template <class Body>
+void for_column_strips(std::size_t columns, Body&& body) {
+  std::size_t c0 = 0;
+  for (; c0 + kLanes <= columns; c0 += kLanes)
+    body(c0, std::integral_constant<std::size_t, kLanes>());
+  if (c0 < columns) body(c0, columns - c0);
 }
 
 // Per-channel affine and the correction fold into one scale and shift per
@@ -450,6 +547,50 @@ void pointwise_column_apply(const T* x, const NormDescription& d, const GroupSta
   });
 }
 
+// The apply of a column norm over rows [first, last), from per-column mean,
+// scale and shift. Chunks of up to kColumnRowsInDouble rows (a linear layer's
+// batch) are computed in double and rounded once: they cost little either
+// way, and these are the numbers of the committed mlp2 studies. Taller ones
+// (channels-last images) run in T like the runs' apply_run, twice the vector
+// width without the conversions, within a few ulps of the double result.
+constexpr std::size_t kColumnRowsInDouble = 256;
+
+template <class T>
+void apply_columns_in_double(const T* x, std::size_t channels, std::size_t first, std::size_t last,
+                             const double* mean, const double* scale, const double* shift, T* y) {
+  for (std::size_t a = first; a < last; ++a) {
+    const T* xr = x + a * channels;
+    T* yr = y + a * channels;
+    for_column_strips(channels, [&](std::size_t c0, auto width) {
+      for (std::size_t j = c0; j < c0 + width; ++j)
+        yr[j] = T((double(xr[j]) - mean[j]) * scale[j] + shift[j]);
+    });
+  }
+}
+
+template <class T>
+void apply_columns_in_t(const T* x, std::size_t channels, std::size_t first, std::size_t last,
+                        const double* mean, const double* scale, const double* shift, T* y) {
+  static thread_local std::vector<T> hi, lo, scale_t, shift_t;  // reused: no allocation per call
+  for (auto* array : {&hi, &lo, &scale_t, &shift_t}) array->resize(channels);
+  for (std::size_t c = 0; c < channels; ++c) {
+    const SplitMean<T> m(mean[c]);
+    hi[c] = m.hi, lo[c] = m.lo, scale_t[c] = T(scale[c]), shift_t[c] = T(shift[c]);
+  }
+  // Copies the compiler can see are not y (the same type), so the strips vectorize.
+  const T* __restrict h = hi.data();
+  const T* __restrict l = lo.data();
+  const T* __restrict s = scale_t.data();
+  const T* __restrict t = shift_t.data();
+  for (std::size_t a = first; a < last; ++a) {
+    const T* xr = x + a * channels;
+    T* __restrict yr = y + a * channels;
+    for_column_strips(channels, [&](std::size_t c0, auto width) {
+      for (std::size_t j = c0; j < c0 + width; ++j) yr[j] = ((xr[j] - h[j]) - l[j]) * s[j] + t[j];
+    });
+  }
+}
+
 // ---- Statistics ----
 
 // Mean and var of a group whose elements are contiguous (per_outer_groups).
@@ -469,63 +610,66 @@ void contiguous_group_moments(const T* x, const NormDescription& d, std::size_t 
 
 // One group per column (and chunk of rows) of an [outer, channels] matrix
 // (BatchNorm after a linear layer, or on channels-last images): runs have
-// length 1, so sum down the columns instead, two passes, vectorized across
-// channels; threads take ranges of columns. Groups of several columns
-// (channels-last GroupNorm) merge their columns' moments afterwards.
+// length 1, so sum down the columns instead, vectorized across channels.
+// First, in parallel, every block of rows that fits in L2 gets its column
+// means, then its M2 while still cached (x is read from memory once); then
+// the blocks merge into their columns' moments in row order (Chan's formula).
+// Groups of several columns (channels-last GroupNorm) merge their columns'
+// moments afterwards.
 template <class T>
 void column_stats(const T* x, const NormDescription& d, GroupStats& stats) {
-  const std::size_t columns = d.view.channels, rows = d.chunk_length();
+  const std::size_t columns = d.view.channels;
   const bool one_column = d.channels_per_group == 1;
   Workspace& w = workspace();
   double* column_mean =
       one_column ? stats.mean.data() : zeroed(w.column_mean, d.chunks() * columns).data();
   double* column_var =
       one_column ? stats.var.data() : zeroed(w.column_var, d.chunks() * columns).data();
-  // Centered: blocks of rows that fit in L2 get their mean, then their M2
-  // while still cached, and merge into the column's moments (Chan's formula),
-  // so x is read from memory once.
-  const std::size_t block_rows = std::max<std::size_t>(1, kL2Bytes / (2 * sizeof(T) * columns));
-  for_chunk_columns(d, [&](std::size_t k, std::size_t c0, std::size_t c1) {
-    const std::size_t first = k * rows, base = k * columns;
-    double* mean = column_mean + base;
-    double* var = column_var + base;  // M2 until the end
-    if (!d.centered) {
-      for (std::size_t a = first; a < first + rows; ++a) {
-        const T* row = x + a * columns;
-        for (std::size_t c = c0; c < c1; ++c) var[c] += double(row[c]) * double(row[c]);
+  const ColumnBlocks blocks(d, sizeof(T));
+  double* block_mean = zeroed(w.column_block_a, blocks.total() * columns).data();
+  double* block_m2 = zeroed(w.column_block_b, blocks.total() * columns).data();  // or squares
+  blocks.for_each([&](std::size_t i, std::size_t a0, std::size_t a1) {
+    for_column_strips(columns, [&](std::size_t c0, auto width) {
+      const T* strip = x + c0;
+      double mean[kLanes] = {}, m2[kLanes] = {};  // m2: or the sum of squares
+      if (d.centered) {
+        for (std::size_t a = a0; a < a1; ++a)
+          for (std::size_t j = 0; j < width; ++j) mean[j] += double(strip[a * columns + j]);
+        for (std::size_t j = 0; j < width; ++j) mean[j] /= double(a1 - a0);
       }
-      if (d.divide_by_count)
-        for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
-      return;
-    }
-    Workspace& w = workspace();  // of the thread running these columns
-    double* block_mean = zeroed(w.column_block_mean, columns).data();
-    double* block_m2 = zeroed(w.column_block_m2, columns).data();
-    for (std::size_t a0 = first; a0 < first + rows; a0 += block_rows) {
-      const std::size_t a1 = std::min(a0 + block_rows, first + rows);
-      const double n_block = double(a1 - a0), n_before = double(a0 - first);
-      for (std::size_t c = c0; c < c1; ++c) block_mean[c] = block_m2[c] = 0;
-      for (std::size_t a = a0; a < a1; ++a) {
-        const T* row = x + a * columns;
-        for (std::size_t c = c0; c < c1; ++c) block_mean[c] += double(row[c]);
-      }
-      for (std::size_t c = c0; c < c1; ++c) block_mean[c] /= n_block;
-      for (std::size_t a = a0; a < a1; ++a) {
-        const T* row = x + a * columns;
-        for (std::size_t c = c0; c < c1; ++c) {
-          const double dev = double(row[c]) - block_mean[c];
-          block_m2[c] += dev * dev;
+      for (std::size_t a = a0; a < a1; ++a)
+        for (std::size_t j = 0; j < width; ++j) {
+          const double dev = double(strip[a * columns + j]) - mean[j];
+          m2[j] += dev * dev;
         }
+      std::copy(mean, mean + width, block_mean + i * columns + c0);
+      std::copy(m2, m2 + width, block_m2 + i * columns + c0);
+    });
+  });
+  const double rows = double(d.chunk_length());
+  for (std::size_t k = 0; k < d.chunks(); ++k) {
+    double* mean = column_mean + k * columns;
+    double* var = column_var + k * columns;  // M2 (or the sum of squares) until the end
+    for (std::size_t b = 0; b < blocks.per_chunk; ++b) {
+      const std::size_t i = k * blocks.per_chunk + b;
+      const double* bm = block_mean + i * columns;
+      const double* bm2 = block_m2 + i * columns;
+      if (!d.centered) {
+        for (std::size_t c = 0; c < columns; ++c) var[c] += bm2[c];
+        continue;
       }
+      const double n_before = double(b * blocks.rows);
+      const double n_block = std::min(rows - n_before, double(blocks.rows));
       const double weight = n_block / (n_before + n_block);
-      for (std::size_t c = c0; c < c1; ++c) {
-        const double delta = block_mean[c] - mean[c];
+      for (std::size_t c = 0; c < columns; ++c) {
+        const double delta = bm[c] - mean[c];
         mean[c] += delta * weight;
-        var[c] += block_m2[c] + delta * delta * n_before * weight;
+        var[c] += bm2[c] + delta * delta * n_before * weight;
       }
     }
-    for (std::size_t c = c0; c < c1; ++c) var[c] /= double(rows);
-  });
+    if (d.centered || d.divide_by_count)
+      for (std::size_t c = 0; c < columns; ++c) var[c] /= rows;
+  }
   if (one_column) return;
   // Equal counts per column: the group mean is the mean of the column means,
   // and M2 adds each column's M2 and its mean's deviation (Chan's formula).
@@ -612,8 +756,6 @@ void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
   }
   if (is_columns(d)) {
     const std::size_t rows = d.chunk_length();
-    // In double, rounded once: the numbers of the [N, C] BatchNorm runs the
-    // committed study made.
     for_chunk_rows(d, [&](std::size_t k, std::size_t r0, std::size_t r1) {
       Workspace& w = workspace();  // of the thread running this chunk
       double* scale = zeroed(w.column_a, channels).data();
@@ -623,12 +765,11 @@ void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
         const std::size_t g = column_group(d, k, c);
         scale[c] = affine.scale(c, g), shift[c] = affine.shift(c, g), mean[c] = stats.mean[g];
       }
-      for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
-        const T* xr = x + a * channels;
-        T* yr = y + a * channels;
-        for (std::size_t c = 0; c < channels; ++c)
-          yr[c] = T((double(xr[c]) - mean[c]) * scale[c] + shift[c]);
-      }
+      const std::size_t first = k * rows + r0, last = k * rows + r1;
+      if (rows > kColumnRowsInDouble)
+        apply_columns_in_t(x, channels, first, last, mean, scale, shift, y);
+      else
+        apply_columns_in_double(x, channels, first, last, mean, scale, shift, y);
     });
     return;
   }
@@ -687,7 +828,8 @@ class Backward {
         params_(params),
         affine_{d, stats, params},
         sums_(sums),
-        dx_(dx) {}
+        dx_(dx),
+        stream_(streams_output<T>(d, 3)) {}
 
   void reduce() {
     start();
@@ -798,7 +940,7 @@ class Backward {
     const Coefficients k = coefficients(c, g);
     const std::size_t offset = r * d_.view.inner;
     dx_run(x_ + offset, dy_ + offset, d_.view.inner, stats_.mean[g], k.dy_scale, k.x_scale, k.shift,
-           dx_ + offset);
+           dx_ + offset, stream_);
   }
   void run_sums(std::size_t r, double& sum_dy, double& sum_dy_xmu) const {
     const std::size_t inner = d_.view.inner;
@@ -858,26 +1000,40 @@ class Backward {
   }
 
   // [outer, channels] with one group per column, or per run of columns, and
-  // chunk of rows: sums down the columns, vectorized across channels; threads
-  // take ranges of columns.
+  // chunk of rows: sums down the columns, vectorized across channels. Blocks
+  // of rows in parallel, then each column's block sums in row order.
   void column_reduce() {
     Workspace& w = workspace();
-    const std::size_t channels = d_.view.channels, rows = d_.chunk_length();
+    const std::size_t channels = d_.view.channels;
+    const ColumnBlocks blocks(d_, 2 * sizeof(T));  // x and dy
     std::vector<double>& sum_dy = zeroed(w.column_a, d_.chunks() * channels);
     std::vector<double>& sum_dy_xmu = zeroed(w.column_b, d_.chunks() * channels);
-    for_chunk_columns(d_, [&](std::size_t k, std::size_t c0, std::size_t c1) {
-      const double* mean = column_centers(k);
-      double* s1 = sum_dy.data() + k * channels;
-      double* s2 = sum_dy_xmu.data() + k * channels;
-      for (std::size_t a = k * rows; a < (k + 1) * rows; ++a) {
-        const T* xr = x_ + a * channels;
-        const T* dyr = dy_ + a * channels;
-        for (std::size_t c = c0; c < c1; ++c) {
-          s1[c] += double(dyr[c]);
-          s2[c] += double(dyr[c]) * (double(xr[c]) - mean[c]);
-        }
-      }
+    double* block_dy = zeroed(w.column_block_a, blocks.total() * channels).data();
+    double* block_dy_xmu = zeroed(w.column_block_b, blocks.total() * channels).data();
+    blocks.for_each([&](std::size_t i, std::size_t a0, std::size_t a1) {
+      const double* center = column_centers(i / blocks.per_chunk);
+      for_column_strips(channels, [&](std::size_t c0, auto width) {
+        const T* x_strip = x_ + c0;
+        const T* dy_strip = dy_ + c0;
+        double mean[kLanes], s1[kLanes] = {}, s2[kLanes] = {};
+        std::copy(center + c0, center + c0 + width, mean);
+        for (std::size_t a = a0; a < a1; ++a)
+          for (std::size_t j = 0; j < width; ++j) {
+            const double dyj = double(dy_strip[a * channels + j]);
+            s1[j] += dyj;
+            s2[j] += dyj * (double(x_strip[a * channels + j]) - mean[j]);
+          }
+        std::copy(s1, s1 + width, block_dy + i * channels + c0);
+        std::copy(s2, s2 + width, block_dy_xmu + i * channels + c0);
+      });
     });
+    for (std::size_t i = 0; i < blocks.total(); ++i) {
+      const std::size_t at = (i / blocks.per_chunk) * channels;
+      for (std::size_t c = 0; c < channels; ++c) {
+        sum_dy[at + c] += block_dy[i * channels + c];
+        sum_dy_xmu[at + c] += block_dy_xmu[i * channels + c];
+      }
+    }
     // Column sums into their groups, in column order.
     for (std::size_t k = 0; k < d_.chunks(); ++k)
       for (std::size_t c = 0; c < channels; ++c) {
@@ -1224,6 +1380,7 @@ class Backward {
   const ChannelAffine<T> affine_;
   GradientSums& sums_;
   T* dx_;
+  const bool stream_;  // dx past the caches (write_run)
   double *w_run_a_ = nullptr, *w_run_b_ = nullptr, *w_run_tau_ = nullptr, *w_run_v_ = nullptr;
 };
 

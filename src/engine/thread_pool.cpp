@@ -2,6 +2,10 @@
 // RangeTask and a range count, published under a generation number.
 #include "thread_pool.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -81,6 +85,9 @@ class ThreadPool {
   void run_range(std::size_t k, const RangeTask& task) const {
     const std::size_t begin = n_ * k / ranges_, end = n_ * (k + 1) / ranges_;
     if (begin < end) task(begin, end);
+#if defined(__SSE2__)
+    _mm_sfence();  // the range's non-temporal stores (if any) before it reports done
+#endif
   }
 
   void work(std::size_t k, std::size_t seen) {

@@ -536,6 +536,13 @@ def cases():
     add("evonorm_s0_3d_groups1_train", {"type": "evonorm_s0", "groups": 1}, (3, 4, 6), "train", 0)
     add("evonorm_s0_instance_like_train", {"type": "evonorm_s0", "groups": 4}, (2, 4, 3, 3),
         "train", 0)
+
+    # Channels last, column blocks of more than 256 rows: their apply runs in the data type
+    # (kColumnRowsInDouble in src/engine/engine_kernels.cpp); these shapes reach it.
+    for mode in ("train", "eval"):
+        add(f"batch_4d_tall_{mode}", {"type": "batch"}, (4, 8, 12, 12), mode, 0)
+    add("group_tall_train", {"type": "group", "groups": 2}, (2, 4, 18, 18), "train", 0)
+    add("instance_tall_train", {"type": "instance", "affine": True}, (2, 3, 17, 17), "train", 0)
     return c
 
 
