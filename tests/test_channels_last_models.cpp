@@ -234,6 +234,25 @@ TEST_CASE("channels last: a short cnn3 run in nhwc trains (finite, decreasing lo
           doctest::Approx(p["train_loss"][epoch].get<double>()).epsilon(1e-3));
 }
 
+TEST_CASE("channels last: the probe reads an nhwc model's channels as the nchw one's") {
+  json config = tiny_cnn_config();
+  config["batch_sizes"] = {8};
+  config["probe"] = {{"batches", 3}};
+  const std::vector<json> last = run_probe(parse_config(config), {}, [](const std::string&) {});
+  config.erase("activation_layout");
+  const std::vector<json> first = run_probe(parse_config(config), {}, [](const std::string&) {});
+  REQUIRE(last.size() == 3);  // one per batch norm layer
+  REQUIRE(first.size() == last.size());
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    INFO("layer " << first[i]["layer"]);
+    CHECK(last[i]["channels"] == first[i]["channels"]);
+    CHECK(last[i]["values_per_channel"] == first[i]["values_per_channel"]);
+    for (const char* key : {"mean_error", "var_error", "gap_population"})
+      CHECK(last[i][key].get<double>() ==
+            doctest::Approx(first[i][key].get<double>()).epsilon(1e-4));
+  }
+}
+
 TEST_CASE("channels last: config key, resolved config and errors") {
   json config = tiny_cnn_config();
   config.erase("activation_layout");

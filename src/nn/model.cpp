@@ -125,9 +125,7 @@ NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architect
     return {nullptr, {}, architecture, layout};
   }
   // Rejects unknown types and keys early, naming them.
-  NormPlan plan{norm_spec, norm_traits(norm_spec), architecture, layout};
-  if (plan.activation_norm()) check_norm_layout(norm_spec, architecture, layout);
-  return plan;
+  return {norm_spec, norm_traits(norm_spec), architecture, layout};
 }
 
 // The norm of a block and its activation: a ReLU, unless the norm is one
@@ -170,6 +168,7 @@ Model<T> build_model(const std::string& architecture, const nlohmann::json& norm
         "mlp2 has no channels-last (nhwc) form: its activations are (N, features), the same in "
         "both layouts; build it with the nchw layout, or use cnn3");
   const NormPlan plan = plan_norm(norm_spec, architecture, activation_layout);
+  if (plan.activation_norm()) check_norm_layout(norm_spec, architecture, activation_layout);
   Model<T> model;
   if (architecture == "cnn3") {
     // (N,1,28,28) -> conv 16 -> pool -> (N,16,14,14) -> conv 32 -> pool -> (N,32,7,7) -> conv 64
