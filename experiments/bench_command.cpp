@@ -404,7 +404,7 @@ void print_header(std::ostream& out, const BenchOptions& o, const Bandwidth& b) 
 // The options of `bench --model`, checked.
 ModelBenchOptions model_options(const BenchOptions& o, const std::string& model,
                                 const std::string& batch, const std::string& steps,
-                                const std::string& threads) {
+                                const std::string& threads, const std::string& layout) {
   ModelBenchOptions m;
   const std::vector<std::string> models = model_names();
   if (std::find(models.begin(), models.end(), model) == models.end())
@@ -418,6 +418,11 @@ ModelBenchOptions model_options(const BenchOptions& o, const std::string& model,
   m.batch = std::size_t(integer_option("--batch", batch, 1, 100'000));
   m.steps = std::size_t(integer_option("--steps", steps, 1, 100'000));
   m.threads = unsigned(integer_option("--threads", threads, 1, kMaxThreads));
+  if (layout != "nchw" && layout != "nhwc")
+    throw std::invalid_argument("--layout '" + clip(layout) +
+                                "': use nchw (channels first, the default) or nhwc (channels "
+                                "last, cnn3 only)");
+  m.layout = parse_layout(layout);
   m.json = o.json;
   if (o.dtype != "float32") throw std::invalid_argument("--model trains in float32 only");
   return m;
@@ -460,7 +465,7 @@ int bench_command(const Args& args) {
       "usage: normlab bench [--norm NAME|SPEC ...] [--shape N,C,H,W ...] [--threads N]\n"
       "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n"
       "       normlab bench --model cnn3|mlp2 [--norm NAME|SPEC] [--batch B] [--steps K]\n"
-      "                     [--threads N] [--json]\n\n"
+      "                     [--threads N] [--layout nchw|nhwc] [--json]\n\n"
       "Times forward (train), forward (eval) and backward of each norm and shape (median\n"
       "after a warm-up) and reports the effective GB/s of the minimum memory traffic\n"
       "against the machine's bandwidth, measured first (STREAM copy and triad).\n"
@@ -468,7 +473,7 @@ int bench_command(const Args& args) {
   // Numbers are read as text and range-checked (an unsigned option would take
   // "-1" as 2^32 - 1).
   std::string threads = "1", repeats = "10", seconds = "0", probe_mb = "512";
-  std::string model, batch = "64", steps = "20";
+  std::string model, batch = "64", steps = "20", layout = "nchw";
   desc.add_options()("help,h", "show this help")(
       "norm", po::value(&o.norms)->multitoken()->composing(),
       "norms to time: a name from `normlab list norms`, or a JSON spec (default: all)")(
@@ -485,10 +490,12 @@ int bench_command(const Args& args) {
       "MiB per array of the bandwidth probe, 1 to 65536 (default 512: far beyond any L3)")(
       "model", po::value(&model), "time a training step of this model layer by layer: cnn3, mlp2")(
       "batch", po::value(&batch), "with --model: images per step, 1 to 100000 (default 64)")(
-      "steps", po::value(&steps), "with --model: timed steps, 1 to 100000 (default 20)");
+      "steps", po::value(&steps), "with --model: timed steps, 1 to 100000 (default 20)")(
+      "layout", po::value(&layout),
+      "with --model: the activations' order, nchw (default) or nhwc (channels last, cnn3 only)");
   if (!parse_options(args, desc)) return 0;
-  if (!model.empty()) return bench_model(model_options(o, model, batch, steps, threads));
-  for (const char* only_with_model : {"batch", "steps"})
+  if (!model.empty()) return bench_model(model_options(o, model, batch, steps, threads, layout));
+  for (const char* only_with_model : {"batch", "steps", "layout"})
     if (std::any_of(args.begin(), args.end(), [&](const std::string& arg) {
           return arg.rfind(std::string("--") + only_with_model, 0) == 0;
         }))

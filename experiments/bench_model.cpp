@@ -11,7 +11,7 @@ namespace normlab::cli {
 int bench_model(const ModelBenchOptions& o) {
   set_num_threads(o.threads);  // as threads_per_cell: GEMMs split on the engine's threads
   set_blas_threads(1);
-  Model<float> model = build_model<float>(o.model, o.norm);
+  Model<float> model = build_model<float>(o.model, o.norm, o.layout);
   model.initialize(0);
   // Synthetic Fashion-MNIST-shaped images: the time does not depend on the pixels.
   const Dataset data = make_synthetic(o.batch, 10, 0);
@@ -28,6 +28,7 @@ int bench_model(const ModelBenchOptions& o) {
                         {"backward_seconds", layer.backward_seconds}});
     std::cout << nlohmann::json{{"model", o.model},
                                 {"norm", o.norm},
+                                {"layout", to_string(o.layout)},
                                 {"batch", o.batch},
                                 {"steps", o.steps},
                                 {"threads", o.threads},
@@ -41,9 +42,10 @@ int bench_model(const ModelBenchOptions& o) {
               << "\n";
     return 0;
   }
-  std::cout << "normlab bench --model " << o.model << ", norm " << o.norm.dump() << ", batch "
-            << o.batch << ", " << o.threads << (o.threads == 1 ? " thread" : " threads")
-            << ", mean of " << o.steps << " steps after a warm-up\n"
+  std::cout << "normlab bench --model " << o.model << ", norm " << o.norm.dump() << ", "
+            << to_string(o.layout) << " activations, batch " << o.batch << ", " << o.threads
+            << (o.threads == 1 ? " thread" : " threads") << ", mean of " << o.steps
+            << " steps after a warm-up\n"
             << "BLAS: " << blas.library << " " << blas.version << ", core " << blas.core << " ("
             << blas.selection << "); engine kernels " << engine_isa() << "\n\n";
   const auto row = [&](const std::string& name, double forward, double backward) {

@@ -57,6 +57,9 @@ struct ExperimentConfig {
   std::string description;  // free text: the config's choices and why (shown by report)
   DatasetConfig dataset;
   std::string model;
+  // The order of the model's activations: nchw (the default) or channels last
+  // (nhwc, cnn3 only; the same results up to the order of floating-point sums).
+  Layout activation_layout = Layout::nchw;
   std::vector<nlohmann::json> norms;  // norm specs ({"type": "none"} for none)
   std::vector<std::size_t> batch_sizes;
   std::vector<std::uint64_t> seeds;

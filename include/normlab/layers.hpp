@@ -46,7 +46,8 @@ class Layer {
 // y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad]
 // + b[o]; x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). With weight_norm, w = g * v / ||v||
 // per output channel and v, g are learned. Computed by conv_backend() (float32) or im2col
-// (float64).
+// (float64). With Layout::nhwc, x and y are channels last, (N, H, W, C), and so are dy and dx;
+// w stays (C_out, C_in, k, k).
 // How float32 convolutions are computed: oneDNN's convolution primitives
 // (when the build found libdnnl-dev) or im2col + OpenBLAS GEMM. The
 // environment variable NORMLAB_CONV=onednn|im2col chooses when a layer is
@@ -58,7 +59,7 @@ bool onednn_available();
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,
-                                      bool bias, bool weight_norm);
+                                      bool bias, bool weight_norm, Layout layout = Layout::nchw);
 
 // y = x w^T + b; x: (N, in) -> y: (N, out). With weight_norm as in conv2d.
 template <class T>
@@ -68,13 +69,19 @@ std::unique_ptr<Layer<T>> make_linear(std::size_t in_features, std::size_t out_f
 template <class T>
 std::unique_ptr<Layer<T>> make_relu();
 
-// Non-overlapping k x k max pooling: (N, C, H, W) -> (N, C, H/k, W/k).
+// Non-overlapping k x k max pooling: (N, C, H, W) -> (N, C, H/k, W/k); with Layout::nhwc
+// (N, H, W, C) -> (N, H/k, W/k, C).
 template <class T>
-std::unique_ptr<Layer<T>> make_max_pool2d(std::size_t kernel);
+std::unique_ptr<Layer<T>> make_max_pool2d(std::size_t kernel, Layout layout = Layout::nchw);
 
-// (N, C, H, W) -> (N, C): the mean over H and W.
+// (N, C, H, W) -> (N, C): the mean over H and W; with Layout::nhwc from (N, H, W, C).
 template <class T>
-std::unique_ptr<Layer<T>> make_global_avg_pool();
+std::unique_ptr<Layer<T>> make_global_avg_pool(Layout layout = Layout::nchw);
+
+// (N, C, H, W) -> (N, H, W, C): the same activations stored channels last. A
+// channels-last model starts with it, so it takes the images as datasets hold them.
+template <class T>
+std::unique_ptr<Layer<T>> make_channels_last();
 
 // (N, ...) -> (N, prod(...)).
 template <class T>

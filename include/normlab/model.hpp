@@ -46,10 +46,15 @@ class Model {
 
 // Architectures: "cnn3" and "mlp2" (see README). norm_spec is a norm spec
 // object as in `normlab apply`, or {"type": "none"}; for "weight" the conv and
-// hidden linear weights are weight-normalized. Throws std::invalid_argument
-// for an unknown model or a norm that does not fit it.
+// hidden linear weights are weight-normalized. activation_layout nhwc runs
+// cnn3's activations channels last, (N, H, W, C): it still takes (N, 1, 28, 28)
+// images and gives the same logits up to the order of floating-point sums.
+// Throws std::invalid_argument for an unknown model, a norm that does not fit
+// it, a norm without a channels-last form in an nhwc model, and mlp2 in nhwc
+// (its activations have no spatial dimensions).
 template <class T>
-Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec);
+Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec,
+                     Layout activation_layout = Layout::nchw);
 
 std::vector<std::string> model_names();
 

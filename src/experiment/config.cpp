@@ -91,18 +91,34 @@ OptimizerConfig parse_optimizer(JsonReader r) {
 
 // "batch" or {"type": "batch", ...} -> a spec object; checked against the model.
 nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
-                          const std::string& model) {
+                          const std::string& model, Layout activation_layout) {
   nlohmann::json spec =
       entry.is_string() ? nlohmann::json{{"type", entry.get<std::string>()}} : entry;
   if (!spec.is_object())
     throw std::invalid_argument(path + ": expected a norm name or a norm spec object, got " +
                                 json_kind(entry));
   try {
-    build_model<float>(model, spec);  // the model knows which norms fit it
+    build_model<float>(model, spec, activation_layout);  // the model knows which norms fit it
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(path + ": " + e.what());
   }
   return spec;
+}
+
+// "activation_layout": "nchw" (the default) or "nhwc", which only cnn3 has.
+Layout parse_activation_layout(JsonReader& r, const std::string& model) {
+  const std::string name = r.string("activation_layout", "nchw");
+  if (name != "nchw" && name != "nhwc")
+    r.fail("activation_layout",
+           "expected \"nchw\" (channels first, the default) or \"nhwc\" "
+           "(channels last), got \"" +
+               name + "\"");
+  if (name == "nhwc" && model != "cnn3")
+    r.fail("activation_layout",
+           "\"nhwc\" is for cnn3: " + model +
+               " has no spatial activations (they are (N, features) in either layout); drop the "
+               "key or use \"nchw\"");
+  return parse_layout(name);
 }
 
 // A non-empty list of integers in [0, max] (errors name the list's key).
@@ -134,6 +150,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   c.model = r.string("model", "mlp2");
   if (c.model != "cnn3" && c.model != "mlp2")
     r.fail("model", "unknown model '" + c.model + "' (use cnn3 or mlp2)");
+  c.activation_layout = parse_activation_layout(r, c.model);
 
   const nlohmann::json& norms = r.raw("norms");
   if (!norms.is_array() || norms.empty())
@@ -141,7 +158,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   std::vector<nlohmann::json> resolved_norms;  // "batch" and {"type": "batch", "eps": 1e-5} alike
   for (std::size_t i = 0; i < norms.size(); ++i) {
     const std::string path = "norms[" + std::to_string(i) + "]";
-    c.norms.push_back(parse_norm(norms[i], path, c.model));
+    c.norms.push_back(parse_norm(norms[i], path, c.model, c.activation_layout));
     const nlohmann::json& spec = c.norms.back();
     resolved_norms.push_back(spec.at("type") == "none" ? spec : resolve_spec(spec));
     const auto first =
@@ -264,6 +281,9 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
     c.resolved["distributed"] = {{"ranks_per_cell", c.ranks_per_cell}};
   // Only when set, so that folders started before the option existed still resume.
   if (!c.description.empty()) c.resolved["description"] = c.description;
+  // Only when channels last, so that folders started before the option existed still resume.
+  if (c.activation_layout != Layout::nchw)
+    c.resolved["activation_layout"] = to_string(c.activation_layout);
   // Only when set, so that folders started before the option existed still resume.
   if (c.threads_per_cell != 1) c.resolved["threads_per_cell"] = c.threads_per_cell;
   // Only when on, so that folders started before the option existed still resume.

@@ -38,14 +38,31 @@ struct Moments {
   std::vector<double> mean, var;  // per channel; var is biased (divides by the count)
 };
 
-// Per-channel sums over every dimension but 1 of (N, C, ...) activations.
+// The channels of activations in `layout`: (N, C, ...) or channels last (N, ..., C).
+std::size_t channel_count(const xt::xarray<float>& x, Layout layout) {
+  return layout == Layout::nhwc ? x.shape(x.dimension() - 1) : x.shape(1);
+}
+
+// Per-channel sums over every dimension but the channels' of activations in
+// the probed norm's layout.
 class MomentAccumulator {
  public:
+  explicit MomentAccumulator(Layout layout) : layout_(layout) {}
   void add(const xt::xarray<float>& x) { add(x, 0, x.shape(0)); }
   // Samples [first, first + count) only.
   void add(const xt::xarray<float>& x, std::size_t first, std::size_t count) {
-    const std::size_t n = x.shape(0), c = x.shape(1), s = x.size() / (n * c);
+    const std::size_t n = x.shape(0), c = channel_count(x, layout_), s = x.size() / (n * c);
     if (sum_.empty()) sum_.assign(c, 0.0), sum_sq_.assign(c, 0.0);
+    if (layout_ == Layout::nhwc) {
+      for (std::size_t i = first; i < first + count; ++i)
+        for (std::size_t k = 0; k < s; ++k) {
+          const float* v = x.data() + (i * s + k) * c;
+          for (std::size_t ch = 0; ch < c; ++ch)
+            sum_[ch] += v[ch], sum_sq_[ch] += double(v[ch]) * v[ch];
+        }
+      count_ += count * s;
+      return;
+    }
     for (std::size_t i = first; i < first + count; ++i)
       for (std::size_t ch = 0; ch < c; ++ch) {
         const float* v = x.data() + (i * c + ch) * s;
@@ -67,6 +84,7 @@ class MomentAccumulator {
   }
 
  private:
+  Layout layout_;
   std::vector<double> sum_, sum_sq_;
   std::size_t count_ = 0;
 };
@@ -200,7 +218,8 @@ class Prober {
     }
     std::vector<nlohmann::json> records;
     for (ProbedLayer& layer : layers) {
-      const Moments population = population_moments(subject.model, layer.index);
+      const Moments population =
+          population_moments(subject.model, layer.index, layer.norm->layout());
       // Every train forward starts from this state, so no batch size sees what
       // another left behind (Batch Renorm's warm-up advances with each one): the
       // model's own when trained; for a fresh model, whose running statistics are
@@ -223,11 +242,11 @@ class Prober {
 
  private:
   // Statistics of the activations entering layer `index` over the whole training set.
-  Moments population_moments(Model<float>& model, std::size_t index) {
+  Moments population_moments(Model<float>& model, std::size_t index, Layout layout) {
     const std::size_t n = train_.size(), chunk = config_.evaluation.batch_size;
     std::vector<std::size_t> order(n);
     for (std::size_t i = 0; i < n; ++i) order[i] = i;
-    MomentAccumulator acc;
+    MomentAccumulator acc(layout);
     for (std::size_t first = 0; first < n; first += chunk) {
       const std::size_t count = std::min(chunk, n - first);
       xt::xarray<float> images = xt::empty<float>(with_batch(count, train_));
@@ -269,9 +288,10 @@ class Prober {
       gather(train_, order, next, images, labels);
       next += batch;
       const xt::xarray<float>& x = subject.model.forward_range(images, Mode::eval, 0, layer.index);
-      values_per_channel = stats_batch * (x.size() / (x.shape(0) * x.shape(1)));
+      const Layout layout = layer.norm->layout();
+      values_per_channel = stats_batch * (x.size() / (x.shape(0) * channel_count(x, layout)));
       for (std::size_t first = 0; first < batch; first += stats_batch) {
-        MomentAccumulator acc;
+        MomentAccumulator acc(layout);
         acc.add(x, first, stats_batch);
         const auto [e_mean, e_var] = relative_errors(acc.moments(), population);
         mean_error.add(e_mean);
@@ -399,7 +419,8 @@ std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const Prob
       if (!is_batch_statistics(norm)) continue;
       Cell cell;
       cell.norm = norm;
-      Subject subject{norm, cell.norm_label(), build_model<float>(config.model, norm), nullptr,
+      Subject subject{norm, cell.norm_label(),
+                      build_model<float>(config.model, norm, config.activation_layout), nullptr,
                       false};
       subject.model.initialize(config.seeds.front());
       subject.source = {{"source", "fresh"},        {"seed", config.seeds.front()},

@@ -171,7 +171,7 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
   // SyncBatchNorm layers take the group as they are built.
   Model<float> model = [&] {
     CommunicatorScope scope(group);
-    return build_model<float>(config.model, cell.norm);
+    return build_model<float>(config.model, cell.norm, config.activation_layout);
   }();
   model.initialize(cell.seed);
   Sgd<float> sgd(model.parameters(), config.optimizer.momentum, config.optimizer.weight_decay);

@@ -11,6 +11,7 @@
 #include "conv2d.hpp"
 #include "engine/thread_pool.hpp"
 #include "gemm.hpp"
+#include "image_shape.hpp"
 #include "learned_weight.hpp"
 #include "shapes.hpp"
 
@@ -190,28 +191,33 @@ std::string conv_name(std::size_t kernel, std::size_t in, std::size_t out) {
 
 template <class T>
 ConvGeometry conv_geometry(const std::string& name, const xt::xarray<T>& x, std::size_t in,
-                           std::size_t kernel, std::size_t stride, std::size_t padding) {
-  if (x.dimension() != 4 || x.shape(1) != in)
-    throw std::invalid_argument(name + " needs input (N, " + std::to_string(in) + ", H, W), got " +
-                                shape_text(x.shape()));
-  if (x.shape(2) + 2 * padding < kernel || x.shape(3) + 2 * padding < kernel)
+                           std::size_t kernel, std::size_t stride, std::size_t padding,
+                           Layout layout) {
+  const std::string wanted = layout == Layout::nhwc ? "(N, H, W, " + std::to_string(in) + ")"
+                                                    : "(N, " + std::to_string(in) + ", H, W)";
+  if (x.dimension() != 4 || image_shape(x.shape(), layout).channels != in)
+    throw std::invalid_argument(name + " needs input " + wanted + ", got " + shape_text(x.shape()));
+  const ImageShape s = image_shape(x.shape(), layout);
+  if (s.height + 2 * padding < kernel || s.width + 2 * padding < kernel)
     throw std::invalid_argument(name + ": input " + shape_text(x.shape()) +
                                 " is smaller than the kernel");
-  return {x.shape(0),
+  return {s.batch,
           in,
-          x.shape(2),
-          x.shape(3),
+          s.height,
+          s.width,
           kernel,
           stride,
           padding,
-          (x.shape(2) + 2 * padding - kernel) / stride + 1,
-          (x.shape(3) + 2 * padding - kernel) / stride + 1};
+          (s.height + 2 * padding - kernel) / stride + 1,
+          (s.width + 2 * padding - kernel) / stride + 1};
 }
 
 template <class T>
 std::unique_ptr<Layer<T>> make_im2col_conv2d(std::size_t in, std::size_t out, std::size_t kernel,
                                              std::size_t stride, std::size_t padding, bool bias,
-                                             bool weight_norm) {
+                                             bool weight_norm, Layout layout) {
+  if (layout == Layout::nhwc)
+    return make_channels_last_im2col_conv2d<T>(in, out, kernel, stride, padding, bias, weight_norm);
   return std::make_unique<Conv2d<T>>(in, out, kernel, stride, padding, bias, weight_norm);
 }
 
@@ -242,25 +248,25 @@ bool onednn_available() {
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,
-                                      bool bias, bool weight_norm) {
+                                      bool bias, bool weight_norm, Layout layout) {
 #ifdef NORMLAB_HAVE_ONEDNN
   // oneDNN computes in float32; float64 (the gradient checks) stays on im2col.
   if constexpr (std::is_same_v<T, float>)
     if (conv_backend() == ConvBackend::onednn)
       return make_onednn_conv2d(in_channels, out_channels, kernel, stride, padding, bias,
-                                weight_norm);
+                                weight_norm, layout);
 #endif
   return make_im2col_conv2d<T>(in_channels, out_channels, kernel, stride, padding, bias,
-                               weight_norm);
+                               weight_norm, layout);
 }
 
-#define NORMLAB_INSTANTIATE_CONV(T)                                                               \
-  template ConvGeometry conv_geometry<T>(const std::string&, const xt::xarray<T>&, std::size_t,   \
-                                         std::size_t, std::size_t, std::size_t);                  \
-  template std::unique_ptr<Layer<T>> make_im2col_conv2d<T>(std::size_t, std::size_t, std::size_t, \
-                                                           std::size_t, std::size_t, bool, bool); \
-  template std::unique_ptr<Layer<T>> make_conv2d<T>(std::size_t, std::size_t, std::size_t,        \
-                                                    std::size_t, std::size_t, bool, bool);
+#define NORMLAB_INSTANTIATE_CONV(T)                                                             \
+  template ConvGeometry conv_geometry<T>(const std::string&, const xt::xarray<T>&, std::size_t, \
+                                         std::size_t, std::size_t, std::size_t, Layout);        \
+  template std::unique_ptr<Layer<T>> make_im2col_conv2d<T>(                                     \
+      std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool, bool, Layout);     \
+  template std::unique_ptr<Layer<T>> make_conv2d<T>(std::size_t, std::size_t, std::size_t,      \
+                                                    std::size_t, std::size_t, bool, bool, Layout);
 NORMLAB_INSTANTIATE_CONV(float)
 NORMLAB_INSTANTIATE_CONV(double)
 

@@ -20,23 +20,32 @@ struct ConvGeometry {
 // "conv3x3(16->32)".
 std::string conv_name(std::size_t kernel, std::size_t in, std::size_t out);
 
-// The geometry of x (N, in, H, W) through this kernel, stride and padding;
-// throws std::invalid_argument naming the layer when x does not fit.
+// The geometry of x (N, in, H, W), or (N, H, W, in) channels last, through
+// this kernel, stride and padding; throws std::invalid_argument naming the
+// layer when x does not fit.
 template <class T>
 ConvGeometry conv_geometry(const std::string& name, const xt::xarray<T>& x, std::size_t in,
-                           std::size_t kernel, std::size_t stride, std::size_t padding);
+                           std::size_t kernel, std::size_t stride, std::size_t padding,
+                           Layout layout = Layout::nchw);
 
-// im2col + GEMM through OpenBLAS: any T, any machine.
+// im2col + GEMM through OpenBLAS: any T, any machine; the channels-last form is
+// conv2d_channels_last.cpp.
 template <class T>
 std::unique_ptr<Layer<T>> make_im2col_conv2d(std::size_t in, std::size_t out, std::size_t kernel,
                                              std::size_t stride, std::size_t padding, bool bias,
-                                             bool weight_norm);
+                                             bool weight_norm, Layout layout);
+template <class T>
+std::unique_ptr<Layer<T>> make_channels_last_im2col_conv2d(std::size_t in, std::size_t out,
+                                                           std::size_t kernel, std::size_t stride,
+                                                           std::size_t padding, bool bias,
+                                                           bool weight_norm);
 
 #ifdef NORMLAB_HAVE_ONEDNN
 // oneDNN's convolution primitives (float32; built when libdnnl-dev is found).
 std::unique_ptr<Layer<float>> make_onednn_conv2d(std::size_t in, std::size_t out,
                                                  std::size_t kernel, std::size_t stride,
-                                                 std::size_t padding, bool bias, bool weight_norm);
+                                                 std::size_t padding, bool bias, bool weight_norm,
+                                                 Layout layout);
 #endif
 
 }  // namespace normlab

@@ -1,6 +1,9 @@
-// Conv2d on oneDNN's convolution primitives (float32). oneDNN picks its own
-// memory layouts (blocked, e.g. nChw16c) for the fastest kernels; x, w, y and
-// the gradients stay NCHW / OIHW in normlab and are reordered at the edges.
+// Conv2d on oneDNN's convolution primitives (float32). With channels-first
+// activations oneDNN picks its own memory layouts (blocked, e.g. nChw16c) for
+// the fastest kernels; x, w, y and the gradients stay NCHW / OIHW in normlab
+// and are reordered at the edges. With channels-last activations (NHWC) the
+// primitives are asked for nhwc, which oneDNN's kernels read and write as it
+// is: only the small weight is reordered.
 // The primitives of each input shape (and thread count) are made once and
 // kept (training and evaluation use two batch sizes).
 #include <omp.h>
@@ -10,6 +13,7 @@
 #include <tuple>
 
 #include "conv2d.hpp"
+#include "image_shape.hpp"
 #include "learned_weight.hpp"
 #include "normlab/threads.hpp"
 
@@ -55,22 +59,24 @@ struct Primitives {
 class OnednnConv2d final : public WeightedLayer<float> {
  public:
   OnednnConv2d(std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride,
-               std::size_t padding, bool bias, bool weight_norm)
+               std::size_t padding, bool bias, bool weight_norm, Layout layout)
       : WeightedLayer<float>({out, in, kernel, kernel}, bias, weight_norm),
         in_(in),
         out_(out),
         kernel_(kernel),
         stride_(stride),
         padding_(padding),
+        layout_(layout),
         engine_(dnnl::engine::kind::cpu, 0),
         stream_(engine_) {}
 
-  // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out)
+  // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out), or channels last
+  // (N, H, W, C_in) -> (N, H_out, W_out, C_out)
   const xt::xarray<float>& forward(const xt::xarray<float>& x, Mode mode) override {
-    g_ = conv_geometry(name(), x, in_, kernel_, stride_, padding_);
+    g_ = conv_geometry(name(), x, in_, kernel_, stride_, padding_, layout_);
     Primitives& p = primitives_for(g_);
     const xt::xarray<float>& w = this->weight_.weight(mode);
-    y_.resize({g_.batch, out_, g_.out_height, g_.out_width});
+    y_.resize(ImageShape{g_.batch, out_, g_.out_height, g_.out_width}.in(layout_));
     x_ = &x;
     const memory src(p.src, engine_, const_cast<float*>(x.data()));
     const memory weights(p.weights, engine_, const_cast<float*>(w.data()));
@@ -97,7 +103,7 @@ class OnednnConv2d final : public WeightedLayer<float> {
     const memory diff_dst(p.dst, engine_, const_cast<float*>(dy.data()));
     const memory src(p.src, engine_, const_cast<float*>(x_->data()));
     if (input_gradient) {  // dx = the transposed convolution of dy with w
-      dx_.resize({g_.batch, in_, g_.height, g_.width});
+      dx_.resize(ImageShape{g_.batch, in_, g_.height, g_.width}.in(layout_));
       const memory weights(p.weights, engine_, const_cast<float*>(last_weight_->data()));
       const memory diff_src(p.src, engine_, dx_.data());
       into(p.diff_dst_d, diff_dst);
@@ -163,13 +169,17 @@ class OnednnConv2d final : public WeightedLayer<float> {
     const dims pad = {memory::dim(padding_), memory::dim(padding_)};
     const auto f32 = memory::data_type::f32;
     Primitives p;
-    p.src = memory::desc(src_dims, f32, Tag::nchw);
+    const Tag activations = layout_ == Layout::nhwc ? Tag::nhwc : Tag::nchw;
+    p.src = memory::desc(src_dims, f32, activations);
     p.weights = memory::desc(weight_dims, f32, Tag::oihw);
     p.bias = memory::desc({o}, f32, Tag::x);
-    p.dst = memory::desc(dst_dims, f32, Tag::nchw);
-    // "any": oneDNN chooses the layouts of its fastest kernels.
-    const memory::desc src_any(src_dims, f32, Tag::any), weights_any(weight_dims, f32, Tag::any),
-        dst_any(dst_dims, f32, Tag::any);
+    p.dst = memory::desc(dst_dims, f32, activations);
+    // "any": oneDNN chooses the layouts of its fastest kernels. Channels-last
+    // activations stay nhwc (the point of that layout: no reorders); the
+    // weights are still oneDNN's choice.
+    const Tag kernel_activations = layout_ == Layout::nhwc ? Tag::nhwc : Tag::any;
+    const memory::desc src_any(src_dims, f32, kernel_activations),
+        weights_any(weight_dims, f32, Tag::any), dst_any(dst_dims, f32, kernel_activations);
     const bool bias = this->weight_.has_bias();
     const auto algorithm = dnnl::algorithm::convolution_direct;
     const auto forward_desc =
@@ -207,6 +217,7 @@ class OnednnConv2d final : public WeightedLayer<float> {
   }
 
   std::size_t in_, out_, kernel_, stride_, padding_;
+  Layout layout_;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, Primitives> cache_;
@@ -220,8 +231,10 @@ class OnednnConv2d final : public WeightedLayer<float> {
 
 std::unique_ptr<Layer<float>> make_onednn_conv2d(std::size_t in, std::size_t out,
                                                  std::size_t kernel, std::size_t stride,
-                                                 std::size_t padding, bool bias, bool weight_norm) {
-  return std::make_unique<OnednnConv2d>(in, out, kernel, stride, padding, bias, weight_norm);
+                                                 std::size_t padding, bool bias, bool weight_norm,
+                                                 Layout layout) {
+  return std::make_unique<OnednnConv2d>(in, out, kernel, stride, padding, bias, weight_norm,
+                                        layout);
 }
 
 }  // namespace normlab

@@ -75,30 +75,57 @@ struct NormPlan {
   nlohmann::json spec;  // null: no norm
   NormTraits traits;
   std::string architecture;
+  Layout layout = Layout::nchw;  // of the model's activations
 
   bool bias() const { return spec.is_null() || traits.reparameterizes_weight; }
   bool weight_norm() const { return traits.reparameterizes_weight; }
   bool activation_norm() const { return !bias(); }
-  // The registry adapts the spec to the layer (GroupNorm's groups, LayerNorm's shape).
+  // The registry adapts the spec to the layer (GroupNorm's groups, LayerNorm's
+  // shape); a channels-last model then gives a spatial layer's norm its layout.
   nlohmann::json for_layer(std::size_t channels, bool spatial) const {
     try {
-      return layer_spec(spec, channels, spatial);
+      nlohmann::json fitted = layer_spec(spec, channels, spatial);
+      if (spatial && layout == Layout::nhwc) fitted["layout"] = to_string(layout);
+      return fitted;
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(std::string(e.what()) + " (in " + architecture + ")");
     }
   }
 };
 
-NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architecture = "") {
+// The model's activations are in `layout`, so its norms must be too: a norm
+// type without a "layout" option has no channels-last form, and a spec's own
+// "layout" must agree with the model's.
+void check_norm_layout(const nlohmann::json& spec, const std::string& architecture, Layout layout) {
+  const std::string type = spec["type"].get<std::string>();
+  if (spec.contains("layout") && spec["layout"] != to_string(layout))
+    throw std::invalid_argument("norm '" + type + "': \"layout\": " + spec["layout"].dump() +
+                                " in its spec, but the " + architecture + " activations are " +
+                                to_string(layout) +
+                                " (the model sets its norms' layout: drop \"layout\" from the "
+                                "norm spec and choose the model's activation layout instead)");
+  if (layout == Layout::nchw) return;
+  const std::vector<NormOption>& options = norm_info(type).options;
+  const bool has_layout = std::any_of(options.begin(), options.end(),
+                                      [](const NormOption& o) { return o.key == "layout"; });
+  if (!has_layout)
+    throw std::invalid_argument("norm '" + type + "' has no channels-last (nhwc) form, so " +
+                                architecture +
+                                " cannot run it with nhwc activations: use the nchw layout with "
+                                "it, or a norm with a \"layout\" option (normlab list norms)");
+}
+
+NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architecture = "",
+                   Layout layout = Layout::nchw) {
   if (!norm_spec.is_object() || !norm_spec.contains("type") || !norm_spec["type"].is_string())
     throw std::invalid_argument("norm: expected an object with a \"type\", got " +
                                 norm_spec.dump());
   if (norm_spec["type"] == "none") {
     if (norm_spec.size() != 1) throw std::invalid_argument("norm 'none' takes no other keys");
-    return {nullptr, {}, architecture};
+    return {nullptr, {}, architecture, layout};
   }
   // Rejects unknown types and keys early, naming them.
-  return {norm_spec, norm_traits(norm_spec), architecture};
+  return {norm_spec, norm_traits(norm_spec), architecture, layout};
 }
 
 // The norm of a block and its activation: a ReLU, unless the norm is one
@@ -113,7 +140,7 @@ void add_norm_and_activation(Model<T>& model, const NormPlan& plan, std::size_t 
 
 template <class T>
 void add_conv_block(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
-  model.add(make_conv2d<T>(in, out, 3, 1, 1, plan.bias(), plan.weight_norm()));
+  model.add(make_conv2d<T>(in, out, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
   add_norm_and_activation(model, plan, out, /*spatial=*/true);
 }
 
@@ -134,18 +161,26 @@ NormTraits model_norm_traits(const nlohmann::json& norm_spec) {
 }
 
 template <class T>
-Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec) {
-  const NormPlan plan = plan_norm(norm_spec, architecture);
+Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec,
+                     Layout activation_layout) {
+  if (architecture == "mlp2" && activation_layout == Layout::nhwc)
+    throw std::invalid_argument(
+        "mlp2 has no channels-last (nhwc) form: its activations are (N, features), the same in "
+        "both layouts; build it with the nchw layout, or use cnn3");
+  const NormPlan plan = plan_norm(norm_spec, architecture, activation_layout);
+  if (plan.activation_norm()) check_norm_layout(norm_spec, architecture, activation_layout);
   Model<T> model;
   if (architecture == "cnn3") {
     // (N,1,28,28) -> conv 16 -> pool -> (N,16,14,14) -> conv 32 -> pool -> (N,32,7,7) -> conv 64
-    // -> global average pool (N,64) -> linear 10
+    // -> global average pool (N,64) -> linear 10. Channels last, the images are reordered
+    // to (N,28,28,1) first and every activation up to the pool is (N, H, W, C).
+    if (activation_layout == Layout::nhwc) model.add(make_channels_last<T>());
     add_conv_block(model, plan, 1, 16);
-    model.add(make_max_pool2d<T>(2));
+    model.add(make_max_pool2d<T>(2, activation_layout));
     add_conv_block(model, plan, 16, 32);
-    model.add(make_max_pool2d<T>(2));
+    model.add(make_max_pool2d<T>(2, activation_layout));
     add_conv_block(model, plan, 32, 64);
-    model.add(make_global_avg_pool<T>());
+    model.add(make_global_avg_pool<T>(activation_layout));
     model.add(make_linear<T>(64, 10, true, false));
   } else if (architecture == "mlp2") {
     if (plan.traits.needs_spatial)
@@ -213,8 +248,8 @@ void average_gradients(const std::vector<ParameterRef<T>>& parameters, Communica
 
 template class Model<float>;
 template class Model<double>;
-template Model<float> build_model<float>(const std::string&, const nlohmann::json&);
-template Model<double> build_model<double>(const std::string&, const nlohmann::json&);
+template Model<float> build_model<float>(const std::string&, const nlohmann::json&, Layout);
+template Model<double> build_model<double>(const std::string&, const nlohmann::json&, Layout);
 template class Sgd<float>;
 template class Sgd<double>;
 template void average_gradients<float>(const std::vector<ParameterRef<float>>&, Communicator&,
