@@ -5,7 +5,8 @@ Runs `normlab bench --json` (which also measures the machine's bandwidth), then
 times each of its cases in PyTorch with torch.set_num_threads matched:
 F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
 (RMSNorm, FRN and EvoNorm-S0: composites of elementwise ops, torch 1.13 has no
-kernel for them; ghost and batch_renorm have no PyTorch counterpart and are left out).
+kernel for them; ghost, batch_renorm and sync_batch have no PyTorch counterpart on CPU and
+are left out).
 A spec with "layout": "nhwc" (its --shape given as N,H,W,C) is timed in PyTorch on
 channels_last tensors of the same (N, C, H, W) tensor.
 Forward train and eval run with autograd recording on a leaf that requires
@@ -31,8 +32,9 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("forward", "forward_eval", "backward")
-# normlab norms PyTorch 1.13 has no kernel or composite here for: not compared.
-NO_TORCH_PEER = ("ghost", "batch_renorm")
+# normlab norms PyTorch 1.13 has no kernel or composite here for: not compared
+# (sync_batch in one process is the batch case, and torch's SyncBatchNorm has no CPU path).
+NO_TORCH_PEER = ("ghost", "batch_renorm", "sync_batch")
 
 
 def normlab_rows(args, threads):

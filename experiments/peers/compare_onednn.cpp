@@ -1,7 +1,7 @@
 // normlab's BatchNorm and LayerNorm next to oneDNN's (Debian libdnnl-dev 2.6),
 // the speed peer for CPU normalization, in one process, interleaved:
 //
-//   compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10]
+//   compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10] [--json]
 //
 // For each case, layout and thread count it times forward train, forward
 // eval (running statistics: oneDNN's use_global_stats) and backward (dx,
@@ -207,19 +207,29 @@ int main(int argc, char** argv) {
   try {
     std::vector<int> threads = {1, 2};
     int rounds = 3, repeats = 10;
+    bool json = false;
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
-      if ((arg == "--threads" || arg == "--rounds" || arg == "--repeats") && i + 1 < argc) {
+      if (arg == "--json") {
+        json = true;
+      } else if ((arg == "--threads" || arg == "--rounds" || arg == "--repeats") && i + 1 < argc) {
         const std::string value = argv[++i];
         if (arg == "--threads") threads = parse_counts(value, "--threads");
         if (arg == "--rounds") rounds = parse_counts(value, "--rounds").at(0);
         if (arg == "--repeats") repeats = parse_counts(value, "--repeats").at(0);
       } else {
-        std::fprintf(stderr, "usage: compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10]\n");
+        std::fprintf(
+            stderr, "usage: compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10] [--json]\n");
         return arg == "-h" || arg == "--help" ? 0 : 2;
       }
     }
-    const std::vector<Case> cases = {{"batch", {32, 64, 56, 56}}, {"layer", {8192, 768}}};
+    // normlab bench's default cases that oneDNN 2.6 has a primitive for; LayerNorm
+    // over (C, H, W) is the (N, C*H*W) matrix normalized over its rows.
+    const std::vector<Case> cases = {{"batch", {32, 64, 56, 56}},
+                                     {"batch", {2, 64, 56, 56}},
+                                     {"layer", {32, 64 * 56 * 56}},
+                                     {"layer", {8192, 768}},
+                                     {"layer", {2, 64 * 56 * 56}}};
     std::printf(
         "oneDNN %d.%d.%d vs normlab %s, float32, median of %d calls after a warm-up, best of %d "
         "interleaved rounds; ratio = fastest oneDNN layout / normlab (above 1: normlab is "
@@ -270,6 +280,22 @@ int main(int argc, char** argv) {
                         best.eval / mine[int(i)].eval, best.backward / mine[int(i)].backward);
           else
             std::printf("\n");
+        }
+        if (json) {  // one line per case and thread count, for scripts/peer_table.py
+          nlohmann::json line = {{"norm", c.norm},
+                                 {"shape", c.shape},
+                                 {"threads", t},
+                                 {"rounds", rounds},
+                                 {"repeats", repeats}};
+          auto phases = [](const Phases& p) {
+            return nlohmann::json{
+                {"forward", p.forward}, {"forward_eval", p.eval}, {"backward", p.backward}};
+          };
+          for (std::size_t i = 0; i < ours.size(); ++i)
+            line["normlab_ms"][to_string(ours[i])] = phases(mine[int(i)]);
+          for (std::size_t i = 0; i < tags.size(); ++i)
+            line["onednn_ms"][layout_name(tags[i])] = phases(theirs[int(i)]);
+          std::printf("%s\n", line.dump().c_str());
         }
       }
     }
