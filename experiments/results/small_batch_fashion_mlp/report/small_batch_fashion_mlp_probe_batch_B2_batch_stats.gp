@@ -31,7 +31,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 0.9234637872/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (0.92/√B)", \
+  plot 0.9234637889/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (0.92/√B)", \
        "small_batch_fashion_mlp_probe_batch_B2_batch_stats.dat" index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1", \
        "small_batch_fashion_mlp_probe_batch_B2_batch_stats.dat" index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2"
   unset logscale
@@ -52,7 +52,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 1.167092147/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (1.17/√B)", \
+  plot 1.167092144/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (1.17/√B)", \
        "small_batch_fashion_mlp_probe_batch_B2_batch_stats.dat" index 2 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1", \
        "small_batch_fashion_mlp_probe_batch_B2_batch_stats.dat" index 3 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2"
   unset multiplot
