@@ -22,11 +22,12 @@ def json_lines(path):
         return [json.loads(line) for line in f if line.lstrip().startswith("{")]
 
 
-def logical_key(norm, shape, layout):
+def logical_key(norm, shape, layout, shape_in_layout=True):
     """The operation a row times: BatchNorm by its (N, C, H, W); LayerNorm by (rows, row length),
-    since normalizing (N, C, H, W) over (C, H, W) is the (N, C*H*W) matrix over its rows."""
+    since normalizing (N, C, H, W) over (C, H, W) is the (N, C*H*W) matrix over its rows.
+    compare_torch gives an nhwc shape as (N, H, W, C); compare_onednn gives (N, C, H, W)."""
     shape = list(shape)
-    if layout == "nhwc":  # given as (N, H, W, C)
+    if layout == "nhwc" and shape_in_layout:
         shape = [shape[0], shape[-1]] + shape[1:-1]
     if norm == "layer":
         length = 1
@@ -41,7 +42,7 @@ def onednn_entries(rows):
     out = {}
     for row in rows:
         for layout, ours in row["normlab_ms"].items():
-            key = logical_key(row["norm"], row["shape"], layout), row["threads"]
+            key = logical_key(row["norm"], row["shape"], layout, shape_in_layout=False), row["threads"]
             best, best_layout = {}, {}
             for their_layout, theirs in row["onednn_ms"].items():
                 for p in PHASES:
