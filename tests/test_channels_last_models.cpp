@@ -77,7 +77,9 @@ void check_same_step(const json& norm, double rtol, double atol) {
   CHECK(xt::allclose(last.eval_logits, first.eval_logits, rtol, atol));
   CHECK(std::abs(last.loss - first.loss) <= atol + rtol * std::abs(first.loss));
   REQUIRE(last.grads.size() == first.grads.size());
-  for (const auto& [name, grad] : first.grads) {
+  for (const auto& entry : first.grads) {  // no structured binding: INFO captures it (clang)
+    const std::string& name = entry.first;
+    const auto& grad = entry.second;
     INFO("d" << name);
     REQUIRE(last.grads.count(name) == 1);
     const xt::xarray<T>& other = last.grads.at(name);
