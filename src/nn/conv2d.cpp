@@ -109,10 +109,7 @@ class Conv2d final : public WeightedLayer<T> {
     // Shapes: x (N, C_in, H, W); cols (K, N*P) with K = C_in*k*k and P = H_out*W_out;
     // w (C_out, K); y_cols (C_out, N*P) = w * cols; y (N, C_out, P).
     const std::size_t n = x.shape(0), K = g_.patch(), P = g_.pixels(), NP = n * P;
-    if (NP > std::size_t(std::numeric_limits<int>::max()))  // BLAS dimensions are int
-      throw std::invalid_argument(name() + ": input " + shape_text(x.shape()) +
-                                  " has too many output positions for one GEMM (use a smaller "
-                                  "batch)");
+    check_one_gemm(name(), x, NP);
     cols_.resize({K, NP});
     parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
       for (std::size_t s = first; s < last; ++s)
@@ -213,6 +210,14 @@ ConvGeometry conv_geometry(const std::string& name, const xt::xarray<T>& x, std:
 }
 
 template <class T>
+void check_one_gemm(const std::string& name, const xt::xarray<T>& x, std::size_t positions) {
+  if (positions > std::size_t(std::numeric_limits<int>::max()))
+    throw std::invalid_argument(name + ": input " + shape_text(x.shape()) +
+                                " has too many output positions for one GEMM (use a smaller "
+                                "batch)");
+}
+
+template <class T>
 std::unique_ptr<Layer<T>> make_im2col_conv2d(std::size_t in, std::size_t out, std::size_t kernel,
                                              std::size_t stride, std::size_t padding, bool bias,
                                              bool weight_norm, Layout layout) {
@@ -263,6 +268,7 @@ std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_c
 #define NORMLAB_INSTANTIATE_CONV(T)                                                             \
   template ConvGeometry conv_geometry<T>(const std::string&, const xt::xarray<T>&, std::size_t, \
                                          std::size_t, std::size_t, std::size_t, Layout);        \
+  template void check_one_gemm<T>(const std::string&, const xt::xarray<T>&, std::size_t);       \
   template std::unique_ptr<Layer<T>> make_im2col_conv2d<T>(                                     \
       std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool, bool, Layout);     \
   template std::unique_ptr<Layer<T>> make_conv2d<T>(std::size_t, std::size_t, std::size_t,      \

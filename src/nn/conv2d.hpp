@@ -28,6 +28,12 @@ ConvGeometry conv_geometry(const std::string& name, const xt::xarray<T>& x, std:
                            std::size_t kernel, std::size_t stride, std::size_t padding,
                            Layout layout = Layout::nchw);
 
+// The im2col layers make one GEMM of the whole batch, whose dimensions BLAS
+// takes as int: throws std::invalid_argument naming the layer when x has more
+// output positions (N * H_out * W_out) than that.
+template <class T>
+void check_one_gemm(const std::string& name, const xt::xarray<T>& x, std::size_t positions);
+
 // im2col + GEMM through OpenBLAS: any T, any machine; the channels-last form is
 // conv2d_channels_last.cpp.
 template <class T>

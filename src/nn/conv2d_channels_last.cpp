@@ -5,14 +5,11 @@
 // The weight stays (C_out, C_in, k, k) for the optimizer; each forward copies
 // it to (C_out, k, k, C_in), the taps' order, and dw is added back likewise.
 #include <algorithm>
-#include <limits>
-#include <stdexcept>
 
 #include "conv2d.hpp"
 #include "engine/thread_pool.hpp"
 #include "gemm.hpp"
 #include "learned_weight.hpp"
-#include "shapes.hpp"
 
 namespace normlab {
 namespace {
@@ -80,10 +77,7 @@ class ChannelsLastConv2d final : public WeightedLayer<T> {
     g_ = conv_geometry(name(), x, in_, kernel_, stride_, padding_, Layout::nhwc);
     // Shapes: rows (N*P, K) with K = k*k*C_in; taps (C_out, K); y (N*P, C_out) = rows * taps^T.
     const std::size_t n = g_.batch, K = g_.patch(), P = g_.pixels(), NP = n * P;
-    if (NP > std::size_t(std::numeric_limits<int>::max()))  // BLAS dimensions are int
-      throw std::invalid_argument(name() + ": input " + shape_text(x.shape()) +
-                                  " has too many output positions for one GEMM (use a smaller "
-                                  "batch)");
+    check_one_gemm(name(), x, NP);
     const std::size_t sample = g_.height * g_.width * in_;
     rows_.resize({NP, K});
     parallel_for(n, K * NP, [&](std::size_t first, std::size_t last) {
