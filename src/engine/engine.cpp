@@ -118,16 +118,12 @@ std::size_t cache_bytes(int level) {
 }
 }  // namespace
 
-std::size_t l2_cache_bytes() {
-  static const std::size_t bytes = [] {
-    const std::size_t found = cache_bytes(2);
-    return found > 0 ? found : std::size_t(512) * 1024;
-  }();
-  return bytes;
-}
-
 std::size_t last_level_cache_bytes() {
-  static const std::size_t bytes = std::max(l2_cache_bytes(), cache_bytes(3));
+  // Without an L3 figure, the L2 (512 KiB where that is unknown too).
+  static const std::size_t bytes = [] {
+    const std::size_t l2 = cache_bytes(2);
+    return std::max(l2 > 0 ? l2 : std::size_t(512) * 1024, cache_bytes(3));
+  }();
   return bytes;
 }
 

@@ -15,10 +15,9 @@ inline double inverse_std(double var, double eps) {
   return 1.0 / std::sqrt(var + eps);
 }
 
-// Cache sizes of this CPU for the kernels' schedules (from the C library,
-// with common sizes where it does not know): one core's L2, and the last
-// level. They choose how data flows through the caches, never the results.
-std::size_t l2_cache_bytes();
+// The last-level cache this core shares, for the kernels' choice of stores
+// (from Linux, else the C library, with a common size where neither knows).
+// It chooses how data flows through the caches, never the results.
 std::size_t last_level_cache_bytes();
 }  // namespace normlab
 
