@@ -2,7 +2,9 @@
 """Two normlab binaries timed in the same run, interleaved, on the same cases.
 
     scripts/bench_before_after.py OLD_BINARY NEW_BINARY [--rounds 6] [--repeats 30]
-        [--case NORM[,NORM...]:SHAPE ...] [--title TEXT] > table.md
+        [--threads 1] [--case NORM[,NORM...]:SHAPE ...] [--title TEXT] > table.md
+
+A NORM may end in @nhwc: that norm with "layout": "nhwc", its SHAPE given as N,H,W,C.
 
 Each round runs `normlab bench --json` with the old binary, then the new one,
 for every case. A table cell is the minimum over the rounds of that phase's
@@ -32,13 +34,19 @@ def known_norms(binary):
     return set(first.replace("norms:", "").replace(",", " ").split())
 
 
-def bench(binary, case, repeats, known):
+def norm_argument(name):
+    """`batch` as is; `batch@nhwc` as the spec of batch with "layout": "nhwc"."""
+    base, _, layout = name.partition("@")
+    return json.dumps({"type": base, "layout": layout}) if layout else base
+
+
+def bench(binary, case, repeats, threads, known):
     names, shape = case.split(":")
-    norms = [n for n in names.split(",") if n in known]
+    norms = [norm_argument(n) for n in names.split(",") if n.partition("@")[0] in known]
     if not norms:
         return []
     command = [binary, "bench", "--json", "--probe-mb", "32", "--repeats", str(repeats),
-               "--norm", *norms, "--shape", shape]
+               "--threads", str(threads), "--norm", *norms, "--shape", shape]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"bench_before_after: {' '.join(command)} failed: {done.stderr.strip()}")
@@ -51,6 +59,7 @@ def main():
     parser.add_argument("new")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--case", action="append", help="NORMS:SHAPE, e.g. batch,layer:8192,768")
     parser.add_argument("--title", default="Engine speed, two binaries in one run")
     args = parser.parse_args()
@@ -64,8 +73,10 @@ def main():
     for _ in range(args.rounds):
         for which, binary in (("old", args.old), ("new", args.new)):
             for case in cases:
-                for row in bench(binary, case, args.repeats, known[which]):
-                    key = (row["spec"]["type"], "x".join(map(str, row["shape"])))
+                for row in bench(binary, case, args.repeats, args.threads, known[which]):
+                    spec = row["spec"]
+                    name = spec["type"] + ("@nhwc" if spec.get("layout") == "nhwc" else "")
+                    key = (name, "x".join(map(str, row["shape"])))
                     if key not in best:
                         best[key] = {}
                         order.append(key)
@@ -77,7 +88,7 @@ def main():
     print(f"# {args.title}\n")
     print(f"Old: `{args.old}`; new: `{args.new}`. {args.rounds} interleaved rounds of "
           f"`normlab bench --json --probe-mb 32 --repeats {args.repeats}` (old, then new, each "
-          f"round), float32, 1 thread, started {started} on {platform.node()}. Each cell is the "
+          f"round), float32, {args.threads} thread{'s' if args.threads > 1 else ''}, started {started} on {platform.node()}. Each cell is the "
           f"minimum over the rounds of the phase's median, in ms; ratio = new / old. Lowest CPU "
           f"share seen: old {cpu_share['old']:.2f}, new {cpu_share['new']:.2f}. Written by "
           f"`scripts/bench_before_after.py`.\n")
