@@ -2,7 +2,7 @@
 // of the batch mean follows the 1/sqrt(B) law (Ghost BN's, over its virtual
 // batches, 1/sqrt(V)), a batch holding the whole training set measures no
 // error and no train/eval gap, the rows do not depend on the order of the
-// batch sizes, a re-trained cell reproduces its run, and every user error is
+// batch sizes, a trained cell (loaded, or re-trained) reproduces its run, and every user error is
 // named.
 #include <doctest/doctest.h>
 
@@ -253,7 +253,7 @@ TEST_CASE("probe: cnn3 layers count every position of a channel") {
   CHECK(records[2]["channels"] == 64);
 }
 
-TEST_CASE("probe: a re-trained cell reproduces its run and has a running-statistics gap") {
+TEST_CASE("probe: a trained cell reproduces its run and has a running-statistics gap") {
   ScratchDir dir;
   const std::string run_dir = dir / "run";
   run_experiment(parse_config(tiny_run_config(run_dir)), {run_dir, false});
@@ -327,7 +327,7 @@ TEST_CASE("probe CLI: output files, the table, and failures that leave nothing")
       run_cli(dir, {"probe", "--model-from", run_dir, "--cell", "batch/B32/seed0"});
   INFO("stderr: " << trained.err);
   CHECK(trained.status == 0);
-  CHECK(trained.err.find("re-trained test error") != std::string::npos);
+  CHECK(trained.err.find("saved model's test error") != std::string::npos);
   CHECK(fs::exists(run_dir + "/probe-batch_B32_seed0/probe.jsonl"));
 
   check_cli_failure(run_cli(dir, {"probe"}), "probe", {"missing CONFIG"});

@@ -152,10 +152,14 @@ using ProgressFn = std::function<void(const CellProgress&)>;
 // rank of `group` (of that size; every rank calls train_cell): each takes its
 // share of each global batch, in rank order, gradients are averaged over the
 // group in one all-reduce per step, and every rank returns the same record.
-// Null group: this process alone.
+// Null group: this process alone. `keep`, when given, is called with the
+// trained model (unless training diverged) before anything evaluates it: the
+// run saves its weights there.
+using KeepModelFn = std::function<void(Model<float>&)>;
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
                           const Dataset& test, const ProgressFn& progress,
-                          std::shared_ptr<Communicator> group = nullptr);
+                          std::shared_ptr<Communicator> group = nullptr,
+                          const KeepModelFn& keep = nullptr);
 
 // "Precise BN": sets the running statistics of every norm that has them to
 // population statistics over `batches` train-mode batches of `batch_size`

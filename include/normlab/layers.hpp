@@ -36,6 +36,12 @@ class Layer {
   virtual std::vector<ParameterRef<T>> parameters() { return {}; }
   // The layer's norm, if it has one (activation norm or weight norm).
   virtual Norm<T>* norm() { return nullptr; }
+  // Every norm the layer holds: norm(), or those of the layers inside it (a
+  // residual join's shortcut).
+  virtual std::vector<Norm<T>*> norms() {
+    if (Norm<T>* n = norm()) return {n};
+    return {};
+  }
   // He-normal weights (fan_in, ReLU gain sqrt(2)) and zero biases; layers
   // without weights do nothing. Norms keep gamma 1, beta 0; a weight norm's g
   // is set from v on the first forward, so w == v at start.
@@ -86,6 +92,17 @@ std::unique_ptr<Layer<T>> make_channels_last();
 // (N, ...) -> (N, prod(...)).
 template <class T>
 std::unique_ptr<Layer<T>> make_flatten();
+
+// A residual connection y = f(x) + s(x) in a layer stack: put `fork` in front
+// of the layers of f and `join` after them. The fork passes x on unchanged; the
+// join adds s(x), where s is `shortcut` applied in order (no layers: the
+// identity). Backward, the fork adds the shortcut's gradient to f's.
+template <class T>
+struct ResidualLayers {
+  std::unique_ptr<Layer<T>> fork, join;
+};
+template <class T>
+ResidualLayers<T> make_residual(std::vector<std::unique_ptr<Layer<T>>> shortcut);
 
 // An activation norm (any Norm but weight) as a layer.
 template <class T>

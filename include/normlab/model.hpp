@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -44,10 +45,11 @@ class Model {
   std::size_t first_trainable_ = 0;
 };
 
-// Architectures: "cnn3" and "mlp2" (see README). norm_spec is a norm spec
+// Architectures: "cnn3", "mlp2" and the ResNets "resnetD[_wW]" (see README and
+// docs/experiments.md). norm_spec is a norm spec
 // object as in `normlab apply`, or {"type": "none"}; for "weight" the conv and
 // hidden linear weights are weight-normalized. activation_layout nhwc runs
-// cnn3's activations channels last, (N, H, W, C): it still takes (N, 1, 28, 28)
+// cnn3's and a ResNet's activations channels last, (N, H, W, C): it still takes (N, 1, 28, 28)
 // images and gives the same logits up to the order of floating-point sums.
 // Throws std::invalid_argument for an unknown model, a norm that does not fit
 // it, a norm without a channels-last form in an nhwc model, and mlp2 in nhwc
@@ -56,7 +58,22 @@ template <class T>
 Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec,
                      Layout activation_layout = Layout::nchw);
 
+// The named models: cnn3, mlp2 and the ResNet presets resnet8 and resnet20
+// (any resnetD[_wW] is a model too).
 std::vector<std::string> model_names();
+
+// A ResNet's size from its name: "resnet20" (depth 20, width 16), "resnet8_w4"
+// (depth 8, first-stage width 4). Depth is 6n + 2 (n blocks per stage).
+// Nullopt for a name not starting with "resnet"; std::invalid_argument for a
+// malformed one or a depth that is not 6n + 2.
+struct ResNetSize {
+  std::size_t depth = 20, width = 16;
+};
+std::optional<ResNetSize> resnet_size(const std::string& name);
+
+// Whether a model's activations have spatial dimensions (cnn3, the ResNets) or
+// not (mlp2); std::invalid_argument naming the choices for an unknown model.
+bool model_is_convolutional(const std::string& name);
 
 // The traits of a model's norm choice: the registry's, or none at all for
 // {"type": "none"}.

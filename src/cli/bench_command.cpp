@@ -406,9 +406,11 @@ ModelBenchOptions model_options(const BenchOptions& o, const std::string& model,
                                 const std::string& batch, const std::string& steps,
                                 const std::string& threads, const std::string& layout) {
   ModelBenchOptions m;
-  const std::vector<std::string> models = model_names();
-  if (std::find(models.begin(), models.end(), model) == models.end())
-    throw std::invalid_argument("--model '" + model + "': use cnn3 or mlp2");
+  try {
+    model_is_convolutional(model);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("--model: " + std::string(e.what()));
+  }
   m.model = model;
   if (o.norms.size() > 1) throw std::invalid_argument("--model takes one --norm");
   if (!o.shapes.empty()) throw std::invalid_argument("--shape does not go with --model");
@@ -421,7 +423,7 @@ ModelBenchOptions model_options(const BenchOptions& o, const std::string& model,
   if (layout != "nchw" && layout != "nhwc")
     throw std::invalid_argument("--layout '" + clip(layout) +
                                 "': use nchw (channels first, the default) or nhwc (channels "
-                                "last, cnn3 only)");
+                                "last, cnn3 and the ResNets only)");
   m.layout = parse_layout(layout);
   m.json = o.json;
   if (o.dtype != "float32") throw std::invalid_argument("--model trains in float32 only");
@@ -464,7 +466,8 @@ int bench_command(const Args& args) {
   po::options_description desc(
       "usage: normlab bench [--norm NAME|SPEC ...] [--shape N,C,H,W ...] [--threads N]\n"
       "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n"
-      "       normlab bench --model cnn3|mlp2 [--norm NAME|SPEC] [--batch B] [--steps K]\n"
+      "       normlab bench --model cnn3|mlp2|resnet8|resnet20|resnetD_wW [--norm NAME|SPEC] "
+      "[--batch B] [--steps K]\n"
       "                     [--threads N] [--layout nchw|nhwc] [--json]\n\n"
       "Times forward (train), forward (eval) and backward of each norm and shape (median\n"
       "after a warm-up) and reports the effective GB/s of the minimum memory traffic\n"
@@ -488,11 +491,14 @@ int bench_command(const Args& args) {
       "dtype", po::value(&o.dtype), "float32 (default) or float64")(
       "probe-mb", po::value(&probe_mb),
       "MiB per array of the bandwidth probe, 1 to 65536 (default 512: far beyond any L3)")(
-      "model", po::value(&model), "time a training step of this model layer by layer: cnn3, mlp2")(
-      "batch", po::value(&batch), "with --model: images per step, 1 to 100000 (default 64)")(
+      "model", po::value(&model),
+      "time a training step of this model layer by layer: cnn3, mlp2, resnet8, resnet20, "
+      "resnetD_wW")("batch", po::value(&batch),
+                    "with --model: images per step, 1 to 100000 (default 64)")(
       "steps", po::value(&steps), "with --model: timed steps, 1 to 100000 (default 20)")(
       "layout", po::value(&layout),
-      "with --model: the activations' order, nchw (default) or nhwc (channels last, cnn3 only)");
+      "with --model: the activations' order, nchw (default) or nhwc (channels last, cnn3 and the "
+      "ResNets)");
   if (!parse_options(args, desc)) return 0;
   if (!model.empty()) return bench_model(model_options(o, model, batch, steps, threads, layout));
   for (const char* only_with_model : {"batch", "steps", "layout"})

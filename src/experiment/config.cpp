@@ -105,7 +105,8 @@ nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
   return spec;
 }
 
-// "activation_layout": "nchw" (the default) or "nhwc", which only cnn3 has.
+// "activation_layout": "nchw" (the default) or "nhwc", which only the
+// convolutional models (cnn3, the ResNets) have.
 Layout parse_activation_layout(JsonReader& r, const std::string& model) {
   const std::string name = r.string("activation_layout", "nchw");
   if (name != "nchw" && name != "nhwc")
@@ -113,9 +114,9 @@ Layout parse_activation_layout(JsonReader& r, const std::string& model) {
            "expected \"nchw\" (channels first, the default) or \"nhwc\" "
            "(channels last), got \"" +
                name + "\"");
-  if (name == "nhwc" && model != "cnn3")
+  if (name == "nhwc" && !model_is_convolutional(model))
     r.fail("activation_layout",
-           "\"nhwc\" is for cnn3: " + model +
+           "\"nhwc\" is for cnn3 and the ResNets: " + model +
                " has no spatial activations (they are (N, features) in either layout); drop the "
                "key or use \"nchw\"");
   return parse_layout(name);
@@ -148,8 +149,11 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   c.description = r.string("description", "");
   c.dataset = parse_dataset(r.object("dataset"));
   c.model = r.string("model", "mlp2");
-  if (c.model != "cnn3" && c.model != "mlp2")
-    r.fail("model", "unknown model '" + c.model + "' (use cnn3 or mlp2)");
+  try {
+    model_is_convolutional(c.model);
+  } catch (const std::invalid_argument& e) {
+    r.fail("model", e.what());
+  }
   c.activation_layout = parse_activation_layout(r, c.model);
 
   const nlohmann::json& norms = r.raw("norms");

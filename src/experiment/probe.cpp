@@ -17,6 +17,7 @@
 #include "normlab/analysis.hpp"
 #include "normlab/model.hpp"
 #include "results_store.hpp"
+#include "saved_weights.hpp"
 #include "train_model.hpp"
 
 namespace normlab {
@@ -358,9 +359,11 @@ std::vector<nlohmann::json> read_records(const fs::path& path) {
   return records;
 }
 
-// The cell `source.cell` of the run in `source.run_dir`, re-trained.
-Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
-                const std::function<void(const std::string&)>& note, Dataset& train) {
+// The model of cell `source.cell` of the run in `source.run_dir`: its saved
+// weights (RUN/cells/<cell>/weights.json), or, for a run from before weights
+// were kept, the cell re-trained (training is deterministic).
+Subject trained_subject(const ExperimentConfig& config, const ProbeSource& source,
+                        const std::function<void(const std::string&)>& note, Dataset& train) {
   const fs::path dir = source.run_dir;
   const ExperimentConfig run = load_config((dir / "config.json").string(), {});
   for (const char* key : {"model", "dataset"})
@@ -384,23 +387,33 @@ Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
   if (run_record.is_null())
     throw std::invalid_argument("--cell '" + source.cell + "' has not finished in " + dir.string());
 
-  note("re-training " + source.cell + " (" + std::to_string(run.epochs) + " epochs)");
   auto [train_set, test] = load_datasets(run.dataset);
-  TrainingLog log;
-  Subject subject{cell->norm, cell->norm_label(), train_model(run, *cell, train_set, nullptr, log),
-                  nullptr, true};
-  if (log.diverged)
-    throw std::runtime_error("--cell '" + source.cell + "' diverged when re-trained");
+  const bool saved = has_cell_weights(dir, source.cell);
+  Subject subject{cell->norm, cell->norm_label(),
+                  build_model<float>(run.model, cell->norm, run.activation_layout), nullptr, true};
+  if (saved) {
+    load_cell_weights(dir, run, *cell, subject.model);
+    note("loaded " + source.cell + " from " + cell_folder(dir, source.cell).string());
+  } else {
+    note("re-training " + source.cell + " (" + std::to_string(run.epochs) +
+         " epochs; the run kept no weights in " + cell_folder(dir, source.cell).string() + ")");
+    TrainingLog log;
+    subject.model = train_model(run, *cell, train_set, nullptr, log);
+    if (log.diverged)
+      throw std::runtime_error("--cell '" + source.cell + "' diverged when re-trained");
+  }
   const double error = 1.0 - eval_accuracy(subject.model, test, run.evaluation.batch_size);
   const nlohmann::json run_error = run_record["test_error"];
   char line[160];
-  std::snprintf(line, sizeof line, "re-trained test error %.4f%%; the run recorded %.4f%%",
-                100 * error, run_error.is_number() ? 100 * run_error.get<double>() : NAN);
+  std::snprintf(line, sizeof line, "%s test error %.4f%%; the run recorded %.4f%%",
+                saved ? "saved model's" : "re-trained", 100 * error,
+                run_error.is_number() ? 100 * run_error.get<double>() : NAN);
   note(line);
+  // retrained_test_error: the probed model's test error, loaded or re-trained.
   subject.source = {{"source", "trained"},         {"seed", cell->seed},
                     {"trained_cell", source.cell}, {"trained_batch_size", cell->batch_size},
                     {"run", dir.string()},         {"retrained_test_error", error},
-                    {"run_test_error", run_error}};
+                    {"run_test_error", run_error}, {"weights", saved ? "saved" : "retrained"}};
   train = std::move(train_set);
   return subject;
 }
@@ -413,7 +426,7 @@ std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const Prob
   std::vector<Subject> subjects;
   Dataset train;
   if (!source.run_dir.empty()) {
-    subjects.push_back(retrain(config, source, note, train));
+    subjects.push_back(trained_subject(config, source, note, train));
   } else {
     for (const nlohmann::json& norm : config.norms) {
       if (!is_batch_statistics(norm)) continue;

@@ -16,6 +16,7 @@
 #include "normlab/experiment.hpp"
 #include "progress_printer.hpp"
 #include "results_store.hpp"
+#include "saved_weights.hpp"
 
 namespace normlab {
 namespace {
@@ -103,9 +104,10 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
       for (std::size_t i; (i = next++) < pending.size();) {
         const Cell& cell = pending[i];
         try {
-          nlohmann::json record = train_cell(config, cell, train, test, [&](const CellProgress& p) {
-            printer.update(cell.index + 1, cell, p);
-          });
+          nlohmann::json record = train_cell(
+              config, cell, train, test,
+              [&](const CellProgress& p) { printer.update(cell.index + 1, cell, p); }, nullptr,
+              [&](Model<float>& model) { save_cell_weights(store.dir(), config, cell, model); });
           context.complete(record);
           store.append(record);
           report_done(printer, config, cell, train.size(), record);
@@ -229,6 +231,7 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
                     const std::shared_ptr<Communicator>& world) {
   const int rank = world->rank(), ranks = world->size();
   const std::vector<Cell> cells = grid_cells(config);
+  const std::string out_dir = options.out_dir.empty() ? config.output : options.out_dir;
   std::optional<ResultsStore> store;
   const std::vector<std::size_t> pending = agree_on_pending(*world, cells, store, config, options);
   if (!pending.empty()) {
@@ -277,7 +280,11 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
             printer->update(cell.index + 1, cell, p);
             dispatcher->serve(false);  // other leaders wait for rank 0 between steps
           };
-        nlohmann::json record = train_cell(config, cell, train, test, progress, group);
+        // The group's leader saves the weights (the same on every rank).
+        KeepModelFn keep;
+        if (leader)
+          keep = [&](Model<float>& model) { save_cell_weights(out_dir, config, cell, model); };
+        nlohmann::json record = train_cell(config, cell, train, test, progress, group, keep);
         if (!leader) continue;
         context.complete(record);
         if (rank == 0) {

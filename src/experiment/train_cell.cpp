@@ -238,10 +238,11 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
 
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
                           const Dataset& test, const ProgressFn& progress,
-                          std::shared_ptr<Communicator> group) {
+                          std::shared_ptr<Communicator> group, const KeepModelFn& keep) {
   const auto start = Clock::now();
   TrainingLog log;
   Model<float> model = train_model(config, cell, train, progress, log, group);
+  if (keep && !log.diverged) keep(model);  // as trained: before precise BN changes it
   const std::size_t batch = cell.batch_size;
   nlohmann::json result = {{"cell", cell.id()},
                            {"index", cell.index},

@@ -2,6 +2,7 @@
 #include "normlab/model.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include "normlab/registry.hpp"
@@ -46,7 +47,7 @@ template <class T>
 std::vector<Norm<T>*> Model<T>::norms() {
   std::vector<Norm<T>*> all;
   for (auto& layer : layers_)
-    if (Norm<T>* n = layer->norm()) all.push_back(n);
+    for (Norm<T>* n : layer->norms()) all.push_back(n);
   return all;
 }
 
@@ -144,6 +145,61 @@ void add_conv_block(Model<T>& model, const NormPlan& plan, std::size_t in, std::
   add_norm_and_activation(model, plan, out, /*spatial=*/true);
 }
 
+// The norm after a convolution that no ReLU follows (the second of a residual
+// block, and the projection shortcut's): the norm alone.
+template <class T>
+void add_norm(std::vector<std::unique_ptr<Layer<T>>>& layers, const NormPlan& plan,
+              std::size_t channels) {
+  if (plan.activation_norm())
+    layers.push_back(make_norm_layer<T>(make_norm<T>(plan.for_layer(channels, true), channels)));
+}
+
+// A basic residual block, in -> out channels at `stride`:
+//   x (N, in, H, W) -> conv3x3/stride -> norm -> relu -> conv3x3 -> norm -> (N, out, H', W')
+//   y = relu(that + s(x)), s = identity, or conv1x1/stride -> norm when the shape changes.
+template <class T>
+void add_basic_block(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out,
+                     std::size_t stride) {
+  std::vector<std::unique_ptr<Layer<T>>> shortcut;
+  if (in != out || stride != 1) {
+    shortcut.push_back(
+        make_conv2d<T>(in, out, 1, stride, 0, plan.bias(), plan.weight_norm(), plan.layout));
+    add_norm(shortcut, plan, out);
+  }
+  ResidualLayers<T> residual = make_residual<T>(std::move(shortcut));
+  model.add(std::move(residual.fork));
+  model.add(make_conv2d<T>(in, out, 3, stride, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  add_norm_and_activation(model, plan, out, /*spatial=*/true);
+  model.add(make_conv2d<T>(out, out, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  std::vector<std::unique_ptr<Layer<T>>> second_norm;
+  add_norm(second_norm, plan, out);
+  for (auto& layer : second_norm) model.add(std::move(layer));
+  model.add(std::move(residual.join));
+  model.add(make_relu<T>());
+}
+
+// ResNet for 28x28 images (the CIFAR ResNets of He et al. 2016, section 4.2):
+// (N,1,28,28) -> stem conv3x3 1->w, norm, relu -> stage 1: n blocks of width w at 28x28 ->
+// stage 2: n blocks of 2w, the first at stride 2, 14x14 -> stage 3: n blocks of 4w, 7x7 ->
+// global average pool (N,4w) -> linear 10. depth = 6n + 2 layers with weights.
+template <class T>
+void add_resnet(Model<T>& model, const NormPlan& plan, const ResNetSize& size) {
+  if (plan.layout == Layout::nhwc) model.add(make_channels_last<T>());
+  const std::size_t w = size.width, blocks = (size.depth - 2) / 6;
+  model.add(make_conv2d<T>(1, w, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  add_norm_and_activation(model, plan, w, /*spatial=*/true);
+  std::size_t channels = w;
+  for (std::size_t stage = 0; stage < 3; ++stage) {
+    const std::size_t width = w << stage;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      add_basic_block(model, plan, channels, width, stage > 0 && b == 0 ? 2 : 1);
+      channels = width;
+    }
+  }
+  model.add(make_global_avg_pool<T>(plan.layout));
+  model.add(make_linear<T>(channels, 10, true, false));
+}
+
 template <class T>
 void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
   model.add(make_linear<T>(in, out, plan.bias(), plan.weight_norm()));
@@ -153,7 +209,43 @@ void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, st
 }  // namespace
 
 std::vector<std::string> model_names() {
-  return {"cnn3", "mlp2"};
+  return {"cnn3", "mlp2", "resnet8", "resnet20"};
+}
+
+namespace {
+const char* const kModelChoices = "use cnn3, mlp2, or resnetD[_wW] such as resnet8, resnet20";
+
+// Digits only, no sign or leading zero, at most 4 of them.
+bool small_number(const std::string& text, std::size_t& value) {
+  if (text.empty() || text.size() > 4 || text[0] == '0') return false;
+  for (char c : text)
+    if (c < '0' || c > '9') return false;
+  value = std::stoul(text);
+  return true;
+}
+}  // namespace
+
+std::optional<ResNetSize> resnet_size(const std::string& name) {
+  if (name.rfind("resnet", 0) != 0) return std::nullopt;
+  const std::string rest = name.substr(6);
+  const std::size_t w = rest.find("_w");
+  ResNetSize size;
+  const bool ok = small_number(rest.substr(0, w), size.depth) &&
+                  (w == std::string::npos || small_number(rest.substr(w + 2), size.width));
+  if (!ok)
+    throw std::invalid_argument("unknown model '" + name +
+                                "': a ResNet is resnetD or resnetD_wW, D the depth (6n + 2: 8, "
+                                "14, 20, ...) and W the width of the first stage (default 16)");
+  if (size.depth < 8 || (size.depth - 2) % 6 != 0)
+    throw std::invalid_argument("model '" + name + "': the depth of a ResNet is 6n + 2 (8, 14, " +
+                                "20, 26, 32, ...), got " + std::to_string(size.depth));
+  return size;
+}
+
+bool model_is_convolutional(const std::string& name) {
+  if (name == "mlp2") return false;
+  if (name == "cnn3" || resnet_size(name)) return true;
+  throw std::invalid_argument("unknown model '" + name + "' (" + kModelChoices + ")");
 }
 
 NormTraits model_norm_traits(const nlohmann::json& norm_spec) {
@@ -163,10 +255,10 @@ NormTraits model_norm_traits(const nlohmann::json& norm_spec) {
 template <class T>
 Model<T> build_model(const std::string& architecture, const nlohmann::json& norm_spec,
                      Layout activation_layout) {
-  if (architecture == "mlp2" && activation_layout == Layout::nhwc)
+  if (!model_is_convolutional(architecture) && activation_layout == Layout::nhwc)
     throw std::invalid_argument(
         "mlp2 has no channels-last (nhwc) form: its activations are (N, features), the same in "
-        "both layouts; build it with the nchw layout, or use cnn3");
+        "both layouts; build it with the nchw layout, or use cnn3 or a resnet");
   const NormPlan plan = plan_norm(norm_spec, architecture, activation_layout);
   if (plan.activation_norm()) check_norm_layout(norm_spec, architecture, activation_layout);
   Model<T> model;
@@ -192,7 +284,7 @@ Model<T> build_model(const std::string& architecture, const nlohmann::json& norm
     add_hidden_linear(model, plan, 256, 256);
     model.add(make_linear<T>(256, 10, true, false));
   } else {
-    throw std::invalid_argument("unknown model '" + architecture + "' (use cnn3 or mlp2)");
+    add_resnet(model, plan, *resnet_size(architecture));  // the only other kind left
   }
   return model;
 }
