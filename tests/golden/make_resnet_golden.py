@@ -74,9 +74,10 @@ class Net:
         return self.add(f"conv{k}x{k}({cin}->{cout}).weight", self.rng.normal(0, std, (cout, cin, k, k)))
 
     def norm_params(self, channels):
-        # gamma and beta away from 1 and 0, so that a dropped term shows.
-        gamma = self.add("gamma", self.rng.uniform(0.5, 1.5, channels))
+        # gamma and beta away from 1 and 0, so that a dropped term shows; beta
+        # first, as normlab lists a norm's parameters by name.
         beta = self.add("beta", self.rng.normal(0, 0.2, channels))
+        gamma = self.add("gamma", self.rng.uniform(0.5, 1.5, channels))
         if self.norm == "batch":
             self.running.append([torch.zeros(channels, dtype=torch.float64),
                                  torch.ones(channels, dtype=torch.float64)])
