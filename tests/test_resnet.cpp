@@ -275,6 +275,10 @@ TEST_CASE("resnet: a model name that is not a ResNet says what is") {
                    build_model<float>("resnext", {{"type", "batch"}});
                  }),
                  {"resnext", "resnet8", "resnet20", "cnn3"});
+  check_mentions(error_of<std::invalid_argument>([] { resnet_size("resnet8_w5000"); }),
+                 {"resnet8_w5000", "width at most 256"});
+  check_mentions(error_of<std::invalid_argument>([] { resnet_size("resnet1202"); }),
+                 {"resnet1202", "depth at most 110"});
   CHECK_FALSE(resnet_size("cnn3").has_value());
   CHECK(model_is_convolutional("resnet8"));
   CHECK_FALSE(model_is_convolutional("mlp2"));

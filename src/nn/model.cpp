@@ -214,6 +214,7 @@ std::vector<std::string> model_names() {
 
 namespace {
 const char* const kModelChoices = "use cnn3, mlp2, or resnetD[_wW] such as resnet8, resnet20";
+constexpr std::size_t kMaxResNetDepth = 110, kMaxResNetWidth = 256;
 
 // Digits only, no sign or leading zero, at most 4 of them.
 bool small_number(const std::string& text, std::size_t& value) {
@@ -239,6 +240,12 @@ std::optional<ResNetSize> resnet_size(const std::string& name) {
   if (size.depth < 8 || (size.depth - 2) % 6 != 0)
     throw std::invalid_argument("model '" + name + "': the depth of a ResNet is 6n + 2 (8, 14, " +
                                 "20, 26, 32, ...), got " + std::to_string(size.depth));
+  // Bounds that keep a typo from asking for gigabytes of weights (ResNet-110 is
+  // the deepest CIFAR ResNet of the paper).
+  if (size.depth > kMaxResNetDepth || size.width > kMaxResNetWidth)
+    throw std::invalid_argument("model '" + name + "': a ResNet here has depth at most " +
+                                std::to_string(kMaxResNetDepth) + " and width at most " +
+                                std::to_string(kMaxResNetWidth));
   return size;
 }
 
