@@ -384,11 +384,17 @@ Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
   if (run_record.is_null())
     throw std::invalid_argument("--cell '" + source.cell + "' has not finished in " + dir.string());
 
-  note("re-training " + source.cell + " (" + std::to_string(run.epochs) + " epochs)");
-  auto [train_set, test] = load_datasets(run.dataset);
+  note("re-training " + source.cell + " (" + run.budget.text() + ")");
+  auto [full_train, test] = load_datasets(run.dataset);
+  // The cells trained without the validation split, at the learning rate the
+  // search selected.
+  Dataset train_set = split_validation(full_train, run.dataset).first;
+  Cell trained = *cell;
+  if (run_record.contains("lr_multiplier") && run_record["lr_multiplier"].is_number())
+    trained.lr_multiplier = run_record["lr_multiplier"].get<double>();
   TrainingLog log;
-  Subject subject{cell->norm, cell->norm_label(), train_model(run, *cell, train_set, nullptr, log),
-                  nullptr, true};
+  Subject subject{cell->norm, cell->norm_label(),
+                  train_model(run, trained, train_set, nullptr, log), nullptr, true};
   if (log.diverged)
     throw std::runtime_error("--cell '" + source.cell + "' diverged when re-trained");
   const double error = 1.0 - eval_accuracy(subject.model, test, run.evaluation.batch_size);
