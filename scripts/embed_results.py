@@ -14,7 +14,9 @@ and this script replaces what is between them by the file's current text
 report.md instead: the markdown table under the first bold caption line
 (`**Caption start...**`) that begins with that text; `path#Heading>Caption
 start` looks only after the line `## Heading`. --check exits 1, changing nothing, when a
-doc is out of date. Standard library only.
+doc is out of date. A marker without its end line, a selector that matches no table and a file
+or table with nothing in it are errors (exit 1, with or without --check), so a block can never
+stay silently empty. Standard library only.
 """
 import glob
 import os
@@ -23,7 +25,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A marker starts its line (an indented one, as in a code example, is left alone).
-BLOCK = re.compile(r"^(<!-- embed: ([^#\s]+)(?:#([^>]*?))? -->\n)(.*?)^(<!-- end embed -->)", re.S | re.M)
+# The selector runs to the closing " -->" (it may hold ">", as in "heading>caption").
+BLOCK = re.compile(r"^(<!-- embed: ([^#\s]+)(?:#(.*?))? -->\n)(.*?)^(<!-- end embed -->)", re.S | re.M)
+MARKER = re.compile(r"^<!-- embed:", re.M)
 
 
 def table_under(text, selector, path):
@@ -49,7 +53,12 @@ def table_under(text, selector, path):
     sys.exit(f"embed_results: no table under a caption starting '{selector}' in {path}")
 
 
-def embedded(doc_text):
+def embedded(doc_text, doc):
+    markers, blocks = len(MARKER.findall(doc_text)), len(BLOCK.findall(doc_text))
+    if markers != blocks:
+        sys.exit(f"embed_results: {doc}: {markers} embed markers but {blocks} complete blocks "
+                 "(each '<!-- embed: PATH[#SELECTOR] -->' line needs its '<!-- end embed -->')")
+
     def replace(match):
         try:
             with open(os.path.join(ROOT, match.group(2))) as f:
@@ -58,6 +67,8 @@ def embedded(doc_text):
             sys.exit(f"embed_results: {match.group(2)}: {e.strerror} (a doc embeds it)")
         if match.group(3):
             body = table_under(body, match.group(3), match.group(2))
+        if not body.strip():
+            sys.exit(f"embed_results: {doc}: {match.group(2)} is empty (nothing to embed)")
         return match.group(1) + body + ("" if body.endswith("\n") else "\n") + match.group(5)
     return BLOCK.sub(replace, doc_text)
 
@@ -71,7 +82,7 @@ def main():
     for doc in docs:
         with open(doc) as f:
             text = f.read()
-        new = embedded(text)
+        new = embedded(text, os.path.relpath(doc, ROOT))
         if new == text:
             continue
         stale.append(doc)

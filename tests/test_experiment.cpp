@@ -595,7 +595,7 @@ TEST_CASE("run: a diverging cell is recorded as such and the sweep goes on") {
     CHECK(r["test_accuracy_batch_stats"].is_null());
     CHECK(r["train_loss"].is_array());
   }
-  check_mentions(read_file(out + "/table.md"), {"| batch | diverged |", "| none | diverged |"});
+  check_mentions(read_file(out + "/table.md"), {"| batch | 1 diverged |", "| none | 1 diverged |"});
   const std::vector<std::string> csv = read_lines(out + "/results.csv");
   REQUIRE(csv.size() == 3);
   CHECK(csv[1].find(",true,") != std::string::npos);

@@ -26,6 +26,11 @@ struct DatasetConfig {
   double mean = 0, std = 1;  // standardization after scaling pixels to [0, 1]
   std::size_t classes = 10;  // synthetic only
   std::uint64_t seed = 0;    // synthetic only
+  // A validation split carved from the training set (after train_size): this
+  // many samples drawn at random with validation_seed, the same for every cell;
+  // the cells train on the rest. 0: no split.
+  long long validation_size = 0;
+  std::uint64_t validation_seed = 0;
 };
 
 struct OptimizerConfig {
@@ -35,9 +40,32 @@ struct OptimizerConfig {
   double momentum = 0.9;
   double weight_decay = 5e-4;
   std::vector<long long> drop_epochs;  // 0-based epochs from which lr is multiplied again
+  // Fractions of the training budget (0 < f < 1) from which lr is multiplied
+  // again: the same schedule for every budget and batch size.
+  std::vector<double> drop_fractions;
   double drop_factor = 0.1;
-  // The learning rate of an epoch at batch size B.
+  // The learning-rate search: each cell trains once per multiplier of the base
+  // rule and keeps the run of best validation error. Empty: no search.
+  std::vector<double> lr_multipliers;
+  // The learning rate of an epoch at batch size B (drop_epochs only).
   double lr_at(std::size_t epoch, std::size_t batch_size) const;
+  // The learning rate of optimizer step `step` (from 0) of `total_steps`,
+  // with `steps_per_epoch` steps per epoch, at batch size B: both schedules.
+  double lr_at_step(std::size_t step, std::size_t total_steps, std::size_t steps_per_epoch,
+                    std::size_t batch_size) const;
+};
+
+// How long each cell trains: a number of epochs (the default), of optimizer
+// steps or of training images seen. Steps and images compare cells of
+// different batch sizes at the same number of updates or of samples.
+struct BudgetConfig {
+  enum class Unit { epochs, steps, images };
+  Unit unit = Unit::epochs;
+  std::size_t amount = 1;
+  // The optimizer steps of a cell with `steps_per_epoch` steps of
+  // `global_batch` samples per epoch (0 when the budget is under one batch).
+  std::size_t steps(std::size_t steps_per_epoch, std::size_t global_batch) const;
+  std::string text() const;  // "3 epochs", "2000 steps", "128000 images"
 };
 
 struct EvaluationConfig {
@@ -63,7 +91,8 @@ struct ExperimentConfig {
   std::vector<nlohmann::json> norms;  // norm specs ({"type": "none"} for none)
   std::vector<std::size_t> batch_sizes;
   std::vector<std::uint64_t> seeds;
-  std::size_t epochs = 1;
+  std::size_t epochs = 1;  // the budget in epochs; 0 when it is in steps or images
+  BudgetConfig budget;
   OptimizerConfig optimizer;
   EvaluationConfig evaluation;
   ProbeConfig probe;
@@ -132,12 +161,19 @@ struct Cell {
   std::size_t batch_size = 0;  // per rank
   std::size_t ranks = 1;       // data-parallel ranks training the cell
   std::uint64_t seed = 0;
+  // A run of the learning-rate search (optimizer.lr_multipliers): the base
+  // rule's rate times lr_multiplier. id() then ends in "/lr_x<multiplier>".
+  bool search_run = false;
+  double lr_multiplier = 1.0;
   std::string skipped;             // skip_reason(): run_experiment does not train the cell
   std::string norm_label() const;  // "batch", "group(groups=8)"
   std::string row_label() const;   // norm_label(), with " R=2" on 2 ranks: the tables' rows
   std::string id() const;          // "batch/B64/seed0", "sync_batch/B4/R2/seed0"
 };
 std::vector<Cell> grid_cells(const ExperimentConfig& config);  // skipped cells included
+// The learning-rate search's runs of `cell`, one per optimizer.lr_multipliers
+// entry (none when the config has no search).
+std::vector<Cell> search_runs(const ExperimentConfig& config, const Cell& cell);
 
 // Where a training cell is: called every few steps.
 struct CellProgress {
@@ -152,14 +188,16 @@ using ProgressFn = std::function<void(const CellProgress&)>;
 // rank of `group` (of that size; every rank calls train_cell): each takes its
 // share of each global batch, in rank order, gradients are averaged over the
 // group in one all-reduce per step, and every rank returns the same record.
-// Null group: this process alone. `keep`, when given, is called with the
-// trained model (unless training diverged) before anything evaluates it: the
-// run saves its weights there.
+// Null group: this process alone.
+// With a `validation` set, the record's validation_error is the eval-mode
+// error on it (what the learning-rate search selects on). `keep`, when given,
+// is called with the trained model (unless training diverged) before anything
+// evaluates it: the run saves its weights there.
 using KeepModelFn = std::function<void(Model<float>&)>;
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
                           const Dataset& test, const ProgressFn& progress,
                           std::shared_ptr<Communicator> group = nullptr,
-                          const KeepModelFn& keep = nullptr);
+                          const Dataset* validation = nullptr, const KeepModelFn& keep = nullptr);
 
 // "Precise BN": sets the running statistics of every norm that has them to
 // population statistics over `batches` train-mode batches of `batch_size`
@@ -172,6 +210,11 @@ std::size_t precise_bn(Model<float>& model, const Dataset& train, std::size_t ba
 
 // The train and test sets a config asks for, standardized and subset.
 std::pair<Dataset, Dataset> load_datasets(const DatasetConfig& config);
+
+// The training set less its validation split, and the split
+// (config.validation_size samples at random, fixed by validation_seed; an
+// empty split when the size is 0). Throws when the split leaves no training set.
+std::pair<Dataset, Dataset> split_validation(const Dataset& train, const DatasetConfig& config);
 
 // Checks, from the file headers alone, that the dataset's IDX files exist, are
 // readable and hold train_size and test_size samples; throws naming the file

@@ -2,6 +2,7 @@
 // --set overrides, and the grid of cells.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -22,7 +23,38 @@ double OptimizerConfig::lr_at(std::size_t epoch, std::size_t batch_size) const {
   return rate;
 }
 
+double OptimizerConfig::lr_at_step(std::size_t step, std::size_t total_steps,
+                                   std::size_t steps_per_epoch, std::size_t batch_size) const {
+  double rate = lr_at(steps_per_epoch ? step / steps_per_epoch : 0, batch_size);
+  for (double fraction : drop_fractions)
+    if (double(step) >= fraction * double(total_steps)) rate *= drop_factor;
+  return rate;
+}
+
+std::size_t BudgetConfig::steps(std::size_t steps_per_epoch, std::size_t global_batch) const {
+  switch (unit) {
+    case Unit::steps:
+      return amount;
+    case Unit::images:
+      return global_batch ? amount / global_batch : 0;
+    default:
+      return amount * steps_per_epoch;
+  }
+}
+
+std::string BudgetConfig::text() const {
+  const char* units[] = {"epochs", "steps", "images"};
+  return std::to_string(amount) + " " + units[int(unit)];
+}
+
 namespace {
+
+// A learning-rate multiplier as search run ids and messages write it: "0.5", "2".
+std::string multiplier_text(double multiplier) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.10g", multiplier);
+  return text;
+}
 
 // Upper bounds of the config's counts: far above any real use, low enough
 // that products of them (images per epoch, epochs x steps) cannot overflow.
@@ -33,6 +65,24 @@ constexpr long long kMaxWorkers = 4096;
 constexpr long long kMaxThreadsPerCell = 1024;
 constexpr long long kMaxRanks = 65536;
 constexpr long long kMaxClasses = 256;  // synthetic data (make_synthetic)
+
+// Budgets in steps or images.
+constexpr long long kMaxBudget = 1'000'000'000'000;
+
+// A list of finite numbers (empty when absent).
+std::vector<double> number_list(JsonReader& r, const std::string& key) {
+  if (!r.has(key)) return {};
+  const nlohmann::json& list = r.raw(key);
+  if (!list.is_array())
+    r.fail(key, std::string("expected a list of numbers, got ") + json_kind(list));
+  std::vector<double> values;
+  for (const nlohmann::json& v : list) {
+    if (!v.is_number() || !std::isfinite(v.get<double>()))
+      r.fail(key, std::string("expected a list of numbers, got an entry that is ") + json_kind(v));
+    values.push_back(v.get<double>());
+  }
+  return values;
+}
 
 DatasetConfig parse_dataset(JsonReader r) {
   DatasetConfig d;
@@ -65,6 +115,11 @@ DatasetConfig parse_dataset(JsonReader r) {
   if (d.subset != "first" && d.subset != "random")
     r.fail("subset", "expected \"first\" or \"random\", got \"" + d.subset + "\"");
   d.subset_seed = r.unsigned_integer("subset_seed", 0);
+  d.validation_size = r.integer("validation_size", 0, 0, kMaxSamples);
+  d.validation_seed = r.unsigned_integer("validation_seed", 0);
+  if (d.train_size > 0 && d.validation_size >= d.train_size)
+    r.fail("validation_size", "expected fewer than train_size (" + std::to_string(d.train_size) +
+                                  ") samples: the cells train on the rest");
   if (!(d.std > 0)) r.fail("std", "expected a positive number");
   r.finish();
   return d;
@@ -79,14 +134,63 @@ OptimizerConfig parse_optimizer(JsonReader r) {
   o.weight_decay = r.number("weight_decay", 5e-4);
   JsonReader schedule = r.object("schedule");
   o.drop_epochs = schedule.integer_list("drop_epochs", {}, 0, kMaxCount);
+  o.drop_fractions = number_list(schedule, "drop_at");
+  for (double f : o.drop_fractions)
+    if (!(f > 0 && f < 1))
+      schedule.fail("drop_at", "expected fractions of the budget strictly between 0 and 1, got " +
+                                   nlohmann::json(f).dump());
+  if (!o.drop_epochs.empty() && !o.drop_fractions.empty())
+    schedule.fail("drop_at", "give drop_epochs or drop_at, not both");
   o.drop_factor = schedule.number("factor", 0.1);
   schedule.finish();
+  o.lr_multipliers = number_list(r, "lr_multipliers");
+  if (r.has("lr_multipliers") && o.lr_multipliers.empty())
+    r.fail("lr_multipliers",
+           "expected a non-empty list of positive numbers (leave it out for "
+           "no search)");
+  for (std::size_t i = 0; i < o.lr_multipliers.size(); ++i) {
+    const double m = o.lr_multipliers[i];
+    if (!(m > 0))
+      r.fail("lr_multipliers", "expected positive numbers, got " + nlohmann::json(m).dump());
+    if (std::find(o.lr_multipliers.begin(), o.lr_multipliers.begin() + long(i), m) !=
+        o.lr_multipliers.begin() + long(i))
+      r.fail("lr_multipliers", "lists " + multiplier_text(m) + " twice");
+  }
   if (!(o.lr > 0)) r.fail("lr", "expected a positive number");
   if (!(o.base_batch > 0)) r.fail("base_batch", "expected a positive number");
   if (o.momentum < 0 || o.momentum >= 1) r.fail("momentum", "expected a number in [0, 1)");
   if (o.weight_decay < 0) r.fail("weight_decay", "expected a number >= 0");
   r.finish();
   return o;
+}
+
+// "epochs": N (the old key) or "budget": {"epochs" | "steps" | "images": N}.
+BudgetConfig parse_budget(JsonReader& r) {
+  BudgetConfig budget;
+  if (!r.has("budget")) {
+    budget.amount = std::size_t(r.integer("epochs", 1, 1, kMaxCount));
+    return budget;
+  }
+  if (r.has("epochs")) r.fail("epochs", "give the budget once: \"epochs\" or \"budget\", not both");
+  JsonReader b = r.object("budget");
+  const std::pair<const char*, BudgetConfig::Unit> units[] = {
+      {"epochs", BudgetConfig::Unit::epochs},
+      {"steps", BudgetConfig::Unit::steps},
+      {"images", BudgetConfig::Unit::images}};
+  int given = 0;
+  for (const auto& [key, unit] : units)
+    if (b.has(key)) {
+      ++given;
+      budget.unit = unit;
+      budget.amount =
+          std::size_t(b.integer(key, 1, 1, key == std::string("epochs") ? kMaxCount : kMaxBudget));
+    }
+  if (given != 1)
+    r.fail("budget",
+           "expected exactly one of \"epochs\", \"steps\" or \"images\", e.g. "
+           "{\"steps\": 2000}");
+  b.finish();
+  return budget;
 }
 
 // "batch" or {"type": "batch", ...} -> a spec object; checked against the model.
@@ -187,14 +291,23 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   // A batch larger than the training set would train on nothing (0 steps).
   if (c.dataset.train_size >= 0)
     for (std::size_t b : c.batch_sizes)
-      if (b > std::size_t(c.dataset.train_size))
-        r.fail("batch_sizes", "batch size " + std::to_string(b) +
-                                  " is larger than dataset.train_size (" +
-                                  std::to_string(c.dataset.train_size) + ")");
+      if (b > std::size_t(c.dataset.train_size - c.dataset.validation_size))
+        r.fail("batch_sizes",
+               "batch size " + std::to_string(b) + " is larger than dataset.train_size (" +
+                   std::to_string(c.dataset.train_size) +
+                   (c.dataset.validation_size
+                        ? " less validation_size " + std::to_string(c.dataset.validation_size)
+                        : std::string()) +
+                   ")");
   for (std::size_t s : positive_list(r, "seeds", std::numeric_limits<long long>::max()))
     c.seeds.push_back(s);
-  c.epochs = std::size_t(r.integer("epochs", 1, 1, kMaxCount));
+  c.budget = parse_budget(r);
+  c.epochs = c.budget.unit == BudgetConfig::Unit::epochs ? c.budget.amount : 0;
   c.optimizer = parse_optimizer(r.object("optimizer"));
+  if (!c.optimizer.lr_multipliers.empty() && c.dataset.validation_size == 0)
+    r.fail("optimizer",
+           "lr_multipliers: the search selects on a validation split; set "
+           "dataset.validation_size (samples carved from the training set)");
 
   JsonReader eval = r.object("evaluation");
   c.evaluation.batch_size = std::size_t(eval.integer("batch_size", 1000, 1, kMaxBatch));
@@ -246,6 +359,10 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
       require_mpi(distributed.path_of("ranks_per_cell"));
   }
   distributed.finish();
+  if (!c.optimizer.lr_multipliers.empty() && c.ranks_per_cell != std::vector<std::size_t>{1})
+    r.fail("optimizer",
+           "lr_multipliers: the learning-rate search trains each cell in one "
+           "process (leave out distributed.ranks_per_cell)");
   r.finish();
 
   const DatasetConfig& d = c.dataset;
@@ -258,6 +375,11 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
     dataset["seed"] = d.seed;
   } else {
     dataset["path"] = d.path;
+  }
+  // Only when set, so that folders started before the option existed still resume.
+  if (d.validation_size > 0) {
+    dataset["validation_size"] = d.validation_size;
+    dataset["validation_seed"] = d.validation_seed;
   }
   const OptimizerConfig& o = c.optimizer;
   c.resolved = {{"name", c.name},
@@ -280,6 +402,15 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
                 {"probe", {{"batches", c.probe.batches}, {"seed", c.probe.seed}}},
                 {"output", c.output},
                 {"workers", c.workers}};
+  // Budgets other than epochs, fractional schedules and the search: only when
+  // set, so that folders started before the options existed still resume.
+  if (c.budget.unit != BudgetConfig::Unit::epochs) {
+    c.resolved.erase("epochs");
+    c.resolved["budget"] = {
+        {c.budget.unit == BudgetConfig::Unit::steps ? "steps" : "images", c.budget.amount}};
+  }
+  if (!o.drop_fractions.empty()) c.resolved["optimizer"]["schedule"]["drop_at"] = o.drop_fractions;
+  if (!o.lr_multipliers.empty()) c.resolved["optimizer"]["lr_multipliers"] = o.lr_multipliers;
   // Only when set, so that folders started before the option existed still resume.
   if (c.ranks_per_cell != std::vector<std::size_t>{1})
     c.resolved["distributed"] = {{"ranks_per_cell", c.ranks_per_cell}};
@@ -413,7 +544,8 @@ std::string Cell::row_label() const {
 
 std::string Cell::id() const {
   return norm_label() + "/B" + std::to_string(batch_size) +
-         (ranks > 1 ? "/R" + std::to_string(ranks) : "") + "/seed" + std::to_string(seed);
+         (ranks > 1 ? "/R" + std::to_string(ranks) : "") + "/seed" + std::to_string(seed) +
+         (search_run ? "/lr_x" + multiplier_text(lr_multiplier) : "");
 }
 
 std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size) {
@@ -443,6 +575,17 @@ std::vector<Cell> grid_cells(const ExperimentConfig& config) {
           cells.push_back(cell);
         }
   return cells;
+}
+
+std::vector<Cell> search_runs(const ExperimentConfig& config, const Cell& cell) {
+  std::vector<Cell> runs;
+  for (double multiplier : config.optimizer.lr_multipliers) {
+    Cell run = cell;
+    run.search_run = true;
+    run.lr_multiplier = multiplier;
+    runs.push_back(run);
+  }
+  return runs;
 }
 
 }  // namespace normlab

@@ -70,4 +70,24 @@ std::pair<Dataset, Dataset> load_datasets(const DatasetConfig& config) {
   return {std::move(train), std::move(test)};
 }
 
+std::pair<Dataset, Dataset> split_validation(const Dataset& train, const DatasetConfig& config) {
+  const std::size_t size = std::size_t(config.validation_size);
+  if (size == 0) return {train, Dataset{{}, {}, train.classes}};
+  if (size >= train.size())
+    throw std::invalid_argument("dataset.validation_size: " + std::to_string(size) +
+                                " asked but the training set holds only " +
+                                std::to_string(train.size()) +
+                                " samples (the cells train on the "
+                                "rest: ask for fewer)");
+  const std::vector<std::size_t> held_out = random_k(train.size(), size, config.validation_seed);
+  std::vector<bool> in_validation(train.size(), false);
+  for (std::size_t i : held_out) in_validation[i] = true;
+  std::vector<std::size_t> rest;
+  for (std::size_t i = 0; i < train.size(); ++i)
+    if (!in_validation[i]) rest.push_back(i);
+  Dataset validation = select(train, held_out), remaining = select(train, rest);
+  validation.classes = remaining.classes = train.classes;
+  return {std::move(remaining), std::move(validation)};
+}
+
 }  // namespace normlab

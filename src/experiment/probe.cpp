@@ -387,18 +387,27 @@ Subject trained_subject(const ExperimentConfig& config, const ProbeSource& sourc
   if (run_record.is_null())
     throw std::invalid_argument("--cell '" + source.cell + "' has not finished in " + dir.string());
 
-  auto [train_set, test] = load_datasets(run.dataset);
-  const bool saved = has_cell_weights(dir, source.cell);
+  auto [full_train, test] = load_datasets(run.dataset);
+  // The cell as it trained: without the validation split, at the learning rate
+  // the search selected (its weights are kept under that search run's id).
+  Cell trained = *cell;
+  if (run_record.contains("lr_multiplier") && run_record["lr_multiplier"].is_number()) {
+    trained.lr_multiplier = run_record["lr_multiplier"].get<double>();
+    trained.search_run = !run.optimizer.lr_multipliers.empty();
+  }
   Subject subject{cell->norm, cell->norm_label(),
                   build_model<float>(run.model, cell->norm, run.activation_layout), nullptr, true};
+  // The probe measures on the training set the cell trained on.
+  Dataset train_set = split_validation(full_train, run.dataset).first;
+  const bool saved = has_cell_weights(dir, trained.id());
   if (saved) {
-    load_cell_weights(dir, run, *cell, subject.model);
-    note("loaded " + source.cell + " from " + cell_folder(dir, source.cell).string());
+    load_cell_weights(dir, run, trained, subject.model);
+    note("loaded " + source.cell + " from " + cell_folder(dir, trained.id()).string());
   } else {
-    note("re-training " + source.cell + " (" + std::to_string(run.epochs) +
-         " epochs; the run kept no weights in " + cell_folder(dir, source.cell).string() + ")");
+    note("re-training " + source.cell + " (" + run.budget.text() + "; the run kept no weights in " +
+         cell_folder(dir, trained.id()).string() + ")");
     TrainingLog log;
-    subject.model = train_model(run, *cell, train_set, nullptr, log);
+    subject.model = train_model(run, trained, train_set, nullptr, log);
     if (log.diverged)
       throw std::runtime_error("--cell '" + source.cell + "' diverged when re-trained");
   }

@@ -295,7 +295,8 @@ const char* const kDamagedProbeHint =
 struct Run {
   fs::path dir;
   json config;
-  std::vector<json> records;  // by cell index
+  std::vector<json> records;         // by cell index
+  std::vector<json> search_records;  // the learning-rate search's runs (search.jsonl)
 };
 
 struct Probe {
@@ -318,11 +319,15 @@ void collect(const fs::path& dir, std::vector<Run>& runs, std::vector<Probe>& pr
   const bool is_run = fs::exists(dir / "results.jsonl") && fs::exists(dir / "config.json");
   bool found = is_run;
   if (is_run) {
-    Run run{dir, read_run_config(dir / "config.json"),
-            records_of(dir / "results.jsonl", check_run_record, kDamagedRecordHint)};
+    Run run{dir,
+            read_run_config(dir / "config.json"),
+            records_of(dir / "results.jsonl", check_run_record, kDamagedRecordHint),
+            {}};
     std::sort(run.records.begin(), run.records.end(), [](const json& a, const json& b) {
       return a.value("index", 0) < b.value("index", 0);
     });
+    if (fs::exists(dir / "search.jsonl"))
+      run.search_records = records_of(dir / "search.jsonl", check_run_record, kDamagedRecordHint);
     runs.push_back(std::move(run));
   }
   if (fs::exists(dir / "probe.jsonl")) {
@@ -563,6 +568,79 @@ std::string baseline_norm(const ResultGrid& grid, const std::string& asked) {
   return has("batch") ? "batch" : grid.norms.front();
 }
 
+// The learning-rate search: the selected rate per cell, the selected runs'
+// validation error, and validation error against the multiplier.
+void report_lr_search(const Run& run, const std::string& name, Document& doc,
+                      std::vector<Figure>& figures) {
+  const json multipliers = run.config["optimizer"].value("lr_multipliers", json::array());
+  if (multipliers.empty()) return;
+  const std::vector<std::size_t> batch_sizes =
+      run.config["batch_sizes"].get<std::vector<std::size_t>>();
+  ResultGrid selected = result_grid(batch_sizes, run.records, [](const json& r) {
+    return r.value("lr", json()).is_number() ? std::optional<double>(r["lr"].get<double>())
+                                             : std::nullopt;
+  });
+  // Every seed's selected rate, failed and diverged ones included: "0.05 (2), 0.1 (1)".
+  std::map<std::pair<std::string, std::size_t>, std::map<double, int>> chosen;
+  for (const json& r : run.records)
+    if (r.value("lr", json()).is_number())
+      ++chosen[{r["norm"].get<std::string>(), r["batch_size"].get<std::size_t>()}]
+              [r["lr"].get<double>()];
+  doc.table(
+      "Learning rate selected on the validation split, per cell: each rate with the number "
+      "of seeds that selected it (the grid: the base rule times " +
+          multipliers.dump() + "; the run of lowest validation error among those that succeeded)",
+      selected.markdown(selected.norms, [&](const std::string& norm, std::size_t b) {
+        const auto it = chosen.find({norm, b});
+        if (it == chosen.end()) return std::string("-");
+        std::string text;
+        for (const auto& [lr, count] : it->second)
+          text +=
+              (text.empty() ? "" : ", ") + format_number(lr) + " (" + std::to_string(count) + ")";
+        return text;
+      }));
+  doc.table(
+      "Validation error (%) of the selected runs: mean ± half width of the 95% interval "
+      "over the seeds that succeeded (n). " +
+          std::string(kFailureRuleText),
+      result_grid(batch_sizes, run.records, [](const json& r) {
+        return percent(r.value("validation_error", json()));
+      }).markdown("%.2f"));
+  if (run.search_records.empty()) return;
+  // One panel per batch size: mean validation error over the succeeded seeds
+  // at each multiplier, one line per norm.
+  Figure figure{name + "_lr_search", "learning-rate search: validation error", {}};
+  std::vector<std::string> norms;
+  for (const json& r : run.search_records)
+    if (std::find(norms.begin(), norms.end(), r["norm"].get<std::string>()) == norms.end())
+      norms.push_back(r["norm"].get<std::string>());
+  for (std::size_t b : batch_sizes) {
+    Panel panel = make_panel("B=" + std::to_string(b), "log2 of the learning-rate multiplier",
+                             "validation error (%)");
+    for (std::size_t i = 0; i < norms.size(); ++i) {
+      Series series{legend_label(norms[i]), {}, style_for(i)};
+      for (const json& m : multipliers) {
+        std::vector<double> values;
+        for (const json& r : run.search_records)
+          if (r["norm"] == norms[i] && r["batch_size"].get<std::size_t>() == b &&
+              r.value("lr_multiplier", json()) == m && record_outcome(r) == RunOutcome::succeeded &&
+              r.value("validation_error", json()).is_number())
+            values.push_back(100 * r["validation_error"].get<double>());
+        if (!values.empty())
+          series.rows.push_back({std::log2(m.get<double>()), summarize(values).mean});
+      }
+      if (!series.rows.empty()) panel.series.push_back(series);
+    }
+    if (!panel.series.empty()) figure.panels.push_back(panel);
+  }
+  if (figure.panels.empty()) return;
+  figures.push_back(figure);
+  doc.figure(figures.back().name,
+             "Validation error against the learning-rate multiplier (log2 x axis), mean over the "
+             "seeds whose run succeeded, one panel per batch size: the search's runs "
+             "(search.jsonl).");
+}
+
 void report_run(const Run& run, const std::string& name, const ReportOptions& options,
                 Document& doc, std::vector<Figure>& figures) {
   const std::vector<std::size_t> batch_sizes =
@@ -580,9 +658,12 @@ void report_run(const Run& run, const std::string& name, const ReportOptions& op
   if (const std::string description = run.config.value("description", std::string());
       !description.empty())
     doc.paragraph(description);
+  const std::string budget = run.config.contains("budget")
+                                 ? run.config["budget"].items().begin().value().dump() + " " +
+                                       run.config["budget"].items().begin().key()
+                                 : std::to_string(run.config.value("epochs", 0)) + " epochs";
   doc.paragraph(run.dir.string() + ": " + std::to_string(run.records.size()) + " of " +
-                std::to_string(total) + " cells finished; " +
-                std::to_string(run.config.value("epochs", 0)) + " epochs; seeds " +
+                std::to_string(total) + " cells finished; " + budget + " per cell; seeds " +
                 run.config["seeds"].dump() + ".");
   if (run.records.empty()) {
     doc.paragraph("No finished cells yet: nothing to plot.");
@@ -593,17 +674,21 @@ void report_run(const Run& run, const std::string& name, const ReportOptions& op
              "Test error (eval mode) vs batch size, one line per norm; log2 x axis.");
   const std::size_t seeds = errors.most_seeds();
   if (seeds >= 2) {
-    doc.table(
-        "Test error (%), eval mode: mean ± half width of the 95% confidence interval over "
-        "seeds (Student's t, n - 1 degrees of freedom); diverged seeds are counted, not "
-        "averaged in",
-        errors.markdown("%.2f"));
+    doc.table(std::string("Test error (%), eval mode: mean ± half width of the 95% confidence "
+                          "interval over the n seeds that succeeded (Student's t, n - 1 degrees of "
+                          "freedom). ") +
+                  kFailureRuleText,
+              errors.markdown("%.2f"));
     doc.table("Standard deviation of the test error over seeds (points)",
               errors.stddev_markdown("%.2f"));
     const std::string baseline = baseline_norm(errors, options.baseline);
     doc.table("Paired difference in test error (points) against " + baseline +
-                  ", seed by seed: mean ± half width of its 95% interval (n: seeds both have); "
-                  "an interval that holds 0 shows no difference",
+                  ", seed by seed over the seeds that succeeded in both (n): mean ± half width "
+                  "of its 95% interval (per comparison) and the paired t test's p-value, "
+                  "Holm-adjusted over the table's " +
+                  std::to_string(errors.paired_family_size(baseline)) +
+                  " comparisons with n >= 2 (a difference is significant at 5% family-wise "
+                  "when p < 0.05)",
               errors.paired_markdown(baseline, "%.2f"));
   } else {
     doc.table("Test error (%), eval mode", errors.markdown("%.2f"));
@@ -635,6 +720,7 @@ void report_run(const Run& run, const std::string& name, const ReportOptions& op
                "Test error (%) with precise BN: running statistics recomputed over up to " +
                    std::to_string(run.config["evaluation"].value("precise_bn_batches", 0)) +
                    " training batches (one pass at most) at the training B (norms that have them)");
+  report_lr_search(run, name, doc, figures);
   figures.push_back(loss_figure(name + "_train_loss", run, errors));
   doc.figure(figures.back().name, "Training loss per norm at the smallest and largest batch size.");
   doc.table("Train loss of the last epoch",

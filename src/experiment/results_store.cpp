@@ -152,6 +152,10 @@ void check_run_record(const nlohmann::json& r) {
   require(r, "train_loss", "a list of numbers", is_numbers);
   for (const char* key : {"test_accuracy_batch_stats", "test_accuracy_precise_bn"})
     require(r, key, "a number or null", is_number_or_null, /*optional=*/true);
+  require(r, "validation_error", "a number or null", is_number_or_null, /*optional=*/true);
+  require(
+      r, "lr_multiplier", "a number", [](const nlohmann::json& v) { return v.is_number(); },
+      /*optional=*/true);
   if (const nlohmann::json* curve = find(r, "loss_curve"); curve && !curve->is_null()) {
     if (!curve->is_object()) bad_key("loss_curve", "an object or null", curve);
     require(*curve, "epoch", "a list of numbers", is_numbers);
@@ -215,7 +219,8 @@ void ResultsStore::open_folder(bool fresh) {
   std::error_code ec;
   const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
   if (fresh) {
-    for (const char* name : {"config.json", "results.jsonl", "results.csv", "table.md"})
+    for (const char* name :
+         {"config.json", "results.jsonl", "results.csv", "table.md", "search.jsonl"})
       fs::remove(dir_ / name, ec);
   }
   const bool started_before = fs::exists(config_path);
@@ -252,6 +257,15 @@ void ResultsStore::open_folder(bool fresh) {
     }
     replace_file(results_path, kept);
   }
+  if (const fs::path search_path = dir_ / "search.jsonl"; fs::exists(search_path)) {
+    std::string kept;
+    for (JsonlRecord& record : read_jsonl(search_path, check_run_record, kDamagedRecordHint)) {
+      search_finished_.insert(record.value["cell"].get<std::string>());
+      search_records_.push_back(std::move(record.value));
+      kept += record.text + "\n";
+    }
+    replace_file(search_path, kept);
+  }
   if (!started_before) {
     replace_file(config_path, config_.dump(2) + "\n");
     wrote_config_ = true;
@@ -279,12 +293,31 @@ void ResultsStore::append(const nlohmann::json& record) {
   rewrite_summaries();
 }
 
+std::vector<nlohmann::json> ResultsStore::append_search(const nlohmann::json& record) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  appended_ = true;
+  append_to_file(dir_ / "search.jsonl", record.dump() + "\n");
+  search_records_.push_back(record);
+  search_finished_.insert(record["cell"].get<std::string>());
+  return search_records_;
+}
+
+std::vector<nlohmann::json> ResultsStore::search_records() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return search_records_;
+}
+
 void ResultsStore::rewrite_summaries() const {
   std::vector<nlohmann::json> sorted = records_;
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
     return a["index"].template get<std::size_t>() < b["index"].template get<std::size_t>();
   });
-  replace_file(dir_ / "results.csv", to_csv(sorted, config_["epochs"].get<std::size_t>()));
+  // A budget in steps or images has no fixed number of epochs: as many loss
+  // columns as the longest record has.
+  std::size_t epochs = config_.value("epochs", std::size_t(0));
+  if (!config_.contains("epochs"))
+    for (const auto& r : sorted) epochs = std::max(epochs, r["train_loss"].size());
+  replace_file(dir_ / "results.csv", to_csv(sorted, epochs));
   replace_file(dir_ / "table.md", error_table(config_, sorted));
 }
 
@@ -293,7 +326,10 @@ double GridCell::mean() const {
 }
 
 std::string GridCell::text(const char* format) const {
-  if (values.empty()) return diverged ? "diverged" : skipped ? "skipped" : "-";
+  std::string counts;  // "1 diverged, 2 failed"
+  if (diverged) counts = std::to_string(diverged) + " diverged";
+  if (failed) counts += (counts.empty() ? "" : ", ") + std::to_string(failed) + " failed";
+  if (values.empty()) return !counts.empty() ? counts : skipped ? "skipped" : "-";
   char cell[96];
   const SeedSummary s = summary();
   if (s.n >= 2) {
@@ -302,9 +338,8 @@ std::string GridCell::text(const char* format) const {
   } else {
     std::snprintf(cell, sizeof cell, format, s.mean);
   }
-  std::string text = cell;
-  if (diverged) text += " (" + std::to_string(diverged) + " diverged)";
-  return text;
+  return std::string(cell) + " (n=" + std::to_string(s.n) + (counts.empty() ? "" : "; " + counts) +
+         ")";
 }
 
 const GridCell& ResultGrid::at(const std::string& norm, std::size_t batch_size) const {
@@ -350,24 +385,96 @@ std::string ResultGrid::stddev_markdown(const char* format) const {
   });
 }
 
+namespace {
+
+// The paired summary of every (norm, B) against `baseline`, and the Holm-adjusted
+// p-values over the comparisons with two seeds or more.
+struct PairedTable {
+  std::map<std::pair<std::string, std::size_t>, SeedSummary> summaries;
+  std::map<std::pair<std::string, std::size_t>, double> adjusted;
+  std::size_t family = 0;
+};
+
+PairedTable paired_table(const ResultGrid& grid, const std::string& baseline) {
+  PairedTable table;
+  std::vector<std::pair<std::string, std::size_t>> keys;
+  std::vector<double> p;
+  for (const std::string& norm : grid.norms) {
+    if (norm == baseline) continue;
+    for (std::size_t b : grid.batch_sizes) {
+      const GridCell &cell = grid.at(norm, b), &base = grid.at(baseline, b);
+      const SeedSummary d =
+          summarize(paired_differences(cell.values, cell.seeds, base.values, base.seeds));
+      table.summaries[{norm, b}] = d;
+      keys.push_back({norm, b});
+      p.push_back(d.p_value);
+      table.family += d.n >= 2;
+    }
+  }
+  const std::vector<double> adjusted = holm_adjusted(p);
+  for (std::size_t i = 0; i < keys.size(); ++i) table.adjusted[keys[i]] = adjusted[i];
+  return table;
+}
+
+}  // namespace
+
+std::size_t ResultGrid::paired_family_size(const std::string& baseline) const {
+  return paired_table(*this, baseline).family;
+}
+
 std::string ResultGrid::paired_markdown(const std::string& baseline, const char* format) const {
   std::vector<std::string> rows = norms;
   rows.erase(std::remove(rows.begin(), rows.end(), baseline), rows.end());
   const std::string signed_format = std::string("%+") + (format + 1);  // "%.2f" -> "%+.2f"
+  const PairedTable table = paired_table(*this, baseline);
   return markdown(rows, [&](const std::string& norm, std::size_t b) -> std::string {
-    const GridCell &cell = at(norm, b), &base = at(baseline, b);
-    const SeedSummary d =
-        summarize(paired_differences(cell.values, cell.seeds, base.values, base.seeds));
+    const SeedSummary& d = table.summaries.at({norm, b});
     if (d.n == 0) return "-";
-    char text[96];
+    char text[128];
     if (d.n >= 2) {
-      const std::string both = signed_format + " ± " + format + " (n=%zu)";
-      std::snprintf(text, sizeof text, both.c_str(), d.mean, d.ci95, d.n);
+      const double p = table.adjusted.at({norm, b});
+      const std::string both =
+          signed_format + " ± " + format + (p < 0.001 ? " (n=%zu, p<0.001)" : " (n=%zu, p=%.3f)");
+      std::snprintf(text, sizeof text, both.c_str(), d.mean, d.ci95, d.n, p);
     } else {
       std::snprintf(text, sizeof text, (signed_format + " (n=1)").c_str(), d.mean);
     }
     return text;
   });
+}
+
+const char* const kFailureRuleText =
+    "Runs that diverged (a non-finite training loss) or failed (test error at or above chance "
+    "minus 5 points: 1 - 1/classes - 0.05, 85% for ten classes) are counted in the cell, not "
+    "averaged in.";
+
+std::size_t record_classes(const nlohmann::json& r) {
+  if (const nlohmann::json* classes = find(r, "classes"); classes && is_positive(*classes))
+    return classes->get<std::size_t>();
+  if (const nlohmann::json* config = find(r, "config"); config && config->is_object()) {
+    const nlohmann::json dataset = config->value("dataset", nlohmann::json::object());
+    if (dataset.is_object() && dataset.value("type", "") == "synthetic" &&
+        dataset.contains("classes") && is_positive(dataset["classes"]))
+      return dataset["classes"].get<std::size_t>();
+  }
+  return 10;
+}
+
+RunOutcome record_outcome(const nlohmann::json& r) {
+  const nlohmann::json error = r.value("test_error", nlohmann::json());
+  return run_outcome(r["diverged"].get<bool>(), error.is_number() ? error.get<double>() : NAN,
+                     record_classes(r));
+}
+
+const char* outcome_name(RunOutcome outcome) {
+  switch (outcome) {
+    case RunOutcome::diverged:
+      return "diverged";
+    case RunOutcome::failed:
+      return "failed";
+    default:
+      return "succeeded";
+  }
 }
 
 ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
@@ -380,8 +487,11 @@ ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
     if (std::find(grid.norms.begin(), grid.norms.end(), norm) == grid.norms.end())
       grid.norms.push_back(norm);
     GridCell& cell = grid.cells[{norm, r["batch_size"].get<std::size_t>()}];
-    if (r["diverged"].get<bool>()) {
+    const RunOutcome outcome = record_outcome(r);
+    if (outcome == RunOutcome::diverged) {
       ++cell.diverged;
+    } else if (outcome == RunOutcome::failed) {
+      ++cell.failed;
     } else if (const std::optional<double> v = value(r)) {
       cell.values.push_back(*v);
       cell.seeds.push_back(r["seed"].get<std::uint64_t>());

@@ -1,6 +1,7 @@
 // An experiment's output folder: config.json (what it was started with),
 // results.jsonl (one record per finished cell, appended and flushed),
-// results.csv and table.md (rewritten from the records).
+// results.csv and table.md (rewritten from the records), and with a
+// learning-rate search search.jsonl (one record per finished search run).
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,14 @@ class ResultsStore {
   // Appends a record and rewrites the CSV and table; thread-safe.
   void append(const nlohmann::json& record);
   const std::vector<nlohmann::json>& records() const { return records_; }
+  // The learning-rate search's runs (search.jsonl): kept, and resumed like cells.
+  bool search_finished(const std::string& run_id) const {
+    return search_finished_.count(run_id) != 0;
+  }
+  // Appends a search run's record; thread-safe. Returns the records of
+  // search.jsonl so far (a copy, taken under the lock).
+  std::vector<nlohmann::json> append_search(const nlohmann::json& record);
+  std::vector<nlohmann::json> search_records() const;
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
@@ -48,7 +57,9 @@ class ResultsStore {
   nlohmann::json config_;
   std::vector<nlohmann::json> records_;
   std::set<std::string> finished_;
-  std::mutex mutex_;
+  std::vector<nlohmann::json> search_records_;
+  std::set<std::string> search_finished_;
+  mutable std::mutex mutex_;
   bool created_dir_ = false, wrote_config_ = false, appended_ = false;
 };
 
@@ -80,16 +91,18 @@ extern const char* const kDamagedRecordHint;
 
 // One number per record, summarized by norm x batch size over seeds.
 struct GridCell {
-  std::vector<double> values;        // the records that did not diverge...
+  std::vector<double> values;        // the records that succeeded (record_outcome)...
   std::vector<std::uint64_t> seeds;  // ...and their seeds
   int diverged = 0;                  // counted, never averaged in
   bool skipped = false;              // the config skips this cell (see mark_skipped)
-  bool empty() const { return values.empty() && diverged == 0; }
+  int failed = 0;                    // finished near chance: counted, never averaged in
+  bool empty() const { return values.empty() && diverged == 0 && failed == 0; }
   double mean() const;
   SeedSummary summary() const { return summarize(values); }
   // The mean with `format`; with two seeds or more "mean ± half width of the 95%
-  // interval"; "(k diverged)" appended when some seeds diverged; "diverged"
-  // when every record diverged, "skipped", "-" when empty.
+  // interval"; then "(n=K)", with "; k diverged, f failed" when some runs did;
+  // "diverged" or "failed" (with the counts) when no run succeeded, "skipped",
+  // "-" when empty.
   std::string text(const char* format) const;
 };
 struct ResultGrid {
@@ -106,11 +119,27 @@ struct ResultGrid {
   // The standard deviation over seeds ("-" below two seeds).
   std::string stddev_markdown(const char* format) const;
   // Per norm other than `baseline` and batch size: the mean difference to
-  // `baseline` over the seeds both have, ± the half width of its 95% interval.
+  // `baseline` over the seeds both have, ± the half width of its 95% interval,
+  // and the paired t test's p-value Holm-adjusted over every comparison of the
+  // table ("p=0.012"; "-" with one seed, which is not counted in the family).
   std::string paired_markdown(const std::string& baseline, const char* format) const;
+  // How many comparisons paired_markdown adjusts for (cells with n >= 2).
+  std::size_t paired_family_size(const std::string& baseline) const;
 };
-// `value` gives a record's number, or nullopt when it has none (diverged
-// records are counted as such without asking).
+// The classes of a record's task: its "classes", else its config's synthetic
+// dataset's, else 10 (Fashion-MNIST and MNIST; records written before the key).
+std::size_t record_classes(const nlohmann::json& record);
+// run_outcome (seed_statistics.hpp) of a record: diverged, failed near chance
+// or succeeded.
+RunOutcome record_outcome(const nlohmann::json& record);
+// "succeeded", "diverged" or "failed".
+const char* outcome_name(RunOutcome outcome);
+
+// The failure rule in words, for table captions.
+extern const char* const kFailureRuleText;
+
+// `value` gives a record's number, or nullopt when it has none (diverged and
+// failed records are counted as such without asking).
 ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
                        const std::vector<nlohmann::json>& records,
                        const std::function<std::optional<double>(const nlohmann::json&)>& value);

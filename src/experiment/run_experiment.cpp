@@ -9,10 +9,12 @@
 #include <deque>
 #include <exception>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "environment.hpp"
+#include "lr_search.hpp"
 #include "normlab/experiment.hpp"
 #include "progress_printer.hpp"
 #include "results_store.hpp"
@@ -33,7 +35,7 @@ struct RecordContext {
 
 std::size_t images_of(const ExperimentConfig& config, const Cell& cell, std::size_t train_size) {
   const std::size_t global = cell.batch_size * cell.ranks;
-  return config.epochs * (train_size / global) * global;
+  return config.budget.steps(train_size / global, global) * global;
 }
 
 void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const Cell& cell,
@@ -41,6 +43,11 @@ void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const
   char outcome[128];
   if (record["diverged"].get<bool>())
     std::snprintf(outcome, sizeof outcome, "diverged");
+  else if (record.contains("validation_error") && record["validation_error"].is_number())
+    std::snprintf(
+        outcome, sizeof outcome, "validation error %.2f%%, test error %.2f%%, %.0f images/s",
+        100 * record["validation_error"].get<double>(), 100 * record["test_error"].get<double>(),
+        record["train_images_per_second"].get<double>());
   else
     std::snprintf(outcome, sizeof outcome, "test error %.2f%%, %.0f images/s",
                   100 * record["test_error"].get<double>(),
@@ -83,19 +90,55 @@ void print_table(const ExperimentConfig& config, const ResultsStore& store) {
 
 // ---- One process ----
 
+// What a worker trains: the pending cells, or with a learning-rate search the
+// search runs of the pending cells that search.jsonl does not hold yet.
+std::vector<Cell> pending_runs(const ExperimentConfig& config, const std::vector<Cell>& pending,
+                               const ResultsStore& store) {
+  if (config.optimizer.lr_multipliers.empty()) return pending;
+  std::vector<Cell> runs;
+  for (const Cell& cell : pending)
+    for (const Cell& run : search_runs(config, cell))
+      if (!store.search_finished(run.id())) runs.push_back(run);
+  return runs;
+}
+
+// A search run's grid cell.
+Cell cell_of(const Cell& run) {
+  Cell cell = run;
+  cell.search_run = false;
+  cell.lr_multiplier = 1.0;
+  return cell;
+}
+
 void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
   ResultsStore store(options.out_dir.empty() ? config.output : options.out_dir, config.resolved,
                      options.fresh);
   const std::vector<Cell> cells = grid_cells(config);
-  const std::vector<Cell> pending = pending_cells(cells, store, config);
+  std::vector<Cell> pending = pending_cells(cells, store, config);
+  // Cells whose search runs all finished before a kill: select now.
+  if (!config.optimizer.lr_multipliers.empty()) {
+    const std::vector<nlohmann::json> searched = store.search_records();
+    std::vector<Cell> still;
+    for (const Cell& cell : pending) {
+      if (std::optional<nlohmann::json> record = select_learning_rate(config, cell, searched))
+        store.append(*record);
+      else
+        still.push_back(cell);
+    }
+    pending = still;
+  }
+  pending = pending_runs(config, pending, store);
   if (!pending.empty()) {
-    const std::pair<Dataset, Dataset> datasets = load_datasets(config.dataset);
-    const Dataset &train = datasets.first, &test = datasets.second;
+    const std::pair<Dataset, Dataset> loaded = load_datasets(config.dataset);
+    const std::pair<Dataset, Dataset> split = split_validation(loaded.first, config.dataset);
+    const Dataset &train = split.first, &validation = split.second, &test = loaded.second;
     use_threads_per_cell(config.threads_per_cell);
-    const RecordContext context{{{"train_size", train.size()}, {"test_size", test.size()}},
-                                environment_info(config.workers, config.threads_per_cell),
+    nlohmann::json sizes = {{"train_size", train.size()}, {"test_size", test.size()}};
+    if (validation.size() > 0) sizes["validation_size"] = validation.size();
+    const RecordContext context{sizes, environment_info(config.workers, config.threads_per_cell),
                                 config.resolved};
     ProgressPrinter printer(cells.size(), total_images(config, pending, train.size()));
+    std::mutex selecting;  // one worker at a time completes a searched cell
 
     std::atomic<std::size_t> next{0};
     std::exception_ptr failure;
@@ -107,9 +150,18 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
           nlohmann::json record = train_cell(
               config, cell, train, test,
               [&](const CellProgress& p) { printer.update(cell.index + 1, cell, p); }, nullptr,
+              &validation,
               [&](Model<float>& model) { save_cell_weights(store.dir(), config, cell, model); });
           context.complete(record);
-          store.append(record);
+          if (cell.search_run) {
+            std::lock_guard<std::mutex> lock(selecting);
+            const std::vector<nlohmann::json> searched = store.append_search(record);
+            if (std::optional<nlohmann::json> selected =
+                    select_learning_rate(config, cell_of(cell), searched))
+              store.append(*selected);
+          } else {
+            store.append(record);
+          }
           report_done(printer, config, cell, train.size(), record);
         } catch (...) {
           std::lock_guard<std::mutex> lock(failure_mutex);
@@ -235,8 +287,9 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
   std::optional<ResultsStore> store;
   const std::vector<std::size_t> pending = agree_on_pending(*world, cells, store, config, options);
   if (!pending.empty()) {
-    const std::pair<Dataset, Dataset> datasets = load_datasets(config.dataset);
-    const Dataset &train = datasets.first, &test = datasets.second;
+    const std::pair<Dataset, Dataset> loaded = load_datasets(config.dataset);
+    const std::pair<Dataset, Dataset> split = split_validation(loaded.first, config.dataset);
+    const Dataset &train = split.first, &validation = split.second, &test = loaded.second;
     use_threads_per_cell(config.threads_per_cell);
     nlohmann::json environment = environment_info(1, config.threads_per_cell);
     environment["mpi_world_size"] = ranks;
@@ -284,7 +337,8 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
         KeepModelFn keep;
         if (leader)
           keep = [&](Model<float>& model) { save_cell_weights(out_dir, config, cell, model); };
-        nlohmann::json record = train_cell(config, cell, train, test, progress, group, keep);
+        nlohmann::json record =
+            train_cell(config, cell, train, test, progress, group, &validation, keep);
         if (!leader) continue;
         context.complete(record);
         if (rank == 0) {
@@ -313,6 +367,10 @@ void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
           "that it divides, got " + std::to_string(ranks) +
           (ranks == 1 ? " (run under mpirun -np " + std::to_string(r) + " or a multiple)"
                       : " (mpirun -np N with N a multiple of every ranks_per_cell)"));
+  if (ranks > 1 && !config.optimizer.lr_multipliers.empty())
+    throw std::invalid_argument(
+        "optimizer.lr_multipliers: the learning-rate search runs in one process (not under "
+        "mpirun)");
   if (ranks == 1)
     run_in_process(config, options);
   else

@@ -187,6 +187,13 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
                                 " is larger than the " + std::to_string(train.size()) +
                                 " training samples");
   log.steps_per_epoch = steps;
+  // The budget in optimizer steps; the last epoch may be cut short.
+  const std::size_t total_steps = config.budget.steps(steps, global_batch);
+  if (total_steps == 0)
+    throw std::invalid_argument("cell " + cell.id() + ": a budget of " + config.budget.text() +
+                                " is less than one batch of " + std::to_string(global_batch));
+  log.total_steps = total_steps;
+  const std::size_t epochs = (total_steps + steps - 1) / steps;
   std::vector<std::size_t> batch_shape = {batch};
   batch_shape.insert(batch_shape.end(), train.images.shape().begin() + 1,
                      train.images.shape().end());
@@ -197,14 +204,18 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
   // A few points per epoch whatever B is, so curves of different B line up.
   const std::size_t window = std::max<std::size_t>(1, steps / kLossCurvePointsPerEpoch);
   log.loss_curve = {{"epoch", nlohmann::json::array()}, {"loss", nlohmann::json::array()}};
-  for (std::size_t epoch = 0; epoch < config.epochs && !log.diverged; ++epoch) {
-    const double lr = config.optimizer.lr_at(epoch, global_batch);
+  for (std::size_t epoch = 0; epoch < epochs && !log.diverged; ++epoch) {
     const std::vector<std::size_t> order =
         permutation(train.size(), cell.seed * 1000003ULL + epoch);
     const auto epoch_start = Clock::now();
     double loss_sum = 0, window_sum = 0;
     std::size_t window_steps = 0;
-    for (std::size_t step = 0; step < steps; ++step) {
+    const std::size_t epoch_steps = std::min(steps, total_steps - epoch * steps);
+    log.epochs_started = epoch + 1;
+    for (std::size_t step = 0; step < epoch_steps; ++step) {
+      const double lr =
+          cell.lr_multiplier *
+          config.optimizer.lr_at_step(epoch * steps + step, total_steps, steps, global_batch);
       gather(train, order, step * global_batch + share, images, labels);
       sgd.zero_grad();
       double loss = softmax_cross_entropy(model.forward(images, Mode::train), labels, dlogits);
@@ -220,17 +231,17 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
       loss_sum += loss;
       window_sum += loss;
       log.images_seen += batch;
-      if (++window_steps == window || step + 1 == steps) {
+      if (++window_steps == window || step + 1 == epoch_steps) {
         log.loss_curve["epoch"].push_back(double(epoch) + double(step + 1) / double(steps));
         log.loss_curve["loss"].push_back(window_sum / double(window_steps));
         window_sum = 0;
         window_steps = 0;
       }
-      if (progress && (step % 50 == 0 || step + 1 == steps))
-        progress({epoch, config.epochs, step + 1, steps, loss_sum / double(step + 1)});
+      if (progress && (step % 50 == 0 || step + 1 == epoch_steps))
+        progress({epoch, epochs, step + 1, epoch_steps, loss_sum / double(step + 1)});
     }
     log.train_seconds += std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    if (!log.diverged) log.epoch_losses.push_back(loss_sum / double(steps));
+    if (!log.diverged) log.epoch_losses.push_back(loss_sum / double(epoch_steps));
   }
   log.communication_seconds = group->collective_seconds() - communication_before;
   return model;
@@ -238,7 +249,8 @@ Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const
 
 nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
                           const Dataset& test, const ProgressFn& progress,
-                          std::shared_ptr<Communicator> group, const KeepModelFn& keep) {
+                          std::shared_ptr<Communicator> group, const Dataset* validation,
+                          const KeepModelFn& keep) {
   const auto start = Clock::now();
   TrainingLog log;
   Model<float> model = train_model(config, cell, train, progress, log, group);
@@ -263,6 +275,19 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
                            {"test_accuracy", nullptr},
                            {"test_error", nullptr},
                            {"test_accuracy_batch_stats", nullptr}};
+  result["classes"] = test.classes;  // for the failure rule (seed_statistics.hpp)
+  // New keys only when their options are on, so that records read as before.
+  if (config.budget.unit != BudgetConfig::Unit::epochs) {
+    result["budget"] = config.budget.text();
+    result["steps"] = log.total_steps;
+    result["epochs"] = double(log.total_steps) / double(log.steps_per_epoch);
+  }
+  if (cell.search_run) {
+    result["lr_multiplier"] = cell.lr_multiplier;
+    result["lr"] = cell.lr_multiplier * result["lr"].get<double>();
+  }
+  const bool validating = validation && validation->size() > 0;
+  if (validating) result["validation_error"] = nullptr;
   const std::size_t precise_batches = config.evaluation.precise_bn_batches;
   if (precise_batches > 0) {
     result["test_accuracy_precise_bn"] = nullptr;
@@ -278,6 +303,9 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
     const double acc = eval_accuracy(model, test, config.evaluation.batch_size);
     result["test_accuracy"] = acc;
     result["test_error"] = 1.0 - acc;
+    if (validating)
+      result["validation_error"] =
+          1.0 - eval_accuracy(model, *validation, config.evaluation.batch_size);
     const bool one_rank = cell.ranks == 1;
     if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm) && one_rank)
       result["test_accuracy_batch_stats"] = batch_stats_accuracy(model, test, batch);
@@ -285,7 +313,7 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
     // epoch after the last one would use.
     const std::size_t used = precise_batches > 0 && one_rank
                                  ? precise_bn(model, train, batch, precise_batches,
-                                              cell.seed * 1000003ULL + config.epochs)
+                                              cell.seed * 1000003ULL + log.epochs_started)
                                  : 0;
     if (used > 0) {
       const double precise = eval_accuracy(model, test, config.evaluation.batch_size);

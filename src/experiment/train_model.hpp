@@ -16,6 +16,8 @@ namespace normlab {
 // What training did, for the result record.
 struct TrainingLog {
   std::size_t steps_per_epoch = 0;
+  std::size_t total_steps = 0;     // the budget in optimizer steps
+  std::size_t epochs_started = 0;  // passes over the data begun (the last may be partial)
   nlohmann::json epoch_losses = nlohmann::json::array();
   // Mean loss over windows of steps_per_epoch / kLossCurvePointsPerEpoch steps:
   // {"epoch": [fractional epoch at each window's end], "loss": [...]}.
