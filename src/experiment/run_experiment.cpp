@@ -10,7 +10,9 @@
 #include <exception>
 #include <iostream>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "environment.hpp"
 #include "normlab/experiment.hpp"
@@ -23,10 +25,11 @@ namespace {
 // What run_experiment adds to a cell's record.
 struct RecordContext {
   nlohmann::json dataset, environment, config;
-  void complete(nlohmann::json& record) const {
+  void complete(nlohmann::json& record, const Cell& cell) const {
     record["dataset"] = dataset;
     record["environment"] = environment;
     record["config"] = config;
+    record["config_digest"] = cell_config_digest(config, cell);  // checked on resume and report
   }
 };
 
@@ -40,6 +43,9 @@ void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const
   char outcome[128];
   if (record["diverged"].get<bool>())
     std::snprintf(outcome, sizeof outcome, "diverged");
+  else if (!record["train_images_per_second"].is_number())
+    std::snprintf(outcome, sizeof outcome, "test error %.2f%%",
+                  100 * record["test_error"].get<double>());
   else
     std::snprintf(outcome, sizeof outcome, "test error %.2f%%, %.0f images/s",
                   100 * record["test_error"].get<double>(),
@@ -74,7 +80,10 @@ std::size_t total_images(const ExperimentConfig& config, const std::vector<Cell>
   return total;
 }
 
+// At the end of every run, pending cells or not: results.csv and table.md
+// follow results.jsonl even when a fault left them behind.
 void print_table(const ExperimentConfig& config, const ResultsStore& store) {
+  store.rewrite_summaries();
   std::cout << "test error (%) by norm x batch size, " << config.model << ", " << config.name
             << " (" << store.dir().string() << ")\n"
             << error_table(config.resolved, store.records());
@@ -106,7 +115,7 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
           nlohmann::json record = train_cell(config, cell, train, test, [&](const CellProgress& p) {
             printer.update(cell.index + 1, cell, p);
           });
-          context.complete(record);
+          context.complete(record, cell);
           store.append(record);
           report_done(printer, config, cell, train.size(), record);
         } catch (...) {
@@ -201,6 +210,27 @@ class Dispatcher {
   std::size_t train_size_;
 };
 
+// Every rank trains what rank 0 records: ranks started with other --set
+// values (or another config file) stop before the first cell, every rank
+// with the same error naming them (so none is left waiting).
+void check_same_config(Communicator& world, const ExperimentConfig& config) {
+  const std::string mine = run_config_digest(config.resolved);
+  std::string rank0 = mine;
+  world.broadcast(rank0, 0);
+  const int ranks = world.size();
+  std::vector<double> differs(std::size_t(ranks), 0.0);
+  differs[std::size_t(world.rank())] = rank0 != mine ? 1.0 : 0.0;
+  world.all_reduce_sum(differs.data(), differs.size());
+  std::string named;
+  for (int r = 0; r < ranks; ++r)
+    if (differs[std::size_t(r)] > 0) named += (named.empty() ? "" : ", ") + std::to_string(r);
+  if (!named.empty())
+    throw std::runtime_error("rank " + named + " resolved another config than rank 0 (config " +
+                             "digest " + rank0 + " on rank 0" +
+                             (rank0 != mine ? ", " + mine + " here" : std::string()) +
+                             "): give every rank the same config file and --set values");
+}
+
 // Rank 0 opens the store and decides what is pending; every rank learns it
 // (or rank 0's error, so that no rank waits for a decision that never comes).
 std::vector<std::size_t> agree_on_pending(Communicator& world, const std::vector<Cell>& cells,
@@ -228,6 +258,7 @@ std::vector<std::size_t> agree_on_pending(Communicator& world, const std::vector
 void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
                     const std::shared_ptr<Communicator>& world) {
   const int rank = world->rank(), ranks = world->size();
+  check_same_config(*world, config);
   const std::vector<Cell> cells = grid_cells(config);
   std::optional<ResultsStore> store;
   const std::vector<std::size_t> pending = agree_on_pending(*world, cells, store, config, options);
@@ -279,7 +310,7 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
           };
         nlohmann::json record = train_cell(config, cell, train, test, progress, group);
         if (!leader) continue;
-        context.complete(record);
+        context.complete(record, cell);
         if (rank == 0) {
           store->append(record);
           report_done(*printer, config, cell, train.size(), record);
