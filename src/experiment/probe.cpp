@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "environment.hpp"
+#include "io/utf8.hpp"
 #include "normlab/analysis.hpp"
 #include "normlab/model.hpp"
 #include "results_store.hpp"
@@ -397,9 +398,12 @@ Subject retrain(const ExperimentConfig& config, const ProbeSource& source,
   std::snprintf(line, sizeof line, "re-trained test error %.4f%%; the run recorded %.4f%%",
                 100 * error, run_error.is_number() ? 100 * run_error.get<double>() : NAN);
   note(line);
-  subject.source = {{"source", "trained"},         {"seed", cell->seed},
-                    {"trained_cell", source.cell}, {"trained_batch_size", cell->batch_size},
-                    {"run", dir.string()},         {"retrained_test_error", error},
+  subject.source = {{"source", "trained"},
+                    {"seed", cell->seed},
+                    {"trained_cell", source.cell},
+                    {"trained_batch_size", cell->batch_size},
+                    {"run", utf8_shown(dir.string())},
+                    {"retrained_test_error", error},
                     {"run_test_error", run_error}};
   train = std::move(train_set);
   return subject;
