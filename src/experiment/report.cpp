@@ -76,21 +76,23 @@ struct Figure {
   std::vector<Panel> panels;
 };
 
-// Text for a generated gnuplot script or data file, as data, never code: a
-// single-quoted gnuplot string, in which nothing is expanded (no backslash
-// escapes, no `command` substitution, no @macros) and '' is a quote. Control
-// characters (a newline would end the string and start a command) and bytes
-// that are not UTF-8 are replaced, so the string stays on its line. The one
-// function for every string written to a .gp or .dat file, comments included.
+// Text on one line of a generated gnuplot script or data file: control
+// characters (a newline would end the line and start a command or a data row)
+// become spaces and bytes that are not UTF-8 become '?'.
+std::string gnuplot_text(const std::string& text) {
+  std::string line = utf8_shown(text);  // a multi-byte character: bytes >= 0x80
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return line;
+}
+
+// Text in a generated gnuplot script, as data, never code: a single-quoted
+// gnuplot string of gnuplot_text, in which nothing is expanded (no backslash
+// escapes, no `command` substitution, no @macros) and '' is a quote. The one
+// function for every string written to a .gp file, comments included.
 std::string gnuplot_string(const std::string& text) {
   std::string q = "'";
-  for (const char c : utf8_shown(text)) {  // a multi-byte character: bytes >= 0x80
-    const unsigned char u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f)
-      q += ' ';  // newline, tab, escape...: one line, no terminal control
-    else
-      q += c == '\'' ? std::string("''") : std::string(1, c);
-  }
+  for (const char c : gnuplot_text(text)) q += c == '\'' ? std::string("''") : std::string(1, c);
   return q + "'";
 }
 
@@ -176,7 +178,7 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
     std::vector<std::string> items = panel.extra;
     for (const Series& s : panel.series) {
       if (s.rows.empty()) continue;
-      data += "# " + gnuplot_string(s.title) + "\n";
+      data += "# " + gnuplot_text(s.title) + "\n";  // a comment of the data file
       for (const auto& row : s.rows) {
         for (std::size_t i = 0; i < row.size(); ++i) data += (i ? " " : "") + format_number(row[i]);
         data += "\n";

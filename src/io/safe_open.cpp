@@ -57,10 +57,9 @@ std::string read_bounded(const std::string& path, std::size_t max_bytes, const s
   if (follow_links) {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-      throw std::runtime_error(path + ": cannot open the " + what + " (" + std::strerror(errno) +
-                               ")");
+      throw std::runtime_error(path + ": cannot open " + what + " (" + std::strerror(errno) + ")");
   } else {
-    fd = open_no_follow(path, O_RDONLY, "open the " + what);
+    fd = open_no_follow(path, O_RDONLY, "open " + what);
   }
   refuse_directory(fd, path, what);
   std::string text;
@@ -84,7 +83,7 @@ std::string read_bounded(const std::string& path, std::size_t max_bytes, const s
 
 BoundedLines::BoundedLines(const std::string& path, std::size_t max_line, const std::string& what)
     : path_(path), what_(what), max_line_(max_line) {
-  fd_ = open_no_follow(path, O_RDONLY, "open the " + what);
+  fd_ = open_no_follow(path, O_RDONLY, "open " + what);
   refuse_directory(fd_, path, what);
 }
 
