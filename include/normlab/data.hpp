@@ -27,6 +27,14 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path)
 // for checking a config before a run). Throws as load_idx does.
 std::size_t count_idx_samples(const std::string& images_path, const std::string& labels_path);
 
+// What load_idx would give, from the headers and the label file alone (no
+// pixels are read): the samples, the image size and the classes (10, or the
+// largest label + 1 if larger). Throws as load_idx does.
+struct IdxSummary {
+  std::size_t count = 0, rows = 0, cols = 0, classes = 10;
+};
+IdxSummary summarize_idx(const std::string& images_path, const std::string& labels_path);
+
 // A seeded synthetic 1x28x28 dataset: each class is a fixed random blob
 // pattern; samples are shifted, scaled and noisy copies, so it is learnable
 // but not trivial. Same seed, same data. Class patterns depend only on the

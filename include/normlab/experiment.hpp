@@ -124,6 +124,13 @@ ExperimentConfig load_config(const std::string& path, const std::vector<std::str
 
 // The deepest nesting of lists and objects accepted in any JSON input.
 constexpr int kMaxJsonDepth = 64;
+// The largest config file (config.json of a run folder included) and the
+// longest record line of a .jsonl file, in bytes: read in pieces up to the
+// bound, so a larger file (or /dev/zero) is refused before it fills memory.
+constexpr std::size_t kMaxConfigBytes = std::size_t(16) << 20;
+constexpr std::size_t kMaxRecordBytes = std::size_t(16) << 20;
+// The most cells (norms x batch sizes x ranks_per_cell values x seeds) of a grid.
+constexpr std::size_t kMaxGridCells = 100000;
 
 // JSON text that does not parse, nests deeper than kMaxJsonDepth or holds a
 // number beyond a double (1e400); the message names the source and the line
@@ -220,6 +227,13 @@ std::pair<Dataset, Dataset> split_validation(const Dataset& train, const Dataset
 // readable and hold train_size and test_size samples; throws naming the file
 // and the fix. load_config calls it, so `validate` refuses what `run` would.
 void check_dataset(const DatasetConfig& config);
+
+// Builds the model of each norm as run does and passes two images of the
+// dataset's size through it, so that every shape error run would meet is met;
+// refuses labels beyond the model's outputs (labels must lie in [0, outputs):
+// the models have 10) and a largest batch whose activations would not fit in
+// this machine's memory. load_config calls it after check_dataset.
+void check_model_fits_data(const ExperimentConfig& config);
 
 struct RunOptions {
   std::string out_dir;

@@ -127,7 +127,8 @@ int apply_command(const Args& args) {
     if (spec.contains("layout") && spec["layout"] != o.layout)
       throw std::invalid_argument("--layout " + o.layout + " contradicts --norm's \"layout\": " +
                                   spec["layout"].dump() + " (give one of them)");
-    const NormInfo& info = norm_info(spec.value("type", std::string()));
+    // resolve_spec names a missing type, or one that is not a string.
+    const NormInfo& info = norm_info(resolve_spec(spec)["type"].get<std::string>());
     const bool has_layout = std::any_of(info.options.begin(), info.options.end(),
                                         [](const NormOption& o) { return o.key == "layout"; });
     if (!has_layout)

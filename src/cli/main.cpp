@@ -100,8 +100,18 @@ int main(int argc, char** argv) {
               "ranks (run it without mpirun)");
       }
       return c.run(normlab::cli::Args(argv + 2, argv + argc));
+    } catch (const std::bad_alloc&) {  // the checks bound what inputs allocate: a last resort
+      std::cerr << "normlab " << name
+                << ": out of memory (this machine could not allocate what the command needs; "
+                   "use a smaller dataset, batch or grid)\n";
+      if (mpi.on) normlab::abort_mpi(1);
+      return 1;
     } catch (const std::exception& e) {
-      std::cerr << "normlab " << name << ": " << one_line(e.what()) << "\n";
+      std::string message = e.what();
+      // A JSON library error that no check caught: its text without the library's tag.
+      if (message.rfind("[json.exception.", 0) == 0 && message.find("] ") != std::string::npos)
+        message = "unexpected JSON value: " + message.substr(message.find("] ") + 2);
+      std::cerr << "normlab " << name << ": " << one_line(message) << "\n";
       if (mpi.on) normlab::abort_mpi(1);  // the other ranks would wait for this one
       return 1;
     } catch (...) {

@@ -174,6 +174,29 @@ std::size_t count_idx_samples(const std::string& images_path, const std::string&
   return count;
 }
 
+IdxSummary summarize_idx(const std::string& images_path, const std::string& labels_path) {
+  IdxSummary summary;
+  GzFile images(images_path);
+  const auto dims = read_header(images, images_path, kImageMagic, "image");
+  check_image_dims(images_path, dims);
+  summary.count = dims[0];
+  summary.rows = dims[1];
+  summary.cols = dims[2];
+  GzFile labels(labels_path);
+  const std::size_t count = read_header(labels, labels_path, kLabelMagic, "label")[0];
+  check_same_count(images_path, dims[0], labels_path, count);
+  unsigned char top = 0;  // the labels are streamed, not kept
+  const std::size_t got =
+      labels.stream(count, [&](const unsigned char* bytes, std::size_t n, std::size_t) {
+        for (std::size_t i = 0; i < n; ++i) top = std::max(top, bytes[i]);
+      });
+  if (got < count)
+    fail(labels_path, "truncated: expected " + std::to_string(count) + " bytes of labels, got " +
+                          std::to_string(got));
+  summary.classes = std::max<std::size_t>(10, std::size_t(top) + 1);  // as load_idx
+  return summary;
+}
+
 Dataset load_idx(const std::string& images_path, const std::string& labels_path) {
   Dataset data;
   {

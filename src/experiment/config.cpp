@@ -5,9 +5,12 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "io/safe_open.hpp"
+#include "io/utf8.hpp"
 #include "json_reader.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/model.hpp"
@@ -53,6 +56,12 @@ namespace {
 std::string multiplier_text(double multiplier) {
   char text[32];
   std::snprintf(text, sizeof text, "%.10g", multiplier);
+  return text;
+}
+
+std::string format_number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
   return text;
 }
 
@@ -142,6 +151,16 @@ OptimizerConfig parse_optimizer(JsonReader r) {
   if (!o.drop_epochs.empty() && !o.drop_fractions.empty())
     schedule.fail("drop_at", "give drop_epochs or drop_at, not both");
   o.drop_factor = schedule.number("factor", 0.1);
+  // A factor of 0 or less would train on with a zero or negative learning rate.
+  if (!(o.drop_factor > 0))
+    schedule.fail("factor",
+                  "expected a positive number (the learning rate is multiplied by it "
+                  "at each drop epoch), got " +
+                      format_number(o.drop_factor));
+  for (std::size_t i = 0; i < o.drop_epochs.size(); ++i)
+    if (std::count(o.drop_epochs.begin(), o.drop_epochs.begin() + long(i), o.drop_epochs[i]))
+      schedule.fail("drop_epochs", "lists " + std::to_string(o.drop_epochs[i]) +
+                                       " twice (the rate would drop twice at that epoch)");
   schedule.finish();
   o.lr_multipliers = number_list(r, "lr_multipliers");
   if (r.has("lr_multipliers") && o.lr_multipliers.empty())
@@ -193,6 +212,58 @@ BudgetConfig parse_budget(JsonReader& r) {
   return budget;
 }
 
+// The grid's cells (norms x batch sizes x ranks_per_cell values x seeds) at
+// most kMaxGridCells, counted from the lists' lengths before any is read.
+void check_grid_size(const nlohmann::json& config) {
+  const auto length = [&](const nlohmann::json* list) -> std::size_t {
+    return list && list->is_array() ? std::max<std::size_t>(list->size(), 1) : 1;
+  };
+  const auto at = [&](const nlohmann::json& object, const char* key) -> const nlohmann::json* {
+    const auto it = object.find(key);
+    return it == object.end() ? nullptr : &*it;
+  };
+  const nlohmann::json* distributed = at(config, "distributed");
+  const nlohmann::json* ranks =
+      distributed && distributed->is_object() ? at(*distributed, "ranks_per_cell") : nullptr;
+  const std::size_t lengths[] = {length(at(config, "norms")), length(at(config, "batch_sizes")),
+                                 length(ranks), length(at(config, "seeds"))};
+  double cells = 1;  // a double: the product of four lengths cannot overflow it
+  for (std::size_t n : lengths) cells *= double(n);
+  if (cells > double(kMaxGridCells)) {
+    char count[64];
+    std::snprintf(count, sizeof count, "%.0f", cells);
+    throw std::invalid_argument("the grid has " + std::string(count) + " cells (" +
+                                std::to_string(lengths[0]) + " norms x " +
+                                std::to_string(lengths[1]) + " batch sizes x " +
+                                std::to_string(lengths[2]) + " ranks_per_cell values x " +
+                                std::to_string(lengths[3]) + " seeds), more than the limit of " +
+                                std::to_string(kMaxGridCells) + " (split it into several configs)");
+  }
+}
+
+// The learning rate at every batch size must be a finite number: lr * B /
+// base_batch (linear scaling), times each search multiplier, and the drops must
+// not overflow or underflow a double. The drops only accumulate, so the first
+// step and the state after every drop bound every rate in between.
+void check_learning_rates(const OptimizerConfig& o, const std::vector<std::size_t>& batch_sizes,
+                          const std::vector<std::size_t>& ranks_per_cell) {
+  const std::size_t drops = o.drop_epochs.size() + o.drop_fractions.size();
+  std::vector<double> multipliers = o.lr_multipliers;
+  if (multipliers.empty()) multipliers.push_back(1.0);
+  for (std::size_t b : batch_sizes)
+    for (std::size_t r : ranks_per_cell)
+      for (double m : multipliers)
+        for (std::size_t k : {std::size_t(0), drops}) {
+          const double rate = m * o.lr_at(0, b * r) * std::pow(o.drop_factor, double(k));
+          if (!std::isfinite(rate) || !(rate > 0))
+            throw std::invalid_argument(
+                "optimizer.lr: the learning rate at batch size " + std::to_string(b * r) +
+                (multipliers.size() > 1 ? " and multiplier " + format_number(m) : "") +
+                " after " + std::to_string(k) + " drops is " + format_number(rate) +
+                " (lr * B / base_batch after the drops must be a positive finite number)");
+        }
+}
+
 // "batch" or {"type": "batch", ...} -> a spec object; checked against the model.
 nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
                           const std::string& model, Layout activation_layout) {
@@ -232,12 +303,13 @@ std::vector<std::size_t> positive_list(JsonReader& r, const std::string& key, lo
       key, {}, std::numeric_limits<long long>::min(), std::numeric_limits<long long>::max());
   if (values.empty()) r.fail(key, "expected a non-empty list");
   std::vector<std::size_t> out;
+  std::set<long long> listed;
   for (long long v : values) {
     if (v < 0) r.fail(key, "expected non-negative integers, got " + std::to_string(v));
     if (v > max)
       r.fail(key,
              "expected integers of at most " + std::to_string(max) + ", got " + std::to_string(v));
-    if (std::find(out.begin(), out.end(), std::size_t(v)) != out.end())
+    if (!listed.insert(v).second)
       r.fail(key, "lists " + std::to_string(v) + " twice (each cell would be trained twice)");
     out.push_back(std::size_t(v));
   }
@@ -248,6 +320,7 @@ std::vector<std::size_t> positive_list(JsonReader& r, const std::string& key, lo
 
 ExperimentConfig parse_config(const nlohmann::json& config) {
   JsonReader r(config, "");
+  check_grid_size(config);
   ExperimentConfig c;
   c.name = r.string("name", "experiment");
   c.description = r.string("description", "");
@@ -364,6 +437,7 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
            "lr_multipliers: the learning-rate search trains each cell in one "
            "process (leave out distributed.ranks_per_cell)");
   r.finish();
+  check_learning_rates(c.optimizer, c.batch_sizes, c.ranks_per_cell);
 
   const DatasetConfig& d = c.dataset;
   nlohmann::json dataset = {
@@ -455,6 +529,9 @@ int depth_of(const nlohmann::json& value) {
 
 // Sets config[a][b][c] = value for "a.b.c=value", creating objects on the way.
 void apply_set(nlohmann::json& config, const std::string& assignment) {
+  // JSON text must be UTF-8: a key or bare word that is not would fail when
+  // the config is written. Named with the bytes that are not shown as '?'.
+  require_utf8(assignment, "--set '" + clip(utf8_shown(assignment)) + "'");
   const std::string label = "--set '" + clip(assignment) + "'";
   const std::size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
@@ -505,12 +582,7 @@ void apply_set(nlohmann::json& config, const std::string& assignment) {
 }  // namespace
 
 nlohmann::json read_config_file(const std::string& path, const std::vector<std::string>& sets) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open config file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw std::runtime_error(path + ": cannot read config file");
-  nlohmann::json config = parse_json(text.str(), path);
+  nlohmann::json config = parse_json(read_bounded(path, kMaxConfigBytes, "config file"), path);
   for (const std::string& s : sets) apply_set(config, s);
   return config;
 }
@@ -522,6 +594,7 @@ ExperimentConfig load_config(const std::string& path, const std::vector<std::str
   try {
     ExperimentConfig parsed = parse_config(config);
     check_dataset(parsed.dataset);  // validate and run refuse the same configs
+    check_model_fits_data(parsed);
     return parsed;
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(std::string(e.what()) + where);

@@ -1,5 +1,7 @@
 #include "folder_lock.hpp"
 
+#include "io/safe_open.hpp"
+
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -12,10 +14,7 @@
 namespace normlab {
 
 FolderLock::FolderLock(const std::filesystem::path& dir) : path_(dir / ".normlab.lock") {
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0)
-    throw std::runtime_error(path_.string() + ": cannot create the folder's lock file (" +
-                             std::strerror(errno) + ")");
+  fd_ = open_no_follow(path_.string(), O_RDWR | O_CREAT, "create the folder's lock file");
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
     char holder[32] = {};

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "environment.hpp"
+#include "io/utf8.hpp"
 #include "normlab/analysis.hpp"
 #include "normlab/model.hpp"
 #include "results_store.hpp"
@@ -419,10 +420,14 @@ Subject trained_subject(const ExperimentConfig& config, const ProbeSource& sourc
                 run_error.is_number() ? 100 * run_error.get<double>() : NAN);
   note(line);
   // retrained_test_error: the probed model's test error, loaded or re-trained.
-  subject.source = {{"source", "trained"},         {"seed", cell->seed},
-                    {"trained_cell", source.cell}, {"trained_batch_size", cell->batch_size},
-                    {"run", dir.string()},         {"retrained_test_error", error},
-                    {"run_test_error", run_error}, {"weights", saved ? "saved" : "retrained"}};
+  subject.source = {{"source", "trained"},
+                    {"seed", cell->seed},
+                    {"trained_cell", source.cell},
+                    {"trained_batch_size", cell->batch_size},
+                    {"run", utf8_shown(dir.string())},
+                    {"retrained_test_error", error},
+                    {"run_test_error", run_error},
+                    {"weights", saved ? "saved" : "retrained"}};
   train = std::move(train_set);
   return subject;
 }

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "io/safe_open.hpp"
+#include "io/utf8.hpp"
 #include "normlab/analysis.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/files.hpp"
@@ -74,10 +76,24 @@ struct Figure {
   std::vector<Panel> panels;
 };
 
-std::string quoted(const std::string& text) {
-  std::string q = "\"";
-  for (char c : text) q += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-  return q + "\"";
+// Text on one line of a generated gnuplot script or data file: control
+// characters (a newline would end the line and start a command or a data row)
+// become spaces and bytes that are not UTF-8 become '?'.
+std::string gnuplot_text(const std::string& text) {
+  std::string line = utf8_shown(text);  // a multi-byte character: bytes >= 0x80
+  for (char& c : line)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  return line;
+}
+
+// Text in a generated gnuplot script, as data, never code: a single-quoted
+// gnuplot string of gnuplot_text, in which nothing is expanded (no backslash
+// escapes, no `command` substitution, no @macros) and '' is a quote. The one
+// function for every string written to a .gp file, comments included.
+std::string gnuplot_string(const std::string& text) {
+  std::string q = "'";
+  for (const char c : gnuplot_text(text)) q += c == '\'' ? std::string("''") : std::string(1, c);
+  return q + "'";
 }
 
 std::string style_for(std::size_t index, const std::string& with = "linespoints", int dash = 1) {
@@ -135,8 +151,8 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
     // A key below the frame never hides data and leaves the panel its width.
     p += "  set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle "
          "height 0.6\n";
-    p += "  set title " + quoted(panel.title) + "\n  set xlabel " + quoted(panel.xlabel) +
-         "\n  set ylabel " + quoted(panel.ylabel) + "\n";
+    p += "  set title " + gnuplot_string(panel.title) + "\n  set xlabel " +
+         gnuplot_string(panel.xlabel) + "\n  set ylabel " + gnuplot_string(panel.ylabel) + "\n";
     if (!panel.log2_ticks.empty()) {
       const auto [lo, hi] = std::minmax_element(panel.log2_ticks.begin(), panel.log2_ticks.end());
       p += "  set logscale x 2\n  set xrange [" + format_number(double(*lo) / 1.3) + ":" +
@@ -162,15 +178,15 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
     std::vector<std::string> items = panel.extra;
     for (const Series& s : panel.series) {
       if (s.rows.empty()) continue;
-      data += "# " + s.title + "\n";
+      data += "# " + gnuplot_text(s.title) + "\n";  // a comment of the data file
       for (const auto& row : s.rows) {
         for (std::size_t i = 0; i < row.size(); ++i) data += (i ? " " : "") + format_number(row[i]);
         data += "\n";
       }
       data += "\n\n";
       const std::string columns = s.rows.front().size() > 2 ? "1:2:3" : "1:2";
-      items.push_back(quoted(figure.name + ".dat") + " index " + std::to_string(block++) +
-                      " using " + columns + " " + s.style + " title " + quoted(s.title));
+      items.push_back(gnuplot_string(figure.name + ".dat") + " index " + std::to_string(block++) +
+                      " using " + columns + " " + s.style + " title " + gnuplot_string(s.title));
     }
     if (items.empty()) {  // nothing measured: an empty frame that says so
       p += "  set label \"no data\" at graph 0.5, 0.5 center\n";
@@ -184,7 +200,7 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
   write_file(dir / (figure.name + ".dat"), data);
   const std::string script = figure.name + ".gp";
   std::ostringstream gp;
-  gp << "# " << figure.title << "\n# Written by normlab report; `gnuplot " << script
+  gp << "# " << gnuplot_string(figure.title) << "\n# Written by normlab report; `gnuplot " << script
      << "` in this folder redraws " << figure.name << ".svg and " << figure.name << ".png.\n"
      << "set encoding utf8\n"
      << "do for [fmt in \"svg png\"] {\n"
@@ -201,8 +217,8 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
      << "    }\n"
      << "  }\n"
      << "  set output \"" << figure.name << ".\" . fmt\n"
-     << "  set multiplot layout 1," << figure.panels.size() << " title " << quoted(figure.title)
-     << "\n"
+     << "  set multiplot layout 1," << figure.panels.size() << " title "
+     << gnuplot_string(figure.title) << "\n"
      << plots << "  unset multiplot\n  unset output\n}\n";
   write_file(dir / script, gp.str());
   return script;
@@ -230,7 +246,7 @@ int run_in(const std::string& program, const std::string& script, const fs::path
   if (pid < 0)
     throw std::runtime_error(std::string("cannot start gnuplot: ") + std::strerror(errno));
   if (pid == 0) {
-    const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644);
     const int null = ::open("/dev/null", O_RDWR);
     if (err < 0 || null < 0 || ::chdir(dir.c_str()) != 0) ::_exit(126);
     ::dup2(null, 0);
@@ -245,6 +261,37 @@ int run_in(const std::string& program, const std::string& script, const fs::path
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// A figure file gnuplot wrote must be whole: a PNG starts with its signature
+// and ends with the IEND chunk; an SVG ends with </svg>. Else an error naming
+// the file and what gnuplot said.
+void check_figure_file(const fs::path& path, const std::string& gnuplot_messages) {
+  const std::size_t limit = std::size_t(256) << 20;  // far above any figure of ours
+  std::string bytes;
+  try {
+    bytes = read_bounded(path.string(), limit, "figure", /*follow_links=*/false);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             " (gnuplot: " + gnuplot_messages.substr(0, 200) + ")");
+  }
+  static const std::string kPngSignature("\x89PNG\r\n\x1a\n", 8);
+  static const std::string kPngEnd("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+  bool whole = false;
+  if (path.extension() == ".png") {
+    whole = bytes.size() >= kPngSignature.size() + kPngEnd.size() &&
+            bytes.compare(0, kPngSignature.size(), kPngSignature) == 0 &&
+            bytes.compare(bytes.size() - kPngEnd.size(), kPngEnd.size(), kPngEnd) == 0;
+  } else {
+    const std::size_t end = bytes.find_last_not_of(" \t\r\n");
+    whole = end != std::string::npos && end + 1 >= 6 && bytes.compare(end - 5, 6, "</svg>") == 0;
+  }
+  if (!whole)
+    throw std::runtime_error(
+        path.string() + ": gnuplot exited 0 but the " + path.extension().string().substr(1) +
+        " file is incomplete (" + std::to_string(bytes.size()) +
+        " bytes; a full disk or a file-size limit?)" +
+        (gnuplot_messages.empty() ? "" : ": " + gnuplot_messages.substr(0, 200)));
+}
+
 // ---- inputs ----------------------------------------------------------------
 
 std::vector<json> records_of(const fs::path& path, void (*check)(const json&),
@@ -256,12 +303,9 @@ std::vector<json> records_of(const fs::path& path, void (*check)(const json&),
 }
 
 json read_json(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) throw std::runtime_error(path.string() + ": cannot read");
-  const json j = parse_json(text.str(), path.string());
+  const json j = parse_json(
+      read_bounded(path.string(), kMaxConfigBytes, "config file", /*follow_links=*/false),
+      path.string());
   if (!j.is_object())
     throw std::runtime_error(path.string() + ": expected an object, got " + json_kind(j));
   return j;
@@ -319,10 +363,12 @@ void collect(const fs::path& dir, std::vector<Run>& runs, std::vector<Probe>& pr
   const bool is_run = fs::exists(dir / "results.jsonl") && fs::exists(dir / "config.json");
   bool found = is_run;
   if (is_run) {
-    Run run{dir,
-            read_run_config(dir / "config.json"),
-            records_of(dir / "results.jsonl", check_run_record, kDamagedRecordHint),
-            {}};
+    Run run{dir, read_run_config(dir / "config.json"), {}, {}};
+    // Records of another config, or a cell recorded twice, are refused by line.
+    std::vector<JsonlRecord> lines =
+        read_jsonl(dir / "results.jsonl", check_run_record, kDamagedRecordHint);
+    check_records_belong(lines, run.config, dir / "results.jsonl");
+    for (JsonlRecord& line : lines) run.records.push_back(std::move(line.value));
     std::sort(run.records.begin(), run.records.end(), [](const json& a, const json& b) {
       return a.value("index", 0) < b.value("index", 0);
     });
@@ -491,7 +537,7 @@ Figure error_figure(const std::string& name, const Run& run, const ResultGrid& g
   const double chance = 100.0 * (1.0 - 1.0 / classes);
   if (hi > 0.8 * chance) {  // some norm did no better than guessing: show where that is
     all.extra.push_back(format_number(chance) + " with lines dt 3 lw 1.5 lc rgb '#555555' title " +
-                        quoted("chance (" + format_number(chance) + "%)"));
+                        gnuplot_string("chance (" + format_number(chance) + "%)"));
     all.ymax = std::ceil(chance / 5 + 1) * 5;
   }
   if (bars) {  // an interval may reach past 0 or 100; the error itself cannot
@@ -797,7 +843,8 @@ std::string law_line(const std::vector<std::pair<std::string, std::vector<const 
   const double c = count ? std::exp(log_sum / count) : 1.0;
   char title[64];
   std::snprintf(title, sizeof title, "∝ 1/√B (%.2f/√B)", c);
-  return format_number(c) + "/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title " + quoted(title);
+  return format_number(c) + "/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title " +
+         gnuplot_string(title);
 }
 
 void report_probe(const Probe& probe, const std::string& name, Document& doc,
@@ -935,6 +982,10 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
       if (status != 0 || !fs::exists(out / (figure.name + ".png")))
         throw std::runtime_error((out / script).string() + ": gnuplot failed (exit " +
                                  std::to_string(status) + "): " + messages.substr(0, 400));
+      // gnuplot's exit status is not enough: a file-size limit or a full disk
+      // cuts an image short and it still exits 0.
+      for (const char* format : {"png", "svg"})
+        check_figure_file(out / (figure.name + "." + format), messages);
       std::error_code ec;
       fs::remove(log, ec);
       summary.figures.push_back((shown / (figure.name + ".png")).string());

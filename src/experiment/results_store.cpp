@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "io/safe_open.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/files.hpp"
 #include "normlab/registry.hpp"
@@ -102,6 +103,83 @@ bool is_numbers(const nlohmann::json& v) {
 
 }  // namespace
 
+std::string json_digest(const nlohmann::json& value) {
+  std::uint64_t hash = 14695981039346656037ULL;  // FNV-1a, 64 bits
+  for (const char c : value.dump()) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ULL;
+  }
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash));
+  return text;
+}
+
+namespace {
+
+nlohmann::json cell_config(const nlohmann::json& resolved, const nlohmann::json& norm_spec,
+                           const nlohmann::json& batch_size, const nlohmann::json& ranks,
+                           const nlohmann::json& seed) {
+  nlohmann::json config = result_relevant(resolved);
+  for (const char* grid_list : {"norms", "batch_sizes", "seeds", "distributed"})
+    config.erase(grid_list);
+  config["cell"] = {
+      {"norm", norm_spec}, {"batch_size", batch_size}, {"ranks", ranks}, {"seed", seed}};
+  return config;
+}
+
+}  // namespace
+
+std::string cell_config_digest(const nlohmann::json& resolved_config, const Cell& cell) {
+  return json_digest(
+      cell_config(resolved_config, cell.norm, cell.batch_size, cell.ranks, cell.seed));
+}
+
+std::string run_config_digest(const nlohmann::json& resolved_config) {
+  return json_digest(result_relevant(resolved_config));
+}
+
+void check_records_belong(const std::vector<JsonlRecord>& records,
+                          const nlohmann::json& started_config, const fs::path& path) {
+  std::map<std::string, std::string> expected;  // cell id -> digest
+  for (const Cell& cell : grid_cells(parse_config(started_config)))
+    expected[cell.id()] = cell_config_digest(started_config, cell);
+  std::map<std::string, std::size_t> seen;  // cell id -> line
+  for (const JsonlRecord& record : records) {
+    const nlohmann::json& r = record.value;
+    const std::string where = path.string() + ": line " + std::to_string(record.line) + ": ";
+    const std::string cell = r["cell"].get<std::string>();
+    const auto cell_digest = expected.find(cell);
+    if (cell_digest == expected.end())
+      throw std::runtime_error(where + "cell " + cell +
+                               " is not a cell of this folder's config (a record of another "
+                               "config: delete that line, or start over with --fresh)");
+    std::string digest;
+    if (const auto given = r.find("config_digest"); given != r.end() && given->is_string()) {
+      digest = given->get<std::string>();
+    } else if (given == r.end() && r.contains("config") && r["config"].is_object() &&
+               r.contains("norm_spec")) {  // written before records carried digests
+      digest = json_digest(cell_config(r["config"], r["norm_spec"], r["batch_size"],
+                                       r.value("ranks", nlohmann::json(1)), r["seed"]));
+    } else {
+      throw std::runtime_error(where + "config_digest: " +
+                               (given == r.end()
+                                    ? std::string("missing")
+                                    : "expected a string, got " + std::string(json_kind(*given))) +
+                               "; " + kDamagedRecordHint);
+    }
+    if (digest != cell_digest->second)
+      throw std::runtime_error(where + "cell " + cell +
+                               " was trained with another config (config digest " + digest +
+                               ", this folder's is " + cell_digest->second +
+                               "): delete that line, or start over with --fresh");
+    const auto [first, inserted] = seen.emplace(cell, record.line);
+    if (!inserted)
+      throw std::runtime_error(where + "cell " + cell + " was already recorded at line " +
+                               std::to_string(first->second) +
+                               " (a duplicate would count as another seed): delete one of them");
+  }
+}
+
 const char* const kDamagedRecordHint =
     "a damaged record: delete that line (its cell is trained again by normlab run) or start over "
     "with --fresh";
@@ -109,13 +187,13 @@ const char* const kDamagedRecordHint =
 std::vector<JsonlRecord> read_jsonl(const fs::path& path,
                                     const std::function<void(const nlohmann::json&)>& check,
                                     const std::string& hint) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open");
+  BoundedLines in(path.string(), kMaxRecordBytes, "record file");
   std::vector<JsonlRecord> records;
   std::string line;
-  for (std::size_t number = 1; std::getline(in, line); ++number) {
+  for (bool ended = true; in.next(line, ended);) {
+    const std::size_t number = in.line_number();
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const bool cut = in.eof();  // the last line, without its newline
+    const bool cut = !ended;  // the last line, without its newline
     nlohmann::json record;
     try {
       record = parse_json(line, path.string() + ": line " + std::to_string(number), 0);
@@ -133,7 +211,6 @@ std::vector<JsonlRecord> read_jsonl(const fs::path& path,
     }
     records.push_back({number, line, std::move(record)});
   }
-  if (in.bad()) throw std::runtime_error(path.string() + ": cannot read");
   return records;
 }
 
@@ -223,15 +300,13 @@ void ResultsStore::open_folder(bool fresh) {
          {"config.json", "results.jsonl", "results.csv", "table.md", "search.jsonl"})
       fs::remove(dir_ / name, ec);
   }
-  const bool started_before = fs::exists(config_path);
+  const bool started_before = fs::exists(fs::symlink_status(config_path));
   if (started_before) {
-    std::ifstream in(config_path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
     nlohmann::json started;
     try {
-      if (!in) throw std::runtime_error(config_path.string() + ": cannot read");
-      started = parse_json(text.str(), config_path.string());
+      started = parse_json(read_bounded(config_path.string(), kMaxConfigBytes, "config file",
+                                        /*follow_links=*/false),
+                           config_path.string());
       if (!started.is_object())
         throw std::runtime_error(config_path.string() + ": expected an object, got " +
                                  json_kind(started));
@@ -248,9 +323,12 @@ void ResultsStore::open_folder(bool fresh) {
   }
   // Records of finished cells; a line cut short by a kill is dropped, a
   // damaged one is an error naming its line (before anything is written).
-  if (fs::exists(results_path)) {
+  if (fs::exists(fs::symlink_status(results_path))) {
     std::string kept;
-    for (JsonlRecord& record : read_jsonl(results_path, check_run_record, kDamagedRecordHint)) {
+    std::vector<JsonlRecord> records =
+        read_jsonl(results_path, check_run_record, kDamagedRecordHint);
+    check_records_belong(records, config_, results_path);
+    for (JsonlRecord& record : records) {
       finished_.insert(record.value["cell"].get<std::string>());
       records_.push_back(std::move(record.value));
       kept += record.text + "\n";

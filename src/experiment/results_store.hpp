@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "folder_lock.hpp"
+#include "normlab/experiment.hpp"
 #include "seed_statistics.hpp"
 
 namespace normlab {
@@ -38,6 +39,9 @@ class ResultsStore {
   bool finished(const std::string& cell_id) const { return finished_.count(cell_id) != 0; }
   // Appends a record and rewrites the CSV and table; thread-safe.
   void append(const nlohmann::json& record);
+  // Rewrites results.csv and table.md from the records: whenever a run ends,
+  // so that they follow the log even when nothing was left to train.
+  void rewrite_summaries() const;
   const std::vector<nlohmann::json>& records() const { return records_; }
   // The learning-rate search's runs (search.jsonl): kept, and resumed like cells.
   bool search_finished(const std::string& run_id) const {
@@ -51,7 +55,6 @@ class ResultsStore {
 
  private:
   void open_folder(bool fresh);  // the constructor's work
-  void rewrite_summaries() const;
   std::filesystem::path dir_;
   std::unique_ptr<FolderLock> lock_;
   nlohmann::json config_;
@@ -85,6 +88,24 @@ std::vector<JsonlRecord> read_jsonl(const std::filesystem::path& path,
 // wrong type: a run's results.jsonl record, and a probe.jsonl record.
 void check_run_record(const nlohmann::json& record);
 void check_probe_record(const nlohmann::json& record);
+
+// A digest (16 hex digits, FNV-1a 64 of the JSON text) of a JSON value.
+std::string json_digest(const nlohmann::json& value);
+// The digest of everything that decides a cell's result: the resolved config's
+// result-relevant settings, with the grid's lists replaced by the cell's norm
+// spec, batch size, ranks and seed. Each record carries it as "config_digest".
+std::string cell_config_digest(const nlohmann::json& resolved_config, const Cell& cell);
+// The digest of a run's result-relevant settings (the whole grid): MPI ranks
+// compare theirs with rank 0's before the first cell.
+std::string run_config_digest(const nlohmann::json& resolved_config);
+
+// Records cannot lie: every record must be a cell of `started_config` (the
+// resolved config of the folder, as config.json holds it) with that cell's
+// config digest (records written before digests existed: the digest of the
+// "config" they carry), and no cell may be recorded twice. Throws a
+// std::runtime_error naming `path` and the line.
+void check_records_belong(const std::vector<JsonlRecord>& records,
+                          const nlohmann::json& started_config, const std::filesystem::path& path);
 
 // What to do about a damaged results.jsonl line.
 extern const char* const kDamagedRecordHint;

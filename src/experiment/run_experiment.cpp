@@ -11,7 +11,9 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "environment.hpp"
 #include "lr_search.hpp"
@@ -26,10 +28,11 @@ namespace {
 // What run_experiment adds to a cell's record.
 struct RecordContext {
   nlohmann::json dataset, environment, config;
-  void complete(nlohmann::json& record) const {
+  void complete(nlohmann::json& record, const Cell& cell) const {
     record["dataset"] = dataset;
     record["environment"] = environment;
     record["config"] = config;
+    record["config_digest"] = cell_config_digest(config, cell);  // checked on resume and report
   }
 };
 
@@ -43,6 +46,9 @@ void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const
   char outcome[128];
   if (record["diverged"].get<bool>())
     std::snprintf(outcome, sizeof outcome, "diverged");
+  else if (!record["train_images_per_second"].is_number())
+    std::snprintf(outcome, sizeof outcome, "test error %.2f%%",
+                  100 * record["test_error"].get<double>());
   else if (record.contains("validation_error") && record["validation_error"].is_number())
     std::snprintf(
         outcome, sizeof outcome, "validation error %.2f%%, test error %.2f%%, %.0f images/s",
@@ -82,7 +88,10 @@ std::size_t total_images(const ExperimentConfig& config, const std::vector<Cell>
   return total;
 }
 
+// At the end of every run, pending cells or not: results.csv and table.md
+// follow results.jsonl even when a fault left them behind.
 void print_table(const ExperimentConfig& config, const ResultsStore& store) {
+  store.rewrite_summaries();
   std::cout << "test error (%) by norm x batch size, " << config.model << ", " << config.name
             << " (" << store.dir().string() << ")\n"
             << error_table(config.resolved, store.records());
@@ -152,7 +161,7 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
               [&](const CellProgress& p) { printer.update(cell.index + 1, cell, p); }, nullptr,
               &validation,
               [&](Model<float>& model) { save_cell_weights(store.dir(), config, cell, model); });
-          context.complete(record);
+          context.complete(record, cell);
           if (cell.search_run) {
             std::lock_guard<std::mutex> lock(selecting);
             const std::vector<nlohmann::json> searched = store.append_search(record);
@@ -255,6 +264,27 @@ class Dispatcher {
   std::size_t train_size_;
 };
 
+// Every rank trains what rank 0 records: ranks started with other --set
+// values (or another config file) stop before the first cell, every rank
+// with the same error naming them (so none is left waiting).
+void check_same_config(Communicator& world, const ExperimentConfig& config) {
+  const std::string mine = run_config_digest(config.resolved);
+  std::string rank0 = mine;
+  world.broadcast(rank0, 0);
+  const int ranks = world.size();
+  std::vector<double> differs(std::size_t(ranks), 0.0);
+  differs[std::size_t(world.rank())] = rank0 != mine ? 1.0 : 0.0;
+  world.all_reduce_sum(differs.data(), differs.size());
+  std::string named;
+  for (int r = 0; r < ranks; ++r)
+    if (differs[std::size_t(r)] > 0) named += (named.empty() ? "" : ", ") + std::to_string(r);
+  if (!named.empty())
+    throw std::runtime_error("rank " + named + " resolved another config than rank 0 (config " +
+                             "digest " + rank0 + " on rank 0" +
+                             (rank0 != mine ? ", " + mine + " here" : std::string()) +
+                             "): give every rank the same config file and --set values");
+}
+
 // Rank 0 opens the store and decides what is pending; every rank learns it
 // (or rank 0's error, so that no rank waits for a decision that never comes).
 std::vector<std::size_t> agree_on_pending(Communicator& world, const std::vector<Cell>& cells,
@@ -282,6 +312,7 @@ std::vector<std::size_t> agree_on_pending(Communicator& world, const std::vector
 void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
                     const std::shared_ptr<Communicator>& world) {
   const int rank = world->rank(), ranks = world->size();
+  check_same_config(*world, config);
   const std::vector<Cell> cells = grid_cells(config);
   const std::string out_dir = options.out_dir.empty() ? config.output : options.out_dir;
   std::optional<ResultsStore> store;
@@ -340,7 +371,7 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
         nlohmann::json record =
             train_cell(config, cell, train, test, progress, group, &validation, keep);
         if (!leader) continue;
-        context.complete(record);
+        context.complete(record, cell);
         if (rank == 0) {
           store->append(record);
           report_done(*printer, config, cell, train.size(), record);

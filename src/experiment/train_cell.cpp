@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -38,9 +39,10 @@ std::size_t correct(const xt::xarray<float>& logits, const std::vector<std::uint
 }
 
 // Accuracy over `data` in batches of `batch`; with drop_last the incomplete
-// last batch is skipped (train-mode statistics need full batches).
-double accuracy(Model<float>& model, const Dataset& data, std::size_t batch, Mode mode,
-                bool drop_last) {
+// last batch is skipped (train-mode statistics need full batches). Nothing
+// evaluated (no full batch) is nullopt: not measured, never 0.
+std::optional<double> accuracy(Model<float>& model, const Dataset& data, std::size_t batch,
+                               Mode mode, bool drop_last) {
   std::vector<std::size_t> order(data.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   const std::vector<std::size_t> sample_shape(data.images.shape().begin() + 1,
@@ -57,7 +59,8 @@ double accuracy(Model<float>& model, const Dataset& data, std::size_t batch, Mod
     right += correct(model.forward(images, mode), labels);
     seen += n;
   }
-  return seen ? double(right) / double(seen) : 0.0;
+  if (seen == 0) return std::nullopt;
+  return double(right) / double(seen);
 }
 
 // The running state of every norm of a model, to put back after train-mode
@@ -83,11 +86,12 @@ void restore_states(Model<float>& model, const NormStates& saved) {
 
 // Test accuracy with batch statistics at the training batch size: the
 // train/test discrepancy. Running statistics are restored afterwards.
-double batch_stats_accuracy(Model<float>& model, const Dataset& test, std::size_t batch) {
+// Null when the test set holds no full batch of `batch`.
+nlohmann::json batch_stats_accuracy(Model<float>& model, const Dataset& test, std::size_t batch) {
   const NormStates saved = save_states(model);
-  const double acc = accuracy(model, test, batch, Mode::train, /*drop_last=*/true);
+  const std::optional<double> acc = accuracy(model, test, batch, Mode::train, /*drop_last=*/true);
   restore_states(model, saved);
-  return acc;
+  return acc ? nlohmann::json(*acc) : nlohmann::json(nullptr);
 }
 
 bool has_running_stats(const Norm<float>& norm) {
@@ -157,7 +161,8 @@ std::size_t precise_bn(Model<float>& model, const Dataset& train, std::size_t ba
 }
 
 double eval_accuracy(Model<float>& model, const Dataset& data, std::size_t batch) {
-  return accuracy(model, data, batch, Mode::eval, /*drop_last=*/false);
+  if (data.size() == 0) throw std::invalid_argument("cannot evaluate on an empty data set");
+  return *accuracy(model, data, batch, Mode::eval, /*drop_last=*/false);
 }
 
 Model<float> train_model(const ExperimentConfig& config, const Cell& cell, const Dataset& train,
@@ -325,11 +330,13 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
   const double seconds = log.train_seconds;
   result["train_seconds"] = seconds;
   // Images of the whole group per second.
+  // Rates over no measured time are not measured (null), not 0.
   result["train_images_per_second"] =
-      seconds > 0 ? double(log.images_seen * cell.ranks) / seconds : 0.0;
+      seconds > 0 ? nlohmann::json(double(log.images_seen * cell.ranks) / seconds) : nullptr;
   if (cell.ranks > 1) {
     result["communication_seconds"] = log.communication_seconds;
-    result["communication_share"] = seconds > 0 ? log.communication_seconds / seconds : 0.0;
+    result["communication_share"] =
+        seconds > 0 ? nlohmann::json(log.communication_seconds / seconds) : nullptr;
   }
   result["wall_seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
   return result;

@@ -6,10 +6,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
 #include <vector>
+
+#include "io/safe_open.hpp"
 
 namespace normlab {
 
@@ -37,11 +41,32 @@ void sync_folder(const fs::path& dir) {
   ::close(fd);
 }
 
+// Removes the staging folders ".staging-PID-XXXXXX" of `dir` whose process
+// has ended (killed before it could clean up). Links are not followed.
+void remove_abandoned_staging(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(".staging-", 0) != 0) continue;
+    const long pid = std::strtol(name.c_str() + 9, nullptr, 10);
+    std::error_code ignored;
+    if (pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH &&
+        fs::is_directory(it->symlink_status(ignored)))
+      fs::remove_all(it->path(), ignored);
+  }
+}
+
 }  // namespace
 
-FileWriter::FileWriter(std::string path)
-    : path_(std::move(path)), file_(std::fopen(path_.c_str(), "wb")) {
-  if (!file_) throw std::runtime_error(path_ + ": cannot write file (" + errno_text() + ")");
+// A planted link at `path` is refused, not written through.
+FileWriter::FileWriter(std::string path) : path_(std::move(path)) {
+  const int fd = open_no_follow(path_, O_WRONLY | O_CREAT | O_TRUNC, "write file");
+  file_ = ::fdopen(fd, "wb");
+  if (!file_) {
+    const std::string reason = errno_text();
+    ::close(fd);
+    throw std::runtime_error(path_ + ": cannot write file (" + reason + ")");
+  }
 }
 
 FileWriter::~FileWriter() {
@@ -80,7 +105,16 @@ void write_file(const std::string& path, const std::string& text) {
 }
 
 void replace_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
+  struct stat existing {};
+  if (::lstat(path.c_str(), &existing) == 0 && S_ISLNK(existing.st_mode))
+    throw std::runtime_error(planted_link_message(path));
+  // A new file under an unpredictable name (mkostemp: O_CREAT | O_EXCL), so
+  // that nothing planted in the folder is written through.
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(path + ": cannot write file (" + errno_text() + ")");
+  (void)!::fchmod(fd, 0644);  // mkostemp makes it 0600; the file is no secret
+  ::close(fd);
   write_file(tmp, text);  // on error FileWriter removes tmp
   std::error_code ec;
   fs::rename(tmp, path, ec);
@@ -93,8 +127,7 @@ void replace_file(const std::string& path, const std::string& text) {
 }
 
 void append_to_file(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error(path + ": cannot append (" + errno_text() + ")");
+  const int fd = open_no_follow(path, O_WRONLY | O_APPEND | O_CREAT, "append");
   struct stat before {};
   bool ok = ::fstat(fd, &before) == 0;
   for (std::size_t done = 0; ok && done < text.size();) {
@@ -121,14 +154,15 @@ StagedOutput::StagedOutput(const fs::path& dir) : dir_(dir) {
   created_dir_ = fs::create_directories(dir_, ec);
   if (ec)
     throw std::runtime_error(dir_.string() + ": cannot create directory (" + ec.message() + ")");
-  staging_ = dir_ / (".staging-" + std::to_string(::getpid()));
-  fs::remove_all(staging_, ec);  // left by an earlier process of this id that was killed
-  ec.clear();
-  fs::create_directory(staging_, ec);
-  if (ec) {
+  remove_abandoned_staging(dir_);
+  // An unpredictable name (mkdtemp), so that nothing planted is written through.
+  std::string staging = (dir_ / (".staging-" + std::to_string(::getpid()) + "-XXXXXX")).string();
+  if (!::mkdtemp(staging.data())) {
+    const std::string reason = errno_text();
     if (created_dir_) fs::remove(dir_, ec);
-    throw std::runtime_error(dir_.string() + ": cannot write there (" + ec.message() + ")");
+    throw std::runtime_error(dir_.string() + ": cannot write there (" + reason + ")");
   }
+  staging_ = staging;
 }
 
 StagedOutput::~StagedOutput() {
@@ -197,6 +231,11 @@ void StagedOutput::commit() {
     if (ec)
       throw std::runtime_error(dir_.string() + ": cannot write there (" + ec.message() + "); " +
                                unchanged_note());
+  }
+  for (const fs::path& name : names) {  // first: nothing is moved when one is refused
+    const fs::path target = dir_ / name;
+    if (fs::is_symlink(fs::symlink_status(target, ec)))
+      throw std::runtime_error(planted_link_message(target.string()) + "; " + unchanged_note());
   }
   for (const fs::path& name : names) {
     const fs::path target = dir_ / name;

@@ -10,6 +10,12 @@
 
 namespace normlab {
 
+// The WeightNorm every weight-normalized layer builds: one g per output (dim 0).
+// Model building refuses a spec asking for anything else (model.cpp).
+inline nlohmann::json layer_weight_norm_spec() {
+  return {{"type", "weight"}, {"dim", 0}};
+}
+
 template <class T>
 class LearnedWeight {
  public:
@@ -21,7 +27,7 @@ class LearnedWeight {
       dbias_ = xt::zeros<T>({shape[0]});
     }
     if (weight_norm) {
-      weight_norm_ = make_norm<T>({{"type", "weight"}, {"dim", 0}}, shape[0]);
+      weight_norm_ = make_norm<T>(layer_weight_norm_spec(), shape[0]);
       dw_ = xt::zeros<T>(shape);
     }
   }

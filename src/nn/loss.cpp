@@ -13,6 +13,11 @@ double softmax_cross_entropy(const xt::xarray<T>& logits, const std::vector<std:
   if (labels.size() != n)
     throw std::invalid_argument("softmax_cross_entropy: " + std::to_string(labels.size()) +
                                 " labels for " + std::to_string(n) + " rows of logits");
+  for (std::size_t s = 0; s < n; ++s)  // a label past the logits would read past the row
+    if (labels[s] >= classes)
+      throw std::invalid_argument("softmax_cross_entropy: label " + std::to_string(labels[s]) +
+                                  " of sample " + std::to_string(s) + " is not below the " +
+                                  std::to_string(classes) + " outputs of the model");
   dlogits.resize(logits.shape());
   double total = 0;
   for (std::size_t s = 0; s < n; ++s) {

@@ -5,6 +5,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "learned_weight.hpp"
 #include "normlab/registry.hpp"
 
 namespace normlab {
@@ -116,6 +117,21 @@ void check_norm_layout(const nlohmann::json& spec, const std::string& architectu
                                 "it, or a norm with a \"layout\" option (normlab list norms)");
 }
 
+// A weight-normalized layer builds layer_weight_norm_spec(); an option that
+// asks for something else would be accepted and ignored, so it is refused.
+void check_weight_norm_options(const nlohmann::json& norm_spec, const std::string& architecture) {
+  const nlohmann::json given = resolve_spec(norm_spec),
+                       built = resolve_spec(layer_weight_norm_spec());
+  for (const auto& [key, value] : given.items())
+    if (!built.contains(key) || built[key] != value)
+      throw std::invalid_argument(
+          "norm '" + given["type"].get<std::string>() + "': \"" + key + "\": " + value.dump() +
+          " cannot be honoured: " +
+          (architecture.empty() ? std::string("the models") : architecture) +
+          " weight-normalize each layer's weight as " + built.dump() +
+          " (one g per output); drop \"" + key + "\" from the spec");
+}
+
 NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architecture = "",
                    Layout layout = Layout::nchw) {
   if (!norm_spec.is_object() || !norm_spec.contains("type") || !norm_spec["type"].is_string())
@@ -126,7 +142,9 @@ NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architect
     return {nullptr, {}, architecture, layout};
   }
   // Rejects unknown types and keys early, naming them.
-  return {norm_spec, norm_traits(norm_spec), architecture, layout};
+  NormPlan plan{norm_spec, norm_traits(norm_spec), architecture, layout};
+  if (plan.weight_norm()) check_weight_norm_options(norm_spec, architecture);
+  return plan;
 }
 
 // The norm of a block and its activation: a ReLU, unless the norm is one
