@@ -58,15 +58,15 @@ run("build the core-only consumer" ${CMAKE_COMMAND} --build ${core_build})
 run("run the core-only consumer" ${core_build}/consumer_core)
 
 # ---- The package names libraries by imported target, never by absolute path ----
-# A line of an INTERFACE_LINK_LIBRARIES or IMPORTED_LOCATION value with a path
-# from the root ("/usr/lib/x86_64-linux-gnu/libopenblas.so") rather than a
-# target or ${_IMPORT_PREFIX}/...
+# The items of the INTERFACE_LINK_LIBRARIES and IMPORTED_LOCATION values in
+# `text` that are paths from the root ("/usr/lib/x86_64-linux-gnu/libopenblas.so",
+# also inside $<LINK_ONLY:...>) rather than targets or ${_IMPORT_PREFIX}/...
 function(absolute_paths_in text out)
   string(REGEX MATCHALL "(INTERFACE_LINK_LIBRARIES|IMPORTED_LOCATION[A-Z_]*) \"[^\"]*\"" values "${text}")
   set(found)
-  foreach(value IN LISTS values)
-    if(value MATCHES "[\";]/[^\";]*")
-      list(APPEND found "${CMAKE_MATCH_0}")
+  foreach(item IN LISTS values)  # the values' ;-separated items, one at a time
+    if(item MATCHES "(^|[\":])(/[^\">]*)")
+      list(APPEND found "${CMAKE_MATCH_2}")
     endif()
   endforeach()
   set(${out} "${found}" PARENT_SCOPE)
