@@ -4,9 +4,10 @@
 # builds the Python module (scripts/test's shared tree builds only the CLI) and
 # imports the installed one.
 # It checks the package links cleanly: the installed normlabTargets*.cmake
-# name no library by absolute path, and core_only/ (normlab::core alone)
-# links neither MPI nor oneDNN (nor OpenMP), while the full consumer does link
-# those the build has (HAVE_MPI, HAVE_ONEDNN): the check can see them.
+# name no library by absolute path, and core_only/ (normlab::core alone, found
+# as the core component: MPI and oneDNN are not even looked for) links neither
+# MPI nor oneDNN (nor OpenMP), while the full consumer does link those the
+# build has (HAVE_MPI, HAVE_ONEDNN): the check can see them.
 # Usage: cmake -DBUILD_DIR=<normlab build> -DWORK_DIR=<scratch> [-DGENERATOR=..]
 #              [-DCXX_COMPILER=..] [-DHAVE_MPI=ON -DHAVE_ONEDNN=ON]
 #              [-DPYTHON=.. -DPYTHON_INSTALL_DIR=..] -P run_consumer_test.cmake
@@ -92,43 +93,53 @@ endforeach()
 message(STATUS "consumer test: ${count} normlabTargets*.cmake without absolute paths")
 
 # ---- normlab::core alone links no MPI and no oneDNN ----
-# The libraries a program loads (ldd: shared normlab's dependencies included; a
-# static normlab's private libraries are on the program's own link line).
-function(loaded_libraries program out)
-  execute_process(COMMAND ${LDD} ${program} OUTPUT_VARIABLE text RESULT_VARIABLE result)
-  if(NOT result EQUAL 0)
-    message(FATAL_ERROR "consumer test: ldd ${program} failed (${result})")
+# What a program links and loads: its link command (a static normlab's private
+# libraries are on it; the linker may drop those it does not use, so the
+# command, not the program, shows what the package asks for) and, where ldd
+# exists, the libraries it loads (a shared normlab's dependencies).
+function(linked_libraries build_dir target out)
+  set(text "")
+  if(EXISTS ${build_dir}/CMakeFiles/${target}.dir/link.txt)  # Makefile generators
+    file(READ ${build_dir}/CMakeFiles/${target}.dir/link.txt text)
+  elseif(EXISTS ${build_dir}/build.ninja)  # Ninja: one project, one program
+    file(READ ${build_dir}/build.ninja text)
+  else()
+    message(FATAL_ERROR "consumer test: no link command found in ${build_dir}")
+  endif()
+  find_program(LDD ldd)
+  if(LDD)
+    execute_process(COMMAND ${LDD} ${build_dir}/${target} OUTPUT_VARIABLE loaded
+      RESULT_VARIABLE result)
+    if(NOT result EQUAL 0)
+      message(FATAL_ERROR "consumer test: ldd ${build_dir}/${target} failed (${result})")
+    endif()
+    string(APPEND text "\n${loaded}")
   endif()
   set(${out} "${text}" PARENT_SCOPE)
 endfunction()
-find_program(LDD ldd)
-if(NOT LDD)
-  message(STATUS "consumer test: no ldd here; the link checks are skipped")
-else()
-  set(unwanted "libmpi" "libdnnl" "libgomp")
-  loaded_libraries(${core_build}/consumer_core core_libraries)
-  foreach(library IN LISTS unwanted)
-    if(core_libraries MATCHES "${library}")
-      message(FATAL_ERROR "consumer test: the core-only consumer loads ${library}:\n${core_libraries}")
-    endif()
-  endforeach()
-  loaded_libraries(${consumer_build}/consumer full_libraries)
-  set(expected)
-  if(HAVE_MPI)
-    list(APPEND expected libmpi)
+set(unwanted libmpi libdnnl libgomp)
+linked_libraries(${core_build} consumer_core core_libraries)
+foreach(library IN LISTS unwanted)
+  if(core_libraries MATCHES "${library}")
+    message(FATAL_ERROR "consumer test: the core-only consumer links ${library}:\n${core_libraries}")
   endif()
-  if(HAVE_ONEDNN)
-    list(APPEND expected libdnnl)
-  endif()
-  foreach(library IN LISTS expected)
-    if(NOT full_libraries MATCHES "${library}")
-      message(FATAL_ERROR "consumer test: the full consumer does not load ${library}, so the "
-        "core-only check cannot see it:\n${full_libraries}")
-    endif()
-  endforeach()
-  message(STATUS "consumer test: core-only consumer loads none of ${unwanted}; the full one "
-    "loads ${expected}")
+endforeach()
+linked_libraries(${consumer_build} consumer full_libraries)
+set(expected)
+if(HAVE_MPI)
+  list(APPEND expected libmpi)
 endif()
+if(HAVE_ONEDNN)
+  list(APPEND expected libdnnl)
+endif()
+foreach(library IN LISTS expected)
+  if(NOT full_libraries MATCHES "${library}")
+    message(FATAL_ERROR "consumer test: the full consumer does not link ${library}, so the "
+      "core-only check cannot see it:\n${full_libraries}")
+  endif()
+endforeach()
+message(STATUS "consumer test: the core-only consumer links none of ${unwanted}; the full one "
+  "links ${expected}")
 
 if(PYTHON)
   # The installed package, found through PYTHONPATH alone (no build tree), runs
