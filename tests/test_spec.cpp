@@ -219,6 +219,17 @@ TEST_CASE("backward before forward, backward with the wrong dy shape") {
                  {"gradient has shape (6,)"});
 }
 
+TEST_CASE("backward after a forward that failed is refused, not read against the old input") {
+  auto norm = make_norm<double>({{"type", "group"}, {"groups", 1}}, 3);
+  norm->forward(xt::xarray<double>{{0.0, 1.0, 2.0}, {3.0, 5.0, 8.0}}, Mode::train);
+  // The failed forward has a smaller input than the good one before it.
+  CHECK_THROWS_AS(norm->forward(xt::ones<double>({1, 2}), Mode::train), std::invalid_argument);
+  for (const auto& dy :
+       {xt::xarray<double>(xt::ones<double>({1, 2})), xt::xarray<double>(xt::ones<double>({2, 3}))})
+    check_mentions(error_of<std::logic_error>([&] { norm->backward(dy); }),
+                   {"group norm", "after one that failed"});
+}
+
 TEST_CASE("mode names") {
   CHECK(parse_mode("train") == Mode::train);
   CHECK(parse_mode("eval") == Mode::eval);

@@ -1,5 +1,5 @@
 // The single-process communicator, the communicator current on a thread, and
-// the parts of the MPI entry points that do not need MPI itself.
+// the parts of the MPI entry points that do not need MPI itself (normlab::core).
 #include <cstdlib>
 #include <deque>
 #include <stdexcept>
@@ -51,6 +51,12 @@ thread_local std::shared_ptr<Communicator> current;
 
 std::shared_ptr<Communicator> single_process_communicator() {
   return std::make_shared<SingleProcess>();
+}
+
+// Known to normlab::core without linking MPI: the MPI code itself is in
+// normlab::distributed (mpi_communicator.cpp or no_mpi.cpp).
+bool built_with_mpi() {
+  return NORMLAB_BUILT_WITH_MPI;
 }
 
 bool launched_by_mpirun() {

@@ -166,10 +166,6 @@ bool initialized_here = false;
 
 }  // namespace
 
-bool built_with_mpi() {
-  return true;
-}
-
 void init_mpi(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);

@@ -5,10 +5,6 @@
 
 namespace normlab {
 
-bool built_with_mpi() {
-  return false;
-}
-
 void init_mpi(int*, char***) {
   require_mpi("mpirun");
 }

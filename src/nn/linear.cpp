@@ -1,4 +1,5 @@
-// Linear: y = x w^T + b as one GEMM over the batch.
+// Linear: y = x w^T + b as one GEMM over the batch. The GEMMs are xt::blas::gemm
+// on views of the layer's matrices, without copies (gemm_matrices in gemm.hpp).
 #include <stdexcept>
 
 #include "gemm.hpp"
@@ -22,8 +23,7 @@ class Linear final : public WeightedLayer<T> {
     const std::size_t n = x.shape(0);
     y_.resize({n, out_});
     const xt::xarray<T>& w = this->weight_.weight(mode);
-    gemm(false, true, int(n), int(out_), int(in_), T(1), x.data(), int(in_), w.data(), int(in_),
-         T(0), y_.data(), int(out_));
+    gemm_matrices(false, true, n, out_, in_, T(1), x.data(), w.data(), T(0), y_.data());
     if (this->weight_.has_bias())
       for (std::size_t s = 0; s < n; ++s)
         for (std::size_t o = 0; o < out_; ++o) y_(s, o) += this->weight_.bias()[o];
@@ -41,15 +41,14 @@ class Linear final : public WeightedLayer<T> {
     const std::size_t n = dy.shape(0);
     // dw (out x in) += dy^T (out x N) * x (N x in)
     xt::xarray<T>& dw = this->weight_.weight_grad();
-    gemm(true, false, int(out_), int(in_), int(n), T(1), dy.data(), int(out_), last_x_->data(),
-         int(in_), T(1), dw.data(), int(in_));
+    gemm_matrices(true, false, out_, in_, n, T(1), dy.data(), last_x_->data(), T(1), dw.data());
     if (this->weight_.has_bias())
       for (std::size_t s = 0; s < n; ++s)
         for (std::size_t o = 0; o < out_; ++o) this->weight_.bias_grad()[o] += dy(s, o);
     if (input_gradient) {  // dx (N x in) = dy (N x out) * w (out x in)
       this->dx_.resize({n, in_});
-      gemm(false, false, int(n), int(in_), int(out_), T(1), dy.data(), int(out_),
-           last_weight_->data(), int(in_), T(0), this->dx_.data(), int(in_));
+      gemm_matrices(false, false, n, in_, out_, T(1), dy.data(), last_weight_->data(), T(0),
+                    this->dx_.data());
     }
     this->weight_.finish_backward();
   }

@@ -228,6 +228,7 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
     throw std::invalid_argument(type_ +
                                 " norm: forward in place (y is x) is not supported: backward "
                                 "needs x; pass another array for y");
+  has_forward_ = false;  // until this forward succeeds: backward must not mix two of them
   shape_.assign(x.shape().begin(), x.shape().end());
   prepare(shape_);
   channels_first_shape(layout_, shape_, channels_first_);
@@ -273,7 +274,9 @@ xt::xarray<T> Norm<T>::backward(const xt::xarray<T>& dy) {
 template <class T>
 void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
   const UseGuard guard(in_use_, type_);
-  if (!has_forward_) throw std::logic_error(type() + " norm: backward called before any forward");
+  if (!has_forward_)
+    throw std::logic_error(type() +
+                           " norm: backward called before any forward (or after one that failed)");
   if (!std::equal(dy.shape().begin(), dy.shape().end(), shape_.begin(), shape_.end()))
     throw std::invalid_argument("gradient has shape " + shape_text(dy.shape()) +
                                 " but the last forward input had shape " + shape_text(shape_));

@@ -1,0 +1,16 @@
+"""Specs shared by the Python tests."""
+
+import normlab
+
+
+def spec_for_4_channels(name):
+    """A spec of type `name` that fits a (4, 4, 3, 3) input."""
+    spec = {"type": name}
+    keys = [option["key"] for option in normlab.norm_info(name)["options"]]
+    if "groups" in keys:
+        spec["groups"] = 2
+    if "virtual_batch_size" in keys:
+        spec["virtual_batch_size"] = 2
+    if "normalized_shape" in keys:
+        spec["normalized_shape"] = [4, 3, 3]
+    return spec
