@@ -192,3 +192,26 @@ TEST_CASE("models: cnn3 with frn learns tau (its TLU is not cancelled by the ReL
   const Step step = train_one_step("cnn3", {{"type", "frn"}}, {"tau"}, 3);
   check_learns(step, "tau");
 }
+
+// The small-batch remedies of issue 22 in both models: every learned tensor moves.
+TEST_CASE("models: dyt, switchable, mabn and frozen batch train a step in cnn3 and mlp2") {
+  for (const char* architecture : {"cnn3", "mlp2"}) {
+    const std::size_t norms = std::string(architecture) == "cnn3" ? 3 : 2;
+    const Step dyt = train_one_step(architecture, {{"type", "dyt"}}, {"alpha", "gamma"}, norms);
+    check_learns(dyt, "alpha");
+    check_learns(dyt, "gamma");
+    const Step sn = train_one_step(architecture, {{"type", "switchable"}},
+                                   {"mean_weight", "var_weight", "gamma"}, norms);
+    check_learns(sn, "mean_weight");
+    check_learns(sn, "var_weight");
+    const Step mabn = train_one_step(architecture, {{"type", "mabn"}}, {"gamma", "beta"}, norms);
+    check_learns(mabn, "gamma");
+    check_learns(mabn, "beta");
+    const Step frozen =
+        train_one_step(architecture, {{"type", "batch"}, {"frozen", true}}, {"gamma"}, norms);
+    check_learns(frozen, "gamma");
+  }
+  CHECK_NOTHROW(parse_config(tiny_config(
+      "mlp2",
+      json::array({"dyt", "switchable", "mabn", json{{"type", "batch"}, {"frozen", true}}}))));
+}
