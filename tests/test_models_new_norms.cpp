@@ -68,7 +68,11 @@ Step train_one_step(const std::string& architecture, const json& norm,
   INFO(architecture << " with " << norm.dump());
   Model<float> model = build_model<float>(architecture, norm);
   model.initialize(3);
-  REQUIRE(model.norms().size() == expected_norms);
+  // The activation norms (MABN also brings weight centering to the layers in front).
+  std::vector<Norm<float>*> norms;
+  for (Norm<float>* n : model.norms())
+    if (n->type() == norm.at("type")) norms.push_back(n);
+  REQUIRE(norms.size() == expected_norms);
 
   const Dataset data = make_synthetic(4, 10, 11);
   const xt::xarray<float> x = data.images;
@@ -103,7 +107,7 @@ Step train_one_step(const std::string& architecture, const json& norm,
   CHECK(after != loss);
   CHECK(finite(model.forward(x, Mode::eval)));
 
-  for (Norm<float>* n : model.norms()) step.specs.push_back(n->to_json());
+  for (Norm<float>* n : norms) step.specs.push_back(n->to_json());
   return step;
 }
 

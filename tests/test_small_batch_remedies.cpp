@@ -102,7 +102,13 @@ TEST_CASE("mabn: the moving averages start after buffer_size steps; eval uses ru
   auto mabn = make_norm<double>(
       {{"type", "mabn"}, {"buffer_size", 2}, {"warmup_steps", 0}, {"momentum", 0.5}}, 1);
   // Step 1 and 2: x / sqrt(mean(x^2) + eps) of the batch itself.
-  const Array a = {{1.0}, {3.0}}, b = {{2.0}, {2.0}}, c = {{0.0}, {6.0}};
+  const auto column = [](double first, double second) {  // a batch of two, one channel
+    Array values = xt::zeros<double>({std::size_t{2}, std::size_t{1}});
+    values(0, 0) = first;
+    values(1, 0) = second;
+    return values;
+  };
+  const Array a = column(1, 3), b = column(2, 2), c = column(0, 6);
   const double eps = 1e-5;
   CHECK(mabn->forward(a, Mode::train)(1, 0) == doctest::Approx(3 / std::sqrt(5 + eps)));
   CHECK(mabn->forward(b, Mode::train)(1, 0) == doctest::Approx(2 / std::sqrt(4 + eps)));
