@@ -6,7 +6,9 @@ times each of its cases in PyTorch with torch.set_num_threads matched:
 F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
 (RMSNorm, FRN and EvoNorm-S0: composites of elementwise ops, torch 1.13 has no
 kernel for them; ghost, batch_renorm and sync_batch have no PyTorch counterpart on CPU and
-are left out).
+are left out). Dynamic Tanh, Switchable Norm and MABN are timed against their
+golden references, written in torch ops in tests/golden/make_golden.py; frozen
+BatchNorm ("frozen": true) is F.batch_norm with the running statistics in both modes.
 A spec with "layout": "nhwc" (its --shape given as N,H,W,C) is timed in PyTorch on
 channels_last tensors of the same (N, C, H, W) tensor.
 Forward train and eval run with autograd recording on a leaf that requires
@@ -31,6 +33,11 @@ import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
+import make_golden  # noqa: E402  (the PyTorch references of the norms torch lacks)
+
+# Norms whose peer is their golden reference module, written in torch ops.
+REFERENCE_PEERS = ("dyt", "switchable", "mabn")
 PHASES = ("forward", "forward_eval", "backward")
 # normlab norms PyTorch 1.13 has no kernel or composite here for: not compared
 # (sync_batch in one process is the batch case, and torch's SyncBatchNorm has no CPU path).
@@ -71,6 +78,8 @@ def torch_case(spec, shape, dtype, memory_format=torch.contiguous_format):
         rv = torch.ones(channels, dtype=dtype) if track else None
         momentum = spec.get("momentum")
         momentum = 0.1 if momentum is None else momentum  # cumulative average: same work
+        if kind == "batch" and spec.get("frozen", False):
+            return x, lambda train: F.batch_norm(x, rm, rv, w, b, False, momentum, eps), ""
         if kind == "batch":
             return x, lambda train: F.batch_norm(x, rm, rv, w, b, train or not track, momentum, eps), ""
         return x, lambda train: F.instance_norm(x, rm, rv, w, b, train or not track, momentum, eps), ""
@@ -128,6 +137,13 @@ def torch_case(spec, shape, dtype, memory_format=torch.contiguous_format):
             y = (x * torch.sigmoid(v.view(view) * x)).reshape(shape[0], groups, -1) / std
             return y.reshape(shape) * w.view(view) + b.view(view)
         return x, evonorm, "composite"
+    if kind in REFERENCE_PEERS:
+        module = make_golden.torch_module(spec, shape, dtype).to(dtype)
+
+        def reference(train):
+            module.train(train)
+            return module(x)
+        return x, reference, "golden reference in torch ops"
     raise ValueError("no PyTorch equivalent for norm type " + kind)
 
 

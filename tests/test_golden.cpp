@@ -114,23 +114,42 @@ double check_case(const nlohmann::json& c, Layout layout = Layout::nchw) {
     return last ? to_channels_last(load(file)) : load(file);
   };
   auto output = [&](const xt::xarray<T>& a) { return last ? to_channels_first(a) : a; };
-  const xt::xarray<T> x = input("x");
+  const xt::xarray<T> x = input(c.contains("sequence") ? "x_s0" : "x");
   norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
   // Parameters PyTorch was given (WeightNorm's g may be absent: it starts as ||v||).
   for (const auto& p : norm->parameter_names())
     if (files.count(p)) norm->set(p, load(p));
   for (const auto& s : norm->state_names()) norm->set(s, load(s));
 
+  double worst = 0;
+  if (c.contains("sequence")) {  // consecutive steps, state carried, each checked
+    const auto modes = c.at("sequence").get<std::vector<std::string>>();
+    for (std::size_t i = 0; i < modes.size(); ++i) {
+      const std::string s = "_s" + std::to_string(i);
+      INFO("step ", i, " in ", modes[i]);
+      norm->zero_grad();
+      const xt::xarray<T> y = output(norm->forward(input("x" + s), parse_mode(modes[i])));
+      const xt::xarray<T> dx = output(norm->backward(input("dy" + s)));
+      worst = std::max(
+          {worst, compare("y" + s, y, load("y" + s)), compare("dx" + s, dx, load("dx" + s))});
+      for (const auto& p : norm->parameter_names())
+        worst = std::max(worst, compare("d" + p + s, norm->parameter(p).grad, load("d" + p + s)));
+      for (const auto& st : norm->state_names())
+        worst = std::max(worst,
+                         compare(st + " after step" + s, norm->state(st), load(st + "_out" + s)));
+    }
+  }
   const int steps = c.at("train_steps").get<int>();
   for (int i = 0; i < steps; ++i) norm->forward(input("x" + std::to_string(i)), Mode::train);
-  const xt::xarray<T> y = output(norm->forward(x, parse_mode(c.at("mode").get<std::string>())));
-  const xt::xarray<T> dx = output(norm->backward(input("dy")));
-
-  double worst = std::max(compare("y", y, load("y")), compare("dx", dx, load("dx")));
-  for (const auto& p : norm->parameter_names())
-    worst = std::max(worst, compare("d" + p, norm->parameter(p).grad, load("d" + p)));
-  for (const auto& s : norm->state_names())
-    worst = std::max(worst, compare(s + " after the forwards", norm->state(s), load(s + "_out")));
+  if (!c.contains("sequence")) {
+    const xt::xarray<T> y = output(norm->forward(x, parse_mode(c.at("mode").get<std::string>())));
+    const xt::xarray<T> dx = output(norm->backward(input("dy")));
+    worst = std::max({worst, compare("y", y, load("y")), compare("dx", dx, load("dx"))});
+    for (const auto& p : norm->parameter_names())
+      worst = std::max(worst, compare("d" + p, norm->parameter(p).grad, load("d" + p)));
+    for (const auto& s : norm->state_names())
+      worst = std::max(worst, compare(s + " after the forwards", norm->state(s), load(s + "_out")));
+  }
 
   // Every golden array was used: none names a parameter or state normlab lacks.
   for (const auto& file : files) {
@@ -175,7 +194,7 @@ bool has_channels_last_form(const nlohmann::json& c) {
   if (c.at("shape").size() < 3) return false;  // (N, C): both layouts are the same
   if (type == "layer" || type == "rms") return spec.value("channel_affine", false);
   if (type == "sync_batch") return built_with_mpi();
-  return type != "weight";
+  return !norm_traits(spec).reparameterizes_weight;  // weights have no layout
 }
 
 }  // namespace
@@ -194,8 +213,8 @@ TEST_CASE("golden: channels-last (nhwc) inputs match PyTorch on the permuted ten
     ++cases_by_type[c.at("spec").at("type").get<std::string>()];
   }
   // Every norm with a layout, LayerNorm's channel_affine form included.
-  for (const char* type :
-       {"batch", "ghost", "batch_renorm", "instance", "group", "layer", "frn", "evonorm_s0"}) {
+  for (const char* type : {"batch", "ghost", "batch_renorm", "instance", "group", "layer", "frn",
+                           "evonorm_s0", "dyt", "switchable", "mabn"}) {
     CAPTURE(type);
     CHECK(cases_by_type[type] > 0);
   }
@@ -250,4 +269,16 @@ TEST_CASE("golden: sync_batch on one process matches PyTorch 1.13 batch norm") {
 }
 TEST_CASE("golden: evonorm_s0 matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("evonorm_s0");
+}
+TEST_CASE("golden: dyt matches gamma * tanh(alpha x) + beta under PyTorch 1.13 autograd") {
+  check_type("dyt");
+}
+TEST_CASE("golden: switchable matches the paper's mixture of statistics under PyTorch 1.13") {
+  check_type("switchable");
+}
+TEST_CASE("golden: mabn matches the paper's Algorithm 1 step by step under PyTorch 1.13") {
+  check_type("mabn");
+}
+TEST_CASE("golden: weight_centering matches v - mean(v) under PyTorch 1.13 autograd") {
+  check_type("weight_centering");
 }

@@ -82,6 +82,7 @@ void check_all(const std::vector<GradCase>& cases) {
 
 using Names = std::vector<std::string>;
 const Names kAffine = {"beta", "gamma"};
+const Names kSwitchable = {"beta", "gamma", "mean_weight", "var_weight"};
 const Mode train = Mode::train;
 const Mode eval = Mode::eval;
 
@@ -196,8 +197,43 @@ TEST_CASE("gradcheck: channels-last (nhwc) inputs of every norm with a layout") 
       {nhwc({{"type", "frn"}, {"tlu", false}}), {2, 5, 3}, eval, kAffine},
       {nhwc({{"type", "evonorm_s0"}, {"groups", 2}}), {2, 3, 2, 4}, train, {"beta", "gamma", "v"}},
       {nhwc({{"type", "evonorm_s0"}, {"groups", 1}}), {1, 5, 3}, train, {"beta", "gamma", "v"}},
+      {nhwc({{"type", "batch"}, {"frozen", true}}), {2, 3, 2, 5}, train, kAffine},
+      {nhwc({{"type", "dyt"}}), {2, 3, 2, 4}, train, {"alpha", "beta", "gamma"}},
+      {nhwc({{"type", "switchable"}}), {2, 3, 2, 4}, train, kSwitchable},
+      {nhwc({{"type", "switchable"}}), {2, 3, 2, 4}, eval, kSwitchable},
   };
   if (built_with_mpi())  // one process: sync_batch is batch
     cases.push_back({nhwc({{"type", "sync_batch"}}), {2, 3, 2, 5}, train, kAffine});
   check_all(cases);
+}
+
+TEST_CASE("gradcheck: frozen batch norm (running statistics in train, constants)") {
+  const nlohmann::json frozen = {{"type", "batch"}, {"frozen", true}};
+  check_all({
+      {frozen, {2, 3}, train, kAffine},
+      {frozen, {1, 3, 5}, train, kAffine},  // one sample: no batch statistics needed
+      {frozen, {2, 4, 3, 3}, train, kAffine},
+      {{{"type", "batch"}, {"frozen", true}, {"affine", false}}, {2, 3, 4}, train, {}},
+  });
+}
+
+TEST_CASE("gradcheck: dyt, alpha included") {
+  const Names dyt = {"alpha", "beta", "gamma"};
+  check_all({
+      {{{"type", "dyt"}}, {3, 4}, train, dyt},
+      {{{"type", "dyt"}}, {2, 3, 5}, eval, dyt},
+      {{{"type", "dyt"}, {"alpha_init", 2.0}}, {2, 3, 2, 3}, train, dyt},
+  });
+}
+
+TEST_CASE("gradcheck: switchable, through all three statistics and both mixture weights") {
+  const nlohmann::json sn = {{"type", "switchable"}};
+  check_all({
+      {sn, {2, 3, 2, 3}, train, kSwitchable},
+      {sn, {3, 4, 5}, train, kSwitchable},
+      {sn, {4, 5}, train, kSwitchable},       // (N, C): instance statistics of one value
+      {sn, {2, 3, 2, 3}, eval, kSwitchable},  // the batch part from running statistics
+      {sn, {1, 4, 6}, eval, kSwitchable},
+      {{{"type", "switchable"}, {"eps", 0.1}}, {2, 2, 3, 3}, train, kSwitchable},
+  });
 }

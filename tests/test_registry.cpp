@@ -165,16 +165,19 @@ TEST_CASE("registry: non-default specs round-trip for float and double") {
 }
 
 TEST_CASE("registry: norm_traits with default options match what each norm is") {
-  const Names batch_statistics = {"batch", "batch_renorm", "ghost", "sync_batch"};
+  const Names batch_statistics = {"batch",      "batch_renorm", "ghost",
+                                  "sync_batch", "switchable",   "mabn"};
   const Names needs_spatial = {"instance", "frn"};
-  const Names running_state = {"batch", "ghost", "batch_renorm", "sync_batch"};
+  const Names running_state = {"batch",      "ghost",      "batch_renorm",
+                               "sync_batch", "switchable", "mabn"};
   for (const std::string& type : norm_types()) {
     CAPTURE(type);
     const NormTraits t = norm_traits({{"type", type}});
     CHECK(t.batch_statistics == in(batch_statistics, type));
     CHECK(t.needs_spatial == in(needs_spatial, type));
     CHECK(t.running_state == in(running_state, type));
-    CHECK(t.reparameterizes_weight == (type == "weight"));
+    CHECK(t.reparameterizes_weight == (type == "weight" || type == "weight_centering"));
+    CHECK(t.preceding_weight == (type == "mabn" ? "weight_centering" : ""));
     CHECK(t.virtual_batch_size == (type == "ghost" ? 4u : 0u));
     CHECK(t.running_state == !t.state.empty());
     // NormInfo's traits are the ones of the default options.

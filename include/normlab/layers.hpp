@@ -49,15 +49,26 @@ class Layer {
   virtual std::string name() const = 0;
 };
 
+// How a conv or linear layer's weight is reparameterized: not at all, or by a
+// registered weight norm applied to each output slice of the learned v (its
+// type: "weight", WeightNorm, w = g * v / ||v||; "weight_centering", w = v -
+// mean(v), which MABN pairs with). A bool says WeightNorm or nothing.
+struct WeightReparameterization {
+  std::string type;  // empty: none
+  WeightReparameterization(bool weight_norm = false) : type(weight_norm ? "weight" : "") {}
+  WeightReparameterization(std::string norm_type) : type(std::move(norm_type)) {}
+  WeightReparameterization(const char* norm_type) : type(norm_type) {}  // not the bool one
+  explicit operator bool() const { return !type.empty(); }
+};
+
 // y[n, o, i, j] = sum_{c, p, q} w[o, c, p, q] * x[n, c, i*stride + p - pad, j*stride + q - pad]
-// + b[o]; x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). With weight_norm, w = g * v / ||v||
-// per output channel and v, g are learned. Computed by conv_backend() (float32) or im2col
-// (float64). With Layout::nhwc, x and y are channels last, (N, H, W, C), and so are dy and dx;
-// w stays (C_out, C_in, k, k).
-// How float32 convolutions are computed: oneDNN's convolution primitives
-// (when the build found libdnnl-dev) or im2col + OpenBLAS GEMM. The
-// environment variable NORMLAB_CONV=onednn|im2col chooses when a layer is
-// made; by default oneDNN when available. float64 always uses im2col.
+// + b[o]; x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out). With weight_norm, w is that
+// reparameterization of the learned v (and WeightNorm's g is learned too). Computed by
+// conv_backend() (float32) or im2col (float64). With Layout::nhwc, x and y are channels last, (N,
+// H, W, C), and so are dy and dx; w stays (C_out, C_in, k, k). How float32 convolutions are
+// computed: oneDNN's convolution primitives (when the build found libdnnl-dev) or im2col + OpenBLAS
+// GEMM. The environment variable NORMLAB_CONV=onednn|im2col chooses when a layer is made; by
+// default oneDNN when available. float64 always uses im2col.
 enum class ConvBackend { im2col, onednn };
 ConvBackend conv_backend();
 bool onednn_available();
@@ -65,12 +76,13 @@ bool onednn_available();
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,
-                                      bool bias, bool weight_norm, Layout layout = Layout::nchw);
+                                      bool bias, const WeightReparameterization& weight_norm,
+                                      Layout layout = Layout::nchw);
 
 // y = x w^T + b; x: (N, in) -> y: (N, out). With weight_norm as in conv2d.
 template <class T>
 std::unique_ptr<Layer<T>> make_linear(std::size_t in_features, std::size_t out_features, bool bias,
-                                      bool weight_norm);
+                                      const WeightReparameterization& weight_norm);
 
 template <class T>
 std::unique_ptr<Layer<T>> make_relu();

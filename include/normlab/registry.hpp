@@ -33,6 +33,9 @@ struct NormTraits {
   bool includes_activation = false;     // its output is already activated (FRN's TLU,
                                         // EvoNorm-S0): models add no ReLU after it
   std::size_t virtual_batch_size = 0;   // >0: batch statistics per run of this many samples
+  // The weight norm its paper applies to the conv or linear layer in front of
+  // it (MABN: "weight_centering"); models do so. Empty: none.
+  std::string preceding_weight;
   std::vector<std::string> parameters;  // names, in the order they are listed
   std::vector<std::string> state;
 };

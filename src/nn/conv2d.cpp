@@ -95,7 +95,7 @@ template <class T>
 class Conv2d final : public WeightedLayer<T> {
  public:
   Conv2d(std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride,
-         std::size_t padding, bool bias, bool weight_norm)
+         std::size_t padding, bool bias, const WeightReparameterization& weight_norm)
       : WeightedLayer<T>({out, in, kernel, kernel}, bias, weight_norm),
         in_(in),
         out_(out),
@@ -220,7 +220,8 @@ void check_one_gemm(const std::string& name, const xt::xarray<T>& x, std::size_t
 template <class T>
 std::unique_ptr<Layer<T>> make_im2col_conv2d(std::size_t in, std::size_t out, std::size_t kernel,
                                              std::size_t stride, std::size_t padding, bool bias,
-                                             bool weight_norm, Layout layout) {
+                                             const WeightReparameterization& weight_norm,
+                                             Layout layout) {
   if (layout == Layout::nhwc)
     return make_channels_last_im2col_conv2d<T>(in, out, kernel, stride, padding, bias, weight_norm);
   return std::make_unique<Conv2d<T>>(in, out, kernel, stride, padding, bias, weight_norm);
@@ -253,7 +254,8 @@ bool onednn_available() {
 template <class T>
 std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_channels,
                                       std::size_t kernel, std::size_t stride, std::size_t padding,
-                                      bool bias, bool weight_norm, Layout layout) {
+                                      bool bias, const WeightReparameterization& weight_norm,
+                                      Layout layout) {
 #ifdef NORMLAB_HAVE_ONEDNN
   // oneDNN computes in float32; float64 (the gradient checks) stays on im2col.
   if constexpr (std::is_same_v<T, float>)
@@ -270,9 +272,11 @@ std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_c
                                          std::size_t, std::size_t, std::size_t, Layout);        \
   template void check_one_gemm<T>(const std::string&, const xt::xarray<T>&, std::size_t);       \
   template std::unique_ptr<Layer<T>> make_im2col_conv2d<T>(                                     \
-      std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool, bool, Layout);     \
+      std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool,                    \
+      const WeightReparameterization&, Layout);                                                 \
   template std::unique_ptr<Layer<T>> make_conv2d<T>(std::size_t, std::size_t, std::size_t,      \
-                                                    std::size_t, std::size_t, bool, bool, Layout);
+                                                    std::size_t, std::size_t, bool,             \
+                                                    const WeightReparameterization&, Layout);
 NORMLAB_INSTANTIATE_CONV(float)
 NORMLAB_INSTANTIATE_CONV(double)
 

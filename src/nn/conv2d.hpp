@@ -39,18 +39,19 @@ void check_one_gemm(const std::string& name, const xt::xarray<T>& x, std::size_t
 template <class T>
 std::unique_ptr<Layer<T>> make_im2col_conv2d(std::size_t in, std::size_t out, std::size_t kernel,
                                              std::size_t stride, std::size_t padding, bool bias,
-                                             bool weight_norm, Layout layout);
+                                             const WeightReparameterization& weight_norm,
+                                             Layout layout);
 template <class T>
-std::unique_ptr<Layer<T>> make_channels_last_im2col_conv2d(std::size_t in, std::size_t out,
-                                                           std::size_t kernel, std::size_t stride,
-                                                           std::size_t padding, bool bias,
-                                                           bool weight_norm);
+std::unique_ptr<Layer<T>> make_channels_last_im2col_conv2d(
+    std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride, std::size_t padding,
+    bool bias, const WeightReparameterization& weight_norm);
 
 #ifdef NORMLAB_HAVE_ONEDNN
 // oneDNN's convolution primitives (float32; built when libdnnl-dev is found).
 std::unique_ptr<Layer<float>> make_onednn_conv2d(std::size_t in, std::size_t out,
                                                  std::size_t kernel, std::size_t stride,
-                                                 std::size_t padding, bool bias, bool weight_norm,
+                                                 std::size_t padding, bool bias,
+                                                 const WeightReparameterization& weight_norm,
                                                  Layout layout);
 #endif
 

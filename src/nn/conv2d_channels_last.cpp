@@ -64,7 +64,7 @@ template <class T>
 class ChannelsLastConv2d final : public WeightedLayer<T> {
  public:
   ChannelsLastConv2d(std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride,
-                     std::size_t padding, bool bias, bool weight_norm)
+                     std::size_t padding, bool bias, const WeightReparameterization& weight_norm)
       : WeightedLayer<T>({out, in, kernel, kernel}, bias, weight_norm),
         in_(in),
         out_(out),
@@ -154,17 +154,18 @@ class ChannelsLastConv2d final : public WeightedLayer<T> {
 }  // namespace
 
 template <class T>
-std::unique_ptr<Layer<T>> make_channels_last_im2col_conv2d(std::size_t in, std::size_t out,
-                                                           std::size_t kernel, std::size_t stride,
-                                                           std::size_t padding, bool bias,
-                                                           bool weight_norm) {
+std::unique_ptr<Layer<T>> make_channels_last_im2col_conv2d(
+    std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride, std::size_t padding,
+    bool bias, const WeightReparameterization& weight_norm) {
   return std::make_unique<ChannelsLastConv2d<T>>(in, out, kernel, stride, padding, bias,
                                                  weight_norm);
 }
 
 template std::unique_ptr<Layer<float>> make_channels_last_im2col_conv2d<float>(
-    std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool, bool);
+    std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool,
+    const WeightReparameterization&);
 template std::unique_ptr<Layer<double>> make_channels_last_im2col_conv2d<double>(
-    std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool, bool);
+    std::size_t, std::size_t, std::size_t, std::size_t, std::size_t, bool,
+    const WeightReparameterization&);
 
 }  // namespace normlab

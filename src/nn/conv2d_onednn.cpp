@@ -59,7 +59,8 @@ struct Primitives {
 class OnednnConv2d final : public WeightedLayer<float> {
  public:
   OnednnConv2d(std::size_t in, std::size_t out, std::size_t kernel, std::size_t stride,
-               std::size_t padding, bool bias, bool weight_norm, Layout layout)
+               std::size_t padding, bool bias, const WeightReparameterization& weight_norm,
+               Layout layout)
       : WeightedLayer<float>({out, in, kernel, kernel}, bias, weight_norm),
         in_(in),
         out_(out),
@@ -231,7 +232,8 @@ class OnednnConv2d final : public WeightedLayer<float> {
 
 std::unique_ptr<Layer<float>> make_onednn_conv2d(std::size_t in, std::size_t out,
                                                  std::size_t kernel, std::size_t stride,
-                                                 std::size_t padding, bool bias, bool weight_norm,
+                                                 std::size_t padding, bool bias,
+                                                 const WeightReparameterization& weight_norm,
                                                  Layout layout) {
   return std::make_unique<OnednnConv2d>(in, out, kernel, stride, padding, bias, weight_norm,
                                         layout);

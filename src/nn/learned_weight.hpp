@@ -1,5 +1,6 @@
-// The weight of a conv or linear layer: plain, or reparameterized by
-// WeightNorm (w = g * v / ||v|| per output row), plus an optional bias.
+// The weight of a conv or linear layer: plain, or reparameterized by a weight
+// norm (WeightNorm, w = g * v / ||v|| per output row; weight centering,
+// w = v - mean(v)), plus an optional bias.
 #pragma once
 
 #include <cmath>
@@ -10,24 +11,26 @@
 
 namespace normlab {
 
-// The WeightNorm every weight-normalized layer builds: one g per output (dim 0).
-// Model building refuses a spec asking for anything else (model.cpp).
-inline nlohmann::json layer_weight_norm_spec() {
-  return {{"type", "weight"}, {"dim", 0}};
+// The weight norm every reparameterized layer builds (WeightNorm, or MABN's
+// weight centering): one row per output (dim 0). Model building refuses a spec
+// asking for anything else (model.cpp).
+inline nlohmann::json layer_weight_norm_spec(const std::string& type = "weight") {
+  return {{"type", type}, {"dim", 0}};
 }
 
 template <class T>
 class LearnedWeight {
  public:
   // shape: (out, ...) -- the first dimension is the output.
-  LearnedWeight(std::vector<std::size_t> shape, bool bias, bool weight_norm)
+  LearnedWeight(std::vector<std::size_t> shape, bool bias,
+                const WeightReparameterization& weight_norm)
       : v_(xt::zeros<T>(shape)), dv_(xt::zeros<T>(shape)) {
     if (bias) {
       bias_ = xt::zeros<T>({shape[0]});
       dbias_ = xt::zeros<T>({shape[0]});
     }
     if (weight_norm) {
-      weight_norm_ = make_norm<T>(layer_weight_norm_spec(), shape[0]);
+      weight_norm_ = make_norm<T>(layer_weight_norm_spec(weight_norm.type), shape[0]);
       dw_ = xt::zeros<T>(shape);
     }
   }
@@ -66,10 +69,11 @@ class LearnedWeight {
 
   void append_parameters(std::vector<ParameterRef<T>>& out) {
     out.push_back({weight_norm_ ? "v" : "weight", &v_, &dv_});
-    if (weight_norm_) {
-      Parameter<T>& g = weight_norm_->parameter("g");
-      out.push_back({"g", &g.value, &g.grad});
-    }
+    if (weight_norm_)
+      for (const std::string& name : weight_norm_->parameter_names()) {  // WeightNorm's g
+        Parameter<T>& p = weight_norm_->parameter(name);
+        out.push_back({name, &p.value, &p.grad});
+      }
     if (has_bias()) out.push_back({"bias", &bias_, &dbias_});
   }
 
@@ -84,7 +88,8 @@ class LearnedWeight {
 template <class T>
 class WeightedLayer : public Layer<T> {
  public:
-  WeightedLayer(std::vector<std::size_t> weight_shape, bool bias, bool weight_norm)
+  WeightedLayer(std::vector<std::size_t> weight_shape, bool bias,
+                const WeightReparameterization& weight_norm)
       : weight_(std::move(weight_shape), bias, weight_norm) {}
   std::vector<ParameterRef<T>> parameters() override {
     std::vector<ParameterRef<T>> out;

@@ -12,7 +12,7 @@ namespace {
 template <class T>
 class Linear final : public WeightedLayer<T> {
  public:
-  Linear(std::size_t in, std::size_t out, bool bias, bool weight_norm)
+  Linear(std::size_t in, std::size_t out, bool bias, const WeightReparameterization& weight_norm)
       : WeightedLayer<T>({out, in}, bias, weight_norm), in_(in), out_(out) {}
 
   // x: (N, in) -> y: (N, out)
@@ -63,10 +63,12 @@ class Linear final : public WeightedLayer<T> {
 
 template <class T>
 std::unique_ptr<Layer<T>> make_linear(std::size_t in_features, std::size_t out_features, bool bias,
-                                      bool weight_norm) {
+                                      const WeightReparameterization& weight_norm) {
   return std::make_unique<Linear<T>>(in_features, out_features, bias, weight_norm);
 }
-template std::unique_ptr<Layer<float>> make_linear<float>(std::size_t, std::size_t, bool, bool);
-template std::unique_ptr<Layer<double>> make_linear<double>(std::size_t, std::size_t, bool, bool);
+template std::unique_ptr<Layer<float>> make_linear<float>(std::size_t, std::size_t, bool,
+                                                          const WeightReparameterization&);
+template std::unique_ptr<Layer<double>> make_linear<double>(std::size_t, std::size_t, bool,
+                                                            const WeightReparameterization&);
 
 }  // namespace normlab

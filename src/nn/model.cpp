@@ -80,7 +80,12 @@ struct NormPlan {
   Layout layout = Layout::nchw;  // of the model's activations
 
   bool bias() const { return spec.is_null() || traits.reparameterizes_weight; }
-  bool weight_norm() const { return traits.reparameterizes_weight; }
+  // The norm itself when it is a weight norm, or the one its activation norm
+  // asks for in front of it (MABN's weight centering).
+  WeightReparameterization weight_norm() const {
+    if (traits.reparameterizes_weight) return spec["type"].get<std::string>();
+    return traits.preceding_weight;
+  }
   bool activation_norm() const { return !bias(); }
   // The registry adapts the spec to the layer (GroupNorm's groups, LayerNorm's
   // shape); a channels-last model then gives a spatial layer's norm its layout.

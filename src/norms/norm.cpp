@@ -244,22 +244,24 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
   if (y.shape() != x.shape()) y.resize(x.shape());
   const NormParameters<T> params = engine_parameters();
   GroupStats& stats = saved_stats_;
+  const T* input = map_input(x.data(), x.size());
 
   if (d.statistics_given) {
     given_stats(d, stats);
-    apply_stats(x.data(), d, stats, params, y.data());
+    apply_stats(input, d, stats, params, y.data());
   } else if (!combines_stats() && d.pooling == Pooling::per_outer_groups) {
     // Contiguous groups: statistics and normalize in one pass over x.
-    normalize_with_batch_stats(x.data(), d, stats, params, y.data());
+    normalize_with_batch_stats(input, d, stats, params, y.data());
     observe_stats(d, mode, stats);
   } else {
-    reduce_stats(x.data(), d, stats);
+    reduce_stats(input, d, stats);
     combine_stats(d, mode, stats);
     finish_stats(d, stats);
     observe_stats(d, mode, stats);
-    apply_stats(x.data(), d, stats, params, y.data());
+    apply_stats(input, d, stats, params, y.data());
   }
-  saved_x_ = x.data();
+  saved_x_ = input;
+  saved_input_ = x.data();
   saved_description_ = d;
   has_forward_ = true;
 }
@@ -290,6 +292,7 @@ void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
   } else {
     normalize_backward(saved_x_, dy.data(), d, saved_stats_, params, gradient_sums_, dx.data());
   }
+  map_input_backward(saved_input_, saved_x_, dx.data(), dx.size());
   add_parameter_sums(gradient_sums_.parameters);
 }
 

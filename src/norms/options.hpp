@@ -82,14 +82,18 @@ class OptionSchema {
             fail_option(key, range.text() + " or null", number_text(*(o.*member)));
         });
   }
-  OptionSchema& boolean(const char* key, bool Options::*member, const char* help) {
-    return add(
+  // With `written_when_default` false, as for choice() below.
+  OptionSchema& boolean(const char* key, bool Options::*member, const char* help,
+                        bool written_when_default = true) {
+    add(
         key, "true or false", help,
         [=](Options& o, const nlohmann::json& v) {
           if (!v.is_boolean()) fail_option(key, "true or false", json_kind(v));
           o.*member = v.get<bool>();
         },
         [=](const Options& o) { return nlohmann::json(o.*member); }, nullptr);
+    fields_.back().written_when_default = written_when_default;
+    return *this;
   }
   // A positive integer.
   OptionSchema& count(const char* key, std::size_t Options::*member, const char* help) {

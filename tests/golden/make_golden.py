@@ -28,6 +28,11 @@ Files of a case (all .npy, normlab's names; cases.json lists which exist):
            running_mean_out running_var_out num_batches_tracked_out
                         running state after all forwards (train steps and measured)
 
+Sequence cases ("sequence" in cases.json: the mode of each step) run several
+consecutive steps of one module with its state carried: step i reads x_s<i> and
+dy_s<i> and writes y_s<i>, dx_s<i>, d<param>_s<i> (that step's gradients alone)
+and <state>_out_s<i> (the state after it); tests/test_golden.cpp checks every step.
+
 Ghost BatchNorm and Batch Renormalization have no torch module: their references
 below are written from the definitions in README.md with torch operations.
 Filter Response Normalization with TLU (frn) and EvoNorm-S0 (evonorm_s0) have
@@ -239,9 +244,153 @@ class EvoNormS0(nn.Module):
         return y * self.weight.view(view) + self.bias.view(view)
 
 
+class FrozenBatchNorm(nn.Module):
+    """BatchNorm with "frozen": true (detectron2's FrozenBatchNorm2d with a trainable
+    affine): F.batch_norm with the running statistics in train mode too, which stay
+    as they are; gamma and beta get their gradients."""
+
+    def __init__(self, c, eps, affine):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(c)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)
+
+
+class DynamicTanh(nn.Module):
+    """Dynamic Tanh (Zhu et al. 2025): y = gamma[c] * tanh(alpha * x) + beta[c], alpha
+    one learned scalar, gamma and beta per channel (dim 1). No statistics."""
+
+    def __init__(self, c, alpha_init):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((1,), alpha_init))
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        view = [1, -1] + [1] * (x.dim() - 2)
+        return self.weight.view(view) * torch.tanh(self.alpha * x) + self.bias.view(view)
+
+
+class SwitchableNorm(nn.Module):
+    """Switchable Normalization (Luo et al. 2019), the paper's equations: per (n, c)
+    the mean and the variance are softmax mixtures, in the order (instance, layer,
+    batch), of the instance statistics over the spatial dims, the layer statistics
+    over (C, spatial) and the batch statistics over (N, spatial), every variance
+    biased; y = gamma (x - mean) / sqrt(var + eps) + beta. Eval replaces the batch
+    statistics by running ones (BatchNorm's update: unbiased variance, momentum)."""
+
+    EXTRA_STATE = ()
+
+    def __init__(self, c, eps, momentum):
+        super().__init__()
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.mean_weight = nn.Parameter(torch.ones(3))
+        self.var_weight = nn.Parameter(torch.ones(3))
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        xs = x.reshape(n, c, -1)
+        mean_in, var_in = xs.mean(-1), xs.var(-1, unbiased=False)
+        mean_ln = xs.reshape(n, -1).mean(-1, keepdim=True)
+        var_ln = xs.reshape(n, -1).var(-1, unbiased=False, keepdim=True)
+        if self.training:
+            per_channel = xs.transpose(0, 1).reshape(c, -1)
+            mean_bn, var_bn = per_channel.mean(-1), per_channel.var(-1, unbiased=False)
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean.mul_(1 - m).add_(m * mean_bn)
+                self.running_var.mul_(1 - m).add_(m * per_channel.var(-1, unbiased=True))
+        else:
+            mean_bn, var_bn = self.running_mean, self.running_var
+        mw = torch.softmax(self.mean_weight, 0)
+        vw = torch.softmax(self.var_weight, 0)
+        mean = mw[0] * mean_in + mw[1] * mean_ln + mw[2] * mean_bn[None, :]
+        var = vw[0] * var_in + vw[1] * var_ln + vw[2] * var_bn[None, :]
+        y = ((xs - mean[..., None]) / torch.sqrt(var[..., None] + self.eps)).reshape(x.shape)
+        view = [1, -1] + [1] * (x.dim() - 2)
+        return y * self.weight.view(view) + self.bias.view(view)
+
+
+class MabnFunction(torch.autograd.Function):
+    """One training step of MABN (Yan et al. 2020, Algorithm 1, with the authors'
+    renormalization r): the forward and its backward as the algorithm states them
+    (the backward is not the gradient of the forward: it averages the backward's
+    statistic over iterations), so it is written out, line by line."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, module):
+        m = module
+        t = int(m.num_batches_tracked.item()) + 1  # this step, counted from 1
+        m.num_batches_tracked += 1
+        dims = [0] + list(range(2, x.dim()))
+        view = [1, -1] + [1] * (x.dim() - 2)
+        chi = (x * x).mean(dims)  # the reduced normalization: a mean square, no centering
+        m.forward_buffer[t % m.buffer_size] = chi
+        averaged = t > m.buffer_size and t >= m.warmup_steps
+        var = m.forward_buffer.mean(0) if averaged else chi
+        r = torch.sqrt(var + m.eps) / torch.sqrt(m.running_var + m.eps)
+        r = r.clamp(1 / m.rmax, m.rmax) if t > max(m.renorm_start, m.warmup_steps) else r * 0 + 1
+        m.running_var.mul_(1 - m.momentum).add_(m.momentum * var)
+        z = x / torch.sqrt(var + m.eps).view(view)
+        ctx.module, ctx.t, ctx.averaged, ctx.view, ctx.dims = m, t, averaged, view, dims
+        ctx.save_for_backward(z, var, weight, r)
+        return weight.view(view) * r.view(view) * z + bias.view(view)
+
+    @staticmethod
+    def backward(ctx, dy):
+        z, var, weight, r = ctx.saved_tensors
+        m, view, dims = ctx.module, ctx.view, ctx.dims
+        g = dy * (weight * r).view(view)
+        psi = (g * z).mean(dims)
+        m.backward_buffer[ctx.t % m.buffer_size] = psi
+        psi_bar = m.backward_buffer.mean(0) if ctx.averaged else psi
+        dx = (g - z * psi_bar.view(view)) / torch.sqrt(var + m.eps).view(view)
+        return dx, (dy * r.view(view) * z).sum(dims), dy.sum(dims), None
+
+
+class Mabn(nn.Module):
+    """Moving Average Batch Normalization (Yan et al., ICLR 2020): x / sqrt(SMA of the
+    batch mean squares over the last buffer_size steps + eps), renormalized by r
+    towards the running variance, in the backward the SMA of mean(dxhat * xhat); the
+    first steps (t <= buffer_size or t < warmup_steps) use the current batch's.
+    Eval: gamma x / sqrt(running_var + eps) + beta."""
+
+    EXTRA_STATE = ("forward_buffer", "backward_buffer", "num_batches_tracked")
+
+    def __init__(self, c, eps, momentum, buffer_size, warmup_steps, rmax, renorm_start):
+        super().__init__()
+        self.eps, self.momentum, self.buffer_size = eps, momentum, buffer_size
+        self.warmup_steps, self.rmax, self.renorm_start = warmup_steps, rmax, renorm_start
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.register_buffer("running_mean", None)
+        self.register_buffer("running_var", torch.ones(c))
+        self.register_buffer("forward_buffer", torch.zeros(buffer_size, c))
+        self.register_buffer("backward_buffer", torch.zeros(buffer_size, c))
+        self.register_buffer("num_batches_tracked", torch.zeros(1))
+
+    def forward(self, x):
+        if self.training:
+            return MabnFunction.apply(x, self.weight, self.bias, self)
+        view = [1, -1] + [1] * (x.dim() - 2)
+        return (self.weight.view(view) * x / torch.sqrt(self.running_var + self.eps).view(view)
+                + self.bias.view(view))
+
+
 TLU_MARGIN = 1e-5  # least |y - tau| before the TLU, relative to max |y|
 
-PARAM_NAMES = {"weight": "gamma", "bias": "beta", "tau": "tau", "v": "v"}
+PARAM_NAMES = {"weight": "gamma", "bias": "beta", "tau": "tau", "v": "v", "alpha": "alpha",
+               "mean_weight": "mean_weight", "var_weight": "var_weight"}
 
 
 def state_names(module):
@@ -256,6 +405,8 @@ def torch_module(spec, shape, data_dtype):
     kind = spec["type"]
     c = shape[1] if len(shape) > 1 else None
     eps = spec.get("eps", 1e-5)
+    if kind == "batch" and spec.get("frozen", False):
+        return FrozenBatchNorm(c, eps, spec.get("affine", True))
     if kind in ("batch", "sync_batch"):  # SyncBatchNorm on one process is BatchNorm
         cls = nn.BatchNorm1d if len(shape) <= 3 else nn.BatchNorm2d
         return cls(c, eps=eps, momentum=spec.get("momentum", 0.1),
@@ -292,6 +443,14 @@ def torch_module(spec, shape, data_dtype):
         return FilterResponseNorm(c, spec.get("eps", 1e-6), spec.get("tlu", True))
     if kind == "evonorm_s0":
         return EvoNormS0(c, spec.get("groups", 32), eps)
+    if kind == "dyt":
+        return DynamicTanh(c, spec.get("alpha_init", 0.5))
+    if kind == "switchable":
+        return SwitchableNorm(c, eps, spec.get("momentum", 0.1))
+    if kind == "mabn":
+        return Mabn(c, eps, spec.get("momentum", 0.02), spec.get("buffer_size", 16),
+                    spec.get("warmup_steps", 100), spec.get("rmax", 5.0),
+                    spec.get("renorm_start", 1000))
     raise ValueError(kind)
 
 
@@ -322,13 +481,16 @@ def draw_module_inputs(spec, shape, steps, x_mean=0.0):
         name = PARAM_NAMES[tname]
         if name == "tau":  # placed against the output, once gamma and beta are drawn
             continue
-        arrays[name] = scale_param(p.shape) if name in ("gamma", "v") else shift_param(p.shape)
+        scaled = name in ("gamma", "v", "alpha")
+        arrays[name] = scale_param(p.shape) if scaled else shift_param(p.shape)
     if getattr(module, "tau", None) is not None:
         arrays["tau"] = draw_tau(module, arrays)
-    if getattr(module, "running_mean", None) is not None:
-        arrays.update(running_stats(shape[1]))
-    if "num_batches_tracked" in state_names(module):
-        arrays["num_batches_tracked"] = torch.zeros(1, dtype=torch.float64)
+    if getattr(module, "running_var", None) is not None:
+        drawn = running_stats(shape[1])
+        arrays.update({k: v for k, v in drawn.items() if k in state_names(module)})
+    for name in ("forward_buffer", "backward_buffer", "num_batches_tracked"):
+        if name in state_names(module):
+            arrays[name] = torch.zeros(getattr(module, name).shape, dtype=torch.float64)
     return arrays
 
 
@@ -356,6 +518,46 @@ def compute_module(spec, shape, mode, steps, inputs, data_dtype):
         out["d" + PARAM_NAMES[tname]] = p.grad
     for name in state_names(module):
         out[name + "_out"] = getattr(module, name).detach().clone()
+    return out
+
+
+def draw_sequence_inputs(spec, shape, modes):
+    """The inputs of a sequence case: parameters and state as draw_module_inputs
+    draws them, and x_s<i>, dy_s<i> for each step."""
+    arrays = draw_module_inputs(spec, shape, 0)
+    del arrays["x"], arrays["dy"]
+    for i in range(len(modes)):
+        arrays[f"x_s{i}"] = activation(shape)
+        arrays[f"dy_s{i}"] = upstream(shape)
+    return arrays
+
+
+def compute_sequence(spec, shape, modes, inputs, data_dtype):
+    """Consecutive steps of one module, state carried: in step i a forward in
+    modes[i] on x_s<i> and its backward with dy_s<i>. Each step's outputs, parameter
+    gradients (of that step alone) and state after it get the suffix _s<i>."""
+    dtype = inputs["x_s0"].dtype
+    module = torch_module(spec, shape, data_dtype).to(dtype)
+    with torch.no_grad():
+        for tname, p in module.named_parameters():
+            p.copy_(inputs[PARAM_NAMES[tname]])
+        for name in state_names(module):
+            getattr(module, name).copy_(inputs[name])
+    out = {}
+    for i, mode in enumerate(modes):
+        module.train(mode == "train")
+        module.zero_grad(set_to_none=False)
+        for p in module.parameters():
+            if p.grad is not None:
+                p.grad.zero_()
+        x = inputs[f"x_s{i}"].clone().requires_grad_()
+        y = module(x)
+        y.backward(inputs[f"dy_s{i}"])
+        out[f"y_s{i}"], out[f"dx_s{i}"] = y.detach(), x.grad
+        for tname, p in module.named_parameters():
+            out[f"d{PARAM_NAMES[tname]}_s{i}"] = p.grad.clone()
+        for name in state_names(module):
+            out[f"{name}_out_s{i}"] = getattr(module, name).detach().clone()
     return out
 
 
@@ -391,6 +593,16 @@ def compute_weight(spec, shape, inputs):
     module.weight.backward(inputs["dy"])
     return {"y": module.weight.detach(), "dx": module.weight_v.grad,
             "dg": module.weight_g.grad.reshape(-1)}
+
+
+def compute_weight_centering(spec, inputs):
+    """Weight centralization (Yan et al. 2020, with MABN): w = v - mean(v), the mean
+    over all dims but `dim`; autograd gives dv."""
+    v = inputs["x"].clone().requires_grad_()
+    dims = tuple(d for d in range(v.dim()) if d != spec["dim"] % v.dim())
+    w = v - v.mean(dims, keepdim=True)
+    w.backward(inputs["dy"])
+    return {"y": w.detach(), "dx": v.grad}
 
 
 def scaled_error(got, want):
@@ -537,6 +749,42 @@ def cases():
     add("evonorm_s0_instance_like_train", {"type": "evonorm_s0", "groups": 4}, (2, 4, 3, 3),
         "train", 0)
 
+    # Frozen BatchNorm: the running statistics in train mode, not updated; the affine trains.
+    add("batch_frozen_4d_train", {"type": "batch", "frozen": True}, (2, 3, 5, 5), "train", 0)
+    add("batch_frozen_2d_train", {"type": "batch", "frozen": True}, (2, 4), "train", 0)
+    add("batch_frozen_noaffine_train", {"type": "batch", "frozen": True, "affine": False},
+        (3, 4, 6), "train", 0)
+    add("batch_frozen_steps_train", {"type": "batch", "frozen": True, "eps": 1e-3},
+        (2, 3, 4, 4), "train", 0, {"sequence": ["train"] * 3 + ["eval"]})
+
+    add("dyt_4d_train", {"type": "dyt"}, (2, 3, 4, 5), "train", 0)
+    add("dyt_2d_train", {"type": "dyt", "alpha_init": 1.5}, (4, 6), "train", 0)
+    add("dyt_3d_eval", {"type": "dyt"}, (2, 5, 7), "eval", 0)
+
+    for mode in ("train", "eval"):
+        add(f"switchable_4d_{mode}", {"type": "switchable"}, (2, 3, 4, 5), mode, 0)
+    add("switchable_3d_train", {"type": "switchable", "eps": 1e-3}, (3, 4, 6), "train", 0)
+    add("switchable_2d_train", {"type": "switchable"}, (4, 5), "train", 0)
+    add("switchable_n2_steps", {"type": "switchable", "momentum": 0.3}, (2, 4, 3, 3), "train", 0,
+        {"sequence": ["train"] * 3 + ["eval"]})
+
+    # MABN: small buffers and no warm-up, so that a few steps pass from the batch's own
+    # statistics (t <= buffer_size) to the moving averages and, after renorm_start, to r.
+    mabn = {"type": "mabn", "buffer_size": 2, "warmup_steps": 0, "renorm_start": 3,
+            "rmax": 1.5, "momentum": 0.3}
+    add("mabn_4d_steps", mabn, (2, 3, 4, 4), "train", 0, {"sequence": ["train"] * 6 + ["eval"]})
+    add("mabn_2d_steps", dict(mabn, buffer_size=3), (2, 5), "train", 0,
+        {"sequence": ["train"] * 6 + ["eval"]})
+    add("mabn_warmup_steps", dict(mabn, warmup_steps=4, renorm_start=0), (3, 4, 5), "train", 0,
+        {"sequence": ["train"] * 6})
+    add("mabn_4d_eval", {"type": "mabn"}, (2, 3, 4, 5), "eval", 0)
+    add("weight_centering_2d_dim0", {"type": "weight_centering", "dim": 0}, (4, 3), "train", 0)
+    add("weight_centering_4d_dim0", {"type": "weight_centering", "dim": 0}, (5, 3, 3, 3),
+        "train", 0)
+    add("weight_centering_4d_dim1", {"type": "weight_centering", "dim": 1}, (5, 3, 3, 3), "eval",
+        0)
+    add("mabn_4d_first_train", {"type": "mabn"}, (2, 3, 4, 5), "train", 0)
+
     # Channels last, column blocks of more than 256 rows: their apply runs in the data type
     # (kColumnRowsInDouble in src/engine/engine_kernels.cpp); these shapes reach it.
     for mode in ("train", "eval"):
@@ -562,11 +810,20 @@ def main():
     manifest = []
     for base, spec, shape, mode, steps, *options in cases():
         torch.manual_seed(zlib.crc32(base.encode()))  # the same draws for both dtypes
+        options = options[0] if options else {}
+        sequence = options.pop("sequence", None)
         if spec["type"] == "weight":
             drawn = draw_weight_inputs(spec, shape, given_g=not base.endswith("init_g"))
             compute = lambda inputs, data_dtype: compute_weight(spec, shape, inputs)
+        elif spec["type"] == "weight_centering":
+            drawn = draw_weight_inputs(spec, shape, given_g=False)
+            compute = lambda inputs, data_dtype: compute_weight_centering(spec, inputs)
+        elif sequence:
+            drawn = draw_sequence_inputs(spec, shape, sequence)
+            compute = lambda inputs, data_dtype: compute_sequence(spec, shape, sequence, inputs,
+                                                                  data_dtype)
         else:
-            drawn = draw_module_inputs(spec, shape, steps, **(options[0] if options else {}))
+            drawn = draw_module_inputs(spec, shape, steps, **options)
             compute = lambda inputs, data_dtype: compute_module(spec, shape, mode, steps, inputs,
                                                                 data_dtype)
         for dtype_name, (dtype, suffix) in DTYPES.items():
@@ -598,7 +855,7 @@ def main():
                 "train_steps": steps,
                 "shape": list(shape),
                 "files": sorted(arrays),
-            }, **entry))
+            }, **entry, **({"sequence": sequence} if sequence else {})))
     with open(os.path.join(HERE, "cases.json"), "w") as f:
         json.dump({"generator": "tests/golden/make_golden.py",
                    "torch": torch.__version__,

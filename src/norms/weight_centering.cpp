@@ -1,0 +1,82 @@
+// Weight centralization (Yan et al., ICLR 2020, with MABN): a layer's weight
+// reparameterized as w = v - mean(v) per slice along `dim` (an output channel
+// of a conv or linear layer), so that each output has zero-mean weights. MABN
+// does not center its input; the centered weights of the layer in front keep
+// the mean of its input near zero. The input is v, the output w; no parameters.
+//
+// The engine centers each slice; its scaling is switched off by the hooks:
+// the variance is set to 1 (eps 0, so rstd = 1), and in backward
+// sum(dw * w) to 0, which leaves dv = dw - mean(dw).
+#include "registry.hpp"
+#include "shapes.hpp"
+
+namespace normlab {
+namespace {
+
+struct WeightCenteringOptions {
+  long long dim = 0;
+
+  static const OptionSchema<WeightCenteringOptions>& schema() {
+    static const auto s = [] {
+      OptionSchema<WeightCenteringOptions> s;
+      s.integer("dim", &WeightCenteringOptions::dim, std::numeric_limits<long long>::min(),
+                "the dimension of v whose slices are centered; negative counts from the end");
+      return s;
+    }();
+    return s;
+  }
+};
+
+template <class T>
+class WeightCentering final : public NormWithOptions<T, WeightCenteringOptions> {
+ public:
+  WeightCentering(std::string type, const WeightCenteringOptions& options, std::size_t)
+      : NormWithOptions<T, WeightCenteringOptions>(std::move(type), options) {}
+
+  void prepare_shape(const std::vector<std::size_t>& shape) override {
+    const long long rank = static_cast<long long>(shape.size());
+    const long long dim = this->options_.dim;
+    if (rank == 0 || dim < -rank || dim >= rank)
+      throw std::invalid_argument(this->type() + " norm: dim " + std::to_string(dim) +
+                                  " is out of range for a weight of shape " + shape_text(shape));
+    dim_ = std::size_t(dim < 0 ? dim + rank : dim);
+  }
+
+ protected:
+  NormDescription describe(const std::vector<std::size_t>& shape, Mode) const override {
+    NormDescription d;
+    d.view = {product(shape, 0, dim_), shape[dim_], product(shape, dim_ + 1, shape.size())};
+    d.pooling = Pooling::per_channel;
+    d.eps = 0;
+    return d;
+  }
+
+  bool combines_stats() const override { return true; }
+  void combine_stats(const NormDescription&, Mode, GroupStats& stats) override {
+    stats.var.assign(stats.var.size(), 1.0);  // rstd = 1: centering only
+  }
+  bool combines_gradients() const override { return true; }
+  void combine_gradients(const NormDescription&, GradientSums& sums) override {
+    sums.sum_dxhat_xhat.assign(sums.sum_dxhat_xhat.size(), 0.0);  // the scale is constant
+  }
+
+ private:
+  std::size_t dim_ = 0;
+};
+
+}  // namespace
+
+void register_weight_centering(NormRegistry& registry) {
+  register_norm<WeightCentering>(
+      registry, NormDefinition<WeightCenteringOptions>{
+                    "weight_centering",
+                    "Weight centralization: reparameterizes a layer's weight, w = v - mean(v) "
+                    "per slice",
+                    [](const WeightCenteringOptions&) {
+                      NormTraits t;
+                      t.reparameterizes_weight = true;
+                      return t;
+                    }});
+}
+
+}  // namespace normlab
