@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <cstddef>
 
-#include "engine/thread_pool.hpp"
+#include "normlab/threads.hpp"
 
 namespace normlab {
 
