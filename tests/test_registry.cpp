@@ -165,9 +165,10 @@ TEST_CASE("registry: non-default specs round-trip for float and double") {
 }
 
 TEST_CASE("registry: norm_traits with default options match what each norm is") {
-  const Names batch_statistics = {"batch", "batch_renorm", "ghost", "sync_batch"};
+  const Names batch_statistics = {"batch", "batch_renorm", "ghost", "mean_only_batch",
+                                  "sync_batch"};
   const Names needs_spatial = {"instance", "frn"};
-  const Names running_state = {"batch", "ghost", "batch_renorm", "sync_batch"};
+  const Names running_state = {"batch", "ghost", "batch_renorm", "mean_only_batch", "sync_batch"};
   for (const std::string& type : norm_types()) {
     CAPTURE(type);
     const NormTraits t = norm_traits({{"type", type}});

@@ -36,7 +36,7 @@ TEST_CASE("spec: unknown type, missing type, type not a string, spec not an obje
   check_mentions(spec_error({{"type", "batchnorm"}}),
                  {"unknown type 'batchnorm'",
                   "batch, batch_renorm, evonorm_s0, frn, ghost, group, "
-                  "instance, layer, rms, sync_batch, weight"});
+                  "instance, layer, mean_only_batch, rms, sync_batch, weight"});
   check_mentions(spec_error({{"eps", 1e-5}}), {"missing key 'type'", "batch"});
   check_mentions(spec_error({{"type", 3}}), {"type: expected a string, got an integer"});
   check_mentions(spec_error(json::array({"batch"})), {"expected an object", "got a list"});
@@ -285,6 +285,6 @@ TEST_CASE("to_json round trip: make_norm(norm->to_json()) gives the same spec") 
 
 TEST_CASE("norm_types lists every type") {
   CHECK(norm_types() == std::vector<std::string>{"batch", "batch_renorm", "evonorm_s0", "frn",
-                                                 "ghost", "group", "instance", "layer", "rms",
-                                                 "sync_batch", "weight"});
+                                                 "ghost", "group", "instance", "layer",
+                                                 "mean_only_batch", "rms", "sync_batch", "weight"});
 }
