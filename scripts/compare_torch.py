@@ -41,7 +41,7 @@ REFERENCE_PEERS = ("dyt", "switchable", "mabn")
 PHASES = ("forward", "forward_eval", "backward")
 # normlab norms PyTorch 1.13 has no kernel or composite here for: not compared
 # (sync_batch in one process is the batch case, and torch's SyncBatchNorm has no CPU path).
-NO_TORCH_PEER = ("ghost", "batch_renorm", "sync_batch")
+NO_TORCH_PEER = ("ghost", "batch_renorm", "sync_batch", "mean_only_batch")
 
 
 def normlab_rows(args, threads):

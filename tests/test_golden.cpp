@@ -264,8 +264,18 @@ TEST_CASE(
     "golden: frn (with and without TLU) matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("frn");
 }
+TEST_CASE(
+    "golden: mean_only_batch matches Salimans & Kingma's formula under PyTorch 1.13 autograd") {
+  check_type("mean_only_batch");
+}
 TEST_CASE("golden: sync_batch on one process matches PyTorch 1.13 batch norm") {
-  if (built_with_mpi()) check_type("sync_batch");  // without MPI, sync_batch is refused
+  if (!built_with_mpi()) {  // without MPI, sync_batch is refused: check that, and say so
+    MESSAGE("skipped: this build has no MPI (NORMLAB_WITH_MPI=OFF); sync_batch is refused");
+    CHECK_THROWS_WITH_AS(make_norm<double>({{"type", "sync_batch"}}, 3),
+                         doctest::Contains("has no MPI"), std::invalid_argument);
+    return;
+  }
+  check_type("sync_batch");
 }
 TEST_CASE("golden: evonorm_s0 matches the paper's formula under PyTorch 1.13 autograd") {
   check_type("evonorm_s0");

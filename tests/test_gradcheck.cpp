@@ -105,6 +105,16 @@ TEST_CASE("gradcheck: batch norm") {
   });
 }
 
+TEST_CASE("gradcheck: mean-only batch norm") {
+  const nlohmann::json mean_only = {{"type", "mean_only_batch"}};
+  check_all({
+      {mean_only, {4, 3}, train, kAffine},
+      {mean_only, {2, 3, 3, 5}, train, kAffine},
+      {mean_only, {2, 3, 5}, eval, kAffine},
+      {{{"type", "mean_only_batch"}, {"affine", false}}, {3, 4, 2}, train, {}},
+  });
+}
+
 TEST_CASE("gradcheck: layer norm") {
   const nlohmann::json layer = {{"type", "layer"}};
   const nlohmann::json channel = {{"type", "layer"}, {"channel_affine", true}};
@@ -204,6 +214,8 @@ TEST_CASE("gradcheck: channels-last (nhwc) inputs of every norm with a layout") 
   };
   if (built_with_mpi())  // one process: sync_batch is batch
     cases.push_back({nhwc({{"type", "sync_batch"}}), {2, 3, 2, 5}, train, kAffine});
+  else
+    MESSAGE("sync_batch skipped: this build has no MPI (NORMLAB_WITH_MPI=OFF)");
   check_all(cases);
 }
 

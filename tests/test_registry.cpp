@@ -165,10 +165,10 @@ TEST_CASE("registry: non-default specs round-trip for float and double") {
 }
 
 TEST_CASE("registry: norm_traits with default options match what each norm is") {
-  const Names batch_statistics = {"batch",      "batch_renorm", "ghost",
+  const Names batch_statistics = {"batch",      "batch_renorm", "ghost", "mean_only_batch",
                                   "sync_batch", "switchable",   "mabn"};
   const Names needs_spatial = {"instance", "frn"};
-  const Names running_state = {"batch",      "ghost",      "batch_renorm",
+  const Names running_state = {"batch",      "ghost",      "batch_renorm", "mean_only_batch",
                                "sync_batch", "switchable", "mabn"};
   for (const std::string& type : norm_types()) {
     CAPTURE(type);

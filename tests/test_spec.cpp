@@ -36,7 +36,8 @@ TEST_CASE("spec: unknown type, missing type, type not a string, spec not an obje
   check_mentions(spec_error({{"type", "batchnorm"}}),
                  {"unknown type 'batchnorm'",
                   "batch, batch_renorm, dyt, evonorm_s0, frn, ghost, group, "
-                  "instance, layer, mabn, rms, switchable, sync_batch, weight, weight_centering"});
+                  "instance, layer, mabn, mean_only_batch, rms, switchable, sync_batch, weight, "
+                  "weight_centering"});
   check_mentions(spec_error({{"eps", 1e-5}}), {"missing key 'type'", "batch"});
   check_mentions(spec_error({{"type", 3}}), {"type: expected a string, got an integer"});
   check_mentions(spec_error(json::array({"batch"})), {"expected an object", "got a list"});
@@ -295,8 +296,8 @@ TEST_CASE("to_json round trip: make_norm(norm->to_json()) gives the same spec") 
 }
 
 TEST_CASE("norm_types lists every type") {
-  CHECK(norm_types() == std::vector<std::string>{"batch", "batch_renorm", "dyt", "evonorm_s0",
-                                                 "frn", "ghost", "group", "instance", "layer",
-                                                 "mabn", "rms", "switchable", "sync_batch",
-                                                 "weight", "weight_centering"});
+  CHECK(norm_types() == std::vector<std::string>{
+                            "batch", "batch_renorm", "dyt", "evonorm_s0", "frn", "ghost", "group",
+                            "instance", "layer", "mabn", "mean_only_batch", "rms", "switchable",
+                            "sync_batch", "weight", "weight_centering"});
 }

@@ -47,9 +47,11 @@ enum class Affine {
                 // per_outer_groups pooling only)
 };
 
-// What is multiplied by rstd: x - mean (mean is 0 when not centered), or
-// x * sigmoid(v[channel] * x) (EvoNorm-S0, whose statistics stay centered).
-enum class Numerator { input, swish };
+// What is multiplied by rstd: x - mean (mean is 0 when not centered),
+// x * sigmoid(v[channel] * x) (EvoNorm-S0, whose statistics stay centered), or
+// tanh(v[channel] * x), a map without statistics (Dynamic Tanh; needs
+// centered and scaled false).
+enum class Numerator { input, swish, tanh };
 
 // Applied to the affine output: nothing, or max(y, tau[channel]) (FRN's TLU).
 enum class Epilogue { none, tlu };
@@ -61,13 +63,23 @@ struct NormDescription {
   std::size_t outer_chunk = 0;         // per_channel only: outer indices per chunk (divides
                                        // outer); 0 = all
   bool centered = true;                // subtract the mean (false: RMS or L2 scaling)
+  bool scaled = true;                  // multiply by rstd (false: rstd = 1, mean-only; with
+                                       // centered false too, no statistics at all)
   bool divide_by_count = true;         // mean of squares; false: sum of squares (L2 norm)
   double eps = 1e-5;
   Affine affine = Affine::none;
   bool has_shift = false;  // beta present (only with an affine)
   Numerator numerator = Numerator::input;
   Epilogue epilogue = Epilogue::none;
-  bool statistics_given = false;  // eval with running stats: constants in backward
+  // The norm supplies the statistics (Norm::given_stats) instead of reducing
+  // them from x, in eval (running statistics) or in train (frozen BN).
+  bool statistics_given = false;
+  // With statistics_given: true, they are constants in backward (dx = dxhat *
+  // rstd); false, backward treats them as batch statistics would be treated
+  // (the reduce sums, which a combine_gradients hook may replace, carry the
+  // gradient through the mean and rstd).
+  bool statistics_constant = true;
+  bool shared_v = false;  // v is one value for all channels (DyT's alpha); its sum has size 1
   bool tracks_running_stats = false;
 
   // Throws std::invalid_argument naming the broken invariant: an empty view,
@@ -92,6 +104,11 @@ struct NormDescription {
     return a * per_row + c / channels_per_group;
   }
   std::size_t affine_size() const;
+  // Whether the engine reduces anything from x: false for a map without
+  // statistics (neither centered nor scaled: mean 0, rstd 1).
+  bool has_statistics() const { return centered || scaled; }
+  // Whether backward carries the gradient through the statistics.
+  bool statistics_carry_gradient() const { return !(statistics_given && statistics_constant); }
 };
 
 // Per-group statistics, kept in double whatever the data type.
@@ -107,7 +124,8 @@ struct GroupStats {
 };
 
 // The learned tensors the engine reads; null when absent. gamma and beta are
-// indexed as the description's affine says; tau (TLU) and v (swish) per channel.
+// indexed as the description's affine says; tau (TLU) and v (swish, tanh) per
+// channel (v: one value with shared_v).
 template <class T>
 struct NormParameters {
   const T* gamma = nullptr;
@@ -144,7 +162,7 @@ NormDescription channels_last(const NormDescription& d);
 template <class T>
 void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats);
 
-// Finish: rstd from var and eps.
+// Finish: rstd from var and eps (1 when the description is not scaled).
 void finish_stats(const NormDescription& d, GroupStats& stats);
 
 // Apply: y = epilogue((numerator(x) * rstd * r + d) * gamma + beta), r = 1 and

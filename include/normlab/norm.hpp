@@ -126,6 +126,8 @@ class Norm {
 
   // Name of the scale parameter the engine multiplies by ("gamma"; WeightNorm "g").
   virtual const char* scale_name() const { return "gamma"; }
+  // Name of the parameter a swish or tanh numerator reads as v ("v"; DyT "alpha").
+  virtual const char* numerator_parameter_name() const { return "v"; }
 
   // ---- Hooks into the engine's phases ----
   // True when combine_stats must run between reduce and finish (the fused

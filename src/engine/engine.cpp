@@ -37,12 +37,19 @@ void NormDescription::validate() const {
     if (affine == Affine::elementwise) fail("an elementwise affine needs per_outer_groups pooling");
   }
   if (has_shift && affine == Affine::none) fail("a shift (beta) needs an affine");
-  if (numerator == Numerator::swish && !centered)
-    fail("the swish numerator is defined with centered statistics");
+  if (numerator == Numerator::swish && !(centered && scaled))
+    fail("the swish numerator is defined with centered and scaled statistics");
+  if (numerator == Numerator::tanh && has_statistics())
+    fail(
+        "the tanh numerator is a map without statistics (centered and scaled "
+        "false)");
+  if (shared_v && numerator == Numerator::input)
+    fail("shared_v needs a numerator that reads v (swish or tanh)");
   if ((numerator != Numerator::input || epilogue != Epilogue::none) &&
       (affine == Affine::elementwise || (pooling == Pooling::per_channel && view.inner != 1)))
     fail(
-        "a swish numerator or TLU epilogue needs a per-channel (or no) affine, and runs of "
+        "a swish numerator or TLU epilogue needs a per-channel (or no) "
+        "affine, and runs of "
         "one element under per_channel pooling (channels last)");
 }
 
@@ -71,7 +78,8 @@ std::size_t NormDescription::affine_size() const {
 NormDescription channels_last(const NormDescription& d) {
   if (d.affine == Affine::elementwise)
     throw std::invalid_argument(
-        "norm description: an elementwise affine has no channels-last form (use a per-channel "
+        "norm description: an elementwise affine has "
+        "no channels-last form (use a per-channel "
         "affine)");
   NormDescription c = d;
   const std::size_t positions = d.view.inner;
@@ -97,7 +105,8 @@ namespace {
 // The size of this CPU's level-`level` data or unified cache, as Linux
 // describes it (/sys/.../cpu0/cache/index*/{level,type,size}, e.g. "1024K"),
 // else as the C library does; 0 when neither knows. (glibc's value can be a
-// whole host's L3 inside a virtual machine; Linux gives the one this core shares.)
+// whole host's L3 inside a virtual machine; Linux gives the one this core
+// shares.)
 std::size_t cache_bytes(int level) {
   for (int index = 0; index < 16; ++index) {
     const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
@@ -128,8 +137,7 @@ std::size_t last_level_cache_bytes() {
 }
 
 void finish_stats(const NormDescription& d, GroupStats& stats) {
-  for (std::size_t g = 0; g < stats.var.size(); ++g)
-    stats.rstd[g] = inverse_std(stats.var[g], d.eps);
+  for (std::size_t g = 0; g < stats.var.size(); ++g) stats.rstd[g] = group_rstd(d, stats.var[g]);
 }
 
 namespace {
@@ -185,17 +193,40 @@ const char* engine_isa() {
   return "baseline";
 }
 
-// per_outer_groups with runs of length 1 (GroupNorm or LayerNorm on [N, C]) as
-// the same groups with per-element parameters, so the kernels see whole
-// contiguous groups instead of one-element runs.
-NormDescription contiguous_form(const NormDescription& d) {
-  if (d.pooling != Pooling::per_outer_groups || d.view.inner != 1 || d.channels_per_group == 1 ||
-      d.numerator != Numerator::input || d.epilogue != Epilogue::none)  // tau, v stay per channel
-    return d;
+// The canonical form: every description rewritten, where an equivalent one
+// runs faster, into that one. The groups, their numbering (and so the
+// statistics and sums the hooks see) and every element's parameters stay
+// the same; only the traversal changes.
+//  1. per_channel whose chunks are one row (outer_chunk 1, or outer 1), with
+//     runs longer than one element: each group is one run, contiguous, as
+//     per_outer_groups. (Runs of one element stay columns, vectorized
+//     across channels.)
+//  2. per_channel whose chunk is one group (all its channels pooled: PixelNorm
+//     described as [N*C, HW, 1] over chunks of C rows, HW = 1), no affine and
+//     no pointwise function: each group is a contiguous block, one row of
+//     [chunks, 1, chunk_length * channels * inner].
+//  3. per_outer_groups with runs of one element (GroupNorm or LayerNorm on
+//     [N, C]): the same groups as runs, with per-element parameters.
+NormDescription canonical_form(const NormDescription& d) {
+  d.validate();
   NormDescription c = d;
-  c.view = {d.view.outer, d.view.channels / d.channels_per_group, d.channels_per_group};
-  c.channels_per_group = 1;
-  if (d.affine == Affine::per_channel) c.affine = Affine::elementwise;
+  const bool pointwise = d.numerator != Numerator::input || d.epilogue != Epilogue::none;
+  if (c.pooling == Pooling::per_channel && c.chunk_length() == 1 && c.view.inner > 1) {  // 1
+    c.pooling = Pooling::per_outer_groups;
+    c.outer_chunk = 0;
+  } else if (c.pooling == Pooling::per_channel && c.channels_per_group == c.view.channels &&
+             c.affine == Affine::none && !pointwise) {  // 2
+    c.view = {c.chunks(), 1, c.chunk_length() * c.view.channels * c.view.inner};
+    c.pooling = Pooling::per_outer_groups;
+    c.channels_per_group = 1;
+    c.outer_chunk = 0;
+  }
+  if (c.pooling == Pooling::per_outer_groups && c.view.inner == 1 && c.channels_per_group > 1 &&
+      !pointwise) {  // 3; tau and v stay per channel
+    c.view = {c.view.outer, c.view.channels / c.channels_per_group, c.channels_per_group};
+    c.channels_per_group = 1;
+    if (c.affine == Affine::per_channel) c.affine = Affine::elementwise;
+  }
   return c;
 }
 
@@ -214,56 +245,23 @@ NormDescription contiguous_form(const NormDescription& d) {
 #else
 #define NORMLAB_AVX2_CASE(call)
 #endif
-#define NORMLAB_DISPATCH(call)      \
-  switch (active_isa()) {           \
-    NORMLAB_AVX512_CASE(call)       \
-    NORMLAB_AVX2_CASE(call)         \
-    default:                        \
-      return engine_baseline::call; \
+#define NORMLAB_FORWARD_CALL(name, parameters, arguments) \
+  template <class T>                                      \
+  void name parameters {                                  \
+    switch (active_isa()) {                               \
+      NORMLAB_AVX512_CASE(name arguments)                 \
+      NORMLAB_AVX2_CASE(name arguments)                   \
+      default:                                            \
+        return engine_baseline::name arguments;           \
+    }                                                     \
   }
+NORMLAB_ENGINE_CALLS(NORMLAB_FORWARD_CALL)
 
-template <class T>
-void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats) {
-  d.validate();
-  NORMLAB_DISPATCH(reduce_stats(x, contiguous_form(d), stats))
-}
-
-template <class T>
-void apply_stats(const T* x, const NormDescription& d, const GroupStats& stats,
-                 const NormParameters<T>& params, T* y) {
-  d.validate();
-  NORMLAB_DISPATCH(apply_stats(x, contiguous_form(d), stats, params, y))
-}
-
-template <class T>
-void normalize_with_batch_stats(const T* x, const NormDescription& d, GroupStats& stats,
-                                const NormParameters<T>& params, T* y) {
-  d.validate();
-  NORMLAB_DISPATCH(normalize_with_batch_stats(x, contiguous_form(d), stats, params, y))
-}
-
-template <class T>
-void reduce_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-                      const NormParameters<T>& params, GradientSums& sums) {
-  d.validate();
-  NORMLAB_DISPATCH(reduce_gradients(x, dy, contiguous_form(d), stats, params, sums))
-}
-
-template <class T>
-void apply_gradients(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-                     const NormParameters<T>& params, GradientSums& sums, T* dx) {
-  d.validate();
-  NORMLAB_DISPATCH(apply_gradients(x, dy, contiguous_form(d), stats, params, sums, dx))
-}
-
-template <class T>
-void normalize_backward(const T* x, const T* dy, const NormDescription& d, const GroupStats& stats,
-                        const NormParameters<T>& params, GradientSums& sums, T* dx) {
-  d.validate();
-  NORMLAB_DISPATCH(normalize_backward(x, dy, contiguous_form(d), stats, params, sums, dx))
-}
-
-NORMLAB_INSTANTIATE_ENGINE(float)
-NORMLAB_INSTANTIATE_ENGINE(double)
+#define T float
+NORMLAB_ENGINE_CALLS(NORMLAB_INSTANTIATE_CALL)
+#undef T
+#define T double
+NORMLAB_ENGINE_CALLS(NORMLAB_INSTANTIATE_CALL)
+#undef T
 
 }  // namespace normlab

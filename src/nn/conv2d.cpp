@@ -9,10 +9,10 @@
 #include <type_traits>
 
 #include "conv2d.hpp"
-#include "engine/thread_pool.hpp"
 #include "gemm.hpp"
 #include "image_shape.hpp"
 #include "learned_weight.hpp"
+#include "normlab/threads.hpp"
 #include "shapes.hpp"
 
 namespace normlab {

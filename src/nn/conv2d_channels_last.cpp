@@ -7,9 +7,9 @@
 #include <algorithm>
 
 #include "conv2d.hpp"
-#include "engine/thread_pool.hpp"
 #include "gemm.hpp"
 #include "learned_weight.hpp"
+#include "normlab/threads.hpp"
 
 namespace normlab {
 namespace {

@@ -4,9 +4,9 @@
 #include <limits>
 #include <stdexcept>
 
-#include "engine/thread_pool.hpp"
 #include "image_shape.hpp"
 #include "normlab/layers.hpp"
+#include "normlab/threads.hpp"
 #include "shapes.hpp"
 
 namespace normlab {

@@ -18,7 +18,7 @@
 #include <xtensor-blas/xblas.hpp>
 #include <xtensor/xadapt.hpp>
 
-#include "engine/thread_pool.hpp"
+#include "normlab/threads.hpp"
 
 namespace normlab {
 

@@ -196,7 +196,7 @@ NormParameters<T> Norm<T>::engine_parameters() const {
     auto it = parameters_.find(name);
     return it == parameters_.end() ? nullptr : it->second.value.data();
   };
-  return {value(scale_name()), value("beta"), value("tau"), value("v")};
+  return {value(scale_name()), value("beta"), value("tau"), value(numerator_parameter_name())};
 }
 
 template <class T>
@@ -210,7 +210,7 @@ void Norm<T>::add_parameter_sums(const ParameterSums& sums) {
   add(scale_name(), sums.gamma);
   add("beta", sums.beta);
   add("tau", sums.tau);
-  add("v", sums.v);
+  add(numerator_parameter_name(), sums.v);
 }
 
 template <class T>

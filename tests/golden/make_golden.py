@@ -145,6 +145,39 @@ class GhostBatchNorm(nn.Module):
         return y
 
 
+class MeanOnlyBatchNorm(nn.Module):
+    """Mean-only BatchNorm (Salimans & Kingma 2016) as normlab defines it:
+    y = (x - mu_B) * gamma + beta per channel, mu_B over (N, H, W), no division;
+    running statistics as BatchNorm's (mean, and the unbiased variance, which eval
+    does not use); eval subtracts the running mean."""
+
+    def __init__(self, c, momentum, affine, track):
+        super().__init__()
+        self.momentum, self.forwards = momentum, 0
+        self.weight = nn.Parameter(torch.ones(c)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(c)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(c) if track else None)
+        self.register_buffer("running_var", torch.ones(c) if track else None)
+
+    def forward(self, x):
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if not self.training and self.running_mean is not None:
+            mean = self.running_mean
+        else:
+            mean = x.mean(dims)
+            if self.training and self.running_mean is not None:
+                with torch.no_grad():
+                    self.forwards += 1
+                    m = self.momentum if self.momentum is not None else 1.0 / self.forwards
+                    self.running_mean.mul_(1 - m).add_(m * mean)
+                    self.running_var.mul_(1 - m).add_(m * x.var(dims, unbiased=True))
+        y = x - mean.view(shape)
+        if self.weight is not None:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y
+
+
 class BatchRenorm(nn.Module):
     """Batch Renormalization (Ioffe 2017) as normlab defines it: in training
     xhat = (x - mu_B) / sigma_B * r + d, r = clip(sigma_B / sigma, 1/rmax_t, rmax_t),
@@ -412,6 +445,9 @@ def torch_module(spec, shape, data_dtype):
         return cls(c, eps=eps, momentum=spec.get("momentum", 0.1),
                    affine=spec.get("affine", True),
                    track_running_stats=spec.get("track_running_stats", True))
+    if kind == "mean_only_batch":
+        return MeanOnlyBatchNorm(c, spec.get("momentum", 0.1), spec.get("affine", True),
+                                 spec.get("track_running_stats", True))
     if kind == "instance":
         cls = nn.InstanceNorm1d if len(shape) == 3 else nn.InstanceNorm2d
         return cls(c, eps=eps, momentum=spec.get("momentum", 0.1),
@@ -627,6 +663,13 @@ def cases():
         add(f"batch_noaffine_{mode}", {"type": "batch", "affine": False}, (2, 3, 5, 5), mode, 0)
         add(f"batch_notrack_{mode}", {"type": "batch", "track_running_stats": False},
             (2, 3, 5, 5), mode, 0)
+    for mode in ("train", "eval"):
+        add(f"mean_only_batch_2d_{mode}", {"type": "mean_only_batch"}, (4, 3), mode, 0)
+        add(f"mean_only_batch_4d_{mode}", {"type": "mean_only_batch"}, (2, 3, 5, 5), mode, 0)
+        add(f"mean_only_batch_noaffine_{mode}", {"type": "mean_only_batch", "affine": False},
+            (3, 4, 6), mode, 0)
+    add("mean_only_batch_momentum_steps_eval", {"type": "mean_only_batch", "momentum": 0.2},
+        (3, 6, 3, 5), "eval", STEPS)
     add("batch_eps_momentum_train", {"type": "batch", "eps": 1e-3, "momentum": 0.3}, (4, 3),
         "train", 0)
     add("batch_cumulative_train", {"type": "batch", "momentum": None}, (2, 3, 5, 5), "train", 0)

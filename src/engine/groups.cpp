@@ -1,0 +1,317 @@
+// The contiguous-groups traversal: per_outer_groups pooling, whose groups
+// (LayerNorm's rows, InstanceNorm's and GroupNorm's channels of a sample) are
+// contiguous in memory. The fused calls do a group's statistics and its y, or
+// its backward sums and its dx, while the group is in cache. With an
+// elementwise affine (LayerNorm's normalized_shape) the parameter gradients
+// are sums over rows, done here in blocks of rows; the pointwise kernels'
+// backward (FRN's TLU, EvoNorm-S0's swish, DyT's tanh) is here too.
+#include "pointwise.hpp"
+#include "traversals.hpp"
+
+namespace normlab {
+namespace NORMLAB_ENGINE_NAMESPACE {
+
+// Mean and var of contiguous group g.
+template <class T>
+void Groups<T>::group_stats(const T* x, const NormDescription& d, std::size_t g,
+                            GroupStats& stats) {
+  if (!d.has_statistics()) return;  // a map without statistics: mean 0, rstd 1
+  const std::size_t n = d.group_size();
+  const T* span = x + g * n;
+  if (d.centered) {
+    const Moments m = span_moments(span, n);
+    stats.mean[g] = m.mean;
+    stats.var[g] = m.m2 / double(n);  // biased, as the normalization uses
+  } else {
+    stats.var[g] = sum_of_squares(span, n) / (d.divide_by_count ? double(n) : 1.0);
+  }
+}
+
+template <class T>
+void Groups<T>::stats(const T* x, const NormDescription& d, GroupStats& stats) {
+  parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
+    for (std::size_t g = g0; g < g1; ++g) group_stats(x, d, g, stats);
+  });
+}
+
+template <class T>
+void Groups<T>::normalize(const T* x, const NormDescription& d, GroupStats& stats,
+                          const NormParameters<T>& params, T* y) {
+  const ChannelAffine<T> affine{d, stats, params};
+  const std::size_t per_outer = d.view.channels / d.channels_per_group;
+  parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
+    for (std::size_t g = g0; g < g1; ++g) {
+      group_stats(x, d, g, stats);
+      stats.rstd[g] = group_rstd(d, stats.var[g]);
+      const std::size_t a = g / per_outer, first = (g % per_outer) * d.channels_per_group;
+      if (is_pointwise(d))
+        apply_pointwise_runs(x, d, stats, affine, a, first, d.channels_per_group, g, y);
+      else
+        for (std::size_t c = first; c < first + d.channels_per_group; ++c)
+          apply_one_run(x, d, stats, affine, a, c, g, y);
+    }
+  });
+}
+
+// Per group, the reduce sums and then dx while the group is in cache; the run
+// sums are kept for the parameter gradients, added in row order afterwards.
+template <class T>
+void Groups<T>::backward(BackwardCall<T>& call) {
+  const NormDescription& d = call.d;
+  Workspace& w = workspace();
+  std::vector<double>& sum_dy = zeroed(w.run_sum_dy, runs(d));
+  std::vector<double>& sum_dy_xmu = zeroed(w.run_sum_dy_xmu, runs(d));
+  const std::size_t cpg = d.channels_per_group, channels = d.view.channels;
+  const std::size_t per_outer = channels / cpg;
+  call.for_groups([&](std::size_t g) {
+    const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
+    for (std::size_t c = first; c < first + cpg; ++c) {
+      const std::size_t r = a * channels + c;
+      call.run_sums(r, sum_dy[r], sum_dy_xmu[r]);
+      call.add_to_group_sums(c, g, sum_dy[r], sum_dy_xmu[r]);
+    }
+    for (std::size_t c = first; c < first + cpg; ++c) call.run_input_gradient(a * channels + c);
+  });
+  for (std::size_t r = 0; r < runs(d); ++r) {
+    const std::size_t c = r % channels;
+    call.add_parameter_gradients(c, d.group_of(r / channels, c), sum_dy[r], sum_dy_xmu[r]);
+  }
+}
+
+// ---- Rows: an elementwise affine ----
+
+namespace {
+
+// S1 and S2 of one group (elementwise gamma).
+template <class T>
+void row_group_sums(BackwardCall<T>& call, std::size_t g) {
+  const NormDescription& d = call.d;
+  const std::size_t n = d.group_size();
+  const std::size_t row_position = (g % (d.affine_size() / n)) * n;
+  const T* xr = call.x + g * n;
+  const T* dyr = call.dy + g * n;
+  const T* gr = call.params.gamma + row_position;
+  const double mean = call.stats.mean[g], rstd = call.stats.rstd[g];
+  const double r = correction_r(call.stats, g);
+  double sum_dxhat, sum_dxhat_xhat;
+  lane_sum2(
+      n,
+      [=](std::size_t i, double& a1, double& a2) {
+        const double dxhat = double(dyr[i]) * double(gr[i]);
+        a1 += dxhat;
+        a2 += dxhat * (double(xr[i]) - mean);
+      },
+      sum_dxhat, sum_dxhat_xhat);
+  call.sums.sum_dxhat[g] = r * sum_dxhat;
+  call.sums.sum_dxhat_xhat[g] = r * (sum_dxhat_xhat * rstd);
+}
+
+// Row a, positions [p0, p1): dx, and the parameter gradients into dgamma and
+// (when not null) dbeta.
+template <class T>
+void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t p0, std::size_t p1,
+              double* dgamma, double* dbeta) {
+  const NormDescription& d = call.d;
+  const GroupStats& stats = call.stats;
+  const std::size_t row = d.affine_size(), group = d.group_size();
+  while (p0 < p1) {  // the tile's pieces within one group
+    const std::size_t g = (a * row + p0) / group;
+    const std::size_t end = std::min(p1, (g + 1) * group - a * row);
+    const double mean = stats.mean[g], rstd = stats.rstd[g];
+    const double r = correction_r(stats, g), shift = correction_d(stats, g);
+    const auto t = call.group_terms(g);
+    const T* xr = call.x + a * row;
+    const T* dyr = call.dy + a * row;
+    const T* gamma = call.params.gamma;
+    T* dxr = call.dx + a * row;
+    // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, and for
+    // dgamma xhat * r + shift = x * (rstd r) + offset (the cancellation costs
+    // about 1e-16 * |mean| / std). All in double, rounded once.
+    const double scale = rstd * r, x_scale = -rstd * rstd * t.xhat_coef,
+                 dx_shift = -rstd * t.mean_dxhat;
+    const double offset = shift - mean * scale;
+    auto dx_and_dgamma = [&](std::size_t p) {
+      const T xp = xr[p], dyp = dyr[p];
+      dxr[p] =
+          T(double(dyp) * double(gamma[p]) * scale + ((double(xp) - mean) * x_scale + dx_shift));
+      dgamma[p] += double(dyp) * (double(xp) * scale + offset);
+    };
+    if (dbeta) {
+      for (std::size_t p = p0; p < end; ++p) {
+        dx_and_dgamma(p);
+        dbeta[p] += double(dyr[p]);
+      }
+    } else {  // no shift (RMSNorm)
+      for (std::size_t p = p0; p < end; ++p) dx_and_dgamma(p);
+    }
+    p0 = end;
+  }
+}
+
+}  // namespace
+
+template <class T>
+void Groups<T>::rows_reduce_sums(BackwardCall<T>& call) {
+  call.for_groups([&](std::size_t g) { row_group_sums(call, g); });
+}
+
+// LayerNorm over trailing dims: gamma and beta per element, so their
+// gradients are sums over rows. A row is a contiguous span whose position is
+// the parameter index, cut into groups. Threads take fixed chunks of rows,
+// each with its own partial parameter gradients, added in chunk order. Within
+// a chunk, blocks of rows that fit in L2 are done in two steps:
+//   first: each group's reduce sums (a pass over the block; skipped when
+//          rows_reduce_sums already made them);
+//   then:  dx and the parameter gradients tile by tile, each tile of
+//          parameter sums staying in L1 across the block's rows.
+template <class T>
+void Groups<T>::rows_gradients(BackwardCall<T>& call, bool reduce_first) {
+  const NormDescription& d = call.d;
+  Workspace& w = workspace();
+  ParameterSums& p = call.sums.parameters;
+  const std::size_t row = d.affine_size(), group = d.group_size();
+  const std::size_t chunks = row_chunks(d);
+  // Chunk 0 sums straight into the result (zeroed by zero_sums()); the others
+  // into scratch, added in chunk order afterwards.
+  std::vector<double>& more_gamma = zeroed(w.chunk_dgamma, (chunks - 1) * row);
+  std::vector<double>& more_beta = zeroed(w.chunk_dbeta, p.beta.empty() ? 0 : (chunks - 1) * row);
+  auto dgamma_of = [&](std::size_t k) {
+    return k == 0 ? p.gamma.data() : more_gamma.data() + (k - 1) * row;
+  };
+  auto dbeta_of = [&](std::size_t k) -> double* {
+    if (p.beta.empty()) return nullptr;
+    return k == 0 ? p.beta.data() : more_beta.data() + (k - 1) * row;
+  };
+  // Rows too large for L2 are re-read from memory instead, a whole chunk per
+  // block, in wide tiles (long contiguous reads) whose parameter sums stay in L2.
+  const std::size_t rows_in_l2 = kL2Bytes / (2 * sizeof(T) * row);
+  const std::size_t block_rows = rows_in_l2 > 0 ? rows_in_l2 : d.view.outer;
+  const std::size_t tile = rows_in_l2 > 0 ? kTile : kL2Bytes / (4 * sizeof(double));
+  parallel_for(chunks, d.view.size(), [&](std::size_t k0, std::size_t k1) {
+    for (std::size_t k = k0; k < k1; ++k) {
+      const std::size_t last = chunk_first_row(d, k + 1);
+      for (std::size_t a0 = chunk_first_row(d, k); a0 < last; a0 += block_rows) {
+        const std::size_t a1 = std::min(a0 + block_rows, last);
+        if (reduce_first)
+          for (std::size_t g = a0 * (row / group); g < a1 * (row / group); ++g)
+            row_group_sums(call, g);
+        for (std::size_t p0 = 0; p0 < row; p0 += tile)
+          for (std::size_t a = a0; a < a1; ++a)
+            row_tile(call, a, p0, std::min(p0 + tile, row), dgamma_of(k), dbeta_of(k));
+      }
+    }
+  });
+  for (std::size_t k = 1; k < chunks; ++k) {
+    const double* more = dgamma_of(k);
+    for (std::size_t pos = 0; pos < row; ++pos) p.gamma[pos] += more[pos];
+    if (const double* more_b = dbeta_of(k))
+      for (std::size_t pos = 0; pos < row; ++pos) p.beta[pos] += more_b[pos];
+  }
+}
+
+// ---- The pointwise kernels on contiguous groups ----
+
+namespace {
+
+// Per run: sum(passed), sum(passed * nhat) and the tau and v terms, in the
+// workspace of the thread that started the call.
+struct PointwiseRunTerms {
+  double *passed, *passed_nhat, *dtau, *dv;
+};
+
+// One group's reduce sums and per-run parameter terms, its dx, or both.
+template <class F, class T>
+void pointwise_group(BackwardCall<T>& call, const PointwiseRunTerms& run, std::size_t g,
+                     bool reduce, bool apply) {
+  const NormDescription& d = call.d;
+  const GroupStats& stats = call.stats;
+  const std::size_t cpg = d.channels_per_group, inner = d.view.inner;
+  const std::size_t per_outer = d.view.channels / cpg;
+  const std::size_t a = g / per_outer, first = (g % per_outer) * cpg;
+  if (reduce) {
+    double s1 = 0, s2 = 0;
+    for (std::size_t c = first; c < first + cpg; ++c) {
+      const std::size_t r = a * d.view.channels + c, offset = r * inner;
+      const F f(stats, call.params, call.affine, c, g);
+      const T* xr = call.x + offset;
+      const T* dyr = call.dy + offset;
+      // sum(dy), sum(passed), sum(passed * nhat), sum(passed * d numerator / dv)
+      double sums[4];
+      lane_sum4(
+          inner,
+          [&](std::size_t i, double& sum_dy, double& sum_pass, double& sum_pass_nhat,
+              double& sum_dv) {
+            const double xi = double(xr[i]), dyi = double(dyr[i]), gate = f.gate(xi);
+            const double nhat = f.numerator(xi, gate) * f.rstd;
+            const double passed = f.passed(nhat * f.scale + f.shift, dyi);
+            sum_dy += dyi;
+            sum_pass += passed;
+            sum_pass_nhat += passed * nhat;
+            if (F::has_v) sum_dv += passed * f.numerator_dv(xi, gate);
+          },
+          sums);
+      s1 += f.scale * sums[1];
+      s2 += f.scale * sums[2];
+      // Per-run parameter terms, added per channel in row order afterwards.
+      run.passed[r] = sums[1];
+      run.passed_nhat[r] = sums[2];
+      run.dtau[r] = sums[0] - sums[1];
+      run.dv[r] = sums[3] * f.scale * f.rstd;
+    }
+    call.sums.sum_dxhat[g] = s1;
+    call.sums.sum_dxhat_xhat[g] = s2;
+  }
+  if (apply) {
+    const auto t = call.group_terms(g);
+    const double rstd = stats.rstd[g], mean = stats.mean[g];
+    const double x_scale = -rstd * rstd * t.xhat_coef, shift = -rstd * t.mean_dxhat;
+    for (std::size_t c = first; c < first + cpg; ++c) {
+      const std::size_t offset = (a * d.view.channels + c) * inner;
+      const F f(stats, call.params, call.affine, c, g);
+      const T* xr = call.x + offset;
+      const T* dyr = call.dy + offset;
+      T* dxr = call.dx + offset;
+      for (std::size_t i = 0; i < inner; ++i) {
+        const double xi = double(xr[i]), gate = f.gate(xi);
+        const double dxhat = f.passed(f.pre(xi, gate), double(dyr[i])) * f.scale;
+        dxr[i] = T(dxhat * rstd * f.numerator_slope(xi, gate) + ((xi - mean) * x_scale + shift));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void Groups<T>::pointwise_backward(BackwardCall<T>& call, bool reduce, bool apply) {
+  const NormDescription& d = call.d;
+  // The calling thread's workspace holds the per-run terms for every thread.
+  Workspace& w = workspace();
+  const std::size_t n = reduce ? runs(d) : 0;
+  const PointwiseRunTerms run{zeroed(w.run_sum_passed, n).data(),
+                              zeroed(w.run_sum_passed_nhat, n).data(), zeroed(w.run_dtau, n).data(),
+                              zeroed(w.run_dv, n).data()};
+  with_pointwise<T>(d, [&](auto* variant) {
+    using F = std::remove_pointer_t<decltype(variant)>;
+    call.for_groups([&](std::size_t g) { pointwise_group<F>(call, run, g, reduce, apply); });
+  });
+  if (!reduce) return;
+  // Parameter gradients, per channel in row order.
+  ParameterSums& p = call.sums.parameters;
+  const std::size_t channels = d.view.channels;
+  for (std::size_t r = 0; r < runs(d); ++r) {
+    const std::size_t c = r % channels, g = d.group_of(r / channels, c);
+    if (!p.gamma.empty())
+      p.gamma[c] += correction_r(call.stats, g) * run.passed_nhat[r] +
+                    correction_d(call.stats, g) * run.passed[r];
+    if (!p.beta.empty()) p.beta[c] += run.passed[r];
+    if (!p.tau.empty()) p.tau[c] += run.dtau[r];
+    if (!p.v.empty()) p.v[d.shared_v ? 0 : c] += run.dv[r];
+  }
+}
+
+template struct Groups<float>;
+template struct Groups<double>;
+
+}  // namespace NORMLAB_ENGINE_NAMESPACE
+}  // namespace normlab
