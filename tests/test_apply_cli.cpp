@@ -219,9 +219,9 @@ TEST_CASE("apply: every failure exits 1 with one line on stderr and leaves nothi
     args.insert(args.end(), {"--out", out});
     const CliResult result = run_apply(run, args);
     // Mistakes in the command line exit 2, failures on the files 1.
-    const std::set<std::string> usage = {"unknown norm type", "unknown key",      "wrong value type",
-                                         "bad JSON",          "param without a file", "bad mode",
-                                         "missing --norm"};
+    const std::set<std::string> usage = {
+        "unknown norm type",    "unknown key", "wrong value type", "bad JSON",
+        "param without a file", "bad mode",    "missing --norm"};
     CHECK(result.status == (usage.count(f.what) ? 2 : 1));
     CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
     CHECK(result.err.back() == '\n');

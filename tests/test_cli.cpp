@@ -159,13 +159,15 @@ TEST_CASE("cli: one norm syntax: bare names in apply --norm, bench --norm and --
 
 TEST_CASE("progress: a line cut to the terminal's width keeps its end; the ETA weighs steps") {
   const std::string id = "ghost(virtual_batch_size=4,momentum=0.1)/B8/seed0";
-  const std::string line = "cell 3/48 " + id + "  epoch 1/3  step 150/7500  loss 0.6543  ETA 3m30s";
-  const std::string fitted = fit_to_width(line, id, 80);
-  CHECK(fitted.size() <= 79);
+  const std::string line = "cell 3/48 " + id + "  epoch 1/3  step 150/7500  loss 0.6543  ";
+  const std::string fitted = fit_to_width(line, id, 80, "ETA 3m30s");
+  CHECK(fitted.size() == 79);
   CHECK(fitted.rfind("cell 3/48 ghost(", 0) == 0);
-  CHECK(fitted.substr(fitted.size() - 9) == "ETA 3m30s");  // the id gave way
-  CHECK(fit_to_width(line, id, 30).size() == 29);          // too narrow: the end goes too
-  CHECK(fit_to_width("short", id, 80) == "short");
+  CHECK(fitted.find("loss 0.6543  ETA 3m30s") != std::string::npos);  // the id gave way
+  const std::string narrow = fit_to_width(line, id, 40, "ETA 3m30s");
+  CHECK(narrow.size() == 39);  // the line's end gave way too, never the ETA
+  CHECK(narrow.substr(30) == "ETA 3m30s");
+  CHECK(fit_to_width("short  ", id, 80, "ETA --") == "short  ETA --");
 
   // A B=64 cell of 100 steps took 10 s; a B=2 cell has done 1000 of 3200
   // steps in 2 s: what is left is priced at each B's own cost per step.
@@ -218,7 +220,7 @@ TEST_CASE("cli: Ctrl-C keeps the finished cells, says how to resume and exits 13
   // In the background (set -m: a job that SIGINT reaches), interrupted once
   // its first cell is done.
   const std::string script =
-      "set -m; cd " + shell_quote(dir.path().string()) + " && " + shell_quote(NORMLAB_CLI) +
+      "set -m; cd " + shell_quote(dir.path().string()) + " || exit 1; " + shell_quote(NORMLAB_CLI) +
       " run c.json --out out > out.txt 2> err.txt & pid=$!; "
       "for i in $(seq 1200); do grep -q ' done: ' err.txt 2>/dev/null && break; sleep 0.05; done; "
       "kill -INT $pid; wait $pid; echo $? > status.txt";
@@ -281,7 +283,7 @@ TEST_CASE("cli: the bash completion offers commands and each command's options")
                              "COMP_WORDS=(" + shell_quote(NORMLAB_CLI) +
                              " report --b); COMP_CWORD=2; _normlab; echo \"${COMPREPLY[*]}\"; " +
                              "COMP_WORDS=(" + shell_quote(NORMLAB_CLI) +
-                             " apply --norm gr); COMP_CWORD=2; _normlab; echo \"${COMPREPLY[*]}\"";
+                             " apply --norm gr); COMP_CWORD=3; _normlab; echo \"${COMPREPLY[*]}\"";
   const std::string command =
       "bash -c " + shell_quote(script) + " > " + shell_quote(dir / "out.txt");
   REQUIRE(std::system(command.c_str()) == 0);

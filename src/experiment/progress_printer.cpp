@@ -22,23 +22,25 @@ std::size_t terminal_width(int fd) {
   return 80;
 }
 
-std::string fit_to_width(const std::string& line, const std::string& shrinkable,
-                         std::size_t width) {
+std::string fit_to_width(const std::string& line, const std::string& shrinkable, std::size_t width,
+                         const std::string& end) {
   const std::size_t room = std::max<std::size_t>(width, 2) - 1;
-  if (line.size() <= room) return line;
+  if (line.size() + end.size() <= room) return line + end;
+  if (end.size() >= room) return (line + end).substr(0, room);  // no room for `end` alone
+  const std::size_t line_room = room - end.size();
   std::string fitted = line;
   const std::size_t at = shrinkable.empty() ? std::string::npos : line.find(shrinkable);
   constexpr std::size_t kShortest = 12;  // of the shrunk part, ".." included
   if (at != std::string::npos && shrinkable.size() > kShortest) {
-    const std::size_t excess = line.size() - room;
+    const std::size_t excess = line.size() - line_room;
     const std::size_t length =
         std::max(kShortest, shrinkable.size() - std::min(excess, shrinkable.size()));
     const std::size_t keep = length - 2, tail = keep / 2, head = keep - tail;
     fitted.replace(at, shrinkable.size(),
                    shrinkable.substr(0, head) + ".." + shrinkable.substr(shrinkable.size() - tail));
   }
-  if (fitted.size() > room) fitted.resize(room);
-  return fitted;
+  if (fitted.size() > line_room) fitted.resize(line_room);
+  return fitted + end;
 }
 
 EtaEstimator::EtaEstimator(std::vector<Work> cells, std::size_t parallel)
@@ -188,7 +190,7 @@ void ProgressPrinter::print(const std::string& line, const std::string& id, bool
   if (terminal_) {
     if (since < 0.2 && !force) return;
     const std::size_t width = width_ > 0 ? width_ : terminal_width(::fileno(out_));
-    std::fprintf(out_, "\r\033[K%s", fit_to_width(line + eta(), id, width).c_str());
+    std::fprintf(out_, "\r\033[K%s", fit_to_width(line, id, width, eta()).c_str());
     line_open_ = true;
   } else {
     if (since < 15 && !force) return;

@@ -17,10 +17,11 @@ namespace normlab {
 // The columns of the terminal on `fd`: TIOCGWINSZ, else $COLUMNS, else 80.
 std::size_t terminal_width(int fd);
 
-// `line` in at most `width` - 1 columns (the last column would wrap on some
-// terminals): `shrinkable`, a part of it (the cell id), loses its middle
-// first, then the line its end.
-std::string fit_to_width(const std::string& line, const std::string& shrinkable, std::size_t width);
+// `line` + `end` in at most `width` - 1 columns (the last column would wrap
+// on some terminals): `end` (the ETA) is kept whole; `shrinkable`, a part of
+// `line` (the cell id), loses its middle first, then `line` its end.
+std::string fit_to_width(const std::string& line, const std::string& shrinkable, std::size_t width,
+                         const std::string& end = "");
 
 // The time left, from the measured cost of a training step: steps of
 // different batch sizes cost differently (a step at B=2 is not 1/32 of one at
