@@ -92,8 +92,8 @@ Shape parse_shape(const std::string& text, std::size_t value_bytes) {
       used = 0;
     }
     if (used == 0 || used != part.size() || size == 0 || part[0] == '-')
-      throw std::invalid_argument(
-          "--shape '" + text + "': expected positive sizes separated by commas, e.g. 32,64,56,56");
+      throw UsageError("--shape '" + text +
+                       "': expected positive sizes separated by commas, e.g. 32,64,56,56");
     shape.push_back(std::size_t(size));
   }
   if (shape.empty()) throw UsageError("--shape is empty: give sizes such as 8192,768");

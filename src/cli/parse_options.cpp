@@ -88,7 +88,7 @@ nlohmann::json norm_option(const std::string& option, const std::string& text) {
   nlohmann::json spec;
   if (!text.empty() && (text.front() == '{' || text.front() == '[')) {
     try {
-      spec = parse_json(text, label, 0);
+      spec = parse_json(text, option, 0);
     } catch (const JsonInputError& e) {
       throw UsageError(std::string(e.what()) + "; " + expected);
     }
