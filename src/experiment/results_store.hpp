@@ -93,7 +93,7 @@ struct GridCell {
   std::string text(const char* format) const;
 };
 struct ResultGrid {
-  std::vector<std::string> norms;  // in order of first appearance
+  std::vector<std::string> norms;        // in order of first appearance
   std::vector<std::size_t> batch_sizes;  // largest first
   std::map<std::pair<std::string, std::size_t>, GridCell> cells;
   const GridCell& at(const std::string& norm, std::size_t batch_size) const;
