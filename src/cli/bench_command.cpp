@@ -424,11 +424,12 @@ std::vector<Case> accepted_cases(const std::vector<Case>& cases) {
 
 // Bytes per array of the bandwidth probe: --probe-mb, else four times the
 // last-level cache (STREAM's rule, so that the arrays stream from memory), at
-// least 32 MiB; at most an eighth of the memory.
+// least 32 MiB, at most 512 MiB and an eighth of the memory.
 std::size_t probe_bytes(const BenchOptions& o) {
   constexpr std::size_t kMiB = 1024 * 1024;
   if (o.probe_mb > 0) return o.probe_mb * kMiB;
-  std::size_t bytes = std::max<std::size_t>(4 * last_level_cache_bytes(), 32 * kMiB);
+  // A server's L3 can be hundreds of MiB: 512 MiB (the old fixed size) is the most.
+  std::size_t bytes = std::clamp<std::size_t>(4 * last_level_cache_bytes(), 32 * kMiB, 512 * kMiB);
   if (const std::size_t memory = physical_memory_bytes(); memory > 0)
     bytes = std::min(bytes, memory / 8);
   return std::max(kMiB, (bytes + kMiB - 1) / kMiB * kMiB);
@@ -495,8 +496,8 @@ int bench_command(const Args& args) {
       "dtype", po::value(&o.dtype)->value_name("DTYPE"), "float32 (default) or float64")(
       "probe-mb", po::value(&probe_mb)->value_name("MIB"),
       "MiB per array of the bandwidth probe, 1 to 65536 (default: 4 times the last-level "
-      "cache, at least 32)")("model", po::value(&model)->value_name("MODEL"),
-                             "time a training step of this model layer by layer: cnn3, mlp2")(
+      "cache, 32 to 512)")("model", po::value(&model)->value_name("MODEL"),
+                           "time a training step of this model layer by layer: cnn3, mlp2")(
       "batch", po::value(&batch)->value_name("B"),
       "with --model: images per step, 1 to 100000 (default 64)")(
       "steps", po::value(&steps)->value_name("K"),
