@@ -37,12 +37,12 @@ inline void write_config(const std::string& path, const nlohmann::json& config) 
   write_bytes(path, config.dump(2));
 }
 
-// The command failed (exit 1) with one stderr line starting "normlab COMMAND:" and naming every
-// phrase.
+// The command failed (exit 1, or 2 for a usage error) with one stderr line starting "normlab
+// COMMAND:" and naming every phrase.
 inline void check_cli_failure(const CliResult& result, const std::string& command,
                               const std::vector<std::string>& phrases) {
   INFO("stderr: " << result.err);
-  CHECK(result.status == 1);
+  CHECK((result.status == 1 || result.status == 2));
   CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
   CHECK(result.err.rfind("normlab " + command + ": ", 0) == 0);
   check_mentions(result.err, phrases);

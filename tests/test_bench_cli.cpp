@@ -1,6 +1,6 @@
 // `normlab bench` smoke test (CI keeps it to about a second): it measures a
 // tiny case, prints a table row or a JSON line with every field, and exits 0;
-// a bad option exits 1 with one line on stderr.
+// a bad option exits 2 with one line on stderr.
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -71,7 +71,7 @@ TEST_CASE("normlab bench --json: one line per case with the timings, traffic and
   CHECK(rows[1].at("backward_bytes") == 5 * tensor);
 }
 
-TEST_CASE("normlab bench: a bad option is one line on stderr and exit 1") {
+TEST_CASE("normlab bench: a bad option is one line on stderr and exit 2") {
   ScratchDir dir;
   for (const auto& [args, phrase] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"bench", "--shape", "4,x"}, "--shape '4,x'"},
@@ -79,7 +79,7 @@ TEST_CASE("normlab bench: a bad option is one line on stderr and exit 1") {
            {{"bench", "--dtype", "half", "--probe-mb", "1", "--norm", "rms"}, "--dtype 'half'"}}) {
     const CliResult r = run_cli(dir, args);
     INFO("stderr: " << r.err);
-    CHECK(r.status == 1);
+    CHECK(r.status == 2);
     CHECK(r.out.empty());
     check_mentions(r.err, {"normlab bench: ", phrase});
   }

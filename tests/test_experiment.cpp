@@ -298,7 +298,8 @@ TEST_CASE("cli: validate prints the resolved config, or one error line") {
   write_text(dir / "good.json", kTinyConfig);
   const CliResult good = run_cli(dir, {"validate", dir / "good.json", "--set", "epochs=2"});
   REQUIRE_MESSAGE(good.status == 0, good.err);
-  check_mentions(good.out, {"\"epochs\": 2", "\"weight_decay\"", "valid, 4 cells"});
+  check_mentions(good.out, {"\"epochs\": 2", "\"weight_decay\""});
+  check_mentions(good.err, {"valid, 4 cells"});  // the summary stays off stdout
 
   write_text(dir / "bad.json", with(tiny_config(), "/optimizer/lr", "fast").dump());
   check_one_line_failure(run_cli(dir, {"validate", dir / "bad.json"}),
@@ -558,16 +559,38 @@ TEST_CASE("run: results.jsonl, results.csv and table.md") {
 
   const std::vector<std::string> csv = read_lines(out + "/results.csv");
   REQUIRE(csv.size() == 5);  // header + one row per cell
-  check_mentions(csv[0], {"cell", "norm", "batch_size", "test_error", "test_accuracy",
-                          "test_accuracy_batch_stats", "diverged", "train_loss_epoch1"});
+  CHECK(csv[0] ==
+        "cell,model,norm,ranks,batch_size,global_batch_size,seed,lr,test_error_percent,"
+        "test_error_batch_stats_percent,test_error_precise_bn_percent,diverged,train_seconds,"
+        "train_images_per_second,communication_share,wall_seconds");
   const std::size_t columns = std::size_t(std::count(csv[0].begin(), csv[0].end(), ','));
   for (std::size_t i = 1; i < csv.size(); ++i) {
     INFO("row " << csv[i]);
     CHECK(std::size_t(std::count(csv[i].begin(), csv[i].end(), ',')) == columns);
   }
-  // Rows in grid order.
-  CHECK(csv[1].rfind("\"batch/B16/seed0\",", 0) == 0);
+  // Rows in grid order; errors in percent, as in the tables.
+  CHECK(csv[1].rfind("\"batch/B16/seed0\",\"mlp2\",\"batch\",1,16,16,0,", 0) == 0);
   CHECK(csv[4].rfind("\"none/B4/seed0\",", 0) == 0);
+  const json first = by_cell(records).at("batch/B16/seed0");
+  std::stringstream row(csv[1]);
+  std::vector<std::string> fields;
+  for (std::string field; std::getline(row, field, ',');) fields.push_back(field);
+  REQUIRE(fields.size() == 16);
+  CHECK(std::stod(fields[8]) == doctest::Approx(100 * first["test_error"].get<double>()));
+  CHECK(std::stod(fields[9]) ==
+        doctest::Approx(100 * (1 - first["test_accuracy_batch_stats"].get<double>())));
+  CHECK(fields[14].empty());  // no communication in one process
+
+  // The loss curves in long format: cell, epoch, step, loss.
+  const std::vector<std::string> curve = read_lines(out + "/loss_curve.csv");
+  REQUIRE(curve.size() > 4);
+  CHECK(curve[0] == "cell,epoch,step,loss");
+  std::size_t points = 0;
+  for (const json& r : records) points += r["loss_curve"]["loss"].size();
+  CHECK(curve.size() == points + 1);
+  // The last point of the first cell: epoch 1, its last step (256 / 16).
+  const std::size_t last_of_first = first["loss_curve"]["loss"].size();
+  CHECK(curve[last_of_first].rfind("\"batch/B16/seed0\",1,16,", 0) == 0);
 
   const std::string table = read_file(out + "/table.md");
   check_mentions(table, {"| norm | B=16 | B=4 |", "| batch |", "| none |"});

@@ -684,7 +684,7 @@ TEST_CASE("run: remedies grid with skipped cells, batch-statistics and precise-B
   check_mentions(table, {"| ghost |", "| skipped | skipped |",
                          "Skipped cells:", "- ghost, B=4: batch size 4 equals virtual_batch_size 4",
                          "- ghost, B=2: batch size 2 does not split"});
-  check_mentions(read_file(dir / "out/results.csv"), {"test_accuracy_precise_bn"});
+  check_mentions(read_file(dir / "out/results.csv"), {"test_error_precise_bn_percent"});
 
   // The report: 7 of 7 cells, skipped cells marked, the precise-BN errors.
   write_report({dir / "out"}, {dir / "report"});

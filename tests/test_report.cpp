@@ -127,7 +127,12 @@ TEST_CASE("report: gnuplot figures, tables and report.html from a run and its pr
   CHECK(read_file(out + "/tiny_test_error.gp").find("set xtics (8, 32)") != std::string::npos);
 
   const std::string html = read_file(out + "/report.html");
-  CHECK(html.find("<img src=\"tiny_test_error.svg\"") != std::string::npos);
+  // Figures inline (the page alone shows them), a contents list, numbers unwrapped.
+  CHECK(html.find("<img") == std::string::npos);
+  CHECK(html.find("<svg") != std::string::npos);
+  CHECK(html.find("<a href=\"tiny_test_error.svg\">SVG</a>") != std::string::npos);
+  CHECK(html.find("<nav>") != std::string::npos);
+  CHECK(html.find("white-space:nowrap") != std::string::npos);
   CHECK(html.find("<th class=\"num\">B=32</th>") != std::string::npos);
   CHECK(html.find("linear(784-&gt;256)") != std::string::npos);  // the probe table, escaped
   CHECK(html.find("gnuplot-nox") == std::string::npos);

@@ -2,6 +2,7 @@
 // model, each cell trained and evaluated on real or synthetic data.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <stdexcept>
@@ -238,6 +239,18 @@ void check_model_fits_data(const ExperimentConfig& config);
 struct RunOptions {
   std::string out_dir;
   bool fresh = false;
+  // When set (by a SIGINT handler, say), the running cells stop at their next
+  // progress update and run_experiment throws RunInterrupted; finished cells
+  // stay in the folder. In one process only (under mpirun the launcher owns
+  // signals).
+  const std::atomic<bool>* stop = nullptr;
+};
+// What run_experiment throws after `stop`: the records kept in `dir`.
+struct RunInterrupted : std::runtime_error {
+  RunInterrupted(std::size_t kept, std::string dir)
+      : std::runtime_error("interrupted"), kept(kept), dir(std::move(dir)) {}
+  std::size_t kept;
+  std::string dir;
 };
 // Runs every unfinished cell, appending to out_dir/results.jsonl and rewriting
 // out_dir/results.csv after each; prints progress to stderr and the table of

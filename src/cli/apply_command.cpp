@@ -58,7 +58,7 @@ void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
   for (const std::string& assignment : o.params) {
     const std::size_t eq = assignment.find('=');
     if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument("--param '" + assignment + "': expected NAME=FILE.npy");
+      throw UsageError("--param '" + assignment + "': expected NAME=FILE.npy");
     const std::string name = assignment.substr(0, eq);
     norm->set(name, load_as<T>(assignment.substr(eq + 1)));
   }
@@ -91,49 +91,51 @@ void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
 int apply_command(const Args& args) {
   ApplyOptions o;
   po::options_description desc(
-      "usage: normlab apply --norm SPEC --input X.npy [--grad DY.npy] [--mode train|eval]\n"
+      "usage: normlab apply --norm NAME|SPEC --input X.npy [--grad DY.npy] [--mode train|eval]\n"
       "                     [--param NAME=FILE.npy ...] [--layout nchw|nhwc] --out DIR\n\n"
       "Writes DIR/y.npy; with --grad also dx.npy and d<param>.npy; after a train\n"
       "forward the updated running_mean.npy / running_var.npy. Options");
   desc.add_options()("help,h", "show this help")(
-      "norm", po::value(&o.norm)->required(),
-      "norm spec as JSON, e.g. '{\"type\":\"group\",\"groups\":4}'")(
-      "input", po::value(&o.input)->required(), "input .npy (float32 or float64; WeightNorm: v)")(
-      "grad", po::value(&o.grad), "upstream gradient dy .npy (same shape as the input)")(
-      "mode", po::value(&o.mode), "train (default) or eval")(
-      "param", po::value(&o.params)->composing(),
+      "norm", po::value(&o.norm)->required()->value_name("NAME|SPEC"),
+      "the norm: a name from `normlab list norms` (its defaults), or a JSON spec, e.g. "
+      "'{\"type\":\"group\",\"groups\":4}'")("input",
+                                             po::value(&o.input)->required()->value_name("X.npy"),
+                                             "input .npy (float32 or float64; WeightNorm: v)")(
+      "grad", po::value(&o.grad)->value_name("DY.npy"),
+      "upstream gradient dy .npy (same shape as the input)")(
+      "mode", po::value(&o.mode)->value_name("MODE"), "train (default) or eval")(
+      "param", po::value(&o.params)->composing()->value_name("NAME=FILE.npy"),
       "set a parameter or running state by name: gamma, beta, g (weight), tau (frn), v "
       "(evonorm_s0), running_mean, running_var, num_batches_tracked (batch_renorm); "
       "`normlab list norms` lists each norm's")(
-      "layout", po::value(&o.layout),
+      "layout", po::value(&o.layout)->value_name("LAYOUT"),
       "nchw: (N, C, H, W) files (default); nhwc: (N, H, W, C) files, channels last, for the "
       "norms with a \"layout\" option (same as putting it in --norm)")(
-      "out", po::value(&o.out)->required(), "output directory");
+      "out", po::value(&o.out)->required()->value_name("DIR"), "output directory");
   if (!parse_options(args, desc)) return 0;
 
-  nlohmann::json spec;
+  nlohmann::json spec = norm_option("--norm", o.norm);
   try {
-    spec = parse_json(o.norm, "--norm", 0);
-  } catch (const JsonInputError& e) {
-    if (e.kind() != JsonInputError::Kind::syntax) throw std::invalid_argument(e.what());
-    // "--norm: not valid JSON at column C (...)"
-    throw std::invalid_argument("--norm is" + std::string(e.what()).substr(7) +
-                                "; example: --norm '{\"type\":\"batch\"}'");
+    parse_mode(o.mode);  // names the choices when it is neither
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--mode: ") + e.what());
   }
   if (!o.layout.empty()) {
-    parse_layout(o.layout);  // names the choices when it is neither
-    if (!spec.is_object())
-      throw std::invalid_argument("--norm must be a JSON object, e.g. '{\"type\":\"batch\"}'");
+    try {
+      parse_layout(o.layout);  // names the choices when it is neither
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--layout: ") + e.what());
+    }
     if (spec.contains("layout") && spec["layout"] != o.layout)
-      throw std::invalid_argument("--layout " + o.layout + " contradicts --norm's \"layout\": " +
-                                  spec["layout"].dump() + " (give one of them)");
+      throw UsageError("--layout " + o.layout + " contradicts --norm's \"layout\": " +
+                       spec["layout"].dump() + " (give one of them)");
     // resolve_spec names a missing type, or one that is not a string.
     const NormInfo& info = norm_info(resolve_spec(spec)["type"].get<std::string>());
     const bool has_layout = std::any_of(info.options.begin(), info.options.end(),
                                         [](const NormOption& o) { return o.key == "layout"; });
     if (!has_layout)
-      throw std::invalid_argument("--layout: " + info.type +
-                                  " norm has no layout (its input is not (N, C, ...) activations)");
+      throw UsageError("--layout: " + info.type +
+                       " norm has no layout (its input is not (N, C, ...) activations)");
     spec["layout"] = o.layout;
   }
   if (npy_dtype(o.input) == DType::float32)

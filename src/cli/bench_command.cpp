@@ -17,6 +17,7 @@
 #include <time.h>    // clock_gettime
 #include <unistd.h>  // sysconf
 
+#include "../engine/engine_isa.hpp"  // last_level_cache_bytes
 #include "alloc_counter.hpp"
 #include "bench_model.hpp"
 #include "commands.hpp"
@@ -37,7 +38,7 @@ struct BenchOptions {
   double seconds = 0;  // 0: no budget, every measurement does `repeats`
   bool json = false;
   std::string dtype = "float32";
-  std::size_t probe_mb = 512;
+  std::size_t probe_mb = 0;  // 0: sized from the last-level cache (probe_bytes)
 };
 
 struct Case {
@@ -74,30 +75,6 @@ std::string clip(const std::string& text, std::size_t max = 60) {
   return text.size() > max ? text.substr(0, max) + "..." : text;
 }
 
-// "batch" or a JSON spec such as '{"type":"group","groups":32}'.
-nlohmann::json parse_norm(const std::string& text) {
-  const std::string label = "--norm '" + clip(text) + "'";
-  if (!text.empty() && (text.front() == '{' || text.front() == '[')) {
-    nlohmann::json spec;
-    try {
-      spec = parse_json(text, label, 0);
-    } catch (const JsonInputError& e) {
-      if (e.kind() != JsonInputError::Kind::syntax) throw std::invalid_argument(e.what());
-      throw std::invalid_argument(std::string(e.what()) +
-                                  ": expected a norm name or a JSON spec with a \"type\"");
-    }
-    if (spec.is_object() && spec.contains("type") && spec["type"].is_string()) return spec;
-    throw std::invalid_argument(label + ": expected a norm name or a JSON spec with a \"type\"");
-  }
-  const std::vector<std::string> types = norm_types();
-  if (std::find(types.begin(), types.end(), text) == types.end()) {
-    std::string known;
-    for (const std::string& t : types) known += " " + t;
-    throw std::invalid_argument(label + " is not a norm (known:" + known + ")");
-  }
-  return {{"type", text}};
-}
-
 constexpr long long kMaxThreads = 1024;
 
 // Sizes separated by commas; the bench holds four arrays of the shape (x, y,
@@ -115,20 +92,20 @@ Shape parse_shape(const std::string& text, std::size_t value_bytes) {
       used = 0;
     }
     if (used == 0 || used != part.size() || size == 0 || part[0] == '-')
-      throw std::invalid_argument(
-          "--shape '" + text + "': expected positive sizes separated by commas, e.g. 32,64,56,56");
+      throw UsageError("--shape '" + text +
+                       "': expected positive sizes separated by commas, e.g. 32,64,56,56");
     shape.push_back(std::size_t(size));
   }
-  if (shape.empty()) throw std::invalid_argument("--shape is empty: give sizes such as 8192,768");
+  if (shape.empty()) throw UsageError("--shape is empty: give sizes such as 8192,768");
   std::size_t bytes = 4 * value_bytes;
   for (std::size_t d : shape)
     if (__builtin_mul_overflow(bytes, d, &bytes)) bytes = std::size_t(-1);
   const std::size_t memory = physical_memory_bytes();
   if (bytes == std::size_t(-1) || (memory > 0 && bytes > memory))
-    throw std::invalid_argument("--shape '" + clip(text) +
-                                "': four arrays of this shape do not fit in "
-                                "this machine's " +
-                                std::to_string(memory / (1024 * 1024)) + " MiB of memory");
+    throw UsageError("--shape '" + clip(text) +
+                     "': four arrays of this shape do not fit in "
+                     "this machine's " +
+                     std::to_string(memory / (1024 * 1024)) + " MiB of memory");
   return shape;
 }
 
@@ -136,7 +113,7 @@ Shape parse_shape(const std::string& text, std::size_t value_bytes) {
 // shapes, shapes alone get the activation norms, both give every pair.
 std::vector<Case> select_cases(const BenchOptions& o) {
   std::vector<nlohmann::json> specs;
-  for (const std::string& n : o.norms) specs.push_back(parse_norm(n));
+  for (const std::string& n : o.norms) specs.push_back(norm_option("--norm", n));
   std::vector<Shape> shapes;
   for (const std::string& s : o.shapes)
     shapes.push_back(parse_shape(s, o.dtype == "float64" ? 8 : 4));
@@ -148,8 +125,8 @@ std::vector<Case> select_cases(const BenchOptions& o) {
       for (const Case& c : defaults)
         if (c.spec["type"] == spec["type"]) cases.push_back({spec, c.shape});
     if (cases.empty())
-      throw std::invalid_argument("no default shape for --norm " + o.norms.front() +
-                                  ": give one with --shape");
+      throw UsageError("no default shape for --norm " + o.norms.front() +
+                       ": give one with --shape");
     return cases;
   }
   if (specs.empty())
@@ -409,33 +386,62 @@ ModelBenchOptions model_options(const BenchOptions& o, const std::string& model,
   try {
     model_is_convolutional(model);
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("--model: " + std::string(e.what()));
+    throw UsageError("--model: " + std::string(e.what()));
   }
   m.model = model;
-  if (o.norms.size() > 1) throw std::invalid_argument("--model takes one --norm");
-  if (!o.shapes.empty()) throw std::invalid_argument("--shape does not go with --model");
+  if (o.norms.size() > 1) throw UsageError("--model takes one --norm");
+  if (!o.shapes.empty()) throw UsageError("--shape does not go with --model");
   const std::string norm = o.norms.empty() ? "batch" : o.norms[0];
-  m.norm = norm.find('{') == std::string::npos ? nlohmann::json{{"type", norm}}
-                                               : parse_json(norm, "--norm", 0);
+  m.norm = norm_option("--norm", norm);
   m.batch = std::size_t(integer_option("--batch", batch, 1, 100'000));
   m.steps = std::size_t(integer_option("--steps", steps, 1, 100'000));
   m.threads = unsigned(integer_option("--threads", threads, 1, kMaxThreads));
   if (layout != "nchw" && layout != "nhwc")
-    throw std::invalid_argument("--layout '" + clip(layout) +
-                                "': use nchw (channels first, the default) or nhwc (channels "
-                                "last, cnn3 and the ResNets only)");
+    throw UsageError("--layout '" + clip(layout) +
+                     "': use nchw (channels first, the default) or nhwc (channels "
+                     "last, cnn3 and the ResNets only)");
   m.layout = parse_layout(layout);
   m.json = o.json;
-  if (o.dtype != "float32") throw std::invalid_argument("--model trains in float32 only");
+  if (o.dtype != "float32") throw UsageError("--model trains in float32 only");
   return m;
+}
+
+// The cases whose norm accepts their shape (make_norm and prepare, which
+// allocate no tensor), so that a bad shape is refused before the bandwidth
+// probe and the bench's arrays are allocated.
+std::vector<Case> accepted_cases(const std::vector<Case>& cases) {
+  std::vector<Case> accepted;
+  for (const Case& c : cases) {
+    try {
+      make_norm<float>(c.spec, 0)->prepare(c.shape);
+      accepted.push_back(c);
+    } catch (const std::invalid_argument& e) {  // no MPI in this build, or the shape
+      std::cerr << "normlab bench: skipped " << norm_label(c.spec) << " on "
+                << shape_string(c.shape) << ": " << e.what() << "\n";
+    }
+  }
+  if (accepted.empty()) throw UsageError("no norm accepted any of the shapes");
+  return accepted;
+}
+
+// Bytes per array of the bandwidth probe: --probe-mb, else four times the
+// last-level cache (STREAM's rule, so that the arrays stream from memory), at
+// least 32 MiB, at most 512 MiB and an eighth of the memory.
+std::size_t probe_bytes(const BenchOptions& o) {
+  constexpr std::size_t kMiB = 1024 * 1024;
+  if (o.probe_mb > 0) return o.probe_mb * kMiB;
+  // A server's L3 can be hundreds of MiB: 512 MiB (the old fixed size) is the most.
+  std::size_t bytes = std::clamp<std::size_t>(4 * last_level_cache_bytes(), 32 * kMiB, 512 * kMiB);
+  if (const std::size_t memory = physical_memory_bytes(); memory > 0)
+    bytes = std::min(bytes, memory / 8);
+  return std::max(kMiB, (bytes + kMiB - 1) / kMiB * kMiB);
 }
 
 template <class T>
 int run_bench(const BenchOptions& o, const std::vector<Case>& cases) {
   Budget budget(o.seconds, 3 * int(cases.size()));
   // With a budget, the probe gets its minimum: one untimed and two timed passes.
-  const Bandwidth bandwidth =
-      measure_bandwidth(o.threads, o.probe_mb * 1024 * 1024, o.seconds > 0 ? 2 : 5);
+  const Bandwidth bandwidth = measure_bandwidth(o.threads, probe_bytes(o), o.seconds > 0 ? 2 : 5);
   print_header(o.json ? std::cerr : std::cout, o, bandwidth);
   if (!o.json) print_table_header();
   int rows = 0;
@@ -466,6 +472,7 @@ int bench_command(const Args& args) {
   po::options_description desc(
       "usage: normlab bench [--norm NAME|SPEC ...] [--shape N,C,H,W ...] [--threads N]\n"
       "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n"
+      "                     [--probe-mb MIB]\n"
       "       normlab bench --model cnn3|mlp2|resnet8|resnet20|resnetD_wW [--norm NAME|SPEC] "
       "[--batch B] [--steps K]\n"
       "                     [--threads N] [--layout nchw|nhwc] [--json]\n\n"
@@ -475,28 +482,31 @@ int bench_command(const Args& args) {
       "With --model: the time of one training step of that model, layer by layer. Options");
   // Numbers are read as text and range-checked (an unsigned option would take
   // "-1" as 2^32 - 1).
-  std::string threads = "1", repeats = "10", seconds = "0", probe_mb = "512";
+  std::string threads = "1", repeats = "10", seconds = "0", probe_mb;
   std::string model, batch = "64", steps = "20", layout = "nchw";
   desc.add_options()("help,h", "show this help")(
-      "norm", po::value(&o.norms)->multitoken()->composing(),
+      "norm", po::value(&o.norms)->multitoken()->composing()->value_name("NAME|SPEC"),
       "norms to time: a name from `normlab list norms`, or a JSON spec (default: all)")(
-      "shape", po::value(&o.shapes)->multitoken()->composing(),
+      "shape", po::value(&o.shapes)->multitoken()->composing()->value_name("N,C,..."),
       "input shapes, e.g. 32,64,56,56 8192,768 (default: each norm's default shapes)")(
-      "threads", po::value(&threads),
+      "threads", po::value(&threads)->value_name("N"),
       "threads of the engine and of the bandwidth probe, 1 to 1024 (default 1)")(
-      "repeats", po::value(&repeats), "timed calls per measurement, 1 to 1000000 (default 10)")(
-      "seconds", po::value(&seconds),
+      "repeats", po::value(&repeats)->value_name("K"),
+      "timed calls per measurement, 1 to 1000000 (default 10)")(
+      "seconds", po::value(&seconds)->value_name("S"),
       "time budget for the whole run, shared by the measurements, up to 86400 (default: none)")(
       "json", po::bool_switch(&o.json), "one JSON line per case on stdout instead of the table")(
-      "dtype", po::value(&o.dtype), "float32 (default) or float64")(
-      "probe-mb", po::value(&probe_mb),
-      "MiB per array of the bandwidth probe, 1 to 65536 (default 512: far beyond any L3)")(
-      "model", po::value(&model),
-      "time a training step of this model layer by layer: cnn3, mlp2, resnet8, resnet20, "
-      "resnetD_wW")("batch", po::value(&batch),
-                    "with --model: images per step, 1 to 100000 (default 64)")(
-      "steps", po::value(&steps), "with --model: timed steps, 1 to 100000 (default 20)")(
-      "layout", po::value(&layout),
+      "dtype", po::value(&o.dtype)->value_name("DTYPE"), "float32 (default) or float64")(
+      "probe-mb", po::value(&probe_mb)->value_name("MIB"),
+      "MiB per array of the bandwidth probe, 1 to 65536 (default: 4 times the last-level "
+      "cache, 32 to 512)")("model", po::value(&model)->value_name("MODEL"),
+                           "time a training step of this model layer by layer: cnn3, mlp2, "
+                           "resnet8, resnet20, resnetD_wW")(
+      "batch", po::value(&batch)->value_name("B"),
+      "with --model: images per step, 1 to 100000 (default 64)")(
+      "steps", po::value(&steps)->value_name("K"),
+      "with --model: timed steps, 1 to 100000 (default 20)")(
+      "layout", po::value(&layout)->value_name("LAYOUT"),
       "with --model: the activations' order, nchw (default) or nhwc (channels last, cnn3 and the "
       "ResNets)");
   if (!parse_options(args, desc)) return 0;
@@ -505,21 +515,21 @@ int bench_command(const Args& args) {
     if (std::any_of(args.begin(), args.end(), [&](const std::string& arg) {
           return arg.rfind(std::string("--") + only_with_model, 0) == 0;
         }))
-      throw std::invalid_argument(std::string("--") + only_with_model + " goes with --model");
+      throw UsageError(std::string("--") + only_with_model + " goes with --model");
   o.threads = unsigned(integer_option("--threads", threads, 1, kMaxThreads));
   o.repeats = int(integer_option("--repeats", repeats, 1, 1'000'000));
   o.seconds = number_option("--seconds", seconds, 0, 86400);
-  o.probe_mb = std::size_t(integer_option("--probe-mb", probe_mb, 1, 65536));
+  if (!probe_mb.empty()) o.probe_mb = std::size_t(integer_option("--probe-mb", probe_mb, 1, 65536));
   // Three arrays of probe_mb MiB must fit in this machine's memory.
   const std::size_t memory = physical_memory_bytes();
   if (memory > 0 && 3 * o.probe_mb * 1024 * 1024 > memory)
-    throw std::invalid_argument("--probe-mb " + probe_mb + ": 3 arrays of " + probe_mb +
-                                " MiB do not fit in this machine's " +
-                                std::to_string(memory / (1024 * 1024)) + " MiB of memory");
+    throw UsageError("--probe-mb " + probe_mb + ": 3 arrays of " + probe_mb +
+                     " MiB do not fit in this machine's " + std::to_string(memory / (1024 * 1024)) +
+                     " MiB of memory");
   if (o.dtype != "float32" && o.dtype != "float64")
-    throw std::invalid_argument("--dtype '" + o.dtype + "': use float32 or float64");
+    throw UsageError("--dtype '" + o.dtype + "': use float32 or float64");
   set_num_threads(o.threads);
-  const std::vector<Case> cases = select_cases(o);
+  const std::vector<Case> cases = accepted_cases(select_cases(o));
   return o.dtype == "float32" ? run_bench<float>(o, cases) : run_bench<double>(o, cases);
 }
 

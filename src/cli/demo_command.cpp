@@ -44,8 +44,14 @@ double worst_deviation(const xt::xarray<double>& y, std::size_t slices, SliceOf 
 
 int demo_command(const Args& args) {
   std::string seed_text = "0";
-  po::options_description desc("usage: normlab demo [--seed N]\n\nOptions");
-  desc.add_options()("help,h", "show this help")("seed", po::value(&seed_text),
+  po::options_description desc(
+      "usage: normlab demo [--seed N]\n\n"
+      "Applies every registered norm (default options) to one random input of shape\n"
+      "(N=8, C=8, H=5, W=5) whose samples and channels have different offsets and scales,\n"
+      "and shows over which slices each output has mean 0 and standard deviation 1: per\n"
+      "channel over the batch (batch), per sample (layer), per sample and group (group), ...\n"
+      "Options");
+  desc.add_options()("help,h", "show this help")("seed", po::value(&seed_text)->value_name("N"),
                                                  "random seed, an integer >= 0 (default 0)");
   if (!parse_options(args, desc)) return 0;
   const std::size_t seed =

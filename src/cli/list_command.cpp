@@ -86,8 +86,8 @@ int list_command(const Args& args) {
   hidden.add_options()("what", po::value(&what));
   if (!parse_options(args, desc, &hidden, "what")) return 0;
   if (!what.empty() && what != "norms" && what != "blas")
-    throw std::invalid_argument("list: unknown topic '" + what +
-                                "' (use `list`, `list norms` or `list blas`)");
+    throw UsageError("list: unknown topic '" + what +
+                     "' (use `list`, `list norms` or `list blas`)");
   if (what == "blas") {
     const BlasInfo info = blas_info();
     if (json)
@@ -106,7 +106,7 @@ int list_command(const Args& args) {
       print_norms();
     return 0;
   }
-  if (json) throw std::invalid_argument("list: --json goes with `list norms` or `list blas`");
+  if (json) throw UsageError("list: --json goes with `list norms` or `list blas`");
   std::cout
       << "norms:    none, " << joined(norm_types()) << "\n"
       << "          (as a name, or a spec object such as {\"type\": \"group\", \"groups\": 8};"

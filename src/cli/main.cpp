@@ -4,10 +4,13 @@
 #include <iostream>
 #include <string>
 
+#include <boost/program_options/errors.hpp>
+
 #include "commands.hpp"
 #include "normlab/distributed.hpp"
 #include "normlab/process.hpp"
 #include "normlab/version.hpp"
+#include "parse_options.hpp"
 
 namespace {
 
@@ -34,14 +37,6 @@ const Command kCommands[] = {
      normlab::cli::bench_command},
 };
 
-void print_usage(std::ostream& out) {
-  out << "normlab " << normlab::version << " - normalization layers on one reduction engine\n\n"
-      << "usage: normlab COMMAND [options]   (normlab COMMAND --help for its options)\n\n"
-      << "commands:\n";
-  for (const Command& c : kCommands)
-    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
-}
-
 // An error message as one line of bounded length: line breaks (a quoted
 // value can hold them) become spaces, other control characters '?'.
 std::string one_line(const std::string& message) {
@@ -59,6 +54,37 @@ std::string one_line(const std::string& message) {
   return line;
 }
 
+void print_usage(std::ostream& out) {
+  out << "normlab " << normlab::version << " - normalization layers on one reduction engine\n\n"
+      << "usage: normlab COMMAND [options]\n"
+      << "       normlab help COMMAND   (or normlab COMMAND --help: that command's options)\n\n"
+      << "Commands:\n";
+  for (const Command& c : kCommands)
+    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
+  out << "\nExit status: 0 on success, 1 when a command fails (bad config or file), 2 for a\n"
+      << "usage error (unknown command or option, bad option value), 130 when interrupted.\n";
+}
+
+const Command* find_command(const std::string& name) {
+  for (const Command& c : kCommands)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+int unknown_command(const std::string& name) {
+  std::cerr << "normlab: unknown command '" << one_line(name) << "' (see normlab --help)\n";
+  return 2;
+}
+
+// The general usage and then every command's help, for help2man (the man page).
+void print_all_help() {
+  print_usage(std::cout);
+  for (const Command& c : kCommands) {
+    std::cout << "\n";
+    c.run({"--help"});
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -70,16 +96,28 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string name = argv[1];
-  if (name == "--help" || name == "-h" || name == "help") {
+  if (name == "--help" || name == "-h" || (name == "help" && argc == 2)) {
     print_usage(std::cout);
+    return 0;
+  }
+  if (name == "help") {  // normlab help COMMAND
+    if (argc > 3) {
+      std::cerr << "normlab help: expected one COMMAND (see normlab --help)\n";
+      return 2;
+    }
+    const Command* command = find_command(argv[2]);
+    return command ? command->run({"--help"}) : unknown_command(argv[2]);
+  }
+  if (name == "--help-all") {
+    print_all_help();
     return 0;
   }
   if (name == "--version") {
     std::cout << "normlab " << normlab::version << "\n";
     return 0;
   }
-  for (const Command& c : kCommands) {
-    if (name != c.name) continue;
+  if (const Command* command = find_command(name)) {
+    const Command& c = *command;
     // Under mpirun every rank runs this; `run` spreads its cells over them.
     struct Mpi {
       bool on = false;
@@ -100,6 +138,16 @@ int main(int argc, char** argv) {
               "ranks (run it without mpirun)");
       }
       return c.run(normlab::cli::Args(argv + 2, argv + argc));
+    } catch (const normlab::cli::UsageError& e) {
+      std::cerr << "normlab " << name << ": " << one_line(e.what()) << " (see normlab help " << name
+                << ")\n";
+      if (mpi.on) normlab::abort_mpi(2);
+      return 2;
+    } catch (const boost::program_options::error& e) {
+      std::cerr << "normlab " << name << ": " << one_line(e.what()) << " (see normlab help " << name
+                << ")\n";
+      if (mpi.on) normlab::abort_mpi(2);
+      return 2;
     } catch (const std::bad_alloc&) {  // the checks bound what inputs allocate: a last resort
       std::cerr << "normlab " << name
                 << ": out of memory (this machine could not allocate what the command needs; "
@@ -120,6 +168,5 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::cerr << "normlab: unknown command '" << name << "' (see normlab --help)\n";
-  return 2;
+  return unknown_command(name);
 }

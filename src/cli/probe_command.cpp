@@ -28,18 +28,19 @@ int probe_command(const Args& args) {
       "run, re-trained in-process from RUN_DIR/config.json (CONFIG defaults to that file).\n"
       "Writes DIR/probe.jsonl, probe.csv and probe_config.json. Options");
   desc.add_options()("help,h", "show this help")(
-      "out", po::value(&out),
+      "out", po::value(&out)->value_name("DIR"),
       "output folder (default: the config's \"output\"/probe, or RUN_DIR/probe-CELL)")(
-      "set", po::value(&sets)->composing(), "override a config value, e.g. --set probe.batches=50")(
-      "model-from", po::value(&run_dir), "a finished run's folder")(
-      "cell", po::value(&cell), "the cell of that run to re-train and probe, e.g. batch/B64/seed0");
+      "set", po::value(&sets)->composing()->value_name("KEY=VALUE"),
+      "override a config value, e.g. --set probe.batches=50")(
+      "model-from", po::value(&run_dir)->value_name("RUN_DIR"), "a finished run's folder")(
+      "cell", po::value(&cell)->value_name("ID"),
+      "the cell of that run to re-train and probe, e.g. batch/B64/seed0");
   po::options_description hidden;
   hidden.add_options()("config", po::value(&config_path));
   if (!parse_options(args, desc, &hidden, "config")) return 0;
-  if (run_dir.empty() != cell.empty())
-    throw std::invalid_argument("--model-from and --cell go together");
+  if (run_dir.empty() != cell.empty()) throw UsageError("--model-from and --cell go together");
   if (config_path.empty()) {
-    if (run_dir.empty()) throw std::invalid_argument("missing CONFIG (a JSON file; see configs/)");
+    if (run_dir.empty()) throw UsageError("missing CONFIG (a JSON file; see configs/)");
     config_path = (std::filesystem::path(run_dir) / "config.json").string();
   }
   const ExperimentConfig config = load_config(config_path, sets);

@@ -15,22 +15,24 @@ int report_command(const Args& args) {
   std::vector<std::string> dirs;
   ReportOptions options;
   po::options_description desc(
-      "usage: normlab report DIR [DIR ...] [--out OUT] [--gnuplot PROGRAM]\n\n"
+      "usage: normlab report DIR [DIR ...] [--out OUT] [--gnuplot PROGRAM] [--baseline NORM]\n\n"
       "Figures and tables from run folders (results.jsonl; probe folders inside them are\n"
       "included) and probe folders (probe.jsonl): test error vs batch size, training loss at the\n"
       "smallest and largest batch, batch-statistics error vs batch size and the train/eval gap.\n"
       "Figures are drawn by gnuplot (apt-get install gnuplot-nox) to SVG and PNG; OUT/report.html\n"
       "shows them with the tables (also in report.md). Options");
-  desc.add_options()("help,h", "show this help")("out", po::value(&options.out_dir),
+  desc.add_options()("help,h", "show this help")("out",
+                                                 po::value(&options.out_dir)->value_name("OUT"),
                                                  "output folder (default: the first DIR/report)")(
-      "gnuplot", po::value(&options.gnuplot), "the gnuplot program (default: gnuplot on PATH)")(
-      "baseline", po::value(&options.baseline),
+      "gnuplot", po::value(&options.gnuplot)->value_name("PROGRAM"),
+      "the gnuplot program (default: gnuplot on PATH)")(
+      "baseline", po::value(&options.baseline)->value_name("NORM"),
       "the norm (as its table row reads) that runs with several seeds are compared against, "
       "seed by seed (default: batch, else the first norm)");
   po::options_description hidden;
   hidden.add_options()("dir", po::value(&dirs));
   if (!parse_options(args, desc, &hidden, "dir", -1)) return 0;
-  if (dirs.empty()) throw std::invalid_argument("missing DIR (a run or probe folder)");
+  if (dirs.empty()) throw UsageError("missing DIR (a run or probe folder)");
   if (options.out_dir.empty())
     options.out_dir = (std::filesystem::path(dirs[0]) / "report").string();
   const ReportSummary summary = write_report(dirs, options);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -518,6 +519,28 @@ bool bare_word(const std::string& text) {
   });
 }
 
+// "[batch, group]": a list of bare words or JSON scalars, as --set writes
+// norms without quoting each name; nullopt when `text` is not one.
+std::optional<nlohmann::json> bare_list(const std::string& text, const std::string& label) {
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return std::nullopt;
+  nlohmann::json list = nlohmann::json::array();
+  std::stringstream items(text.substr(1, text.size() - 2));
+  for (std::string item; std::getline(items, item, ',');) {
+    const std::size_t first = item.find_first_not_of(' '), last = item.find_last_not_of(' ');
+    if (first == std::string::npos) return std::nullopt;  // "[a,,b]": not a list of words
+    item = item.substr(first, last - first + 1);
+    try {
+      const nlohmann::json value = parse_json(item, label, 0);
+      if (value.is_structured()) return std::nullopt;
+      list.push_back(value);
+    } catch (const JsonInputError&) {
+      if (!bare_word(item)) return std::nullopt;
+      list.push_back(item);
+    }
+  }
+  return list;
+}
+
 // Levels of lists and objects in `value` (0 for a number); `value` comes
 // from parse_json and --set, so the recursion is bounded by twice kMaxJsonDepth.
 int depth_of(const nlohmann::json& value) {
@@ -542,14 +565,17 @@ void apply_set(nlohmann::json& config, const std::string& assignment) {
     value = parse_json(text, label, 0);
   } catch (const JsonInputError& e) {
     if (e.kind() != JsonInputError::Kind::syntax) throw std::invalid_argument(e.what());
-    if (!bare_word(text)) {
+    if (const std::optional<nlohmann::json> list = bare_list(text, label)) {
+      value = *list;
+    } else if (!bare_word(text)) {
       const std::string why = std::string(e.what()).substr(label.size() + 2);
       throw std::invalid_argument(
           label + ": the value is neither JSON (" + why +
-          ") nor a bare word of letters, digits, spaces and _ - . / (write other strings as "
-          "JSON: --set 'key=\"...\"')");
+          ") nor a bare word of letters, digits, spaces and _ - . / nor a list of them "
+          "([batch, group]) (write other strings as JSON: --set 'key=\"...\"')");
+    } else {
+      value = text;  // a bare word is a string
     }
-    value = text;  // a bare word is a string
   }
   nlohmann::json* node = &config;
   std::stringstream keys(path);

@@ -155,8 +155,10 @@ std::string write_figure(const fs::path& dir, const Figure& figure) {
          gnuplot_string(panel.xlabel) + "\n  set ylabel " + gnuplot_string(panel.ylabel) + "\n";
     if (!panel.log2_ticks.empty()) {
       const auto [lo, hi] = std::minmax_element(panel.log2_ticks.begin(), panel.log2_ticks.end());
-      p += "  set logscale x 2\n  set xrange [" + format_number(double(*lo) / 1.3) + ":" +
-           format_number(double(*hi) * 1.3) + "]\n  set xtics (";
+      // Largest B first, as the tables' columns read (gnuplot reverses a
+      // range given from high to low).
+      p += "  set logscale x 2\n  set xrange [" + format_number(double(*hi) * 1.3) + ":" +
+           format_number(double(*lo) / 1.3) + "]\n  set xtics (";
       for (std::size_t i = 0; i < panel.log2_ticks.size(); ++i)
         p += (i ? ", " : "") + std::to_string(panel.log2_ticks[i]);
       p += ")\n";
@@ -459,13 +461,36 @@ std::string markdown_to_html(const std::string& markdown) {
 
 // ---- the report ------------------------------------------------------------
 
+// The HTML placeholder of a drawn figure, replaced by its SVG (inline_figures).
+std::string figure_placeholder(const std::string& name) {
+  return "<!-- normlab figure " + name + " -->";
+}
+
 // The report as Markdown and HTML, built side by side.
 struct Document {
   std::string markdown, html;
+  // Level-2 headings, for the contents list (contents()).
+  std::vector<std::string> sections;
   void heading(int level, const std::string& text) {
+    std::string id;
+    if (level == 2) {
+      sections.push_back(text);
+      id = " id=\"section-" + std::to_string(sections.size()) + "\"";
+    }
     markdown += std::string(std::size_t(level), '#') + " " + text + "\n\n";
-    html += "<h" + std::to_string(level) + ">" + html_escape(text) + "</h" + std::to_string(level) +
-            ">\n";
+    html += "<h" + std::to_string(level) + id + ">" + html_escape(text) + "</h" +
+            std::to_string(level) + ">\n";
+  }
+  // The contents list, Markdown and HTML, of the sections so far.
+  std::pair<std::string, std::string> contents() const {
+    if (sections.size() < 2) return {};
+    std::string md = "Contents:\n\n", list = "<nav><p class=\"caption\">Contents</p><ol>\n";
+    for (std::size_t i = 0; i < sections.size(); ++i) {
+      md += std::to_string(i + 1) + ". " + sections[i] + "\n";
+      list += "<li><a href=\"#section-" + std::to_string(i + 1) + "\">" + html_escape(sections[i]) +
+              "</a></li>\n";
+    }
+    return {md + "\n", list + "</ol></nav>\n"};
   }
   void paragraph(const std::string& text) {
     markdown += text + "\n\n";
@@ -482,9 +507,9 @@ struct Document {
         "<a href=\"" + name + ".gp\">gnuplot script</a>, <a href=\"" + name + ".dat\">data</a>";
     if (images) {
       markdown += "![" + caption + "](" + name + ".png)\n\n";
-      html += "<figure><a href=\"" + name + ".png\"><img src=\"" + name + ".svg\" alt=\"" +
-              html_escape(caption) + "\"></a><figcaption>" + html_escape(caption) + " (<a href=\"" +
-              name + ".png\">PNG</a>, " + files + ")</figcaption></figure>\n";
+      html += "<figure>" + figure_placeholder(name) + "<figcaption>" + html_escape(caption) +
+              " (<a href=\"" + name + ".png\">PNG</a>, <a href=\"" + name + ".svg\">SVG</a>, " +
+              files + ")</figcaption></figure>\n";
     } else {
       markdown += "*Figure not drawn: " + caption + " (`gnuplot " + name + ".gp`)*\n\n";
       html += "<p>Figure not drawn: " + html_escape(caption) + " (" + files + ")</p>\n";
@@ -924,9 +949,32 @@ const char* const kStyle =
     "body{font-family:sans-serif;max-width:1350px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:"
     "3px 8px}th{background:#f0f0f0}td.num,th.num{text-align:right;font-variant-numeric:"
-    "tabular-nums}figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}"
+    "tabular-nums;white-space:nowrap}figure{margin:1em 0}figure svg{max-width:100%;height:auto;"
+    "border:1px solid #ddd}nav ol{columns:2}"
     ".caption{font-weight:bold;margin-bottom:0}.warning{background:#fff3cd;padding:0.7em;"
     "border:1px solid #e0c36a}";
+
+// `html` with each figure's placeholder replaced by its drawn SVG (from
+// `dir`), so that report.html shows every figure without its side files. The
+// XML prolog and DOCTYPE go (not allowed inside HTML); the style scales the
+// figure to the page by its viewBox.
+std::string inline_figures(std::string html, const fs::path& dir,
+                           const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    const std::string placeholder = figure_placeholder(name);
+    const std::size_t at = html.find(placeholder);
+    if (at == std::string::npos) continue;
+    const fs::path path = dir / (name + ".svg");
+    std::ifstream in(path, std::ios::binary);
+    std::string svg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::size_t start = svg.find("<svg");
+    if (!in || start == std::string::npos)
+      throw std::runtime_error(path.string() + ": gnuplot wrote no SVG to inline");
+    svg.erase(0, start);
+    html.replace(at, placeholder.size(), svg);
+  }
+  return html;
+}
 
 }  // namespace
 
@@ -968,8 +1016,13 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
     report_run(run, unique_name(run.config.value("name", std::string("run"))), options, doc,
                figures);
   for (const Probe& probe : probes) report_probe(probe, unique_name(probe.name), doc, figures);
+  // The contents list goes under the title.
+  const auto [contents_md, contents_html] = doc.contents();
+  doc.markdown.insert(doc.markdown.find("\n\n") + 2, contents_md);
+  doc.html.insert(doc.html.find("</h1>\n") + 6, contents_html);
 
   ReportSummary summary;
+  std::vector<std::string> drawn;  // figure names
   staged.run([&] {
     for (const Figure& figure : figures) {
       const std::string script = write_figure(out, figure);
@@ -989,13 +1042,16 @@ ReportSummary write_report(const std::vector<std::string>& dirs, const ReportOpt
       std::error_code ec;
       fs::remove(log, ec);
       summary.figures.push_back((shown / (figure.name + ".png")).string());
+      drawn.push_back(figure.name);
     }
     summary.plotted = !gnuplot.empty();
     write_file(out / "report.md", doc.markdown);
     write_file(out / "report.html",
                "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>normlab report</title>"
                "<style>" +
-                   std::string(kStyle) + "</style></head><body>\n" + doc.html + "</body></html>\n");
+                   std::string(kStyle) + "</style></head><body>\n" +
+                   (gnuplot.empty() ? doc.html : inline_figures(doc.html, out, drawn)) +
+                   "</body></html>\n");
   });
   staged.commit();
   summary.html = (shown / "report.html").string();

@@ -31,30 +31,88 @@ nlohmann::json result_relevant(nlohmann::json config) {
   return config;
 }
 
-std::string to_csv(const std::vector<nlohmann::json>& records, std::size_t epochs) {
-  std::vector<std::string> columns = {"cell",
-                                      "model",
-                                      "norm",
-                                      "batch_size",
-                                      "seed",
-                                      "lr",
-                                      "test_error",
-                                      "test_accuracy",
-                                      "test_accuracy_batch_stats",
-                                      "test_accuracy_precise_bn",
-                                      "diverged",
-                                      "train_seconds",
-                                      "train_images_per_second",
-                                      "wall_seconds"};
+// A record's number times 100 (errors are percentages in every table and
+// CSV), null when it has none.
+nlohmann::json percent(const nlohmann::json& value) {
+  return value.is_number() ? nlohmann::json(100 * value.get<double>()) : nlohmann::json();
+}
+nlohmann::json error_percent(const nlohmann::json& accuracy) {
+  return accuracy.is_number() ? nlohmann::json(100 * (1 - accuracy.get<double>()))
+                              : nlohmann::json();
+}
+
+// The norm without the " R=2" that records add to name a table's row: the
+// ranks have their own column.
+std::string norm_without_ranks(const nlohmann::json& record) {
+  std::string norm = record["norm"].get<std::string>();
+  const std::string suffix = " R=" + std::to_string(record.value("ranks", std::size_t(1)));
+  if (norm.size() > suffix.size() &&
+      norm.compare(norm.size() - suffix.size(), suffix.size(), suffix) == 0)
+    norm.resize(norm.size() - suffix.size());
+  return norm;
+}
+
+// One row per cell (docs/experiments.md lists the columns).
+std::string to_csv(const std::vector<nlohmann::json>& records) {
+  const char* const columns[] = {"cell",
+                                 "model",
+                                 "norm",
+                                 "ranks",
+                                 "batch_size",
+                                 "global_batch_size",
+                                 "seed",
+                                 "lr",
+                                 "test_error_percent",
+                                 "test_error_batch_stats_percent",
+                                 "test_error_precise_bn_percent",
+                                 "diverged",
+                                 "train_seconds",
+                                 "train_images_per_second",
+                                 "communication_share",
+                                 "wall_seconds"};
   std::string text;
-  for (const auto& c : columns) text += c + ",";
-  for (std::size_t e = 1; e <= epochs; ++e) text += "train_loss_epoch" + std::to_string(e) + ",";
+  for (const char* c : columns) text += std::string(c) + ",";
   text.back() = '\n';
   for (const auto& r : records) {
-    for (const auto& c : columns) text += csv_field(r.value(c, nlohmann::json())) + ",";
-    for (std::size_t e = 0; e < epochs; ++e)
-      text += (e < r["train_loss"].size() ? r["train_loss"][e].dump() : std::string()) + ",";
+    const std::size_t ranks = r.value("ranks", std::size_t(1));
+    const nlohmann::json row = {
+        {"norm", norm_without_ranks(r)},
+        {"ranks", ranks},
+        {"global_batch_size",
+         r.value("global_batch_size", ranks * r["batch_size"].get<std::size_t>())},
+        {"test_error_percent", percent(r["test_error"])},
+        {"test_error_batch_stats_percent",
+         error_percent(r.value("test_accuracy_batch_stats", nlohmann::json()))},
+        {"test_error_precise_bn_percent",
+         error_percent(r.value("test_accuracy_precise_bn", nlohmann::json()))},
+        // A share of the training time (0 to 1); none in one process.
+        {"communication_share", r.value("communication_share", nlohmann::json())}};
+    for (const char* c : columns)
+      text += csv_field(row.contains(c) ? row[c] : r.value(c, nlohmann::json())) + ",";
     text.back() = '\n';
+  }
+  return text;
+}
+
+// The loss curves in long format, one row per point: the 1-based epoch, the
+// step within it at the end of the window the loss is the mean of, the loss.
+// Records without a curve (older runs) have no rows.
+std::string loss_curve_csv(const std::vector<nlohmann::json>& records) {
+  std::string text = "cell,epoch,step,loss\n";
+  for (const auto& r : records) {
+    const nlohmann::json curve = r.value("loss_curve", nlohmann::json());
+    if (!curve.is_object()) continue;
+    const double steps = r.value("steps_per_epoch", 0.0);
+    const std::string cell = csv_field(r["cell"]);
+    for (std::size_t i = 0; i < curve["epoch"].size(); ++i) {
+      // curve epochs are fractional: epoch e + step / steps_per_epoch
+      const double at = curve["epoch"][i].get<double>();
+      const double epoch = std::max(1.0, std::ceil(at - 1e-9));
+      const nlohmann::json step =
+          steps > 0 ? nlohmann::json(std::llround((at - (epoch - 1)) * steps)) : nlohmann::json();
+      text += cell + "," + std::to_string(std::llround(epoch)) + "," + csv_field(step) + "," +
+              curve["loss"][i].dump() + "\n";
+    }
   }
   return text;
 }
@@ -297,7 +355,8 @@ void ResultsStore::open_folder(bool fresh) {
   const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
   if (fresh) {
     for (const char* name :
-         {"config.json", "results.jsonl", "results.csv", "table.md", "search.jsonl"})
+         {"config.json", "results.jsonl", "results.csv", "loss_curve.csv", "table.md",
+          "search.jsonl"})
       fs::remove(dir_ / name, ec);
   }
   const bool started_before = fs::exists(fs::symlink_status(config_path));
@@ -344,6 +403,8 @@ void ResultsStore::open_folder(bool fresh) {
     }
     replace_file(search_path, kept);
   }
+  // Summaries in this version's format, also when no cell is left to run.
+  if (!records_.empty()) rewrite_summaries();
   if (!started_before) {
     replace_file(config_path, config_.dump(2) + "\n");
     wrote_config_ = true;
@@ -390,12 +451,8 @@ void ResultsStore::rewrite_summaries() const {
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
     return a["index"].template get<std::size_t>() < b["index"].template get<std::size_t>();
   });
-  // A budget in steps or images has no fixed number of epochs: as many loss
-  // columns as the longest record has.
-  std::size_t epochs = config_.value("epochs", std::size_t(0));
-  if (!config_.contains("epochs"))
-    for (const auto& r : sorted) epochs = std::max(epochs, r["train_loss"].size());
-  replace_file(dir_ / "results.csv", to_csv(sorted, epochs));
+  replace_file(dir_ / "results.csv", to_csv(sorted));
+  replace_file(dir_ / "loss_curve.csv", loss_curve_csv(sorted));
   replace_file(dir_ / "table.md", error_table(config_, sorted));
 }
 
@@ -559,7 +616,11 @@ ResultGrid result_grid(const std::vector<std::size_t>& batch_sizes,
                        const std::vector<nlohmann::json>& records,
                        const std::function<std::optional<double>(const nlohmann::json&)>& value) {
   ResultGrid grid;
+  // Largest B first in every table (and figure): the order the configs list them.
   grid.batch_sizes = batch_sizes;
+  std::sort(grid.batch_sizes.begin(), grid.batch_sizes.end(), std::greater<>());
+  grid.batch_sizes.erase(std::unique(grid.batch_sizes.begin(), grid.batch_sizes.end()),
+                         grid.batch_sizes.end());
   for (const auto& r : records) {
     const std::string norm = r["norm"].get<std::string>();
     if (std::find(grid.norms.begin(), grid.norms.end(), norm) == grid.norms.end())

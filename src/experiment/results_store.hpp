@@ -1,7 +1,7 @@
 // An experiment's output folder: config.json (what it was started with),
 // results.jsonl (one record per finished cell, appended and flushed),
-// results.csv and table.md (rewritten from the records), and with a
-// learning-rate search search.jsonl (one record per finished search run).
+// results.csv, loss_curve.csv and table.md (rewritten from the records), and
+// with a learning-rate search search.jsonl (one record per finished search run).
 #pragma once
 
 #include <cstdint>
@@ -127,8 +127,8 @@ struct GridCell {
   std::string text(const char* format) const;
 };
 struct ResultGrid {
-  std::vector<std::string> norms;  // in order of first appearance
-  std::vector<std::size_t> batch_sizes;
+  std::vector<std::string> norms;        // in order of first appearance
+  std::vector<std::size_t> batch_sizes;  // largest first
   std::map<std::pair<std::string, std::size_t>, GridCell> cells;
   const GridCell& at(const std::string& norm, std::size_t batch_size) const;
   std::size_t most_seeds() const;  // the largest number of values in a cell

@@ -10,6 +10,7 @@
 #include <exception>
 #include <iostream>
 #include <mutex>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <thread>
@@ -36,13 +37,13 @@ struct RecordContext {
   }
 };
 
-std::size_t images_of(const ExperimentConfig& config, const Cell& cell, std::size_t train_size) {
+// Optimizer steps of a cell over its whole budget.
+std::size_t budget_steps(const ExperimentConfig& config, const Cell& cell, std::size_t train_size) {
   const std::size_t global = cell.batch_size * cell.ranks;
-  return config.budget.steps(train_size / global, global) * global;
+  return config.budget.steps(train_size / global, global);
 }
 
-void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const Cell& cell,
-                 std::size_t train_size, const nlohmann::json& record) {
+void report_done(ProgressPrinter& printer, const Cell& cell, const nlohmann::json& record) {
   char outcome[128];
   if (record["diverged"].get<bool>())
     std::snprintf(outcome, sizeof outcome, "diverged");
@@ -58,7 +59,7 @@ void report_done(ProgressPrinter& printer, const ExperimentConfig& config, const
     std::snprintf(outcome, sizeof outcome, "test error %.2f%%, %.0f images/s",
                   100 * record["test_error"].get<double>(),
                   record["train_images_per_second"].get<double>());
-  printer.cell_done(cell.index + 1, cell, images_of(config, cell, train_size), outcome);
+  printer.cell_done(cell, record.value("wall_seconds", 0.0), outcome);
 }
 
 // The cells to train: not skipped and not finished in the store.
@@ -81,15 +82,20 @@ std::vector<Cell> pending_cells(const std::vector<Cell>& cells, const ResultsSto
   return pending;
 }
 
-std::size_t total_images(const ExperimentConfig& config, const std::vector<Cell>& pending,
-                         std::size_t train_size) {
-  std::size_t total = 0;
-  for (const Cell& cell : pending) total += images_of(config, cell, train_size);
-  return total;
+// Steps of each cell of `pending` over its budget, for the progress line's ETA.
+std::vector<std::size_t> budget_steps(const ExperimentConfig& config,
+                                      const std::vector<Cell>& pending, std::size_t train_size) {
+  std::vector<std::size_t> steps;
+  for (const Cell& cell : pending) steps.push_back(budget_steps(config, cell, train_size));
+  return steps;
 }
 
 // At the end of every run, pending cells or not: results.csv and table.md
 // follow results.jsonl even when a fault left them behind.
+
+// Thrown from a cell's progress update once RunOptions::stop is set.
+struct StopRequested {};
+
 void print_table(const ExperimentConfig& config, const ResultsStore& store) {
   store.rewrite_summaries();
   std::cout << "test error (%) by norm x batch size, " << config.model << ", " << config.name
@@ -146,20 +152,26 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
     if (validation.size() > 0) sizes["validation_size"] = validation.size();
     const RecordContext context{sizes, environment_info(config.workers, config.threads_per_cell),
                                 config.resolved};
-    ProgressPrinter printer(cells.size(), total_images(config, pending, train.size()));
+    const std::size_t parallel = std::min(config.workers, pending.size());
+    ProgressPrinter printer(cells.size(), pending, budget_steps(config, pending, train.size()),
+                            parallel);
+    auto stopped = [&] { return options.stop && options.stop->load(); };
     std::mutex selecting;  // one worker at a time completes a searched cell
 
     std::atomic<std::size_t> next{0};
     std::exception_ptr failure;
     std::mutex failure_mutex;
     auto worker = [&] {
-      for (std::size_t i; (i = next++) < pending.size();) {
+      for (std::size_t i; (i = next++) < pending.size() && !stopped();) {
         const Cell& cell = pending[i];
         try {
           nlohmann::json record = train_cell(
               config, cell, train, test,
-              [&](const CellProgress& p) { printer.update(cell.index + 1, cell, p); }, nullptr,
-              &validation,
+              [&](const CellProgress& p) {
+                if (stopped()) throw StopRequested{};
+                printer.update(cell, p);
+              },
+              nullptr, &validation,
               [&](Model<float>& model) { save_cell_weights(store.dir(), config, cell, model); });
           context.complete(record, cell);
           if (cell.search_run) {
@@ -171,7 +183,9 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
           } else {
             store.append(record);
           }
-          report_done(printer, config, cell, train.size(), record);
+          report_done(printer, cell, record);
+        } catch (const StopRequested&) {
+          next = pending.size();
         } catch (...) {
           std::lock_guard<std::mutex> lock(failure_mutex);
           if (!failure) failure = std::current_exception();
@@ -180,10 +194,13 @@ void run_in_process(const ExperimentConfig& config, const RunOptions& options) {
       }
     };
     std::vector<std::thread> threads;
-    for (std::size_t w = 0; w < std::min(config.workers, pending.size()); ++w)
-      threads.emplace_back(worker);
+    for (std::size_t w = 0; w < parallel; ++w) threads.emplace_back(worker);
     for (auto& t : threads) t.join();
     if (failure) std::rethrow_exception(failure);
+    if (stopped()) {
+      printer.finish_line();
+      throw RunInterrupted(store.records().size(), store.dir().string());
+    }
   }
   print_table(config, store);
 }
@@ -202,16 +219,13 @@ enum Tag : int {
 class Dispatcher {
  public:
   Dispatcher(Communicator& world, std::deque<std::size_t> queue, int other_leaders,
-             ResultsStore& store, ProgressPrinter& printer, const ExperimentConfig& config,
-             const std::vector<Cell>& cells, std::size_t train_size)
+             ResultsStore& store, ProgressPrinter& printer, const std::vector<Cell>& cells)
       : world_(world),
         queue_(std::move(queue)),
         leaders_waiting_(other_leaders),
         store_(store),
         printer_(printer),
-        config_(config),
-        cells_(cells),
-        train_size_(train_size) {}
+        cells_(cells) {}
 
   // Rank 0's own next cell (-1: none), after answering whatever has arrived.
   long long next_for_self() {
@@ -231,8 +245,7 @@ class Dispatcher {
       } else if (m->tag == kRecord) {
         const nlohmann::json record = nlohmann::json::parse(m->bytes);
         store_.append(record);
-        report_done(printer_, config_, cells_.at(record["index"].get<std::size_t>()), train_size_,
-                    record);
+        report_done(printer_, cells_.at(record["index"].get<std::size_t>()), record);
         --out_;
       } else {
         throw std::logic_error("rank 0 got an unexpected message (tag " + std::to_string(m->tag) +
@@ -259,9 +272,7 @@ class Dispatcher {
   int out_ = 0;  // cells handed to other leaders whose records have not come back
   ResultsStore& store_;
   ProgressPrinter& printer_;
-  const ExperimentConfig& config_;
   const std::vector<Cell>& cells_;
-  std::size_t train_size_;
 };
 
 // Every rank trains what rank 0 records: ranks started with other --set
@@ -329,7 +340,13 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
     std::vector<Cell> pending_list;
     for (std::size_t i : pending) pending_list.push_back(cells[i]);
     std::optional<ProgressPrinter> printer;
-    if (rank == 0) printer.emplace(cells.size(), total_images(config, pending_list, train.size()));
+    // Each phase runs ranks / R cells at a time: counted for the largest R.
+    const std::size_t parallel =
+        std::size_t(ranks) /
+        *std::max_element(config.ranks_per_cell.begin(), config.ranks_per_cell.end());
+    if (rank == 0)
+      printer.emplace(cells.size(), pending_list,
+                      budget_steps(config, pending_list, train.size()), parallel);
 
     for (std::size_t group_size : config.ranks_per_cell) {
       // Groups of consecutive ranks; rank 0 leads the first.
@@ -341,8 +358,7 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
         std::deque<std::size_t> queue;
         for (const Cell& cell : pending_list)
           if (cell.ranks == group_size) queue.push_back(cell.index);
-        dispatcher.emplace(*world, std::move(queue), ranks / size - 1, *store, *printer, config,
-                           cells, train.size());
+        dispatcher.emplace(*world, std::move(queue), ranks / size - 1, *store, *printer, cells);
       }
       for (;;) {
         std::string assigned;
@@ -361,7 +377,7 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
         ProgressFn progress;
         if (rank == 0)
           progress = [&](const CellProgress& p) {
-            printer->update(cell.index + 1, cell, p);
+            printer->update(cell, p);
             dispatcher->serve(false);  // other leaders wait for rank 0 between steps
           };
         // The group's leader saves the weights (the same on every rank).
@@ -374,7 +390,7 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
         context.complete(record, cell);
         if (rank == 0) {
           store->append(record);
-          report_done(*printer, config, cell, train.size(), record);
+          report_done(*printer, cell, record);
         } else {
           world->send(0, kRecord, record.dump());
         }
@@ -391,13 +407,16 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
 void run_experiment(const ExperimentConfig& config, const RunOptions& options) {
   const std::shared_ptr<Communicator> world = world_communicator();
   const int ranks = world->size();
+  // The smallest world every ranks_per_cell value divides: their least common multiple.
+  std::size_t smallest = 1;
+  for (std::size_t r : config.ranks_per_cell) smallest = std::lcm(smallest, r);
   for (std::size_t r : config.ranks_per_cell)
     if (ranks % int(r) != 0)
       throw std::invalid_argument(
           "distributed.ranks_per_cell " + std::to_string(r) + " needs a number of MPI ranks " +
-          "that it divides, got " + std::to_string(ranks) +
-          (ranks == 1 ? " (run under mpirun -np " + std::to_string(r) + " or a multiple)"
-                      : " (mpirun -np N with N a multiple of every ranks_per_cell)"));
+          "that it divides, got " + std::to_string(ranks) + " (run under mpirun -np " +
+          std::to_string(smallest) + (smallest > 1 ? " or a multiple of it" : "") +
+          ": the smallest number of ranks every ranks_per_cell value divides)");
   if (ranks > 1 && !config.optimizer.lr_multipliers.empty())
     throw std::invalid_argument(
         "optimizer.lr_multipliers: the learning-rate search runs in one process (not under "
