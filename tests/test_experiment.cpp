@@ -170,8 +170,12 @@ TEST_CASE("config: norms, models and datasets that do not exist or do not fit") 
                  {"norms[1]:", "instance", "mlp2", "cnn3"});
   // ... but instance norm fits cnn3.
   CHECK_NOTHROW(parse_config(with(with(tiny_config(), "/norms/1", "instance"), "/model", "cnn3")));
-  check_mentions(config_error(with(tiny_config(), "/model", "resnet50")),
-                 {"model: unknown model 'resnet50'", "cnn3", "mlp2"});
+  check_mentions(config_error(with(tiny_config(), "/model", "vgg16")),
+                 {"model: unknown model 'vgg16'", "cnn3", "mlp2", "resnet20"});
+  check_mentions(config_error(with(tiny_config(), "/model", "resnet10")),
+                 {"model: model 'resnet10'", "6n + 2"});
+  CHECK_NOTHROW(parse_config(
+      with(with(tiny_config(), "/model", "resnet8_w4"), "/activation_layout", "nhwc")));
   check_mentions(config_error(with(tiny_config(), "/dataset/type", "cifar10")),
                  {"dataset.type: unknown dataset 'cifar10'", "synthetic"});
   check_mentions(config_error(without(tiny_config(), "/dataset/type")), {"dataset.type: missing"});

@@ -463,5 +463,5 @@ TEST_CASE("build_model errors name the model, the norm and the key") {
                  }),
                  {"none", "no other keys"});
   check_mentions(error_of<E>([&] { build_model<double>("cnn3", "batch"); }), {"type"});
-  CHECK(model_names() == std::vector<std::string>{"cnn3", "mlp2"});
+  CHECK(model_names() == std::vector<std::string>{"cnn3", "mlp2", "resnet8", "resnet20"});
 }

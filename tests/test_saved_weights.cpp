@@ -132,13 +132,15 @@ TEST_CASE("saved weights: a corrupt or mismatched weight file is an error naming
   const Cell cell = cell_with({{"type", "batch"}});
   Model<float> model = trained_model(config, cell);
   const fs::path folder = cell_folder(dir.path(), cell.id());
-  auto load_error = [&](const ExperimentConfig& c = {}) {
+  // The error of loading the cell's weights into a fresh model, for the run `run`.
+  auto load_error_for = [&](const ExperimentConfig& run) {
     Model<float> fresh = build_model<float>(config.model, cell.norm);
-    const std::string message = error_of<std::runtime_error>(
-        [&] { load_cell_weights(dir.path(), c.model.empty() ? config : c, cell, fresh); });
+    const std::string message =
+        error_of<std::runtime_error>([&] { load_cell_weights(dir.path(), run, cell, fresh); });
     CHECK(message.find('\n') == std::string::npos);  // one line
     return message;
   };
+  auto load_error = [&] { return load_error_for(config); };
   auto fresh_save = [&] { save_cell_weights(dir.path(), config, cell, model); };
 
   fresh_save();
@@ -185,7 +187,8 @@ TEST_CASE("saved weights: a corrupt or mismatched weight file is an error naming
   fresh_save();  // a run of another model
   json c = tiny_run_config("unused");
   c["model"] = "resnet14_w4";
-  check_mentions(load_error(parse_config(c)), {index, "\"model\"", "resnet8_w4", "resnet14_w4"});
+  check_mentions(load_error_for(parse_config(c)),
+                 {index, "\"model\"", "resnet8_w4", "resnet14_w4"});
 }
 
 TEST_CASE("saved weights: probe --model-from with a damaged file fails in one line naming it") {

@@ -259,7 +259,8 @@ std::optional<ResNetSize> resnet_size(const std::string& name) {
   if (!ok)
     throw std::invalid_argument("unknown model '" + name +
                                 "': a ResNet is resnetD or resnetD_wW, D the depth (6n + 2: 8, "
-                                "14, 20, ...) and W the width of the first stage (default 16)");
+                                "14, 20, ...) and W the width of the first stage (default 16); " +
+                                kModelChoices);
   if (size.depth < 8 || (size.depth - 2) % 6 != 0)
     throw std::invalid_argument("model '" + name + "': the depth of a ResNet is 6n + 2 (8, 14, " +
                                 "20, 26, 32, ...), got " + std::to_string(size.depth));
