@@ -290,8 +290,8 @@ TEST_CASE("budget in steps: the last epoch is cut short, the loss curve and reco
   CHECK(r["train_loss"].size() == 2);
   CHECK(r["loss_curve"]["epoch"].back().get<double>() == doctest::Approx(1.5));
   CHECK_FALSE(r.contains("validation_error"));
-  // The CSV has a loss column per epoch begun.
-  CHECK(read_file(dir / "run/results.csv").find("train_loss_epoch2") != std::string::npos);
+  // The long-format loss curve has rows of the second, cut epoch.
+  CHECK(read_file(dir / "run/loss_curve.csv").find(",2,") != std::string::npos);
 
   // The same run in images: 12 batches of 32.
   json images = config;

@@ -296,8 +296,8 @@ TEST_CASE("to_json round trip: make_norm(norm->to_json()) gives the same spec") 
 }
 
 TEST_CASE("norm_types lists every type") {
-  CHECK(norm_types() == std::vector<std::string>{
-                            "batch", "batch_renorm", "dyt", "evonorm_s0", "frn", "ghost", "group",
-                            "instance", "layer", "mabn", "mean_only_batch", "rms", "switchable",
-                            "sync_batch", "weight", "weight_centering"});
+  CHECK(norm_types() == std::vector<std::string>{"batch", "batch_renorm", "dyt", "evonorm_s0",
+                                                 "frn", "ghost", "group", "instance", "layer",
+                                                 "mabn", "mean_only_batch", "rms", "switchable",
+                                                 "sync_batch", "weight", "weight_centering"});
 }

@@ -259,8 +259,8 @@ void check_learning_rates(const OptimizerConfig& o, const std::vector<std::size_
           if (!std::isfinite(rate) || !(rate > 0))
             throw std::invalid_argument(
                 "optimizer.lr: the learning rate at batch size " + std::to_string(b * r) +
-                (multipliers.size() > 1 ? " and multiplier " + format_number(m) : "") +
-                " after " + std::to_string(k) + " drops is " + format_number(rate) +
+                (multipliers.size() > 1 ? " and multiplier " + format_number(m) : "") + " after " +
+                std::to_string(k) + " drops is " + format_number(rate) +
                 " (lr * B / base_batch after the drops must be a positive finite number)");
         }
 }

@@ -125,17 +125,20 @@ void check_model_fits_data(const ExperimentConfig& config) {
     xt::xarray<float> x =
         xt::zeros<float>({std::size_t(2), std::size_t(1), shape.rows, shape.cols});
     double floats_per_sample = double(x.size()) / 2;
+    // Each layer's output stays where the layer keeps it: a residual fork
+    // reads its input again at the join, so nothing is overwritten in between.
+    const xt::xarray<float>* h = &x;
     try {
       for (std::size_t layer = 0; layer < model.size(); ++layer) {
-        x = model.forward_range(x, Mode::eval, layer, layer + 1);
-        floats_per_sample += double(x.size()) / 2;
+        h = &model.forward_range(*h, Mode::eval, layer, layer + 1);
+        floats_per_sample += double(h->size()) / 2;
       }
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(path + ": " + e.what() + " (" + config.model + " on the " +
                                   std::to_string(shape.rows) + "x" + std::to_string(shape.cols) +
                                   " images of the dataset)");
     }
-    const std::size_t outputs = x.shape().back();
+    const std::size_t outputs = h->shape().back();
     if (shape.classes > outputs)
       throw std::invalid_argument(
           std::string(config.dataset.type == "synthetic" ? "dataset.classes: "

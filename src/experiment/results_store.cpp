@@ -354,9 +354,8 @@ void ResultsStore::open_folder(bool fresh) {
   std::error_code ec;
   const fs::path config_path = dir_ / "config.json", results_path = dir_ / "results.jsonl";
   if (fresh) {
-    for (const char* name :
-         {"config.json", "results.jsonl", "results.csv", "loss_curve.csv", "table.md",
-          "search.jsonl"})
+    for (const char* name : {"config.json", "results.jsonl", "results.csv", "loss_curve.csv",
+                             "table.md", "search.jsonl"})
       fs::remove(dir_ / name, ec);
   }
   const bool started_before = fs::exists(fs::symlink_status(config_path));

@@ -345,8 +345,8 @@ void run_over_ranks(const ExperimentConfig& config, const RunOptions& options,
         std::size_t(ranks) /
         *std::max_element(config.ranks_per_cell.begin(), config.ranks_per_cell.end());
     if (rank == 0)
-      printer.emplace(cells.size(), pending_list,
-                      budget_steps(config, pending_list, train.size()), parallel);
+      printer.emplace(cells.size(), pending_list, budget_steps(config, pending_list, train.size()),
+                      parallel);
 
     for (std::size_t group_size : config.ranks_per_cell) {
       // Groups of consecutive ranks; rank 0 leads the first.

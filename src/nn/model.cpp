@@ -122,11 +122,11 @@ void check_norm_layout(const nlohmann::json& spec, const std::string& architectu
                                 "it, or a norm with a \"layout\" option (normlab list norms)");
 }
 
-// A weight-normalized layer builds layer_weight_norm_spec(); an option that
+// A reparameterized layer builds layer_weight_norm_spec(type); an option that
 // asks for something else would be accepted and ignored, so it is refused.
 void check_weight_norm_options(const nlohmann::json& norm_spec, const std::string& architecture) {
   const nlohmann::json given = resolve_spec(norm_spec),
-                       built = resolve_spec(layer_weight_norm_spec());
+                       built = resolve_spec(layer_weight_norm_spec(given["type"]));
   for (const auto& [key, value] : given.items())
     if (!built.contains(key) || built[key] != value)
       throw std::invalid_argument(
@@ -148,7 +148,9 @@ NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architect
   }
   // Rejects unknown types and keys early, naming them.
   NormPlan plan{norm_spec, norm_traits(norm_spec), architecture, layout};
-  if (plan.weight_norm()) check_weight_norm_options(norm_spec, architecture);
+  // A norm that is the weight's own reparameterization (not one that asks for
+  // another in front of it, as mabn does) is built with the layer's spec.
+  if (plan.traits.reparameterizes_weight) check_weight_norm_options(norm_spec, architecture);
   return plan;
 }
 
