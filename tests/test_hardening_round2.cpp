@@ -357,7 +357,8 @@ TEST_CASE(
   };
   for (const auto& [set, phrase] : cases)
     for (const char* command : {"validate", "run"}) {
-      INFO(command << " " << set);
+      const std::string shown = set;  // a copy: INFO captures, and clang cannot capture bindings
+      INFO(command << " " << shown);
       std::vector<std::string> args = {command, dir / "tiny.json", "--set", set};
       if (command == std::string("run")) args.insert(args.end(), {"--out", dir / "out"});
       check_refused(run_cli(dir, args), command, {phrase});
@@ -395,7 +396,8 @@ TEST_CASE(
   };
   for (const auto& [sets, phrases] : cases)
     for (const char* command : {"validate", "run"}) {
-      INFO(command << " " << sets[0]);
+      const std::string shown = sets[0];  // a copy: INFO captures, and bindings cannot be
+      INFO(command << " " << shown);
       std::vector<std::string> args = {command, dir / "tiny.json", "--set", "batch_sizes=[16]"};
       for (const std::string& set : sets) args.insert(args.end(), {"--set", set});
       if (command == std::string("run")) args.insert(args.end(), {"--out", dir / "out"});

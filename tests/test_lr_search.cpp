@@ -198,7 +198,8 @@ TEST_CASE(
 
   int distinct_choices = 0;
   for (const auto& [id, r] : records) {
-    INFO("cell " << id);
+    const std::string cell_id = id;  // a copy: INFO captures, and clang cannot capture bindings
+    INFO("cell " << cell_id);
     CHECK(r["steps"] == 120);  // the same number of updates at B=32 and B=4
     CHECK(r["budget"] == "120 steps");
     REQUIRE(r["lr_search"].size() == multipliers);

@@ -132,7 +132,8 @@ TEST_CASE("switchable: with all weight on one statistic it is instance, layer or
       {1, {{"type", "layer"}, {"channel_affine", true}}},
       {2, {{"type", "batch"}}}};
   for (const auto& [k, spec] : kinds) {
-    CAPTURE(spec.dump());
+    const std::string spec_text = spec.dump();  // CAPTURE cannot capture a binding (clang)
+    CAPTURE(spec_text);
     Array logits = xt::zeros<double>({std::size_t{3}});
     logits(k) = 60.0;  // softmax puts all but e^-60 of the weight on k
     auto sn = make_norm<double>({{"type", "switchable"}}, 4);

@@ -10,7 +10,7 @@
 # build has (HAVE_MPI, HAVE_ONEDNN): the check can see them.
 # Usage: cmake -DBUILD_DIR=<normlab build> -DWORK_DIR=<scratch> [-DGENERATOR=..]
 #              [-DCXX_COMPILER=..] [-DHAVE_MPI=ON -DHAVE_ONEDNN=ON]
-#              [-DPYTHON=.. -DPYTHON_INSTALL_DIR=..] -P run_consumer_test.cmake
+#              [-DPYTHON=.. -DPYTHON_INSTALL_DIR=..] [-DMAN_PAGE=1] -P run_consumer_test.cmake
 cmake_minimum_required(VERSION 3.16)
 foreach(var BUILD_DIR WORK_DIR)
   if(NOT ${var})
@@ -40,6 +40,9 @@ endif()
 file(REMOVE_RECURSE ${WORK_DIR})
 if(PYTHON)
   run("build the Python module" ${CMAKE_COMMAND} --build ${BUILD_DIR} --target normlab_python)
+endif()
+if(MAN_PAGE)  # installed with the tool; scripts/test's shared tree builds only the CLI
+  run("build the man page" ${CMAKE_COMMAND} --build ${BUILD_DIR} --target normlab_man)
 endif()
 run("install into ${prefix}" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 run("configure" ${CMAKE_COMMAND} -S ${CMAKE_CURRENT_LIST_DIR} -B ${consumer_build} ${configure_args})
@@ -125,6 +128,24 @@ foreach(library IN LISTS unwanted)
   endif()
 endforeach()
 linked_libraries(${consumer_build} consumer full_libraries)
+# A shared normlab: the linker keeps only the libraries the program uses
+# (--as-needed), so the control also reads what the installed libraries that
+# its link command names load themselves (ldd lists them transitively, as it
+# would for the core-only consumer).
+file(GLOB installed_shared ${prefix}/lib*/libnormlab_*.so)
+find_program(LDD ldd)
+if(LDD)
+  foreach(library IN LISTS installed_shared)
+    get_filename_component(name ${library} NAME)
+    if(full_libraries MATCHES "${name}")
+      execute_process(COMMAND ${LDD} ${library} OUTPUT_VARIABLE loaded RESULT_VARIABLE result)
+      if(NOT result EQUAL 0)
+        message(FATAL_ERROR "consumer test: ldd ${library} failed (${result})")
+      endif()
+      string(APPEND full_libraries "\n${loaded}")
+    endif()
+  endforeach()
+endif()
 set(expected)
 if(HAVE_MPI)
   list(APPEND expected libmpi)
