@@ -1,4 +1,4 @@
-# batch statistics vs population statistics: mlp2 trained as batch_renorm/B2/seed0 (test error 33.63%)
+# 'batch statistics vs population statistics: mlp2 trained as batch_renorm/B2/seed0 (test error 33.63%)'
 # Written by normlab report; `gnuplot remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.gp` in this folder redraws remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.svg and remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats." . fmt
-  set multiplot layout 1,2 title "batch statistics vs population statistics: mlp2 trained as batch_renorm/B2/seed0 (test error 33.63%)"
+  set multiplot layout 1,2 title 'batch statistics vs population statistics: mlp2 trained as batch_renorm/B2/seed0 (test error 33.63%)'
   unset logscale
   unset label
   set grid
@@ -20,20 +20,20 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "batch mean: RMS over channels of |μ_B − μ| / σ"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "relative error (log scale)"
+  set title 'batch mean: RMS over channels of |μ_B − μ| / σ'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'relative error (log scale)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set logscale y
   set autoscale yfix
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 0.9304388809/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (0.93/√B)", \
-       "remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat" index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch_renorm · layer 1", \
-       "remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat" index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm · layer 2"
+  plot 0.9304388809/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title '∝ 1/√B (0.93/√B)', \
+       'remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch_renorm · layer 1', \
+       'remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch_renorm · layer 2'
   unset logscale
   unset label
   set grid
@@ -41,20 +41,20 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "batch variance: RMS over channels of |σ²_B − σ²| / σ²"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "relative error (log scale)"
+  set title 'batch variance: RMS over channels of |σ²_B − σ²| / σ²'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'relative error (log scale)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set logscale y
   set autoscale yfix
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 1.265164923/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title "∝ 1/√B (1.27/√B)", \
-       "remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat" index 2 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch_renorm · layer 1", \
-       "remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat" index 3 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm · layer 2"
+  plot 1.265164923/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title '∝ 1/√B (1.27/√B)', \
+       'remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch_renorm · layer 1', \
+       'remedies_fashion_mlp_probe_batch_renorm_B2_batch_stats.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch_renorm · layer 2'
   unset multiplot
   unset output
 }

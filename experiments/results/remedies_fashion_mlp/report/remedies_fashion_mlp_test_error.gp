@@ -1,4 +1,4 @@
-# remedies_fashion_mlp (mlp2, fashion-mnist): test error vs batch size
+# 'remedies_fashion_mlp (mlp2, fashion-mnist): test error vs batch size'
 # Written by normlab report; `gnuplot remedies_fashion_mlp_test_error.gp` in this folder redraws remedies_fashion_mlp_test_error.svg and remedies_fashion_mlp_test_error.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "remedies_fashion_mlp_test_error." . fmt
-  set multiplot layout 1,2 title "remedies_fashion_mlp (mlp2, fashion-mnist): test error vs batch size"
+  set multiplot layout 1,2 title 'remedies_fashion_mlp (mlp2, fashion-mnist): test error vs batch size'
   unset logscale
   unset label
   set grid
@@ -20,21 +20,21 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "all cells (mean over seeds, bars: 95% CI; diverged seeds left out)"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "test error (%)"
+  set title 'all cells (mean over seeds, bars: 95% CI; diverged seeds left out)'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'test error (%)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [0:100]
-  plot "remedies_fashion_mlp_test_error.dat" index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
-       "remedies_fashion_mlp_test_error.dat" index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm", \
-       "remedies_fashion_mlp_test_error.dat" index 2 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost V=4", \
-       "remedies_fashion_mlp_test_error.dat" index 3 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
-       "remedies_fashion_mlp_test_error.dat" index 4 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "layer", \
-       "remedies_fashion_mlp_test_error.dat" index 5 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "rms", \
-       "remedies_fashion_mlp_test_error.dat" index 6 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title "evonorm_s0"
+  plot 'remedies_fashion_mlp_test_error.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch', \
+       'remedies_fashion_mlp_test_error.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch_renorm', \
+       'remedies_fashion_mlp_test_error.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'ghost V=4', \
+       'remedies_fashion_mlp_test_error.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'remedies_fashion_mlp_test_error.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'layer', \
+       'remedies_fashion_mlp_test_error.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'rms', \
+       'remedies_fashion_mlp_test_error.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'evonorm_s0'
   unset logscale
   unset label
   set grid
@@ -42,21 +42,21 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "zoom: error up to 25%"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "test error (%)"
+  set title 'zoom: error up to 25%'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'test error (%)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [11:25]
-  plot "remedies_fashion_mlp_test_error.dat" index 7 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
-       "remedies_fashion_mlp_test_error.dat" index 8 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch_renorm", \
-       "remedies_fashion_mlp_test_error.dat" index 9 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "ghost V=4", \
-       "remedies_fashion_mlp_test_error.dat" index 10 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
-       "remedies_fashion_mlp_test_error.dat" index 11 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "layer", \
-       "remedies_fashion_mlp_test_error.dat" index 12 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "rms", \
-       "remedies_fashion_mlp_test_error.dat" index 13 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title "evonorm_s0"
+  plot 'remedies_fashion_mlp_test_error.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch', \
+       'remedies_fashion_mlp_test_error.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch_renorm', \
+       'remedies_fashion_mlp_test_error.dat' index 9 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'ghost V=4', \
+       'remedies_fashion_mlp_test_error.dat' index 10 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'remedies_fashion_mlp_test_error.dat' index 11 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'layer', \
+       'remedies_fashion_mlp_test_error.dat' index 12 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'rms', \
+       'remedies_fashion_mlp_test_error.dat' index 13 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'evonorm_s0'
   unset multiplot
   unset output
 }

@@ -1,4 +1,4 @@
-# small_batch_fashion_cnn (cnn3, fashion-mnist): training loss
+# 'small_batch_fashion_cnn (cnn3, fashion-mnist): training loss'
 # Written by normlab report; `gnuplot small_batch_fashion_cnn_train_loss.gp` in this folder redraws small_batch_fashion_cnn_train_loss.svg and small_batch_fashion_cnn_train_loss.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "small_batch_fashion_cnn_train_loss." . fmt
-  set multiplot layout 1,2 title "small_batch_fashion_cnn (cnn3, fashion-mnist): training loss"
+  set multiplot layout 1,2 title 'small_batch_fashion_cnn (cnn3, fashion-mnist): training loss'
   unset logscale
   unset label
   set grid
@@ -20,9 +20,9 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "B = 2"
-  set xlabel "epoch"
-  set ylabel "train loss (log scale)"
+  set title 'B = 2'
+  set xlabel 'epoch'
+  set ylabel 'train loss (log scale)'
   set xrange [*:*]
   set xtics autofreq
   set logscale y
@@ -30,14 +30,14 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot "small_batch_fashion_cnn_train_loss.dat" index 0 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "none", \
-       "small_batch_fashion_cnn_train_loss.dat" index 1 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch", \
-       "small_batch_fashion_cnn_train_loss.dat" index 2 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "layer", \
-       "small_batch_fashion_cnn_train_loss.dat" index 3 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "instance affine=true", \
-       "small_batch_fashion_cnn_train_loss.dat" index 4 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "group", \
-       "small_batch_fashion_cnn_train_loss.dat" index 5 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "weight", \
-       "small_batch_fashion_cnn_train_loss.dat" index 6 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title "frn", \
-       "small_batch_fashion_cnn_train_loss.dat" index 7 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title "evonorm_s0"
+  plot 'small_batch_fashion_cnn_train_loss.dat' index 0 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'small_batch_fashion_cnn_train_loss.dat' index 1 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'small_batch_fashion_cnn_train_loss.dat' index 2 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'small_batch_fashion_cnn_train_loss.dat' index 3 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'instance affine=true', \
+       'small_batch_fashion_cnn_train_loss.dat' index 4 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'group', \
+       'small_batch_fashion_cnn_train_loss.dat' index 5 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
+       'small_batch_fashion_cnn_train_loss.dat' index 6 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'frn', \
+       'small_batch_fashion_cnn_train_loss.dat' index 7 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'evonorm_s0'
   unset logscale
   unset label
   set grid
@@ -45,9 +45,9 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "B = 64"
-  set xlabel "epoch"
-  set ylabel "train loss (log scale)"
+  set title 'B = 64'
+  set xlabel 'epoch'
+  set ylabel 'train loss (log scale)'
   set xrange [*:*]
   set xtics autofreq
   set logscale y
@@ -55,14 +55,14 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot "small_batch_fashion_cnn_train_loss.dat" index 8 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "none", \
-       "small_batch_fashion_cnn_train_loss.dat" index 9 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch", \
-       "small_batch_fashion_cnn_train_loss.dat" index 10 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "layer", \
-       "small_batch_fashion_cnn_train_loss.dat" index 11 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "instance affine=true", \
-       "small_batch_fashion_cnn_train_loss.dat" index 12 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "group", \
-       "small_batch_fashion_cnn_train_loss.dat" index 13 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "weight", \
-       "small_batch_fashion_cnn_train_loss.dat" index 14 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title "frn", \
-       "small_batch_fashion_cnn_train_loss.dat" index 15 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title "evonorm_s0"
+  plot 'small_batch_fashion_cnn_train_loss.dat' index 8 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'small_batch_fashion_cnn_train_loss.dat' index 9 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'small_batch_fashion_cnn_train_loss.dat' index 10 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'small_batch_fashion_cnn_train_loss.dat' index 11 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'instance affine=true', \
+       'small_batch_fashion_cnn_train_loss.dat' index 12 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'group', \
+       'small_batch_fashion_cnn_train_loss.dat' index 13 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
+       'small_batch_fashion_cnn_train_loss.dat' index 14 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'frn', \
+       'small_batch_fashion_cnn_train_loss.dat' index 15 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'evonorm_s0'
   unset multiplot
   unset output
 }

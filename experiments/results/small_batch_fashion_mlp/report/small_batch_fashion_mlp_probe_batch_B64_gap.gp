@@ -1,4 +1,4 @@
-# train-mode vs eval-mode output: mlp2 trained as batch/B64/seed0 (test error 12.11%)
+# 'train-mode vs eval-mode output: mlp2 trained as batch/B64/seed0 (test error 12.11%)'
 # Written by normlab report; `gnuplot small_batch_fashion_mlp_probe_batch_B64_gap.gp` in this folder redraws small_batch_fashion_mlp_probe_batch_B64_gap.svg and small_batch_fashion_mlp_probe_batch_B64_gap.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "small_batch_fashion_mlp_probe_batch_B64_gap." . fmt
-  set multiplot layout 1,1 title "train-mode vs eval-mode output: mlp2 trained as batch/B64/seed0 (test error 12.11%)"
+  set multiplot layout 1,1 title 'train-mode vs eval-mode output: mlp2 trained as batch/B64/seed0 (test error 12.11%)'
   unset logscale
   unset label
   set grid
@@ -20,21 +20,21 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "‖y_train − y_eval‖ / ‖y_eval‖ per layer"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "relative L2 gap (log scale)"
+  set title '‖y_train − y_eval‖ / ‖y_eval‖ per layer'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'relative L2 gap (log scale)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set logscale y
   set autoscale yfix
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot "small_batch_fashion_mlp_probe_batch_B64_gap.dat" index 0 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch · layer 1, eval: population stats", \
-       "small_batch_fashion_mlp_probe_batch_B64_gap.dat" index 1 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 2 lc rgb '#1f77b4' title "batch · layer 1, eval: running stats", \
-       "small_batch_fashion_mlp_probe_batch_B64_gap.dat" index 2 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch · layer 2, eval: population stats", \
-       "small_batch_fashion_mlp_probe_batch_B64_gap.dat" index 3 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#d62728' title "batch · layer 2, eval: running stats"
+  plot 'small_batch_fashion_mlp_probe_batch_B64_gap.dat' index 0 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch · layer 1, eval: population stats', \
+       'small_batch_fashion_mlp_probe_batch_B64_gap.dat' index 1 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 2 lc rgb '#1f77b4' title 'batch · layer 1, eval: running stats', \
+       'small_batch_fashion_mlp_probe_batch_B64_gap.dat' index 2 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch · layer 2, eval: population stats', \
+       'small_batch_fashion_mlp_probe_batch_B64_gap.dat' index 3 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 2 lc rgb '#d62728' title 'batch · layer 2, eval: running stats'
   unset multiplot
   unset output
 }

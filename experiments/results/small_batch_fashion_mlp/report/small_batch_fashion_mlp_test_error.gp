@@ -1,4 +1,4 @@
-# small_batch_fashion_mlp (mlp2, fashion-mnist): test error vs batch size
+# 'small_batch_fashion_mlp (mlp2, fashion-mnist): test error vs batch size'
 # Written by normlab report; `gnuplot small_batch_fashion_mlp_test_error.gp` in this folder redraws small_batch_fashion_mlp_test_error.svg and small_batch_fashion_mlp_test_error.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "small_batch_fashion_mlp_test_error." . fmt
-  set multiplot layout 1,2 title "small_batch_fashion_mlp (mlp2, fashion-mnist): test error vs batch size"
+  set multiplot layout 1,2 title 'small_batch_fashion_mlp (mlp2, fashion-mnist): test error vs batch size'
   unset logscale
   unset label
   set grid
@@ -20,20 +20,19 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "all cells (mean over seeds, bars: 95% CI; diverged seeds left out)"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "test error (%)"
+  set title 'all cells (mean over seeds, bars: 95% CI; diverged seeds left out)'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'test error (%)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set offsets 0, 0, graph 0.04, graph 0.04
-  set yrange [0:95]
-  plot 90 with lines dt 3 lw 1.5 lc rgb '#555555' title "chance (90%)", \
-       "small_batch_fashion_mlp_test_error.dat" index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "none", \
-       "small_batch_fashion_mlp_test_error.dat" index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch", \
-       "small_batch_fashion_mlp_test_error.dat" index 2 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "layer", \
-       "small_batch_fashion_mlp_test_error.dat" index 3 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
-       "small_batch_fashion_mlp_test_error.dat" index 4 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "weight"
+  set yrange [0:100]
+  plot 'small_batch_fashion_mlp_test_error.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'small_batch_fashion_mlp_test_error.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'small_batch_fashion_mlp_test_error.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'small_batch_fashion_mlp_test_error.dat' index 3 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'small_batch_fashion_mlp_test_error.dat' index 4 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'weight'
   unset logscale
   unset label
   set grid
@@ -41,19 +40,19 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "zoom: error up to 25%"
-  set xlabel "batch size B (log2 scale)"
-  set ylabel "test error (%)"
+  set title 'zoom: error up to 25%'
+  set xlabel 'batch size B (log2 scale)'
+  set ylabel 'test error (%)'
   set logscale x 2
-  set xrange [1.538461538:83.2]
+  set xrange [83.2:1.538461538]
   set xtics (2, 4, 8, 16, 32, 64)
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [11:25]
-  plot "small_batch_fashion_mlp_test_error.dat" index 5 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "none", \
-       "small_batch_fashion_mlp_test_error.dat" index 6 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch", \
-       "small_batch_fashion_mlp_test_error.dat" index 7 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "layer", \
-       "small_batch_fashion_mlp_test_error.dat" index 8 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "group", \
-       "small_batch_fashion_mlp_test_error.dat" index 9 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "weight"
+  plot 'small_batch_fashion_mlp_test_error.dat' index 5 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'small_batch_fashion_mlp_test_error.dat' index 6 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'small_batch_fashion_mlp_test_error.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'small_batch_fashion_mlp_test_error.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'small_batch_fashion_mlp_test_error.dat' index 9 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'weight'
   unset multiplot
   unset output
 }

@@ -1,4 +1,4 @@
-# sync_bn_fashion_mlp (mlp2, fashion-mnist): training loss
+# 'sync_bn_fashion_mlp (mlp2, fashion-mnist): training loss'
 # Written by normlab report; `gnuplot sync_bn_fashion_mlp_train_loss.gp` in this folder redraws sync_bn_fashion_mlp_train_loss.svg and sync_bn_fashion_mlp_train_loss.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "sync_bn_fashion_mlp_train_loss." . fmt
-  set multiplot layout 1,2 title "sync_bn_fashion_mlp (mlp2, fashion-mnist): training loss"
+  set multiplot layout 1,2 title 'sync_bn_fashion_mlp (mlp2, fashion-mnist): training loss'
   unset logscale
   unset label
   set grid
@@ -20,9 +20,9 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "B = 2"
-  set xlabel "epoch"
-  set ylabel "train loss (log scale)"
+  set title 'B = 2'
+  set xlabel 'epoch'
+  set ylabel 'train loss (log scale)'
   set xrange [*:*]
   set xtics autofreq
   set logscale y
@@ -30,15 +30,15 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot "sync_bn_fashion_mlp_train_loss.dat" index 0 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 1 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch R=2", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 2 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "batch R=4", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 3 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "sync_batch", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 4 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "sync_batch R=2", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 5 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "sync_batch R=4", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 6 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title "group", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 7 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title "group R=2", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 8 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title "group R=4"
+  plot 'sync_bn_fashion_mlp_train_loss.dat' index 0 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 1 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch R=2', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 2 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch R=4', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 3 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'sync_batch', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 4 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'sync_batch R=2', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 5 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'sync_batch R=4', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 6 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'group', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 7 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'group R=2', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 8 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'group R=4'
   unset logscale
   unset label
   set grid
@@ -46,9 +46,9 @@ do for [fmt in "svg png"] {
   set autoscale
   set ytics autofreq
   set key outside bottom center horizontal Left reverse samplen 2.5 noautotitle height 0.6
-  set title "B = 8"
-  set xlabel "epoch"
-  set ylabel "train loss (log scale)"
+  set title 'B = 8'
+  set xlabel 'epoch'
+  set ylabel 'train loss (log scale)'
   set xrange [*:*]
   set xtics autofreq
   set logscale y
@@ -56,15 +56,15 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot "sync_bn_fashion_mlp_train_loss.dat" index 9 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title "batch", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 10 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title "batch R=2", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 11 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title "batch R=4", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 12 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title "sync_batch", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 13 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title "sync_batch R=2", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 14 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title "sync_batch R=4", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 15 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title "group", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 16 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title "group R=2", \
-       "sync_bn_fashion_mlp_train_loss.dat" index 17 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title "group R=4"
+  plot 'sync_bn_fashion_mlp_train_loss.dat' index 9 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 10 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch R=2', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 11 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch R=4', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 12 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'sync_batch', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 13 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'sync_batch R=2', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 14 using 1:2 with lines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'sync_batch R=4', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 15 using 1:2 with lines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'group', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 16 using 1:2 with lines lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'group R=2', \
+       'sync_bn_fashion_mlp_train_loss.dat' index 17 using 1:2 with lines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'group R=4'
   unset multiplot
   unset output
 }
