@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis_fixtures.hpp"
 #include "engine/engine_isa.hpp"  // last_level_cache_bytes
 #include "experiment/progress_printer.hpp"
 #include "normlab/normlab.hpp"
@@ -21,19 +22,11 @@ using normlab::test::read_file;
 using normlab::test::run_cli;
 using normlab::test::ScratchDir;
 using normlab::test::shell_quote;
+using normlab::test::tiny_config;
 using normlab::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Two norms x two batch sizes of a synthetic set: 4 cells in well under a second.
-json tiny_config() {
-  return json::parse(R"({
-    "name": "tiny",
-    "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4, "seed": 5},
-    "model": "mlp2", "norms": ["batch", "none"], "batch_sizes": [16, 4], "seeds": [0],
-    "epochs": 1, "optimizer": {"lr": 0.05}, "evaluation": {"batch_size": 64}})");
-}
 
 std::string write_config(const ScratchDir& dir, const std::string& name, const json& config) {
   const std::string path = dir / name;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis_fixtures.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/normlab.hpp"
 #include "test_helpers.hpp"
@@ -22,31 +23,15 @@ using nlohmann::json;
 using normlab::test::check_mentions;
 using normlab::test::CliResult;
 using normlab::test::error_of;
+using normlab::test::kTinyConfig;
 using normlab::test::read_file;
 using normlab::test::run_cli;
 using normlab::test::ScratchDir;
+using normlab::test::tiny_config;
 using normlab::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Two norms x two batch sizes on 256 samples, one epoch: 4 cells, well
-// under a second in Release.
-const char* const kTinyConfig = R"({
-  "name": "tiny",
-  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4, "seed": 5},
-  "model": "mlp2",
-  "norms": ["batch", "none"],
-  "batch_sizes": [16, 4],
-  "seeds": [0],
-  "epochs": 1,
-  "optimizer": {"lr": 0.05},
-  "evaluation": {"batch_size": 64}
-})";
-
-json tiny_config() {
-  return json::parse(kTinyConfig);
-}
 
 // `config` with the value at a JSON pointer ("/optimizer/lr") replaced.
 json with(json config, const std::string& pointer, const json& value) {

@@ -18,6 +18,7 @@
 #include <vector>
 #include <xtensor/xarray.hpp>
 
+#include "analysis_fixtures.hpp"
 #include "experiment/folder_lock.hpp"
 #include "normlab/experiment.hpp"
 #include "normlab/normlab.hpp"
@@ -25,9 +26,11 @@
 
 using namespace normlab;
 using nlohmann::json;
+using normlab::test::check_clean_failure;
 using normlab::test::check_mentions;
 using normlab::test::CliResult;
 using normlab::test::error_of;
+using normlab::test::kTinyConfig;
 using normlab::test::read_file;
 using normlab::test::run_cli;
 using normlab::test::ScratchDir;
@@ -66,19 +69,6 @@ std::set<std::string> files_in(const std::string& dir) {
   for (const auto& entry : fs::directory_iterator(dir))
     names.insert(entry.path().filename().string());
   return names;
-}
-
-// The command failed (exit 1, or 2 for a usage error, not a signal) with one line on stderr,
-// starting with "normlab COMMAND: " and naming every phrase, and printed nothing on stdout.
-void check_failure(const CliResult& result, const std::string& command,
-                   const std::vector<std::string>& phrases) {
-  INFO("stderr: " << result.err);
-  CHECK((result.status == 1 || result.status == 2));
-  CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
-  CHECK(result.err.rfind("normlab " + command + ": ", 0) == 0);
-  CHECK(result.err.find("json.exception") == std::string::npos);  // no raw library message
-  CHECK(result.out.empty());
-  check_mentions(result.err, phrases);
 }
 
 }  // namespace
@@ -165,8 +155,8 @@ TEST_CASE("hardening npy: zero-size dimensions load, and apply refuses them with
     if (existing) fs::create_directory(out);
     const CliResult result = run_cli(dir, {"apply", "--norm", R"({"type":"layer"})", "--input",
                                            dir / "empty.npy", "--out", out});
-    check_failure(result, "apply",
-                  {"empty.npy", "shape (4, 0, 3)", "zero-size dimension (axis 1)"});
+    check_clean_failure(result, "apply",
+                        {"empty.npy", "shape (4, 0, 3)", "zero-size dimension (axis 1)"});
     if (existing)
       CHECK(files_in(out).empty());
     else
@@ -211,19 +201,6 @@ std::string write_input(const ScratchDir& dir) {
 
 const char* const kBatch = R"({"type":"batch"})";
 
-// Two norms x two batch sizes on 256 synthetic samples, one epoch.
-const char* const kTinyConfig = R"({
-  "name": "tiny",
-  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4, "seed": 5},
-  "model": "mlp2",
-  "norms": ["batch", "none"],
-  "batch_sizes": [16, 4],
-  "seeds": [0],
-  "epochs": 1,
-  "optimizer": {"lr": 0.05},
-  "evaluation": {"batch_size": 64}
-})";
-
 }  // namespace
 
 TEST_CASE("hardening apply: a failing write leaves a new --out absent") {
@@ -232,8 +209,9 @@ TEST_CASE("hardening apply: a failing write leaves a new --out absent") {
   const CliResult result =
       run_cli_with_file_limit(dir, {"apply", "--norm", kBatch, "--input", x, "--out", out});
   // The message names the final path, not the staging folder.
-  check_failure(result, "apply",
-                {out + "/y.npy", "write failed", std::strerror(EFBIG), "nothing was written"});
+  check_clean_failure(
+      result, "apply",
+      {out + "/y.npy", "write failed", std::strerror(EFBIG), "nothing was written"});
   CHECK(result.err.find(".staging") == std::string::npos);
   CHECK_FALSE(fs::exists(out));
 }
@@ -246,8 +224,8 @@ TEST_CASE("hardening apply: a failing write leaves an existing --out unchanged")
   write_bytes(out + "/notes.txt", "mine");
   const CliResult result =
       run_cli_with_file_limit(dir, {"apply", "--norm", kBatch, "--input", x, "--out", out});
-  check_failure(result, "apply",
-                {out + "/y.npy", std::strerror(EFBIG), out + " was left unchanged"});
+  check_clean_failure(result, "apply",
+                      {out + "/y.npy", std::strerror(EFBIG), out + " was left unchanged"});
   CHECK(files_in(out) == std::set<std::string>{"notes.txt", "y.npy"});  // no staging folder left
   CHECK(read_file(out + "/y.npy") == "old y");
 }
@@ -260,7 +238,8 @@ TEST_CASE("hardening apply: a commit that cannot move every file puts back what 
   write_bytes(out + "/y.npy", "old y");
   fs::create_directory(out + "/running_var.npy");  // a directory where an output goes
   const CliResult result = run_cli(dir, {"apply", "--norm", kBatch, "--input", x, "--out", out});
-  check_failure(result, "apply", {out + "/running_var.npy", "is a directory", "left unchanged"});
+  check_clean_failure(result, "apply",
+                      {out + "/running_var.npy", "is a directory", "left unchanged"});
   CHECK(files_in(out) == std::set<std::string>{"running_mean.npy", "running_var.npy", "y.npy"});
   CHECK(read_file(out + "/running_mean.npy") == "old mean");
   CHECK(read_file(out + "/y.npy") == "old y");
@@ -271,12 +250,14 @@ TEST_CASE("hardening apply: an --out that cannot be a folder is named with the r
   const ScratchDir dir;
   const std::string x = write_input(dir);
   write_bytes(dir / "file", "keep");
-  check_failure(run_cli(dir, {"apply", "--norm", kBatch, "--input", x, "--out", dir / "file/sub"}),
-                "apply", {"file/sub", "cannot create directory", std::strerror(ENOTDIR)});
+  check_clean_failure(
+      run_cli(dir, {"apply", "--norm", kBatch, "--input", x, "--out", dir / "file/sub"}), "apply",
+      {"file/sub", "cannot create directory", std::strerror(ENOTDIR)});
   CHECK(read_file(dir / "file") == "keep");
   if (fs::exists("/dev/full"))
-    check_failure(run_cli(dir, {"apply", "--norm", kBatch, "--input", x, "--out", "/dev/full"}),
-                  "apply", {"/dev/full", "not a directory"});
+    check_clean_failure(
+        run_cli(dir, {"apply", "--norm", kBatch, "--input", x, "--out", "/dev/full"}), "apply",
+        {"/dev/full", "not a directory"});
   // And the same command with room to write succeeds.
   const CliResult good =
       run_cli(dir, {"apply", "--norm", kBatch, "--input", x, "--out", dir / "ok"});
@@ -330,19 +311,19 @@ TEST_CASE("hardening json: 100000 nested lists in a config file fail validate wi
   const ScratchDir dir;
   write_bytes(dir / "deep.json",
               "{\n  \"name\": \"deep\",\n  \"norms\": " + nested_lists(100000) + "\n}\n");
-  check_failure(run_cli(dir, {"validate", dir / "deep.json"}), "validate",
-                {dir / "deep.json", "nested deeper than 64 levels at line 3, column 75"});
+  check_clean_failure(run_cli(dir, {"validate", dir / "deep.json"}), "validate",
+                      {dir / "deep.json", "nested deeper than 64 levels at line 3, column 75"});
   // A million levels (which used to overflow the stack) and an unclosed file.
   write_bytes(dir / "deeper.json", "{\"name\": " + nested_lists(1000000) + "}");
-  check_failure(run_cli(dir, {"validate", dir / "deeper.json"}), "validate",
-                {"deeper.json", "nested deeper than 64 levels"});
+  check_clean_failure(run_cli(dir, {"validate", dir / "deeper.json"}), "validate",
+                      {"deeper.json", "nested deeper than 64 levels"});
   write_bytes(dir / "open.json", nested_lists(100000, false));
-  check_failure(run_cli(dir, {"validate", dir / "open.json"}), "validate",
-                {"open.json", "nested deeper than 64 levels"});
+  check_clean_failure(run_cli(dir, {"validate", dir / "open.json"}), "validate",
+                      {"open.json", "nested deeper than 64 levels"});
   // A damaged file that is not deep: the line and column of the mistake.
   write_bytes(dir / "bad.json", "{\"name\": \"x\",\n \"epochs\": [4\n}");
-  check_failure(run_cli(dir, {"validate", dir / "bad.json"}), "validate",
-                {"bad.json: not valid JSON at line 3, column 1"});
+  check_clean_failure(run_cli(dir, {"validate", dir / "bad.json"}), "validate",
+                      {"bad.json: not valid JSON at line 3, column 1"});
 }
 
 TEST_CASE("hardening json: 100000 nested lists in --norm fail apply and bench with one line") {
@@ -350,35 +331,37 @@ TEST_CASE("hardening json: 100000 nested lists in --norm fail apply and bench wi
   save_npy<float>(dir / "x.npy", xt::xarray<float>::from_shape({2, 3}));
   // 100000 unclosed lists: one argument stays under the kernel's 128 KiB limit.
   const std::string deep = nested_lists(100000, false);
-  check_failure(
+  check_clean_failure(
       run_cli(dir, {"apply", "--norm", deep, "--input", dir / "x.npy", "--out", dir / "out"}),
       "apply", {"--norm: nested deeper than 64 levels at column 65"});
   CHECK_FALSE(fs::exists(dir / "out"));
   const std::string deep_spec = R"({"type":"batch","eps":)" + nested_lists(60000) + "}";
-  check_failure(
+  check_clean_failure(
       run_cli(dir, {"apply", "--norm", deep_spec, "--input", dir / "x.npy", "--out", dir / "out"}),
       "apply", {"--norm: nested deeper than 64 levels at column 86"});
   const CliResult bench = run_cli(dir, {"bench", "--norm", "{\"type\":" + deep});
-  check_failure(bench, "bench", {"--norm: nested deeper than 64 levels"});
+  check_clean_failure(bench, "bench", {"--norm: nested deeper than 64 levels"});
   CHECK(bench.err.size() < 400);  // the argument is not quoted in full
-  check_failure(run_cli(dir, {"apply", "--norm", R"({"type":"batch")", "--input", dir / "x.npy",
-                              "--out", dir / "out"}),
-                "apply", {"--norm: not valid JSON at column 16", "JSON spec such as"});
+  check_clean_failure(run_cli(dir, {"apply", "--norm", R"({"type":"batch")", "--input",
+                                    dir / "x.npy", "--out", dir / "out"}),
+                      "apply", {"--norm: not valid JSON at column 16", "JSON spec such as"});
 }
 
 TEST_CASE("hardening json: deep --set values and key paths are refused naming the --set") {
   const ScratchDir dir;
   write_bytes(dir / "tiny.json", kTinyConfig);
   const std::string config = dir / "tiny.json";
-  check_failure(run_cli(dir, {"validate", config, "--set", "norms=" + nested_lists(100000, false)}),
-                "validate", {"--set 'norms=[[[[", "nested deeper than 64 levels"});
+  check_clean_failure(
+      run_cli(dir, {"validate", config, "--set", "norms=" + nested_lists(100000, false)}),
+      "validate", {"--set 'norms=[[[[", "nested deeper than 64 levels"});
   std::string path;
   for (int i = 0; i < 100; ++i) path += "a.";
-  check_failure(run_cli(dir, {"validate", config, "--set", path + "b=1"}), "validate",
-                {"--set 'a.a.a.", "a key path of more than 64 keys"});
+  check_clean_failure(run_cli(dir, {"validate", config, "--set", path + "b=1"}), "validate",
+                      {"--set 'a.a.a.", "a key path of more than 64 keys"});
   // Each part within the limit, together beyond it.
-  check_failure(run_cli(dir, {"validate", config, "--set", "dataset.x.y.z=" + nested_lists(62)}),
-                "validate", {"--set 'dataset.x.y.z=", "makes the config nested deeper than 64"});
+  check_clean_failure(
+      run_cli(dir, {"validate", config, "--set", "dataset.x.y.z=" + nested_lists(62)}), "validate",
+      {"--set 'dataset.x.y.z=", "makes the config nested deeper than 64"});
 }
 
 TEST_CASE("hardening json: a --set value is JSON, a bare word, or an error") {
@@ -387,8 +370,8 @@ TEST_CASE("hardening json: a --set value is JSON, a bare word, or an error") {
   const std::string config = dir / "tiny.json";
   for (const std::string bad : {"norms=[4", "name={", "name=a,b", "name=\"open", "name=x:y"}) {
     INFO("--set " << bad);
-    check_failure(run_cli(dir, {"validate", config, "--set", bad}), "validate",
-                  {"--set '" + bad + "'", "neither JSON", "nor a bare word"});
+    check_clean_failure(run_cli(dir, {"validate", config, "--set", bad}), "validate",
+                        {"--set '" + bad + "'", "neither JSON", "nor a bare word"});
   }
   const json c = read_config_file(config, {"name=my run-2.b/c_d", "dataset.subset=random",
                                            "output=out/x", "epochs=2", "norms=[\"group\"]"});
@@ -397,8 +380,8 @@ TEST_CASE("hardening json: a --set value is JSON, a bare word, or an error") {
   CHECK(c["epochs"] == 2);
   CHECK(c["norms"] == json::array({"group"}));
   // 1e400 is no bare word: its overflow is an error, not the string "1e400".
-  check_failure(run_cli(dir, {"validate", config, "--set", "optimizer.lr=1e400"}), "validate",
-                {"--set 'optimizer.lr=1e400'", "beyond the range of a double"});
+  check_clean_failure(run_cli(dir, {"validate", config, "--set", "optimizer.lr=1e400"}), "validate",
+                      {"--set 'optimizer.lr=1e400'", "beyond the range of a double"});
 }
 
 TEST_CASE("hardening config: integers out of range for their key name the file and key") {
@@ -436,8 +419,8 @@ TEST_CASE("hardening config: integers out of range for their key name the file a
     // Spliced in as text: 2^64 and 1e400 must reach the parser as written.
     text.insert(1, "\"" + c.key + "\": " + c.value + ", ");
     write_bytes(dir / "config.json", text);
-    check_failure(run_cli(dir, {"validate", dir / "config.json"}), "validate",
-                  {dir / "config.json", c.phrase});
+    check_clean_failure(run_cli(dir, {"validate", dir / "config.json"}), "validate",
+                        {dir / "config.json", c.phrase});
   }
   json dataset = json::parse(kTinyConfig)["dataset"];
   for (const auto& [key, value, phrase] : std::vector<std::tuple<std::string, json, std::string>>{
@@ -449,8 +432,9 @@ TEST_CASE("hardening config: integers out of range for their key name the file a
     INFO(key_name);
     json bad = dataset;
     bad[key] = value;
-    check_failure(run_cli(dir, {"validate", dir / "config.json", "--set", "dataset=" + bad.dump()}),
-                  "validate", {phrase, "config.json with its --set overrides"});
+    check_clean_failure(
+        run_cli(dir, {"validate", dir / "config.json", "--set", "dataset=" + bad.dump()}),
+        "validate", {phrase, "config.json with its --set overrides"});
   }
   // The largest seed is a valid seed.
   json big_seed = dataset;
@@ -486,8 +470,8 @@ TEST_CASE("hardening config: duplicates and an unreachable dataset fail validate
       INFO(command << " --set " << c.set);
       std::vector<std::string> args = {command, dir / "config.json", "--set", c.set};
       if (command == std::string("run")) args.insert(args.end(), {"--out", dir / "out"});
-      check_failure(run_cli(dir, args), command,
-                    {c.phrase, "config.json with its --set overrides"});
+      check_clean_failure(run_cli(dir, args), command,
+                          {c.phrase, "config.json with its --set overrides"});
       CHECK_FALSE(std::filesystem::exists(dir / "out"));
     }
 }
@@ -568,10 +552,10 @@ TEST_CASE(
     const std::string text = f.with_line(1, d.line);
     write_bytes(f.results, text);
     const CliResult report = run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"});
-    check_failure(report, "report", {f.results + ": line 2", d.phrase, "delete that line"});
+    check_clean_failure(report, "report", {f.results + ": line 2", d.phrase, "delete that line"});
     CHECK_FALSE(fs::exists(f.dir / "report"));
     const CliResult resume = run_cli(f.dir, {"run", f.config, "--out", f.run});
-    check_failure(resume, "run", {f.results + ": line 2", d.phrase});
+    check_clean_failure(resume, "run", {f.results + ": line 2", d.phrase});
     CHECK(read_file(f.results) == text);  // left as it was, for the user to repair
   }
   // The last line cut short by a kill (no newline) is still dropped, and the cell re-run.
@@ -589,17 +573,17 @@ TEST_CASE("hardening records: a damaged config.json or probe record of a run fol
            {"[1]", "config.json: expected an object, got a list"},
            {"{\"batch_sizes\": " + nested_lists(100000) + "}", "nested deeper than 64 levels"}}) {
     write_bytes(config_json, text);
-    check_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
-                  {config_json, phrase});
-    check_failure(run_cli(f.dir, {"run", f.config, "--out", f.run}), "run",
-                  {config_json, phrase, "--fresh"});
+    check_clean_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
+                        {config_json, phrase});
+    check_clean_failure(run_cli(f.dir, {"run", f.config, "--out", f.run}), "run",
+                        {config_json, phrase, "--fresh"});
   }
   // Valid JSON that is not the config normlab run wrote: the key at fault.
   json config = json::parse(saved);
   config["batch_sizes"] = "all";
   write_bytes(config_json, config.dump());
-  check_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
-                {config_json, "batch_sizes"});
+  check_clean_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
+                      {config_json, "batch_sizes"});
   // A hand-written config.json that leaves out keys with defaults is read resolved.
   config = json::parse(saved);
   config["evaluation"].erase("batch_stats_accuracy");  // its default: the records still belong
@@ -625,13 +609,13 @@ TEST_CASE("hardening records: a damaged config.json or probe record of a run fol
     INFO(pointer_text);
     write_bytes(probe_jsonl, damaged(first, pointer, json::value_t::discarded) + "\n" +
                                  lines.substr(lines.find('\n') + 1));
-    check_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
-                  {probe_jsonl + ": line 1", phrase, "run normlab probe again"});
+    check_clean_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
+                        {probe_jsonl + ": line 1", phrase, "run normlab probe again"});
   }
   write_bytes(probe_jsonl, lines);
   write_bytes(f.run + "/probe/probe_config.json", R"({"config": 3})");
-  check_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
-                {"probe_config.json", "config: expected the resolved config object"});
+  check_clean_failure(run_cli(f.dir, {"report", f.run, "--out", f.dir / "report"}), "report",
+                      {"probe_config.json", "config: expected the resolved config object"});
   CHECK_FALSE(fs::exists(f.dir / "report"));
 }
 
@@ -641,7 +625,7 @@ TEST_CASE("hardening report: a failing gnuplot leaves the report folder as it wa
   write_bytes(gnuplot, "#!/bin/sh\necho 'plot went wrong' >&2\nexit 3\n");
   fs::permissions(gnuplot, fs::perms::owner_all);
   const std::string fresh = finished.dir / "report-new";
-  check_failure(
+  check_clean_failure(
       run_cli(finished.dir, {"report", finished.run, "--out", fresh, "--gnuplot", gnuplot}),
       "report", {"gnuplot failed (exit 3)", "plot went wrong", "nothing was written"});
   CHECK_FALSE(fs::exists(fresh));
@@ -649,7 +633,7 @@ TEST_CASE("hardening report: a failing gnuplot leaves the report folder as it wa
   const std::string existing = finished.dir / "report-old";
   fs::create_directories(existing);
   write_bytes(existing + "/report.md", "old report\n");
-  check_failure(
+  check_clean_failure(
       run_cli(finished.dir, {"report", finished.run, "--out", existing, "--gnuplot", gnuplot}),
       "report", {existing, "was left unchanged"});
   CHECK(read_file(existing + "/report.md") == "old report\n");
@@ -661,9 +645,9 @@ TEST_CASE("hardening report: a failing gnuplot leaves the report folder as it wa
 TEST_CASE("hardening records: probe --model-from names a damaged results.jsonl line") {
   FinishedRun f;
   write_bytes(f.results, f.with_line(2, damaged(f.lines[2], "/cell", 7)));
-  check_failure(run_cli(f.dir, {"probe", "--model-from", f.run, "--cell", "batch/B16/seed0",
-                                "--out", f.dir / "probe"}),
-                "probe", {f.results + ": line 3", "cell: expected a string, got an integer"});
+  check_clean_failure(run_cli(f.dir, {"probe", "--model-from", f.run, "--cell", "batch/B16/seed0",
+                                      "--out", f.dir / "probe"}),
+                      "probe", {f.results + ": line 3", "cell: expected a string, got an integer"});
   CHECK_FALSE(fs::exists(f.dir / "probe"));
 }
 
@@ -704,17 +688,18 @@ TEST_CASE("hardening options: negative, absurd or malformed numbers name the opt
     if (c.args[0] == "--shape") args.resize(5);  // the case's shape alone
     if (c.args[0] == "--probe-mb") args.erase(args.begin() + 3, args.begin() + 5);
     args.insert(args.end(), c.args.begin(), c.args.end());
-    check_failure(run_cli(dir, args), "bench", {c.phrase});
+    check_clean_failure(run_cli(dir, args), "bench", {c.phrase});
   }
   // Three probe arrays beyond this machine's memory (only where 192 GiB is beyond it).
   const std::size_t pages = std::size_t(::sysconf(_SC_PHYS_PAGES)),
                     page = std::size_t(::sysconf(_SC_PAGESIZE));
   if (pages * page < 3 * (std::size_t(65536) << 20))
-    check_failure(run_cli(dir, {"bench", "--probe-mb", "65536", "--norm", "layer"}), "bench",
-                  {"--probe-mb 65536: 3 arrays of 65536 MiB do not fit"});
-  check_failure(run_cli(dir, {"demo", "--seed", "-1"}), "demo",
-                {"--seed -1: out of range, expected [0, 9223372036854775807]"});
-  check_failure(run_cli(dir, {"demo", "--seed", "x"}), "demo", {"--seed 'x': expected an integer"});
+    check_clean_failure(run_cli(dir, {"bench", "--probe-mb", "65536", "--norm", "layer"}), "bench",
+                        {"--probe-mb 65536: 3 arrays of 65536 MiB do not fit"});
+  check_clean_failure(run_cli(dir, {"demo", "--seed", "-1"}), "demo",
+                      {"--seed -1: out of range, expected [0, 9223372036854775807]"});
+  check_clean_failure(run_cli(dir, {"demo", "--seed", "x"}), "demo",
+                      {"--seed 'x': expected an integer"});
   // The limits themselves are accepted.
   const CliResult edge = run_cli(dir, {"bench", "--norm", "layer", "--shape", "2,3", "--probe-mb",
                                        "1", "--repeats", "1", "--seconds", "0", "--threads", "1"});

@@ -14,12 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "analysis_fixtures.hpp"
 #include "normlab/experiment.hpp"
 #include "test_helpers.hpp"
 
 using nlohmann::json;
+using normlab::test::check_clean_failure;
 using normlab::test::check_mentions;
 using normlab::test::CliResult;
+using normlab::test::kTinyConfig;
 using normlab::test::read_file;
 using normlab::test::run_cli;
 using normlab::test::ScratchDir;
@@ -28,31 +31,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Two norms x two batch sizes on 256 synthetic samples, one epoch: 4 cells.
-const char* const kTiny = R"({
-  "name": "tiny",
-  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4, "seed": 5},
-  "model": "mlp2",
-  "norms": ["batch", "none"],
-  "batch_sizes": [16, 4],
-  "seeds": [0],
-  "epochs": 1,
-  "optimizer": {"lr": 0.05},
-  "evaluation": {"batch_size": 64}
-})";
-
 // Failed with `status` (1; 2 for a usage error) and one line "normlab
 // COMMAND: ..." naming every phrase, with no library text and nothing on stdout.
 void check_refused(const CliResult& result, const std::string& command,
                    const std::vector<std::string>& phrases, int status = 1) {
-  INFO("stderr: " << result.err);
-  CHECK(result.status == status);
-  CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
-  CHECK(result.err.rfind("normlab " + command + ": ", 0) == 0);
-  CHECK(result.err.find("json.exception") == std::string::npos);
-  CHECK(result.err.find("bad_alloc") == std::string::npos);
-  CHECK(result.out.empty());
-  check_mentions(result.err, phrases);
+  check_clean_failure(result, command, phrases, status);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -68,13 +51,13 @@ std::string joined(const std::vector<std::string>& lines) {
   return text;
 }
 
-// A finished run of kTiny (with `sets`), its records as lines.
+// A finished run of kTinyConfig (with `sets`), its records as lines.
 struct Finished {
   ScratchDir dir;
   std::string config = dir / "tiny.json", run = dir / "run", results = run + "/results.jsonl";
   std::vector<std::string> lines;
   explicit Finished(const std::vector<std::string>& sets = {}, std::size_t cells = 4) {
-    write_bytes(config, kTiny);
+    write_bytes(config, kTinyConfig);
     std::vector<std::string> args = {"run", config, "--out", run};
     for (const std::string& set : sets) args.insert(args.end(), {"--set", set});
     const CliResult result = run_cli(dir, args);
@@ -112,7 +95,7 @@ TEST_CASE("hardening2 report: a hostile config name never runs as gnuplot code")
   // quotes of both kinds and a trailing backslash.
   const std::string name = "evil\n!touch " + marker + "1\nsystem(\"touch " + marker +
                            "2\")\n`touch " + marker + "3` ' \" @x \\";
-  write_bytes(dir / "tiny.json", kTiny);
+  write_bytes(dir / "tiny.json", kTinyConfig);
   const CliResult run = run_cli(dir, {"run", dir / "tiny.json", "--out", dir / "run", "--set",
                                       "name=" + json(name).dump(), "--set", "batch_sizes=[16]"});
   REQUIRE_MESSAGE(run.status == 0, run.err);
@@ -144,7 +127,7 @@ TEST_CASE(
     "hardening2 links: run refuses a planted lock or output link and writes nothing "
     "through it") {
   const ScratchDir dir;
-  write_bytes(dir / "tiny.json", kTiny);
+  write_bytes(dir / "tiny.json", kTinyConfig);
   const std::string out = dir / "out", victim = dir / "victim.txt";
   write_bytes(victim, "precious\n");
   fs::create_directories(out);
@@ -274,13 +257,13 @@ TEST_CASE(
     "hardening2 bounds: endless, huge, directory and non-UTF-8 inputs are refused in one "
     "line") {
   const ScratchDir dir;
-  write_bytes(dir / "tiny.json", kTiny);
+  write_bytes(dir / "tiny.json", kTinyConfig);
   check_refused(run_cli(dir, {"validate", "/dev/zero"}), "validate",
                 {"/dev/zero", "larger than 16777216 bytes", "config file"});
   check_refused(run_cli(dir, {"validate", dir.path().string()}), "validate",
                 {dir.path().string(), "is a directory, not a config file"});
   // A grid of 2 x 2 x 30000 = 120000 cells.
-  json big = json::parse(kTiny);
+  json big = json::parse(kTinyConfig);
   for (int s = 1; s < 30000; ++s) big["seeds"].push_back(s);
   write_bytes(dir / "big.json", big.dump());
   check_refused(run_cli(dir, {"validate", dir / "big.json"}), "validate",
@@ -348,7 +331,7 @@ TEST_CASE(
     "hardening2 config: a negative schedule factor and other meaningless numbers are "
     "refused") {
   const ScratchDir dir;
-  write_bytes(dir / "tiny.json", kTiny);
+  write_bytes(dir / "tiny.json", kTinyConfig);
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"optimizer.schedule.factor=-1", "optimizer.schedule.factor: expected a positive number"},
       {"optimizer.schedule.factor=0", "optimizer.schedule.factor: expected a positive number"},
@@ -373,7 +356,7 @@ TEST_CASE(
     "hardening2 validate: labels beyond the outputs, ignored options and shape errors are "
     "refused as run refuses them") {
   const ScratchDir dir;
-  write_bytes(dir / "tiny.json", kTiny);
+  write_bytes(dir / "tiny.json", kTinyConfig);
   std::vector<unsigned char> labels20(40);
   for (std::size_t i = 0; i < labels20.size(); ++i) labels20[i] = (unsigned char)(i % 20);
   write_idx(dir / "labels20", "train", 40, 28, 28, labels20);

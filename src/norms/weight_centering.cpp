@@ -34,12 +34,7 @@ class WeightCentering final : public NormWithOptions<T, WeightCenteringOptions> 
       : NormWithOptions<T, WeightCenteringOptions>(std::move(type), options) {}
 
   void prepare_shape(const std::vector<std::size_t>& shape) override {
-    const long long rank = static_cast<long long>(shape.size());
-    const long long dim = this->options_.dim;
-    if (rank == 0 || dim < -rank || dim >= rank)
-      throw std::invalid_argument(this->type() + " norm: dim " + std::to_string(dim) +
-                                  " is out of range for a weight of shape " + shape_text(shape));
-    dim_ = std::size_t(dim < 0 ? dim + rank : dim);
+    dim_ = weight_dimension(this->type(), this->options_.dim, shape);
   }
 
  protected:

@@ -32,12 +32,7 @@ class WeightNorm final : public NormWithOptions<T, WeightNormOptions> {
   }
 
   void prepare_shape(const std::vector<std::size_t>& shape) override {
-    const long long rank = static_cast<long long>(shape.size());
-    const long long dim = this->options_.dim;
-    if (rank == 0 || dim < -rank || dim >= rank)
-      throw std::invalid_argument(this->type() + " norm: dim " + std::to_string(dim) +
-                                  " is out of range for a weight of shape " + shape_text(shape));
-    dim_ = std::size_t(dim < 0 ? dim + rank : dim);
+    dim_ = weight_dimension(this->type(), this->options_.dim, shape);
     if (!this->has_parameter("g")) this->add_parameter("g", xt::ones<T>({shape[dim_]}));
     if (this->parameter("g").value.size() != shape[dim_])
       throw std::invalid_argument(this->type() + " norm has " +

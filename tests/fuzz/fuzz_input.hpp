@@ -20,4 +20,15 @@ inline std::string as_file(const std::uint8_t* data, std::size_t size, const cha
   return path;
 }
 
+// A small valid experiment config: the grid that the targets reading run
+// folders and config overrides fuzz against.
+inline const char* const kSmallConfig = R"({
+  "name": "fuzz",
+  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4},
+  "model": "mlp2",
+  "norms": ["batch", "none"],
+  "batch_sizes": [16, 4],
+  "seeds": [0]
+})";
+
 }  // namespace normlab::fuzz

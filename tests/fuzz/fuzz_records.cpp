@@ -11,22 +11,9 @@
 #include "io/utf8.hpp"
 #include "normlab/experiment.hpp"
 
-namespace {
-
-const char* const kConfig = R"({
-  "name": "fuzz",
-  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4},
-  "model": "mlp2",
-  "norms": ["batch", "none"],
-  "batch_sizes": [16, 4],
-  "seeds": [0]
-})";
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const nlohmann::json config =
-      normlab::parse_config(nlohmann::json::parse(kConfig)).resolved;
+      normlab::parse_config(nlohmann::json::parse(normlab::fuzz::kSmallConfig)).resolved;
   const std::string path = normlab::fuzz::as_file(data, size, "results.jsonl");
   try {
     const std::vector<normlab::JsonlRecord> records =

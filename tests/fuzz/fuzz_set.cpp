@@ -8,23 +8,11 @@
 #include "fuzz_input.hpp"
 #include "normlab/experiment.hpp"
 
-namespace {
-
-const char* const kConfig = R"({
-  "name": "fuzz",
-  "dataset": {"type": "synthetic", "train_size": 256, "test_size": 128, "classes": 4},
-  "model": "mlp2",
-  "norms": ["batch", "none"],
-  "batch_sizes": [16, 4],
-  "seeds": [0]
-})";
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string config_path = [] {
-    const std::uint8_t* text = reinterpret_cast<const std::uint8_t*>(kConfig);
-    return normlab::fuzz::as_file(text, std::char_traits<char>::length(kConfig), "base.json");
+    const std::uint8_t* text = reinterpret_cast<const std::uint8_t*>(normlab::fuzz::kSmallConfig);
+    return normlab::fuzz::as_file(text, std::char_traits<char>::length(normlab::fuzz::kSmallConfig),
+                                  "base.json");
   }();
   const std::string assignment(reinterpret_cast<const char*>(data), size);
   try {
