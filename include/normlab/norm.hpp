@@ -147,15 +147,6 @@ class Norm {
   // are applied (running statistics; WeightNorm's initial g).
   virtual void observe_stats(const NormDescription&, Mode, const GroupStats&) {}
 
-  // An elementwise map in front of the engine (Dynamic Tanh's tanh(alpha x)).
-  // map_input returns the values the engine normalizes in place of x's n
-  // values (the norm keeps them alive until its next forward; the default is
-  // x itself). After the engine's backward has written dL/d(mapped) into dx,
-  // map_input_backward turns it into dL/dx in place and adds the map's own
-  // parameter gradients.
-  virtual const T* map_input(const T* x, std::size_t) { return x; }
-  virtual void map_input_backward(const T* /*x*/, const T* /*mapped*/, T* /*dx*/, std::size_t) {}
-
   void add_parameter(const std::string& name, xt::xarray<T> initial);
   void add_state(const std::string& name, xt::xarray<T> initial);
   bool has_parameter(const std::string& name) const { return parameters_.count(name) != 0; }
@@ -181,8 +172,7 @@ class Norm {
 
   // Saved by forward for backward: the input (see forward), its description
   // and statistics. owned_x_ holds the copy the allocating forward makes.
-  const T* saved_x_ = nullptr;      // what the engine normalized: x, or map_input's values
-  const T* saved_input_ = nullptr;  // x itself
+  const T* saved_x_ = nullptr;
   xt::xarray<T> owned_x_;
   NormDescription saved_description_{};
   GroupStats saved_stats_;

@@ -1,11 +1,9 @@
 // Dynamic Tanh (Zhu, Chen, He, LeCun & Liu, CVPR 2025): no statistics at all,
 //   y = gamma[c] * tanh(alpha * x) + beta[c],
-// alpha one learned scalar, gamma and beta per channel (dimension 1). The tanh
-// is an elementwise map in front of the engine (Norm::map_input); the engine
-// applies the per-channel affine to it with given statistics mean 0, rstd 1,
-// and sums dgamma and dbeta.
-#include <cmath>
-
+// alpha one learned scalar, gamma and beta per channel (dimension 1). To the
+// engine it is a description without statistics (neither centered nor
+// scaled) whose numerator is tanh(v x) with one v shared by every channel:
+// alpha is that v, and the engine sums its gradient with gamma's and beta's.
 #include "channel_norm.hpp"
 
 namespace normlab {
@@ -36,45 +34,14 @@ class DynamicTanh final : public ChannelNorm<T, DytOptions> {
  protected:
   NormDescription describe(const std::vector<std::size_t>& shape, Mode) const override {
     NormDescription d = this->channel_description(shape);
-    d.pooling = Pooling::per_channel;  // one "group" per channel: its affine
-    d.centered = false;
-    d.eps = 0;
-    d.statistics_given = true;  // mean 0, rstd 1: the engine applies gamma and beta only
+    d.pooling = Pooling::per_outer_groups;  // no statistics: the groups only index the runs
+    d.centered = false;                     // mean 0, rstd 1: mean 0, rstd 1
+    d.scaled = false;
+    d.numerator = Numerator::tanh;
+    d.shared_v = true;  // v is alpha, one scalar
     return d;
   }
-  void given_stats(const NormDescription& d, GroupStats& stats) const override {
-    stats.resize(d.groups());
-    stats.count = double(d.group_size());
-    for (std::size_t g = 0; g < d.groups(); ++g) {
-      stats.mean[g] = 0;
-      stats.var[g] = 1;
-      stats.rstd[g] = 1;
-    }
-  }
-
-  // t = tanh(alpha x), kept for the engine and for backward.
-  const T* map_input(const T* x, std::size_t n) override {
-    tanh_.resize(n);
-    const double alpha = double(this->parameter("alpha").value(0));
-    for (std::size_t i = 0; i < n; ++i) tanh_[i] = T(std::tanh(alpha * double(x[i])));
-    return tanh_.data();
-  }
-  // dx = dt * alpha * (1 - t^2); dalpha = sum(dt * x * (1 - t^2)), in double.
-  void map_input_backward(const T* x, const T* t, T* dx, std::size_t n) override {
-    Parameter<T>& alpha = this->parameter("alpha");
-    const double a = double(alpha.value(0));
-    double dalpha = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const double slope = 1 - double(t[i]) * double(t[i]);
-      const double dt = double(dx[i]);
-      dalpha += dt * double(x[i]) * slope;
-      dx[i] = T(dt * a * slope);
-    }
-    alpha.grad(0) += T(dalpha);
-  }
-
- private:
-  std::vector<T> tanh_;
+  const char* numerator_parameter_name() const override { return "alpha"; }
 };
 
 }  // namespace

@@ -244,7 +244,7 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
   if (y.shape() != x.shape()) y.resize(x.shape());
   const NormParameters<T> params = engine_parameters();
   GroupStats& stats = saved_stats_;
-  const T* input = map_input(x.data(), x.size());
+  const T* input = x.data();
 
   if (d.statistics_given) {
     given_stats(d, stats);
@@ -261,7 +261,6 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
     apply_stats(input, d, stats, params, y.data());
   }
   saved_x_ = input;
-  saved_input_ = x.data();
   saved_description_ = d;
   has_forward_ = true;
 }
@@ -292,7 +291,6 @@ void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
   } else {
     normalize_backward(saved_x_, dy.data(), d, saved_stats_, params, gradient_sums_, dx.data());
   }
-  map_input_backward(saved_input_, saved_x_, dx.data(), dx.size());
   add_parameter_sums(gradient_sums_.parameters);
 }
 

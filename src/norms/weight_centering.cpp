@@ -4,9 +4,8 @@
 // does not center its input; the centered weights of the layer in front keep
 // the mean of its input near zero. The input is v, the output w; no parameters.
 //
-// The engine centers each slice; its scaling is switched off by the hooks:
-// the variance is set to 1 (eps 0, so rstd = 1), and in backward
-// sum(dw * w) to 0, which leaves dv = dw - mean(dw).
+// To the engine, a centered description that is not scaled (rstd = 1): each
+// slice loses its mean, and backward gives dv = dw - mean(dw).
 #include "registry.hpp"
 #include "shapes.hpp"
 
@@ -42,17 +41,8 @@ class WeightCentering final : public NormWithOptions<T, WeightCenteringOptions> 
     NormDescription d;
     d.view = {product(shape, 0, dim_), shape[dim_], product(shape, dim_ + 1, shape.size())};
     d.pooling = Pooling::per_channel;
-    d.eps = 0;
+    d.scaled = false;  // centered only
     return d;
-  }
-
-  bool combines_stats() const override { return true; }
-  void combine_stats(const NormDescription&, Mode, GroupStats& stats) override {
-    stats.var.assign(stats.var.size(), 1.0);  // rstd = 1: centering only
-  }
-  bool combines_gradients() const override { return true; }
-  void combine_gradients(const NormDescription&, GradientSums& sums) override {
-    sums.sum_dxhat_xhat.assign(sums.sum_dxhat_xhat.size(), 0.0);  // the scale is constant
   }
 
  private:
