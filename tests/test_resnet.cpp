@@ -149,7 +149,10 @@ TEST_CASE("golden: resnet8_w4's training step matches PyTorch (float64, both lay
 
 TEST_CASE("resnet: resnet8_w4's training step matches PyTorch in float32 on both backends") {
   std::vector<const char*> backends = {"im2col"};
-  if (onednn_available()) backends.push_back("onednn");
+  if (onednn_available())
+    backends.push_back("onednn");
+  else
+    MESSAGE("skipped the onednn backend: this build has no oneDNN");
   for (const char* backend : backends) {
     ConvBackendScope scope(backend);
     INFO("NORMLAB_CONV=" << backend);

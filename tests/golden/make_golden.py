@@ -438,6 +438,8 @@ def torch_module(spec, shape, data_dtype):
     kind = spec["type"]
     c = shape[1] if len(shape) > 1 else None
     eps = spec.get("eps", 1e-5)
+    if kind == "none":  # no normalization: y = x, dx = dy
+        return nn.Identity()
     if kind == "batch" and spec.get("frozen", False):
         return FrozenBatchNorm(c, eps, spec.get("affine", True))
     if kind in ("batch", "sync_batch"):  # SyncBatchNorm on one process is BatchNorm
@@ -834,6 +836,9 @@ def cases():
         add(f"batch_4d_tall_{mode}", {"type": "batch"}, (4, 8, 12, 12), mode, 0)
     add("group_tall_train", {"type": "group", "groups": 2}, (2, 4, 18, 18), "train", 0)
     add("instance_tall_train", {"type": "instance", "affine": True}, (2, 3, 17, 17), "train", 0)
+
+    add("none_2d_train", {"type": "none"}, (4, 3), "train", 0)
+    add("none_4d_eval", {"type": "none"}, (2, 3, 4, 5), "eval", 0)
     return c
 
 
