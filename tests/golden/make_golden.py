@@ -96,6 +96,20 @@ def running_stats(c):
 # --- reference modules; torch names -> normlab names ---
 
 
+class RmsChannelAffine(nn.Module):
+    """RMSNorm with channel_affine: per sample over (C, S...), gamma per channel."""
+
+    def __init__(self, c, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c, dtype=torch.float64))
+
+    def forward(self, x):
+        dims = tuple(range(1, x.dim()))
+        view = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        return x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + self.eps) * self.weight.view(view)
+
+
 class RMSNorm(nn.Module):
     """torch 2.4 nn.RMSNorm semantics (torch 1.13 has none):
     y = x / sqrt(mean(x^2 over the normalized dims) + eps) * gamma,
@@ -468,6 +482,8 @@ def torch_module(spec, shape, data_dtype):
         eps = spec.get("eps")
         if eps is None:  # the data's machine epsilon, even when computed in float64
             eps = torch.finfo(data_dtype).eps
+        if spec.get("channel_affine", False):
+            return RmsChannelAffine(c, eps)
         return RMSNorm(ns, eps, spec.get("affine", True))
     if kind == "ghost":
         return GhostBatchNorm(c, spec.get("virtual_batch_size", 4), eps,
@@ -737,6 +753,8 @@ def cases():
         "train", 0)
     add("rms_last_dim_eps_null", {"type": "rms", "normalized_shape": [7]}, (2, 3, 7), "train", 0)
     add("rms_noaffine", {"type": "rms", "eps": 1e-6, "affine": False}, (2, 3, 7), "train", 0)
+    add("rms_channel_affine_4d", {"type": "rms", "eps": 1e-6, "channel_affine": True},
+        (2, 3, 4, 5), "train", 0)
 
     add("ghost_2d_train", {"type": "ghost", "virtual_batch_size": 4}, (8, 3), "train", 0)
     add("ghost_2d_v2_train", {"type": "ghost", "virtual_batch_size": 2}, (6, 5), "train", 0)
