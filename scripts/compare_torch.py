@@ -5,8 +5,9 @@ Runs `normlab bench --json` (which also measures the machine's bandwidth), then
 times each of its cases in PyTorch with torch.set_num_threads matched:
 F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
 (RMSNorm, FRN and EvoNorm-S0: composites of elementwise ops, torch 1.13 has no
-kernel for them; ghost, batch_renorm and sync_batch have no PyTorch counterpart on CPU and
-are left out). Dynamic Tanh, Switchable Norm and MABN are timed against their
+kernel for them). Norms without a PyTorch peer (the registry's torch_peer trait, read from
+`normlab list norms --json`: ghost, batch_renorm, sync_batch, ...) are left out, and named on
+stderr. Dynamic Tanh, Switchable Norm and MABN are timed against their
 golden references, written in torch ops in tests/golden/make_golden.py; frozen
 BatchNorm ("frozen": true) is F.batch_norm with the running statistics in both modes.
 A spec with "layout": "nhwc" (its --shape given as N,H,W,C) is timed in PyTorch on
@@ -39,9 +40,13 @@ import make_golden  # noqa: E402  (the PyTorch references of the norms torch lac
 # Norms whose peer is their golden reference module, written in torch ops.
 REFERENCE_PEERS = ("dyt", "switchable", "mabn")
 PHASES = ("forward", "forward_eval", "backward")
-# normlab norms PyTorch 1.13 has no kernel or composite here for: not compared
-# (sync_batch in one process is the batch case, and torch's SyncBatchNorm has no CPU path).
-NO_TORCH_PEER = ("ghost", "batch_renorm", "sync_batch", "mean_only_batch")
+
+
+def torch_peers(normlab):
+    """The norm types that have a PyTorch peer here, by the registry's torch_peer trait."""
+    out = subprocess.run([normlab, "list", "norms", "--json"], check=True, stdout=subprocess.PIPE,
+                         text=True).stdout
+    return {norm["type"] for norm in json.loads(out) if norm["traits"]["torch_peer"]}
 
 
 def normlab_rows(args, threads):
@@ -213,11 +218,15 @@ def main():
               "cpu n/t")
     lines = []
     busy = False
+    peers = torch_peers(args.normlab)
+    left_out = set()
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         rounds = []  # per round: [(normlab row, torch ms, torch cpu share, note)]
         for _ in range(args.rounds):
-            rows = [r for r in normlab_rows(args, threads) if r["spec"]["type"] not in NO_TORCH_PEER]
+            rows = normlab_rows(args, threads)
+            left_out |= {r["spec"]["type"] for r in rows if r["spec"]["type"] not in peers}
+            rows = [r for r in rows if r["spec"]["type"] in peers]
             rounds.append([(row, *torch_times(row, args.repeats)) for row in rows])
         for case in zip(*rounds):
             row, _, _, note = case[0]
@@ -246,6 +255,8 @@ def main():
                                   "torch_cpu_share": torch_cpu_share, "torch_note": note,
                                   "torch_over_normlab": dict(zip(PHASES, ratios))}))
             sys.stdout.flush()
+    if left_out:
+        print("left out (no PyTorch peer): " + ", ".join(sorted(left_out)), file=sys.stderr)
     best = f", best of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"PyTorch {torch.__version__}, {args.dtype}, median of {args.repeats} after a warm-up"
           f"{best}; torch/normlab > 1: normlab is faster")

@@ -234,8 +234,9 @@ TEST_CASE("cli: Ctrl-C keeps the finished cells, says how to resume and exits 13
   check_mentions(again.err, {std::to_string(kept) + " finished before"});
 }
 
-TEST_CASE("cli: a config that needs more ranks names the smallest -np that works") {
-  if (!built_with_mpi()) return;  // ranks_per_cell is refused without MPI
+// Without MPI, ranks_per_cell is refused: the test is reported as skipped.
+TEST_CASE("cli: a config that needs more ranks names the smallest -np that works" *
+          doctest::skip(!built_with_mpi())) {
   const ScratchDir dir;
   json config = tiny_config();
   config["distributed"] = {{"ranks_per_cell", {1, 2, 4}}};

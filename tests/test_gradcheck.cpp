@@ -215,7 +215,7 @@ TEST_CASE("gradcheck: channels-last (nhwc) inputs of every norm with a layout") 
   if (built_with_mpi())  // one process: sync_batch is batch
     cases.push_back({nhwc({{"type", "sync_batch"}}), {2, 3, 2, 5}, train, kAffine});
   else
-    MESSAGE("sync_batch skipped: this build has no MPI (NORMLAB_WITH_MPI=OFF)");
+    MESSAGE("skipped sync_batch: this build has no MPI (NORMLAB_WITH_MPI=OFF)");
   check_all(cases);
 }
 

@@ -4,12 +4,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xview.hpp>
 
 #include "normlab/normlab.hpp"
 #include "normlab/registry.hpp"
@@ -74,6 +77,27 @@ std::string section_of(const std::string& text, const std::string& type) {
   return section;
 }
 
+// Whether this build can make the norm; says so when it cannot (sync_batch
+// without MPI), so that a skipped norm shows in the test output.
+bool available(const NormInfo& info) {
+  const std::string reason = why_unavailable(info.traits);
+  if (!reason.empty()) MESSAGE("skipped ", info.type, ": ", reason);
+  return reason.empty();
+}
+
+// y for x in `mode` from a fresh norm of `spec`.
+xt::xarray<double> output_of(const json& spec, const xt::xarray<double>& x, Mode mode) {
+  return make_norm<double>(spec, 0)->forward(x, mode);
+}
+
+// (N, C, H, W) values with a different mean and spread per element, seeded.
+xt::xarray<double> varied_input(std::vector<std::size_t> shape, double seed) {
+  xt::xarray<double> x = xt::zeros<double>(shape);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    x.flat(i) = std::sin(1.7 * double(i) + seed) * (1 + double(i % 7)) + 0.3 * double(i % 5);
+  return x;
+}
+
 }  // namespace
 
 TEST_CASE("registry: norm_types, registered_norms and norm_info agree") {
@@ -116,6 +140,7 @@ TEST_CASE("registry: norm_info of an unknown name throws listing every registere
 TEST_CASE("registry: every norm resolves its default spec, and make_norm(to_json()) round-trips") {
   for (const NormInfo& info : registered_norms()) {
     CAPTURE(info.type);
+    if (!available(info)) continue;
     const json resolved = resolve_spec({{"type", info.type}});
     REQUIRE(resolved.is_object());
     CHECK(resolved.at("type") == info.type);
@@ -164,32 +189,85 @@ TEST_CASE("registry: non-default specs round-trip for float and double") {
   }
 }
 
-TEST_CASE("registry: norm_traits with default options match what each norm is") {
-  const Names batch_statistics = {"batch",      "batch_renorm", "ghost", "mean_only_batch",
-                                  "sync_batch", "switchable",   "mabn"};
-  const Names needs_spatial = {"instance", "frn"};
-  const Names running_state = {"batch",      "ghost",      "batch_renorm", "mean_only_batch",
-                               "sync_batch", "switchable", "mabn"};
-  for (const std::string& type : norm_types()) {
+// Each trait is checked against what the norm does, so a new norm's
+// declared traits are checked without a list of names here.
+TEST_CASE("registry: norm_traits with default options match what each norm does") {
+  const std::vector<std::size_t> shape = {4, 32, 3, 3};
+  const xt::xarray<double> x = varied_input(shape, 0.0);
+  // x with samples 1..3 replaced: sample 0's output changes only with batch statistics.
+  xt::xarray<double> other = varied_input(shape, 1.0);
+  xt::view(other, 0) = xt::view(x, 0);
+  std::size_t counted = 0;
+  for (const NormInfo& info : registered_norms()) {
+    const std::string type = info.type;
     CAPTURE(type);
-    const NormTraits t = norm_traits({{"type", type}});
-    CHECK(t.batch_statistics == in(batch_statistics, type));
-    CHECK(t.needs_spatial == in(needs_spatial, type));
-    CHECK(t.running_state == in(running_state, type));
-    CHECK(t.reparameterizes_weight == (type == "weight" || type == "weight_centering"));
-    CHECK(t.preceding_weight == (type == "mabn" ? "weight_centering" : ""));
-    CHECK(t.virtual_batch_size == (type == "ghost" ? 4u : 0u));
-    CHECK(t.running_state == !t.state.empty());
+    const json spec = {{"type", type}};
+    const NormTraits t = norm_traits(spec);
     // NormInfo's traits are the ones of the default options.
-    const NormTraits& listed = norm_info(type).traits;
+    const NormTraits& listed = info.traits;
     CHECK(listed.batch_statistics == t.batch_statistics);
     CHECK(listed.needs_spatial == t.needs_spatial);
     CHECK(listed.running_state == t.running_state);
+    CHECK(listed.train_uses_state == t.train_uses_state);
     CHECK(listed.reparameterizes_weight == t.reparameterizes_weight);
+    CHECK(listed.includes_activation == t.includes_activation);
+    CHECK(listed.preceding_weight == t.preceding_weight);
     CHECK(listed.virtual_batch_size == t.virtual_batch_size);
+    CHECK(listed.channels_last == t.channels_last);
+    CHECK(listed.torch_peer == t.torch_peer);
+    CHECK(listed.needs_mpi == t.needs_mpi);
+    CHECK(listed.identity == t.identity);
     CHECK(listed.parameters == t.parameters);
     CHECK(listed.state == t.state);
+    CHECK(t.running_state == !t.state.empty());
+    if (!t.preceding_weight.empty())
+      CHECK(norm_traits({{"type", t.preceding_weight}}).reparameterizes_weight);
+    // channels_last: the spec takes "layout": "nhwc" exactly when the trait says so
+    // (at a conv layer too, where LayerNorm and RMSNorm take channel_affine).
+    for (const json& form : {spec, layer_spec(spec, shape[1], /*spatial=*/true)}) {
+      json nhwc = form;
+      nhwc["layout"] = "nhwc";
+      bool accepted = true;
+      try {
+        resolve_spec(nhwc);
+      } catch (const std::invalid_argument&) {
+        accepted = false;
+      }
+      const std::string form_text = form.dump();
+      CAPTURE(form_text);
+      CHECK(accepted == norm_traits(form).channels_last);
+    }
+    if (t.reparameterizes_weight) {  // the rest is about activations
+      CHECK_FALSE(t.batch_statistics);
+      CHECK_FALSE(t.channels_last);
+      continue;
+    }
+    if (!available(info)) continue;
+    ++counted;
+    const xt::xarray<double> y = output_of(spec, x, Mode::train);
+    // batch_statistics: sample 0's train output depends on the other samples.
+    const bool depends_on_batch =
+        !xt::allclose(xt::view(y, 0), xt::view(output_of(spec, other, Mode::train), 0));
+    CHECK(depends_on_batch == t.batch_statistics);
+    // train_uses_state: a norm whose train output for the same batch changes after a few
+    // train forwards must declare it (Batch Renorm's warm-up may hide it that early).
+    auto norm = make_norm<double>(spec, 0);
+    const xt::xarray<double> first = norm->forward(x, Mode::train);
+    for (double seed : {3.0, 4.0, 5.0}) norm->forward(varied_input(shape, seed), Mode::train);
+    if (xt::any(xt::not_equal(norm->forward(x, Mode::train), first))) CHECK(t.train_uses_state);
+    // identity: y is x, bit for bit.
+    CHECK(bool(xt::all(xt::equal(y, x))) == t.identity);
+    // needs_spatial: an (N, C) input is refused.
+    bool flat_accepted = true;
+    try {
+      output_of(spec, varied_input({4, 32}, 2.0), Mode::train);
+    } catch (const std::invalid_argument&) {
+      flat_accepted = false;
+    }
+    CHECK(flat_accepted == !t.needs_spatial);
   }
+  CHECK(counted > 0);
+  CHECK(norm_traits({{"type", "ghost"}}).virtual_batch_size > 0);
   CHECK(as_set(norm_traits({{"type", "frn"}}).parameters) == Names{"gamma", "beta", "tau"});
   CHECK(as_set(norm_traits({{"type", "evonorm_s0"}}).parameters) == Names{"gamma", "beta", "v"});
 }
@@ -224,7 +302,8 @@ TEST_CASE("registry: norm_traits follow the options") {
 
 TEST_CASE("registry: parameter and state names of the built norm are the traits' (as sets)") {
   std::vector<json> specs;
-  for (const std::string& type : norm_types()) specs.push_back({{"type", type}});
+  for (const NormInfo& info : registered_norms())
+    if (available(info)) specs.push_back({{"type", info.type}});
   for (const json& spec : varied_specs()) specs.push_back(spec);
   const std::vector<std::size_t> shape = {4, 32, 3, 3};
   for (const json& spec : specs) {
@@ -357,8 +436,15 @@ TEST_CASE("list norms --json: one entry per type, options and defaults as resolv
     CHECK(traits.at("batch_statistics") == t.batch_statistics);
     CHECK(traits.at("needs_spatial") == t.needs_spatial);
     CHECK(traits.at("running_state") == t.running_state);
+    CHECK(traits.at("train_uses_state") == t.train_uses_state);
     CHECK(traits.at("reparameterizes_weight") == t.reparameterizes_weight);
     CHECK(traits.at("virtual_batch_size") == t.virtual_batch_size);
+    CHECK(traits.at("includes_activation") == t.includes_activation);
+    CHECK(traits.at("preceding_weight") == t.preceding_weight);
+    CHECK(traits.at("channels_last") == t.channels_last);
+    CHECK(traits.at("torch_peer") == t.torch_peer);
+    CHECK(traits.at("needs_mpi") == t.needs_mpi);
+    CHECK(traits.at("identity") == t.identity);
   }
 }
 

@@ -574,15 +574,15 @@ std::string config_error(const json& config) {
 }  // namespace
 
 TEST_CASE("experiments: ghost cells that cannot or need not run are skipped, with the reason") {
-  CHECK(skip_reason({{"type", "ghost"}}, 8) == "");
-  check_mentions(skip_reason({{"type", "ghost"}}, 4),
+  CHECK(skip_reason(norm_traits({{"type", "ghost"}}), 8) == "");
+  check_mentions(skip_reason(norm_traits({{"type", "ghost"}}), 4),
                  {"batch size 4 equals virtual_batch_size 4", "plain batch norm"});
-  check_mentions(skip_reason({{"type", "ghost"}}, 2),
+  check_mentions(skip_reason(norm_traits({{"type", "ghost"}}), 2),
                  {"batch size 2 does not split into virtual batches of 4"});
-  check_mentions(skip_reason({{"type", "ghost"}, {"virtual_batch_size", 3}}, 16),
+  check_mentions(skip_reason(norm_traits({{"type", "ghost"}, {"virtual_batch_size", 3}}), 16),
                  {"16", "virtual batches of 3"});
-  CHECK(skip_reason({{"type", "batch"}}, 2) == "");
-  CHECK(skip_reason({{"type", "batch_renorm"}}, 2) == "");
+  CHECK(skip_reason(norm_traits({{"type", "batch"}}), 2) == "");
+  CHECK(skip_reason(norm_traits({{"type", "batch_renorm"}}), 2) == "");
 
   const ExperimentConfig config = parse_config(json::parse(kRemediesConfig));
   const std::vector<Cell> cells = grid_cells(config);

@@ -81,6 +81,16 @@ struct ProbeConfig {
   std::uint64_t seed = 0;
 };
 
+// A norm of a config, parsed once where the config enters: the spec as the
+// config gives it (labels and cell ids are made from it) and what the norm is
+// in the config's model.
+struct ConfigNorm {
+  nlohmann::json spec;      // a name becomes {"type": name}
+  nlohmann::json resolved;  // every option filled in (resolve_spec): two entries are the
+                            // same norm when these are equal
+  NormTraits traits;        // model_norm_traits(spec)
+};
+
 struct ExperimentConfig {
   std::string name;
   std::string description;  // free text: the config's choices and why (shown by report)
@@ -89,7 +99,7 @@ struct ExperimentConfig {
   // The order of the model's activations: nchw (the default) or channels last
   // (nhwc, cnn3 only; the same results up to the order of floating-point sums).
   Layout activation_layout = Layout::nchw;
-  std::vector<nlohmann::json> norms;  // norm specs ({"type": "none"} for none)
+  std::vector<ConfigNorm> norms;  // ({"type": "none"}: no norm)
   std::vector<std::size_t> batch_sizes;
   std::vector<std::uint64_t> seeds;
   std::size_t epochs = 1;  // the budget in epochs; 0 when it is in steps or images
@@ -160,12 +170,13 @@ nlohmann::json parse_json(const std::string& text, const std::string& source,
 // Why a grid cell does not run ("" when it does): Ghost BN needs a batch size
 // that is a multiple of virtual_batch_size and larger than it (at B == V it
 // would be plain BatchNorm).
-std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size);
+std::string skip_reason(const NormTraits& norm, std::size_t batch_size);
 
 // One point of the grid.
 struct Cell {
   std::size_t index = 0;
-  nlohmann::json norm;
+  nlohmann::json norm;         // the spec as the config gives it (ConfigNorm::spec)
+  NormTraits norm_traits;      // set by grid_cells (ConfigNorm::traits)
   std::size_t batch_size = 0;  // per rank
   std::size_t ranks = 1;       // data-parallel ranks training the cell
   std::uint64_t seed = 0;

@@ -47,7 +47,7 @@ class Model {
 
 // Architectures: "cnn3", "mlp2" and the ResNets "resnetD[_wW]" (see README and
 // docs/experiments.md). norm_spec is a norm spec
-// object as in `normlab apply`, or {"type": "none"}; for "weight" the conv and
+// object as in `normlab apply` ({"type": "none"}: no norm); for "weight" the conv and
 // hidden linear weights are weight-normalized. activation_layout nhwc runs
 // cnn3's and a ResNet's activations channels last, (N, H, W, C): it still takes (N, 1, 28, 28)
 // images and gives the same logits up to the order of floating-point sums.
@@ -75,8 +75,8 @@ std::optional<ResNetSize> resnet_size(const std::string& name);
 // not (mlp2); std::invalid_argument naming the choices for an unknown model.
 bool model_is_convolutional(const std::string& name);
 
-// The traits of a model's norm choice: the registry's, or none at all for
-// {"type": "none"}.
+// The traits of a model's norm choice (the registry's), after checking that
+// the models can honour its options.
 NormTraits model_norm_traits(const nlohmann::json& norm_spec);
 
 // SGD with momentum and weight decay on every parameter (PyTorch's update:

@@ -110,6 +110,10 @@ class Norm {
   // rebuilds it.
   virtual nlohmann::json to_json() const;
   const std::string& type() const { return type_; }
+  // What this norm is, with its options (as norm_traits(to_json()), without
+  // the JSON). The base, for a norm of your own: its parameter and state
+  // names, every flag false.
+  virtual NormTraits traits() const;
 
  protected:
   // What prepare() does, for the input's shape with its channels at

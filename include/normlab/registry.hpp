@@ -29,10 +29,19 @@ struct NormTraits {
   bool batch_statistics = false;  // statistics span the samples of a batch (the study's subject)
   bool needs_spatial = false;     // refuses (N, C) input: its groups are within one channel
   bool running_state = false;     // keeps running statistics (eval uses them)
+  bool train_uses_state = false;  // a train forward reads state earlier ones updated (Batch
+                                  // Renorm's r and d, MABN's moving averages): its output is
+                                  // not a function of the batch alone
   bool reparameterizes_weight = false;  // normalizes a layer's weight, not its activations
   bool includes_activation = false;     // its output is already activated (FRN's TLU,
                                         // EvoNorm-S0): models add no ReLU after it
   std::size_t virtual_batch_size = 0;   // >0: batch statistics per run of this many samples
+  bool channels_last = false;           // takes "layout": "nhwc" with these options (LayerNorm and
+                                        // RMSNorm: with channel_affine)
+  bool torch_peer = false;              // scripts/compare_torch.py times it against a PyTorch peer
+  bool needs_mpi = false;               // a build without MPI refuses it (see built_with_mpi())
+  bool identity = false;  // changes nothing ("none"): models leave it out and keep the
+                          // layer's bias
   // The weight norm its paper applies to the conv or linear layer in front of
   // it (MABN: "weight_centering"); models do so. Empty: none.
   std::string preceding_weight;
@@ -66,6 +75,10 @@ nlohmann::json resolve_spec(const nlohmann::json& spec);
 
 // The traits of a norm with these options (the spec is resolved first).
 NormTraits norm_traits(const nlohmann::json& spec);
+
+// Whether this build can make a norm with these traits (false: it needs MPI
+// and the build has none), and the reason when it cannot ("" when it can).
+std::string why_unavailable(const NormTraits& traits);
 
 // The spec one layer of a model uses for a norm chosen as `spec`, at a layer
 // of `channels` outputs that has spatial positions or not: e.g. GroupNorm

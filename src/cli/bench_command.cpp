@@ -59,6 +59,7 @@ std::vector<Case> default_cases() {
   for (const NormInfo& info : registered_norms()) {
     const nlohmann::json spec = {{"type", info.type}};
     const NormTraits& t = info.traits;
+    if (t.identity) continue;  // nothing to time ("none"; --shape times it)
     if (t.reparameterizes_weight) {
       cases.push_back({spec, conv_weight});
       continue;
@@ -131,7 +132,8 @@ std::vector<Case> select_cases(const BenchOptions& o) {
   }
   if (specs.empty())
     for (const NormInfo& info : registered_norms())
-      if (!info.traits.reparameterizes_weight) specs.push_back({{"type", info.type}});
+      if (!info.traits.reparameterizes_weight && !info.traits.identity)
+        specs.push_back({{"type", info.type}});
   std::vector<Case> cases;
   for (const nlohmann::json& spec : specs)
     for (const Shape& shape : shapes) cases.push_back({spec, shape});

@@ -12,7 +12,7 @@ namespace normlab::cli {
 
 struct ModelBenchOptions {
   std::string model;             // cnn3 or mlp2
-  nlohmann::json norm;           // a norm spec, or {"type": "none"}
+  nlohmann::json norm;           // a norm spec ({"type": "none"}: no norm)
   Layout layout = Layout::nchw;  // of the model's activations
   std::size_t batch = 64;        // images per step
   std::size_t steps = 20;        // timed steps after one warm-up

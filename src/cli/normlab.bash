@@ -31,8 +31,7 @@ _normlab() {
   fi
   case $prev in
     --norm)
-      # "none" is a config's word (no norm layer), not a norm to run.
-      COMPREPLY=($(compgen -W "$(_normlab_listed "$program" norms | sed 's/^none //')" -- "$cur"))
+      COMPREPLY=($(compgen -W "$(_normlab_listed "$program" norms)" -- "$cur"))
       return ;;
     --model)
       COMPREPLY=($(compgen -W "$(_normlab_listed "$program" models)" -- "$cur")); return ;;

@@ -266,8 +266,8 @@ void check_learning_rates(const OptimizerConfig& o, const std::vector<std::size_
 }
 
 // "batch" or {"type": "batch", ...} -> a spec object; checked against the model.
-nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
-                          const std::string& model, Layout activation_layout) {
+ConfigNorm parse_norm(const nlohmann::json& entry, const std::string& path,
+                      const std::string& model, Layout activation_layout) {
   nlohmann::json spec =
       entry.is_string() ? nlohmann::json{{"type", entry.get<std::string>()}} : entry;
   if (!spec.is_object())
@@ -275,10 +275,10 @@ nlohmann::json parse_norm(const nlohmann::json& entry, const std::string& path,
                                 json_kind(entry));
   try {
     build_model<float>(model, spec, activation_layout);  // the model knows which norms fit it
+    return {spec, resolve_spec(spec), model_norm_traits(spec)};
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(path + ": " + e.what());
   }
-  return spec;
 }
 
 // "activation_layout": "nchw" (the default) or "nhwc", which only the
@@ -337,28 +337,27 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
   const nlohmann::json& norms = r.raw("norms");
   if (!norms.is_array() || norms.empty())
     r.fail("norms", std::string("expected a non-empty list of norms, got ") + json_kind(norms));
-  std::vector<nlohmann::json> resolved_norms;  // "batch" and {"type": "batch", "eps": 1e-5} alike
   for (std::size_t i = 0; i < norms.size(); ++i) {
     const std::string path = "norms[" + std::to_string(i) + "]";
     c.norms.push_back(parse_norm(norms[i], path, c.model, c.activation_layout));
-    const nlohmann::json& spec = c.norms.back();
-    resolved_norms.push_back(spec.at("type") == "none" ? spec : resolve_spec(spec));
-    const auto first =
-        std::find(resolved_norms.begin(), resolved_norms.end() - 1, resolved_norms.back());
-    if (first != resolved_norms.end() - 1)
+    // "batch" and {"type": "batch", "eps": 1e-5} alike.
+    const auto first = std::find_if(c.norms.begin(), c.norms.end() - 1, [&](const ConfigNorm& n) {
+      return n.resolved == c.norms.back().resolved;
+    });
+    if (first != c.norms.end() - 1)
       throw std::invalid_argument(path + ": the same norm as norms[" +
-                                  std::to_string(first - resolved_norms.begin()) +
+                                  std::to_string(first - c.norms.begin()) +
                                   "] (each cell would be trained twice; remove one)");
   }
 
   c.batch_sizes = positive_list(r, "batch_sizes", kMaxBatch);
   for (std::size_t b : c.batch_sizes)
     if (b < 1) r.fail("batch_sizes", "batch sizes must be at least 1");
-  for (const nlohmann::json& norm : c.norms) {
-    const std::string type = norm["type"].get<std::string>();
-    const bool per_batch = model_norm_traits(norm).batch_statistics;
+  for (const ConfigNorm& norm : c.norms) {
+    const std::string type = norm.spec["type"].get<std::string>();
     for (std::size_t b : c.batch_sizes)
-      if (b < 2 && c.model == "mlp2" && per_batch && skip_reason(norm, b).empty())
+      if (b < 2 && c.model == "mlp2" && norm.traits.batch_statistics &&
+          skip_reason(norm.traits, b).empty())
         r.fail("batch_sizes",
                type + " norm in mlp2 needs batch size >= 2 (one value per channel otherwise)");
   }
@@ -457,10 +456,12 @@ ExperimentConfig parse_config(const nlohmann::json& config) {
     dataset["validation_seed"] = d.validation_seed;
   }
   const OptimizerConfig& o = c.optimizer;
+  nlohmann::json norm_specs = nlohmann::json::array();  // as given: cell ids are made from them
+  for (const ConfigNorm& norm : c.norms) norm_specs.push_back(norm.spec);
   c.resolved = {{"name", c.name},
                 {"dataset", dataset},
                 {"model", c.model},
-                {"norms", c.norms},
+                {"norms", norm_specs},
                 {"batch_sizes", c.batch_sizes},
                 {"seeds", c.seeds},
                 {"epochs", c.epochs},
@@ -647,8 +648,8 @@ std::string Cell::id() const {
          (search_run ? "/lr_x" + multiplier_text(lr_multiplier) : "");
 }
 
-std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size) {
-  const std::size_t v = model_norm_traits(norm_spec).virtual_batch_size;
+std::string skip_reason(const NormTraits& norm, std::size_t batch_size) {
+  const std::size_t v = norm.virtual_batch_size;
   if (v == 0) return "";
   const std::string b = std::to_string(batch_size), vb = std::to_string(v);
   if (batch_size % v != 0)
@@ -660,17 +661,18 @@ std::string skip_reason(const nlohmann::json& norm_spec, std::size_t batch_size)
 
 std::vector<Cell> grid_cells(const ExperimentConfig& config) {
   std::vector<Cell> cells;
-  for (const nlohmann::json& norm : config.norms)
+  for (const ConfigNorm& norm : config.norms)
     for (std::size_t b : config.batch_sizes)
       for (std::size_t ranks : config.ranks_per_cell)
         for (std::uint64_t seed : config.seeds) {
           Cell cell;
           cell.index = cells.size();
-          cell.norm = norm;
+          cell.norm = norm.spec;
+          cell.norm_traits = norm.traits;
           cell.batch_size = b;
           cell.ranks = ranks;
           cell.seed = seed;
-          cell.skipped = skip_reason(norm, b);
+          cell.skipped = skip_reason(norm.traits, b);
           cells.push_back(cell);
         }
   return cells;

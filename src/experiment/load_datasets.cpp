@@ -120,7 +120,7 @@ void check_model_fits_data(const ExperimentConfig& config) {
     // error run would meet (a LayerNorm normalized_shape, an image size the
     // model does not take) is met here.
     Model<float> model =
-        build_model<float>(config.model, config.norms[i], config.activation_layout);
+        build_model<float>(config.model, config.norms[i].spec, config.activation_layout);
     model.initialize(0);
     xt::xarray<float> x =
         xt::zeros<float>({std::size_t(2), std::size_t(1), shape.rows, shape.cols});

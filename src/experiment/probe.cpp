@@ -26,10 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool is_batch_statistics(const nlohmann::json& norm_spec) {
-  return model_norm_traits(norm_spec).batch_statistics;
-}
-
 std::string joined(const std::vector<std::string>& words) {
   std::string text;
   for (const auto& w : words) text += (text.empty() ? "" : ", ") + w;
@@ -157,6 +153,7 @@ std::vector<std::size_t> with_batch(std::size_t batch, const Dataset& data) {
 // A model to probe and what the records say about where it came from.
 struct Subject {
   nlohmann::json norm;
+  NormTraits traits;  // of norm, in the model
   std::string norm_label;
   Model<float> model;
   nlohmann::json source;  // merged into every record
@@ -181,7 +178,7 @@ void restore(Norm<float>& norm, const NormState& state) {
 // a norm with virtual_batch_size (Ghost BN) normalizes each run of that many
 // samples with its own statistics; the others the whole batch.
 std::size_t statistics_batch(const Norm<float>& norm, std::size_t batch) {
-  const std::size_t v = norm_traits(norm.to_json()).virtual_batch_size;
+  const std::size_t v = norm.traits().virtual_batch_size;
   if (v == 0) return batch;
   if (batch % v != 0)
     throw std::invalid_argument("probe: batch size " + std::to_string(batch) +
@@ -209,7 +206,7 @@ class Prober {
     std::vector<ProbedLayer> layers;
     for (std::size_t i = 0; i < subject.model.size(); ++i) {
       Norm<float>* norm = subject.model.layer(i).norm();
-      if (!norm || !is_batch_statistics(norm->to_json())) continue;
+      if (!norm || !norm->traits().batch_statistics) continue;
       ProbedLayer layer{i,     layers.size() + 1,
                         norm,  i > 0 ? subject.model.layer(i - 1).name() : std::string("input"),
                         false, {}};
@@ -232,7 +229,7 @@ class Prober {
         layer.start["running_var"] = as_array(population.var);
       }
       for (std::size_t b : config_.batch_sizes)
-        if (skip_reason(subject.norm, b).empty())  // as the run skips them
+        if (skip_reason(subject.traits, b).empty())  // as the run skips them
           records.push_back(probe_batch_size(subject, layer, population, b));
       // Later layers see this one normalized with its population statistics.
       restore(*layer.norm, layer.start);
@@ -378,7 +375,7 @@ Subject trained_subject(const ExperimentConfig& config, const ProbeSource& sourc
   if (cell == cells.end())
     throw std::invalid_argument("--cell '" + source.cell + "' is not a cell of " + dir.string() +
                                 " (ids look like " + cells.front().id() + ")");
-  if (!is_batch_statistics(cell->norm))
+  if (!cell->norm_traits.batch_statistics)
     throw std::invalid_argument(
         "--cell '" + source.cell +
         "' has no batch-statistics norm (types: " + joined(batch_statistics_types()) + ")");
@@ -396,8 +393,12 @@ Subject trained_subject(const ExperimentConfig& config, const ProbeSource& sourc
     trained.lr_multiplier = run_record["lr_multiplier"].get<double>();
     trained.search_run = !run.optimizer.lr_multipliers.empty();
   }
-  Subject subject{cell->norm, cell->norm_label(),
-                  build_model<float>(run.model, cell->norm, run.activation_layout), nullptr, true};
+  Subject subject{cell->norm,
+                  cell->norm_traits,
+                  cell->norm_label(),
+                  build_model<float>(run.model, cell->norm, run.activation_layout),
+                  nullptr,
+                  true};
   // The probe measures on the training set the cell trained on.
   Dataset train_set = split_validation(full_train, run.dataset).first;
   const bool saved = has_cell_weights(dir, trained.id());
@@ -442,13 +443,14 @@ std::vector<nlohmann::json> run_probe(const ExperimentConfig& config, const Prob
   if (!source.run_dir.empty()) {
     subjects.push_back(trained_subject(config, source, note, train));
   } else {
-    for (const nlohmann::json& norm : config.norms) {
-      if (!is_batch_statistics(norm)) continue;
+    for (const ConfigNorm& norm : config.norms) {
+      if (!norm.traits.batch_statistics) continue;
       Cell cell;
-      cell.norm = norm;
-      Subject subject{norm, cell.norm_label(),
-                      build_model<float>(config.model, norm, config.activation_layout), nullptr,
-                      false};
+      cell.norm = norm.spec;
+      Subject subject{
+          norm.spec,         norm.traits,
+          cell.norm_label(), build_model<float>(config.model, norm.spec, config.activation_layout),
+          nullptr,           false};
       subject.model.initialize(config.seeds.front());
       subject.source = {{"source", "fresh"},        {"seed", config.seeds.front()},
                         {"trained_cell", nullptr},  {"trained_batch_size", nullptr},

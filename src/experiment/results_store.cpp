@@ -644,8 +644,9 @@ std::vector<std::string> mark_skipped(ResultGrid& grid, const nlohmann::json& co
     Cell cell;
     cell.norm = spec;
     const std::string norm = cell.norm_label();
+    const NormTraits traits = model_norm_traits(spec);
     for (std::size_t b : grid.batch_sizes) {
-      const std::string reason = skip_reason(spec, b);
+      const std::string reason = skip_reason(traits, b);
       if (reason.empty()) continue;
       grid.cells[{norm, b}].skipped = true;
       reasons.push_back(norm + ", B=" + std::to_string(b) + ": " + reason);

@@ -99,10 +99,6 @@ bool has_running_stats(const Norm<float>& norm) {
   return std::find(names.begin(), names.end(), "running_mean") != names.end();
 }
 
-bool uses_batch_statistics(const nlohmann::json& norm) {
-  return model_norm_traits(norm).batch_statistics;
-}
-
 }  // namespace
 
 const std::vector<std::string>& batch_statistics_types() {
@@ -312,7 +308,7 @@ nlohmann::json train_cell(const ExperimentConfig& config, const Cell& cell, cons
       result["validation_error"] =
           1.0 - eval_accuracy(model, *validation, config.evaluation.batch_size);
     const bool one_rank = cell.ranks == 1;
-    if (config.evaluation.batch_stats_accuracy && uses_batch_statistics(cell.norm) && one_rank)
+    if (config.evaluation.batch_stats_accuracy && cell.norm_traits.batch_statistics && one_rank)
       result["test_accuracy_batch_stats"] = batch_stats_accuracy(model, test, batch);
     // Last: it replaces the running statistics. Its batches are the shuffle an
     // epoch after the last one would use.

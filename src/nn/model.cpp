@@ -74,12 +74,13 @@ namespace {
 
 // How the chosen norm enters a conv or hidden linear layer of `channels` outputs.
 struct NormPlan {
-  nlohmann::json spec;  // null: no norm
+  nlohmann::json spec;
   NormTraits traits;
   std::string architecture;
   Layout layout = Layout::nchw;  // of the model's activations
 
-  bool bias() const { return spec.is_null() || traits.reparameterizes_weight; }
+  // No norm after the layer ("none"), or one inside its weight: the layer keeps its bias.
+  bool bias() const { return traits.identity || traits.reparameterizes_weight; }
   // The norm itself when it is a weight norm, or the one its activation norm
   // asks for in front of it (MABN's weight centering).
   WeightReparameterization weight_norm() const {
@@ -142,10 +143,6 @@ NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architect
   if (!norm_spec.is_object() || !norm_spec.contains("type") || !norm_spec["type"].is_string())
     throw std::invalid_argument("norm: expected an object with a \"type\", got " +
                                 norm_spec.dump());
-  if (norm_spec["type"] == "none") {
-    if (norm_spec.size() != 1) throw std::invalid_argument("norm 'none' takes no other keys");
-    return {nullptr, {}, architecture, layout};
-  }
   // Rejects unknown types and keys early, naming them.
   NormPlan plan{norm_spec, norm_traits(norm_spec), architecture, layout};
   // A norm that is the weight's own reparameterization (not one that asks for

@@ -57,6 +57,8 @@ void register_batch_norm(NormRegistry& registry) {
                     "batch", "BatchNorm: per channel over (N, H, W); running statistics for eval",
                     [](const BatchNormOptions& o) {
                       NormTraits t;
+                      t.channels_last = true;
+                      t.torch_peer = true;  // F.batch_norm
                       t.batch_statistics = !o.frozen;
                       channel_names(t, o.affine, o.track_running_stats);
                       return t;

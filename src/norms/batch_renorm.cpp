@@ -88,6 +88,8 @@ void register_batch_renorm(NormRegistry& registry) {
           "Batch Renormalization: BatchNorm corrected towards the running statistics (r, d)",
           [](const BatchRenormOptions& o) {
             NormTraits t;
+            t.train_uses_state = true;  // r and d move with the running statistics
+            t.channels_last = true;
             t.batch_statistics = true;
             channel_names(t, o.affine, /*running=*/true);
             t.state.push_back("num_batches_tracked");

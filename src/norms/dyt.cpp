@@ -52,6 +52,8 @@ void register_dyt(NormRegistry& registry) {
       NormDefinition<DytOptions>{"dyt", "Dynamic Tanh: gamma * tanh(alpha x) + beta, no statistics",
                                  [](const DytOptions&) {
                                    NormTraits t;
+                                   t.channels_last = true;
+                                   t.torch_peer = true;  // its golden reference in torch ops
                                    t.parameters = {"gamma", "beta", "alpha"};
                                    return t;
                                  }});

@@ -57,6 +57,8 @@ void register_evonorm_s0(NormRegistry& registry) {
       "evonorm_s0", "EvoNorm-S0: x * sigmoid(v x) divided by the group std (GroupNorm's groups)",
       [](const EvoNormS0Options&) {
         NormTraits t;
+        t.channels_last = true;
+        t.torch_peer = true;           // a composite of torch ops
         t.includes_activation = true;  // x * sigmoid(v x) replaces the ReLU
         t.parameters = {"gamma", "beta", "v"};
         return t;

@@ -61,6 +61,8 @@ void register_frn(NormRegistry& registry) {
       "frn", "Filter Response Normalization: per (sample, channel) by the RMS over (H, W), TLU",
       [](const FrnOptions& o) {
         NormTraits t;
+        t.channels_last = true;
+        t.torch_peer = true;  // a composite of torch ops
         t.needs_spatial = true;
         t.includes_activation = o.tlu;  // the TLU replaces the ReLU
         t.parameters = {"gamma", "beta"};

@@ -51,6 +51,7 @@ void register_ghost_norm(NormRegistry& registry) {
       "ghost", "Ghost BatchNorm: BatchNorm statistics per virtual batch of V samples",
       [](const GhostNormOptions& o) {
         NormTraits t;
+        t.channels_last = true;
         t.batch_statistics = true;
         t.virtual_batch_size = o.virtual_batch_size;
         channel_names(t, o.affine, o.track_running_stats);

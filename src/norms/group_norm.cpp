@@ -51,6 +51,8 @@ void register_group_norm(NormRegistry& registry) {
       "group", "GroupNorm: per (sample, group of C/G channels) over those channels and (H, W)",
       [](const GroupNormOptions& o) {
         NormTraits t;
+        t.channels_last = true;
+        t.torch_peer = true;  // F.group_norm
         channel_names(t, o.affine, /*running=*/false);
         return t;
       }};

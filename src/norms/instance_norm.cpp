@@ -45,6 +45,8 @@ void register_instance_norm(NormRegistry& registry) {
                                   "instance", "InstanceNorm: per (sample, channel) over (H, W)",
                                   [](const InstanceNormOptions& o) {
                                     NormTraits t;
+                                    t.channels_last = true;
+                                    t.torch_peer = true;  // F.instance_norm
                                     t.needs_spatial = true;
                                     channel_names(t, o.affine, o.track_running_stats);
                                     return t;

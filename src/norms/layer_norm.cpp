@@ -24,7 +24,7 @@ using LayerNorm = RowNorm<T, LayerNormOptions>;
 void register_layer_norm(NormRegistry& registry) {
   NormDefinition<LayerNormOptions> definition{
       "layer", "LayerNorm: per sample over normalized_shape (or (C, H, W) with channel_affine)",
-      [](const LayerNormOptions& o) { return row_norm_traits(o.affine, /*centered=*/true); }};
+      [](const LayerNormOptions& o) { return row_norm_traits(o, /*centered=*/true); }};
   definition.fit_layer = fit_row_norm<LayerNormOptions>;
   register_norm<LayerNorm>(registry, definition);
 }

@@ -147,9 +147,11 @@ class RowNorm final : public NormWithOptions<T, Options> {
 };
 
 // Traits of a per-sample norm.
-inline NormTraits row_norm_traits(bool affine, bool centered) {
+inline NormTraits row_norm_traits(const RowNormOptions& o, bool centered) {
   NormTraits t;
-  if (affine)
+  t.channels_last = o.channel_affine;  // a normalized_shape is trailing dims in either order
+  t.torch_peer = true;                 // F.layer_norm, or a composite of torch ops
+  if (o.affine)
     t.parameters =
         centered ? std::vector<std::string>{"gamma", "beta"} : std::vector<std::string>{"gamma"};
   return t;

@@ -150,6 +150,9 @@ void register_mabn(NormRegistry& registry) {
           "batch statistics",
           [](const MabnOptions&) {
             NormTraits t;
+            t.train_uses_state = true;  // the moving averages of earlier batches
+            t.channels_last = true;
+            t.torch_peer = true;  // its golden reference in torch ops
             t.batch_statistics = true;
             t.running_state = true;
             t.preceding_weight = "weight_centering";  // the paper's pairing

@@ -50,6 +50,7 @@ void register_mean_only_batch_norm(NormRegistry& registry) {
                                        "(N, H, W), no division",
                                        [](const MeanOnlyBatchNormOptions& o) {
                                          NormTraits t;
+                                         t.channels_last = true;
                                          t.batch_statistics = true;
                                          channel_names(t, o.affine, o.track_running_stats);
                                          return t;

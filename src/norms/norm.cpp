@@ -89,6 +89,15 @@ nlohmann::json Norm<T>::to_json() const {
 }
 
 template <class T>
+NormTraits Norm<T>::traits() const {
+  NormTraits t;
+  t.parameters = parameter_names();
+  t.state = state_names();
+  t.running_state = !t.state.empty();
+  return t;
+}
+
+template <class T>
 void Norm<T>::given_stats(const NormDescription&, GroupStats&) const {
   throw std::logic_error(type_ +
                          " norm: its description asks for given statistics, but it has none");

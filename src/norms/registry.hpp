@@ -82,10 +82,14 @@ void register_norm(NormRegistry& registry, const NormDefinition<Options>& defini
     return Options::schema().to_json(type, options);
   };
   entry.make_float = [=](const nlohmann::json& spec, std::size_t channels) {
-    return std::unique_ptr<Norm<float>>(new NormClass<float>(type, parse(spec), channels));
+    auto norm = std::make_unique<NormClass<float>>(type, parse(spec), channels);
+    norm->set_traits_function(traits);
+    return std::unique_ptr<Norm<float>>(std::move(norm));
   };
   entry.make_double = [=](const nlohmann::json& spec, std::size_t channels) {
-    return std::unique_ptr<Norm<double>>(new NormClass<double>(type, parse(spec), channels));
+    auto norm = std::make_unique<NormClass<double>>(type, parse(spec), channels);
+    norm->set_traits_function(traits);
+    return std::unique_ptr<Norm<double>>(std::move(norm));
   };
   registry.add(std::move(entry));
 }
@@ -101,9 +105,21 @@ class NormWithOptions : public Norm<T> {
   nlohmann::json to_json() const override {
     return Options::schema().to_json(this->type(), options_);
   }
+  // The registered traits of the options as they are now (a LayerNorm's
+  // normalized_shape is fixed by its first input).
+  NormTraits traits() const override {
+    return traits_of_ ? traits_of_(options_) : Norm<T>::traits();
+  }
+  // Set by register_norm: the definition's traits.
+  void set_traits_function(std::function<NormTraits(const Options&)> traits_of) {
+    traits_of_ = std::move(traits_of);
+  }
 
  protected:
   Options options_;
+
+ private:
+  std::function<NormTraits(const Options&)> traits_of_;
 };
 
 }  // namespace normlab

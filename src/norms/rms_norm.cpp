@@ -24,7 +24,7 @@ using RmsNorm = RowNorm<T, RmsNormOptions>;
 void register_rms_norm(NormRegistry& registry) {
   NormDefinition<RmsNormOptions> definition{
       "rms", "RMSNorm: LayerNorm's grouping, divided by the root mean square, no centering",
-      [](const RmsNormOptions& o) { return row_norm_traits(o.affine, /*centered=*/false); }};
+      [](const RmsNormOptions& o) { return row_norm_traits(o, /*centered=*/false); }};
   definition.fit_layer = fit_row_norm<RmsNormOptions>;
   register_norm<RmsNorm>(registry, definition);
 }

@@ -215,6 +215,8 @@ void register_switchable(NormRegistry& registry) {
           "statistics",
           [](const SwitchableOptions&) {
             NormTraits t;
+            t.channels_last = true;
+            t.torch_peer = true;  // its golden reference in torch ops
             t.batch_statistics = true;
             channel_names(t, /*affine=*/true, /*running=*/true);
             t.parameters.push_back("mean_weight");

@@ -109,6 +109,8 @@ void register_sync_batch_norm(NormRegistry& registry) {
           "SyncBatchNorm: BatchNorm with statistics over every rank of the data-parallel group",
           [](const SyncBatchNormOptions& o) {
             NormTraits t;
+            t.channels_last = true;
+            t.needs_mpi = true;  // torch's SyncBatchNorm has no CPU path: no peer
             t.batch_statistics = true;
             channel_names(t, o.affine, o.track_running_stats);
             return t;

@@ -77,6 +77,7 @@ void register_weight_norm(NormRegistry& registry) {
           "weight", "WeightNorm: reparameterizes a layer's weight, w = g * v / ||v|| per slice",
           [](const WeightNormOptions&) {
             NormTraits t;
+            t.torch_peer = true;  // torch._weight_norm
             t.reparameterizes_weight = true;
             t.parameters = {"g"};
             return t;

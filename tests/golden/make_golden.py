@@ -96,6 +96,20 @@ def running_stats(c):
 # --- reference modules; torch names -> normlab names ---
 
 
+class RmsChannelAffine(nn.Module):
+    """RMSNorm with channel_affine: per sample over (C, S...), gamma per channel."""
+
+    def __init__(self, c, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c, dtype=torch.float64))
+
+    def forward(self, x):
+        dims = tuple(range(1, x.dim()))
+        view = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        return x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + self.eps) * self.weight.view(view)
+
+
 class RMSNorm(nn.Module):
     """torch 2.4 nn.RMSNorm semantics (torch 1.13 has none):
     y = x / sqrt(mean(x^2 over the normalized dims) + eps) * gamma,
@@ -438,6 +452,8 @@ def torch_module(spec, shape, data_dtype):
     kind = spec["type"]
     c = shape[1] if len(shape) > 1 else None
     eps = spec.get("eps", 1e-5)
+    if kind == "none":  # no normalization: y = x, dx = dy
+        return nn.Identity()
     if kind == "batch" and spec.get("frozen", False):
         return FrozenBatchNorm(c, eps, spec.get("affine", True))
     if kind in ("batch", "sync_batch"):  # SyncBatchNorm on one process is BatchNorm
@@ -466,6 +482,8 @@ def torch_module(spec, shape, data_dtype):
         eps = spec.get("eps")
         if eps is None:  # the data's machine epsilon, even when computed in float64
             eps = torch.finfo(data_dtype).eps
+        if spec.get("channel_affine", False):
+            return RmsChannelAffine(c, eps)
         return RMSNorm(ns, eps, spec.get("affine", True))
     if kind == "ghost":
         return GhostBatchNorm(c, spec.get("virtual_batch_size", 4), eps,
@@ -735,6 +753,8 @@ def cases():
         "train", 0)
     add("rms_last_dim_eps_null", {"type": "rms", "normalized_shape": [7]}, (2, 3, 7), "train", 0)
     add("rms_noaffine", {"type": "rms", "eps": 1e-6, "affine": False}, (2, 3, 7), "train", 0)
+    add("rms_channel_affine_4d", {"type": "rms", "eps": 1e-6, "channel_affine": True},
+        (2, 3, 4, 5), "train", 0)
 
     add("ghost_2d_train", {"type": "ghost", "virtual_batch_size": 4}, (8, 3), "train", 0)
     add("ghost_2d_v2_train", {"type": "ghost", "virtual_batch_size": 2}, (6, 5), "train", 0)
@@ -834,6 +854,9 @@ def cases():
         add(f"batch_4d_tall_{mode}", {"type": "batch"}, (4, 8, 12, 12), mode, 0)
     add("group_tall_train", {"type": "group", "groups": 2}, (2, 4, 18, 18), "train", 0)
     add("instance_tall_train", {"type": "instance", "affine": True}, (2, 3, 17, 17), "train", 0)
+
+    add("none_2d_train", {"type": "none"}, (4, 3), "train", 0)
+    add("none_4d_eval", {"type": "none"}, (2, 3, 4, 5), "eval", 0)
     return c
 
 
