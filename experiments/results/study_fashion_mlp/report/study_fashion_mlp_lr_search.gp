@@ -38,8 +38,8 @@ do for [fmt in "svg png"] {
        'study_fashion_mlp_lr_search.dat' index 8 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
        'study_fashion_mlp_lr_search.dat' index 9 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
        'study_fashion_mlp_lr_search.dat' index 10 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 11 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'dyt', \
-       'study_fashion_mlp_lr_search.dat' index 12 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch frozen=true'
+       'study_fashion_mlp_lr_search.dat' index 11 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
+       'study_fashion_mlp_lr_search.dat' index 12 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
   unset logscale
   unset label
   set grid
@@ -65,8 +65,8 @@ do for [fmt in "svg png"] {
        'study_fashion_mlp_lr_search.dat' index 21 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
        'study_fashion_mlp_lr_search.dat' index 22 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
        'study_fashion_mlp_lr_search.dat' index 23 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 24 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'dyt', \
-       'study_fashion_mlp_lr_search.dat' index 25 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch frozen=true'
+       'study_fashion_mlp_lr_search.dat' index 24 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
+       'study_fashion_mlp_lr_search.dat' index 25 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
   unset logscale
   unset label
   set grid
@@ -92,8 +92,8 @@ do for [fmt in "svg png"] {
        'study_fashion_mlp_lr_search.dat' index 34 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
        'study_fashion_mlp_lr_search.dat' index 35 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
        'study_fashion_mlp_lr_search.dat' index 36 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 37 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'dyt', \
-       'study_fashion_mlp_lr_search.dat' index 38 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch frozen=true'
+       'study_fashion_mlp_lr_search.dat' index 37 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
+       'study_fashion_mlp_lr_search.dat' index 38 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
   unset logscale
   unset label
   set grid
@@ -118,8 +118,8 @@ do for [fmt in "svg png"] {
        'study_fashion_mlp_lr_search.dat' index 46 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
        'study_fashion_mlp_lr_search.dat' index 47 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
        'study_fashion_mlp_lr_search.dat' index 48 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 49 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'dyt', \
-       'study_fashion_mlp_lr_search.dat' index 50 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch frozen=true'
+       'study_fashion_mlp_lr_search.dat' index 49 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
+       'study_fashion_mlp_lr_search.dat' index 50 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
   unset logscale
   unset label
   set grid
@@ -144,8 +144,8 @@ do for [fmt in "svg png"] {
        'study_fashion_mlp_lr_search.dat' index 58 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
        'study_fashion_mlp_lr_search.dat' index 59 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
        'study_fashion_mlp_lr_search.dat' index 60 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 61 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'dyt', \
-       'study_fashion_mlp_lr_search.dat' index 62 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch frozen=true'
+       'study_fashion_mlp_lr_search.dat' index 61 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
+       'study_fashion_mlp_lr_search.dat' index 62 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
   unset multiplot
   unset output
 }
