@@ -7,8 +7,8 @@ F.batch_norm, F.layer_norm, F.instance_norm, F.group_norm, torch._weight_norm
 (RMSNorm, FRN and EvoNorm-S0: composites of elementwise ops, torch 1.13 has no
 kernel for them). Norms without a PyTorch peer (the registry's torch_peer trait, read from
 `normlab list norms --json`: ghost, batch_renorm, sync_batch, ...) are left out, and named on
-stderr. Dynamic Tanh, Switchable Norm and MABN are timed against their
-golden references, written in torch ops in tests/golden/make_golden.py; frozen
+stderr. Dynamic Tanh, Switchable Norm, MABN and Cross-Iteration BN (without a layer
+in front, as `normlab bench` runs it) are timed against their golden references, written in torch ops in tests/golden/make_golden.py; frozen
 BatchNorm ("frozen": true) is F.batch_norm with the running statistics in both modes.
 A spec with "layout": "nhwc" (its --shape given as N,H,W,C) is timed in PyTorch on
 channels_last tensors of the same (N, C, H, W) tensor.
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
 import make_golden  # noqa: E402  (the PyTorch references of the norms torch lacks)
 
 # Norms whose peer is their golden reference module, written in torch ops.
-REFERENCE_PEERS = ("dyt", "switchable", "mabn")
+REFERENCE_PEERS = ("dyt", "switchable", "mabn", "cross_iteration_batch")
 PHASES = ("forward", "forward_eval", "backward")
 
 

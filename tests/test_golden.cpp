@@ -90,6 +90,36 @@ xt::xarray<T> to_channels_first(const xt::xarray<T>& a) {
   return xt::transpose(a, order);
 }
 
+// The layer in front of a Cross-Iteration BN case (tests/golden/make_golden.py's
+// preceding_output): x = w u per position, u (N, K, S...) channels first, w (C, K).
+// Its weight gradient is written here, independently of normlab's layers.
+template <class T>
+class GoldenPrecedingLayer final : public PrecedingLayer<T> {
+ public:
+  explicit GoldenPrecedingLayer(Layout layout) : layout_(layout) {}
+  void set(const xt::xarray<T>& u, const xt::xarray<T>& w) {
+    u_ = u;
+    w_ = w;
+  }
+  const xt::xarray<T>& last_weight() const override { return w_; }
+  // dw[c, k] = sum over n and positions s of dy[n, c, s] u[n, k, s].
+  void weight_gradient(const xt::xarray<T>& dy, xt::xarray<T>& dw) override {
+    const xt::xarray<T> g =
+        layout_ == Layout::nhwc && dy.dimension() >= 3 ? to_channels_first(dy) : dy;
+    const std::size_t N = g.shape(0), C = g.shape(1), K = u_.shape(1), S = g.size() / (N * C);
+    dw = xt::zeros<T>({C, K});
+    for (std::size_t n = 0; n < N; ++n)
+      for (std::size_t c = 0; c < C; ++c)
+        for (std::size_t k = 0; k < K; ++k)
+          for (std::size_t p = 0; p < S; ++p)
+            dw(c, k) += g.data()[(n * C + c) * S + p] * u_.data()[(n * K + k) * S + p];
+  }
+
+ private:
+  Layout layout_;
+  xt::xarray<T> u_, w_;
+};
+
 // Runs one case, in the layout given (nhwc: the case's spec with "layout":
 // "nhwc", its inputs permuted to channels last and its outputs back); returns
 // its largest scaled error.
@@ -124,9 +154,13 @@ double check_case(const nlohmann::json& c, Layout layout = Layout::nchw) {
   double worst = 0;
   if (c.contains("sequence")) {  // consecutive steps, state carried, each checked
     const auto modes = c.at("sequence").get<std::vector<std::string>>();
+    GoldenPrecedingLayer<T> preceding(layout);
+    const bool has_preceding = files.count("weight_s0") == 1;
+    if (has_preceding) norm->connect_preceding_layer(&preceding);
     for (std::size_t i = 0; i < modes.size(); ++i) {
       const std::string s = "_s" + std::to_string(i);
       INFO("step ", i, " in ", modes[i]);
+      if (has_preceding) preceding.set(load("u" + s), load("weight" + s));
       norm->zero_grad();
       const xt::xarray<T> y = output(norm->forward(input("x" + s), parse_mode(modes[i])));
       const xt::xarray<T> dx = output(norm->backward(input("dy" + s)));

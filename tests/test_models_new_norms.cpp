@@ -198,7 +198,9 @@ TEST_CASE("models: cnn3 with frn learns tau (its TLU is not cancelled by the ReL
 }
 
 // The small-batch remedies of issue 22 in both models: every learned tensor moves.
-TEST_CASE("models: dyt, switchable, mabn and frozen batch train a step in cnn3 and mlp2") {
+TEST_CASE(
+    "models: dyt, switchable, mabn, frozen batch and cross_iteration_batch train a step in cnn3 "
+    "and mlp2") {
   for (const char* architecture : {"cnn3", "mlp2"}) {
     const std::size_t norms = std::string(architecture) == "cnn3" ? 3 : 2;
     const Step dyt = train_one_step(architecture, {{"type", "dyt"}}, {"alpha", "gamma"}, norms);
@@ -214,8 +216,12 @@ TEST_CASE("models: dyt, switchable, mabn and frozen batch train a step in cnn3 a
     const Step frozen =
         train_one_step(architecture, {{"type", "batch"}, {"frozen", true}}, {"gamma"}, norms);
     check_learns(frozen, "gamma");
+    const Step cibn =
+        train_one_step(architecture, {{"type", "cross_iteration_batch"}}, {"gamma", "beta"}, norms);
+    check_learns(cibn, "gamma");
+    check_learns(cibn, "beta");
   }
-  CHECK_NOTHROW(parse_config(tiny_config(
-      "mlp2",
-      json::array({"dyt", "switchable", "mabn", json{{"type", "batch"}, {"frozen", true}}}))));
+  CHECK_NOTHROW(parse_config(
+      tiny_config("mlp2", json::array({"dyt", "switchable", "mabn", "cross_iteration_batch",
+                                       json{{"type", "batch"}, {"frozen", true}}}))));
 }

@@ -46,6 +46,22 @@ struct BatchStatistics {
   std::vector<double> mean, var;
 };
 
+// The conv or linear layer whose output a norm normalizes, for a norm whose
+// statistics follow that layer's weight (Cross-Iteration BN compensates the
+// statistics of earlier steps for how the weight moved since). Models connect
+// it when the norm's traits have reads_preceding_layer.
+template <class T>
+class PrecedingLayer {
+ public:
+  virtual ~PrecedingLayer() = default;
+  // The weight of its last forward, (out, ...): row c makes output channel c.
+  virtual const xt::xarray<T>& last_weight() const = 0;
+  // d sum(dy * output) / d weight for the last forward's input (dy in the
+  // output's shape and layout), written to dweight; the layer's own
+  // gradients are left as they are.
+  virtual void weight_gradient(const xt::xarray<T>& dy, xt::xarray<T>& dweight) = 0;
+};
+
 // A normalization layer. Concrete norms only describe how elements are grouped
 // (see NormDescription) and, where they need to, hook into the engine's phases;
 // all arithmetic happens in the shared engine.
@@ -115,6 +131,11 @@ class Norm {
   // names, every flag false.
   virtual NormTraits traits() const;
 
+  // The layer in front of this norm (not owned; it must outlive the norm's
+  // use). Only norms whose traits have reads_preceding_layer read it.
+  void connect_preceding_layer(PrecedingLayer<T>* layer) { preceding_layer_ = layer; }
+  PrecedingLayer<T>* preceding_layer() const { return preceding_layer_; }
+
  protected:
   // What prepare() does, for the input's shape with its channels at
   // dimension 1, (N, C, ...), whatever the layout. describe() gets that shape
@@ -160,6 +181,8 @@ class Norm {
   bool was_set(const std::string& name) const { return explicitly_set_.count(name) != 0; }
   // What batch_statistics() returns; norms with running statistics fill it.
   BatchStatistics last_batch_;
+  // The input of the forward in progress (valid in combine_stats).
+  const xt::xarray<T>& current_input() const { return *current_input_; }
 
  private:
   NormParameters<T> engine_parameters() const;
@@ -177,6 +200,8 @@ class Norm {
   // Saved by forward for backward: the input (see forward), its description
   // and statistics. owned_x_ holds the copy the allocating forward makes.
   const T* saved_x_ = nullptr;
+  const xt::xarray<T>* current_input_ = nullptr;
+  PrecedingLayer<T>* preceding_layer_ = nullptr;
   xt::xarray<T> owned_x_;
   NormDescription saved_description_{};
   GroupStats saved_stats_;

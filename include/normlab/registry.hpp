@@ -45,6 +45,10 @@ struct NormTraits {
   // The weight norm its paper applies to the conv or linear layer in front of
   // it (MABN: "weight_centering"); models do so. Empty: none.
   std::string preceding_weight;
+  // Its statistics follow the weight of the conv or linear layer in front of
+  // it (Cross-Iteration BN's compensation): models connect that layer to it
+  // (Norm::connect_preceding_layer).
+  bool reads_preceding_layer = false;
   std::vector<std::string> parameters;  // names, in the order they are listed
   std::vector<std::string> state;
 };

@@ -30,6 +30,7 @@ std::vector<std::string> trait_words(const NormTraits& t) {
   if (t.reparameterizes_weight) words.push_back("reparameterizes a weight");
   if (t.includes_activation) words.push_back("includes its activation");
   if (!t.preceding_weight.empty()) words.push_back(t.preceding_weight + " on the weight in front");
+  if (t.reads_preceding_layer) words.push_back("reads the layer in front");
   if (t.channels_last) words.push_back("channels last");
   if (t.torch_peer) words.push_back("PyTorch peer");
   if (t.needs_mpi) words.push_back("needs MPI");
@@ -81,6 +82,7 @@ nlohmann::json norms_json() {
                      {"reparameterizes_weight", t.reparameterizes_weight},
                      {"includes_activation", t.includes_activation},
                      {"preceding_weight", t.preceding_weight},
+                     {"reads_preceding_layer", t.reads_preceding_layer},
                      {"virtual_batch_size", t.virtual_batch_size},
                      {"channels_last", t.channels_last},
                      {"torch_peer", t.torch_peer},

@@ -49,22 +49,37 @@ class LearnedWeight {
     weight_norm_->forward(v_, mode, w_);
     return w_;
   }
+  // The weight of the last forward.
+  const xt::xarray<T>& last_weight() const { return weight_norm_ ? w_ : v_; }
+
   // Where the layer accumulates dL/dw during backward.
   xt::xarray<T>& weight_grad() {
+    if (capture_) {
+      capture_->resize(v_.shape());
+      capture_->fill(T(0));
+      return *capture_;
+    }
     if (!weight_norm_) return dv_;
     dw_.fill(T(0));
     return dw_;
   }
   // After the layer has filled weight_grad(): carry it to v and g.
   void finish_backward() {
-    if (!weight_norm_) return;
+    if (capture_ || !weight_norm_) return;
     weight_norm_->backward(dw_, dv_step_);
     dv_ += dv_step_;
   }
+  // Between these, a backward writes dL/dw (of the weight itself, not v or g)
+  // to `dweight` and its bias gradient nowhere: the parameter gradients stay.
+  void begin_capture(xt::xarray<T>& dweight) {
+    capture_ = &dweight;
+    if (has_bias()) bias_scratch_ = xt::zeros<T>(bias_.shape());
+  }
+  void end_capture() { capture_ = nullptr; }
 
   bool has_bias() const { return bias_.dimension() != 0; }  // a default xarray is 0-d, size 1
   T* bias() { return bias_.data(); }
-  T* bias_grad() { return dbias_.data(); }
+  T* bias_grad() { return capture_ ? bias_scratch_.data() : dbias_.data(); }
   Norm<T>* norm() { return weight_norm_.get(); }
 
   void append_parameters(std::vector<ParameterRef<T>>& out) {
@@ -82,11 +97,14 @@ class LearnedWeight {
   xt::xarray<T> bias_, dbias_;
   std::unique_ptr<Norm<T>> weight_norm_;
   xt::xarray<T> w_, dw_, dv_step_;
+  xt::xarray<T>* capture_ = nullptr;  // set between begin_capture and end_capture
+  xt::xarray<T> bias_scratch_;
 };
 
 // A conv or linear layer: everything about its learned weight is shared.
+// It is the PrecedingLayer of the norm after it.
 template <class T>
-class WeightedLayer : public Layer<T> {
+class WeightedLayer : public Layer<T>, public PrecedingLayer<T> {
  public:
   WeightedLayer(std::vector<std::size_t> weight_shape, bool bias,
                 const WeightReparameterization& weight_norm)
@@ -104,6 +122,17 @@ class WeightedLayer : public Layer<T> {
   }
   void backward_parameters_only(const xt::xarray<T>& dy) final {
     backward_pass(dy, /*input_gradient=*/false);
+  }
+  const xt::xarray<T>& last_weight() const final { return weight_.last_weight(); }
+  void weight_gradient(const xt::xarray<T>& dy, xt::xarray<T>& dweight) final {
+    weight_.begin_capture(dweight);
+    try {
+      backward_pass(dy, /*input_gradient=*/false);
+    } catch (...) {
+      weight_.end_capture();
+      throw;
+    }
+    weight_.end_capture();
   }
 
  protected:

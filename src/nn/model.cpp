@@ -151,29 +151,52 @@ NormPlan plan_norm(const nlohmann::json& norm_spec, const std::string& architect
   return plan;
 }
 
-// The norm of a block and its activation: a ReLU, unless the norm is one
-// (FRN with its TLU, EvoNorm-S0), as their papers use them.
+// The norm layer after `front`, the conv or linear layer whose outputs it
+// normalizes; connected to it when the norm reads that layer (Cross-Iteration BN).
 template <class T>
-void add_norm_and_activation(Model<T>& model, const NormPlan& plan, std::size_t channels,
-                             bool spatial) {
-  if (plan.activation_norm())
-    model.add(make_norm_layer<T>(make_norm<T>(plan.for_layer(channels, spatial), channels)));
+std::unique_ptr<Layer<T>> make_norm_after(Layer<T>& front, const NormPlan& plan,
+                                          std::size_t channels, bool spatial) {
+  std::unique_ptr<Norm<T>> norm = make_norm<T>(plan.for_layer(channels, spatial), channels);
+  if (plan.traits.reads_preceding_layer) {
+    auto* layer = dynamic_cast<PrecedingLayer<T>*>(&front);
+    if (!layer)
+      throw std::logic_error("norm '" + norm->type() + "' follows " + front.name() +
+                             ", which has no weight to read");
+    norm->connect_preceding_layer(layer);
+  }
+  return make_norm_layer<T>(std::move(norm));
+}
+
+// The norm of a block after `front` and its activation: a ReLU, unless the
+// norm is one (FRN with its TLU, EvoNorm-S0), as their papers use them.
+template <class T>
+void add_norm_and_activation(Model<T>& model, Layer<T>& front, const NormPlan& plan,
+                             std::size_t channels, bool spatial) {
+  if (plan.activation_norm()) model.add(make_norm_after(front, plan, channels, spatial));
   if (!plan.traits.includes_activation) model.add(make_relu<T>());
+}
+
+// Adds a layer and returns it, for the norm that follows it.
+template <class T>
+Layer<T>& add_layer(Model<T>& model, std::unique_ptr<Layer<T>> layer) {
+  Layer<T>& added = *layer;
+  model.add(std::move(layer));
+  return added;
 }
 
 template <class T>
 void add_conv_block(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
-  model.add(make_conv2d<T>(in, out, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
-  add_norm_and_activation(model, plan, out, /*spatial=*/true);
+  Layer<T>& conv = add_layer(
+      model, make_conv2d<T>(in, out, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  add_norm_and_activation(model, conv, plan, out, /*spatial=*/true);
 }
 
 // The norm after a convolution that no ReLU follows (the second of a residual
 // block, and the projection shortcut's): the norm alone.
 template <class T>
-void add_norm(std::vector<std::unique_ptr<Layer<T>>>& layers, const NormPlan& plan,
+void add_norm(std::vector<std::unique_ptr<Layer<T>>>& layers, Layer<T>& front, const NormPlan& plan,
               std::size_t channels) {
-  if (plan.activation_norm())
-    layers.push_back(make_norm_layer<T>(make_norm<T>(plan.for_layer(channels, true), channels)));
+  if (plan.activation_norm()) layers.push_back(make_norm_after(front, plan, channels, true));
 }
 
 // A basic residual block, in -> out channels at `stride`:
@@ -186,15 +209,17 @@ void add_basic_block(Model<T>& model, const NormPlan& plan, std::size_t in, std:
   if (in != out || stride != 1) {
     shortcut.push_back(
         make_conv2d<T>(in, out, 1, stride, 0, plan.bias(), plan.weight_norm(), plan.layout));
-    add_norm(shortcut, plan, out);
+    add_norm(shortcut, *shortcut.back(), plan, out);
   }
   ResidualLayers<T> residual = make_residual<T>(std::move(shortcut));
   model.add(std::move(residual.fork));
-  model.add(make_conv2d<T>(in, out, 3, stride, 1, plan.bias(), plan.weight_norm(), plan.layout));
-  add_norm_and_activation(model, plan, out, /*spatial=*/true);
-  model.add(make_conv2d<T>(out, out, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  Layer<T>& first = add_layer(
+      model, make_conv2d<T>(in, out, 3, stride, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  add_norm_and_activation(model, first, plan, out, /*spatial=*/true);
+  Layer<T>& second = add_layer(
+      model, make_conv2d<T>(out, out, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
   std::vector<std::unique_ptr<Layer<T>>> second_norm;
-  add_norm(second_norm, plan, out);
+  add_norm(second_norm, second, plan, out);
   for (auto& layer : second_norm) model.add(std::move(layer));
   model.add(std::move(residual.join));
   model.add(make_relu<T>());
@@ -208,8 +233,9 @@ template <class T>
 void add_resnet(Model<T>& model, const NormPlan& plan, const ResNetSize& size) {
   if (plan.layout == Layout::nhwc) model.add(make_channels_last<T>());
   const std::size_t w = size.width, blocks = (size.depth - 2) / 6;
-  model.add(make_conv2d<T>(1, w, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
-  add_norm_and_activation(model, plan, w, /*spatial=*/true);
+  Layer<T>& stem =
+      add_layer(model, make_conv2d<T>(1, w, 3, 1, 1, plan.bias(), plan.weight_norm(), plan.layout));
+  add_norm_and_activation(model, stem, plan, w, /*spatial=*/true);
   std::size_t channels = w;
   for (std::size_t stage = 0; stage < 3; ++stage) {
     const std::size_t width = w << stage;
@@ -224,8 +250,8 @@ void add_resnet(Model<T>& model, const NormPlan& plan, const ResNetSize& size) {
 
 template <class T>
 void add_hidden_linear(Model<T>& model, const NormPlan& plan, std::size_t in, std::size_t out) {
-  model.add(make_linear<T>(in, out, plan.bias(), plan.weight_norm()));
-  add_norm_and_activation(model, plan, out, /*spatial=*/false);
+  Layer<T>& linear = add_layer(model, make_linear<T>(in, out, plan.bias(), plan.weight_norm()));
+  add_norm_and_activation(model, linear, plan, out, /*spatial=*/false);
 }
 
 }  // namespace

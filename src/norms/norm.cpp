@@ -264,6 +264,7 @@ void Norm<T>::forward(const xt::xarray<T>& x, Mode mode, xt::xarray<T>& y) {
     observe_stats(d, mode, stats);
   } else {
     reduce_stats(input, d, stats);
+    current_input_ = &x;
     combine_stats(d, mode, stats);
     finish_stats(d, stats);
     observe_stats(d, mode, stats);

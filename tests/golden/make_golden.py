@@ -32,6 +32,9 @@ Sequence cases ("sequence" in cases.json: the mode of each step) run several
 consecutive steps of one module with its state carried: step i reads x_s<i> and
 dy_s<i> and writes y_s<i>, dx_s<i>, d<param>_s<i> (that step's gradients alone)
 and <state>_out_s<i> (the state after it); tests/test_golden.cpp checks every step.
+Cross-Iteration BN's sequences with a layer in front instead read u_s<i> and
+weight_s<i> (that layer's input and weight) and write x_s<i> = weight u (the norm's
+input); the test gives the norm that layer.
 
 Ghost BatchNorm and Batch Renormalization have no torch module: their references
 below are written from the definitions in README.md with torch operations.
@@ -434,6 +437,80 @@ class Mabn(nn.Module):
                 + self.bias.view(view))
 
 
+class CrossIterationBN(nn.Module):
+    """Cross-Iteration BatchNorm (Yao et al., CVPR 2021), per channel over (N, spatial).
+    Given the weight w of the layer in front (x = w u), each train step keeps
+    mu = mean(x), nu = mean(x^2) and their gradients in w (autograd, as the authors'
+    code takes them); an earlier step's are moved to the current w to first order,
+    mu + <dmu/dw, w - w_then> per row; one whose nu - mu^2 is negative is left out; the
+    current step and up to window - 1 earlier ones are averaged: mean = avg mu,
+    var = avg nu - mean^2; y = gamma (x - mean) / sqrt(var + eps) + beta. Gradients
+    flow through the current mu and nu only. Without w, no compensation. The first
+    burn_in steps are BatchNorm and record nothing. Running statistics: BatchNorm's,
+    of each batch's own statistics; eval uses them."""
+
+    EXTRA_STATE = ("num_batches_tracked",)
+
+    def __init__(self, c, eps, momentum, window, burn_in):
+        super().__init__()
+        self.eps, self.momentum, self.window, self.burn_in = eps, momentum, window, burn_in
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+        self.register_buffer("num_batches_tracked", torch.zeros(1))
+        self.history = []  # (mu, nu, dmu/dw, dnu/dw, w) of earlier steps, newest first
+        self.dropped = 0  # earlier steps left out, over the module's life
+
+    def forward(self, x, w=None):
+        dims = [0] + list(range(2, x.dim()))
+        view = [1, -1] + [1] * (x.dim() - 2)
+        if self.training:
+            self.num_batches_tracked += 1
+            mu, nu = x.mean(dims), (x * x).mean(dims)
+            with torch.no_grad():
+                m = self.momentum
+                self.running_mean.mul_(1 - m).add_(m * mu)
+                self.running_var.mul_(1 - m).add_(m * x.var(dims, unbiased=True))
+            if self.num_batches_tracked.item() <= self.burn_in:
+                mean, var = mu, x.var(dims, unbiased=False)
+            else:
+                mean, var = self.pool(mu, nu, w)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y = (x - mean.view(view)) / torch.sqrt(var.view(view) + self.eps)
+        return y * self.weight.view(view) + self.bias.view(view)
+
+    def pool(self, mu, nu, w):
+        if w is not None:
+            dmu = torch.autograd.grad(mu.sum(), w, retain_graph=True)[0]
+            dnu = torch.autograd.grad(nu.sum(), w, retain_graph=True)[0]
+        mus, nus, kept = [mu], [nu], [torch.ones_like(mu)]
+        for mu0, nu0, dmu0, dnu0, w0 in self.history:
+            if w is not None:
+                delta = (w.detach() - w0).reshape(w0.shape[0], -1)
+                mu0 = mu0 + (dmu0.reshape(delta.shape) * delta).sum(1)
+                nu0 = nu0 + (dnu0.reshape(delta.shape) * delta).sum(1)
+            ok = (nu0 - mu0 * mu0 >= 0).to(mu.dtype)
+            self.dropped += int((ok == 0).sum())
+            mus.append(mu0 * ok)
+            nus.append(nu0 * ok)
+            kept.append(ok)
+        n = torch.stack(kept).sum(0)
+        mean = torch.stack(mus).sum(0) / n
+        var = torch.stack(nus).sum(0) / n - mean * mean
+        entry = (mu.detach(), nu.detach(), None if w is None else dmu.detach(),
+                 None if w is None else dnu.detach(), None if w is None else w.detach().clone())
+        self.history = ([entry] + self.history)[:self.window - 1]
+        return mean, var
+
+
+def preceding_output(u, w):
+    """The bias-free layer in front of a cross_iteration_batch case: x = w u per
+    position, u (N, K, S...), w (C, K): a linear layer, or a 1x1 convolution."""
+    return torch.einsum("ck,nk...->nc...", w, u)
+
+
 TLU_MARGIN = 1e-5  # least |y - tau| before the TLU, relative to max |y|
 
 PARAM_NAMES = {"weight": "gamma", "bias": "beta", "tau": "tau", "v": "v", "alpha": "alpha",
@@ -501,6 +578,9 @@ def torch_module(spec, shape, data_dtype):
         return DynamicTanh(c, spec.get("alpha_init", 0.5))
     if kind == "switchable":
         return SwitchableNorm(c, eps, spec.get("momentum", 0.1))
+    if kind == "cross_iteration_batch":
+        return CrossIterationBN(c, eps, spec.get("momentum", 0.1), spec.get("window", 8),
+                                spec.get("burn_in", 0))
     if kind == "mabn":
         return Mabn(c, eps, spec.get("momentum", 0.02), spec.get("buffer_size", 16),
                     spec.get("warmup_steps", 100), spec.get("rmax", 5.0),
@@ -575,13 +655,23 @@ def compute_module(spec, shape, mode, steps, inputs, data_dtype):
     return out
 
 
-def draw_sequence_inputs(spec, shape, modes):
+def draw_sequence_inputs(spec, shape, modes, preceding=None):
     """The inputs of a sequence case: parameters and state as draw_module_inputs
-    draws them, and x_s<i>, dy_s<i> for each step."""
+    draws them, and x_s<i>, dy_s<i> for each step. With `preceding` = (K, drift),
+    x_s<i> is computed instead, by preceding_output from u_s<i> (N, K, S...) and the
+    layer's weight_s<i> (C, K), which moves by `drift` (relative) each step."""
     arrays = draw_module_inputs(spec, shape, 0)
     del arrays["x"], arrays["dy"]
+    if preceding:
+        k, drift = preceding
+        weight = torch.randn(shape[1], k, dtype=torch.float64) / k ** 0.5
     for i in range(len(modes)):
-        arrays[f"x_s{i}"] = activation(shape)
+        if preceding:
+            arrays[f"u_s{i}"] = activation((shape[0], k) + tuple(shape[2:]))
+            arrays[f"weight_s{i}"] = weight
+            weight = weight + drift * torch.randn(weight.shape, dtype=torch.float64) / k ** 0.5
+        else:
+            arrays[f"x_s{i}"] = activation(shape)
         arrays[f"dy_s{i}"] = upstream(shape)
     return arrays
 
@@ -590,7 +680,7 @@ def compute_sequence(spec, shape, modes, inputs, data_dtype):
     """Consecutive steps of one module, state carried: in step i a forward in
     modes[i] on x_s<i> and its backward with dy_s<i>. Each step's outputs, parameter
     gradients (of that step alone) and state after it get the suffix _s<i>."""
-    dtype = inputs["x_s0"].dtype
+    dtype = inputs["dy_s0"].dtype
     module = torch_module(spec, shape, data_dtype).to(dtype)
     with torch.no_grad():
         for tname, p in module.named_parameters():
@@ -604,14 +694,28 @@ def compute_sequence(spec, shape, modes, inputs, data_dtype):
         for p in module.parameters():
             if p.grad is not None:
                 p.grad.zero_()
-        x = inputs[f"x_s{i}"].clone().requires_grad_()
-        y = module(x)
-        y.backward(inputs[f"dy_s{i}"])
-        out[f"y_s{i}"], out[f"dx_s{i}"] = y.detach(), x.grad
+        if f"weight_s{i}" in inputs:  # x comes from the layer in front, which the norm reads
+            w = inputs[f"weight_s{i}"].clone().requires_grad_()
+            x = preceding_output(inputs[f"u_s{i}"], w)
+            y = module(x, w)
+            out[f"x_s{i}"] = x.detach()
+            # dx by autograd.grad: a retain_grad hook on x would also collect the
+            # module's own autograd.grad calls through x (its dmu/dw, dnu/dw).
+            params = list(module.parameters())
+            dx, *dparams = torch.autograd.grad(y, [x] + params, inputs[f"dy_s{i}"])
+            for p, dp in zip(params, dparams):
+                p.grad = dp
+        else:
+            x = inputs[f"x_s{i}"].clone().requires_grad_()
+            y = module(x)
+            y.backward(inputs[f"dy_s{i}"])
+            dx = x.grad
+        out[f"y_s{i}"], out[f"dx_s{i}"] = y.detach(), dx
         for tname, p in module.named_parameters():
             out[f"d{PARAM_NAMES[tname]}_s{i}"] = p.grad.clone()
         for name in state_names(module):
             out[f"{name}_out_s{i}"] = getattr(module, name).detach().clone()
+    out["dropped"] = getattr(module, "dropped", 0)
     return out
 
 
@@ -848,6 +952,21 @@ def cases():
         0)
     add("mabn_4d_first_train", {"type": "mabn"}, (2, 3, 4, 5), "train", 0)
 
+    # Cross-Iteration BN: windows of 3 steps that fill and roll over within the
+    # sequence, x made by a layer in front whose weight moves each step (K inputs per
+    # output, relative drift), as a linear layer (N, C) and a 1x1 convolution
+    # (N, C, H, W); a large drift pushes compensated steps out of the window; without
+    # the layer, the window is averaged as it is.
+    cibn = {"type": "cross_iteration_batch", "window": 3, "momentum": 0.3}
+    cibn_steps = {"sequence": ["train"] * 6 + ["eval"]}
+    add("cross_iteration_batch_2d_steps", cibn, (4, 5), "train", 0,
+        dict(cibn_steps, preceding=(3, 0.1)))
+    add("cross_iteration_batch_4d_steps", dict(cibn, burn_in=2), (2, 3, 3, 4), "train", 0,
+        dict(cibn_steps, preceding=(2, 0.1)))
+    add("cross_iteration_batch_dropped_steps", dict(cibn, window=4), (2, 4, 3), "train", 0,
+        dict(cibn_steps, preceding=(2, 1.5), expect_dropped=True))
+    add("cross_iteration_batch_uncompensated_steps", cibn, (3, 4, 5), "train", 0, cibn_steps)
+
     # Channels last, column blocks of more than 256 rows: their apply runs in the data type
     # (kColumnRowsInDouble in src/engine/engine_kernels.cpp); these shapes reach it.
     for mode in ("train", "eval"):
@@ -878,6 +997,8 @@ def main():
         torch.manual_seed(zlib.crc32(base.encode()))  # the same draws for both dtypes
         options = options[0] if options else {}
         sequence = options.pop("sequence", None)
+        preceding = options.pop("preceding", None)
+        expect_dropped = options.pop("expect_dropped", False)
         if spec["type"] == "weight":
             drawn = draw_weight_inputs(spec, shape, given_g=not base.endswith("init_g"))
             compute = lambda inputs, data_dtype: compute_weight(spec, shape, inputs)
@@ -885,7 +1006,7 @@ def main():
             drawn = draw_weight_inputs(spec, shape, given_g=False)
             compute = lambda inputs, data_dtype: compute_weight_centering(spec, inputs)
         elif sequence:
-            drawn = draw_sequence_inputs(spec, shape, sequence)
+            drawn = draw_sequence_inputs(spec, shape, sequence, preceding)
             compute = lambda inputs, data_dtype: compute_sequence(spec, shape, sequence, inputs,
                                                                   data_dtype)
         else:
@@ -899,9 +1020,14 @@ def main():
             # two values (dx there is a cancellation of order eps), normlab accumulates in
             # double. torch's own float32 result is kept as a check of its error.
             reference = compute({k: v.double() for k, v in inputs.items()}, dtype)
+            # Cross-Iteration BN: how many earlier steps the window left out; a case
+            # made to reach that branch must.
+            dropped = reference.pop("dropped", 0)
+            assert dropped > 0 if expect_dropped else True, (base, "no step was left out")
             entry = {}
             if dtype == torch.float32:
                 own = compute(inputs, dtype)
+                own.pop("dropped", 0)
                 assert sorted(own) == sorted(reference)
                 entry["torch_float32_error"] = max(scaled_error(own[k], reference[k])
                                                    for k in reference)
