@@ -48,11 +48,14 @@ struct CrossIterationOptions : ChannelOptions {  // always affine, always tracki
   }
 };
 
-// One step's statistics as the window keeps them.
+// One step's statistics as the window keeps them. With a layer in front, also
+// their gradients in its weight W and, per channel, <gradient row c, W row c>:
+// the compensation <gradient, W_now - W> is then one pass over the gradient.
 template <class T>
 struct StepStatistics {
   std::vector<double> mean, mean_square;
-  xt::xarray<T> weight, dmean_dweight, dmean_square_dweight;  // 0-d without a layer in front
+  xt::xarray<T> dmean_dweight, dmean_square_dweight;  // 0-d without a layer in front
+  std::vector<double> dmean_dot_weight, dmean_square_dot_weight;
 };
 
 template <class T>
@@ -123,7 +126,6 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
           this->type() + " norm: the layer connected in front has a weight of shape " +
           shape_text(weight.shape()) + " but the norm has " + std::to_string(C) +
           " channels (connect the layer whose outputs it normalizes)");
-    now.weight = weight;
     const xt::xarray<T>& x = this->current_input();
     const T inverse_count = T(1.0 / double(d.group_size()));
     dy_.resize(x.shape());
@@ -132,18 +134,33 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
     std::transform(x.begin(), x.end(), dy_.begin(),
                    [=](T value) { return T(2) * value * inverse_count; });
     layer->weight_gradient(dy_, now.dmean_square_dweight);
+    now.dmean_dot_weight = row_dots(now.dmean_dweight, weight, C);
+    now.dmean_square_dot_weight = row_dots(now.dmean_square_dweight, weight, C);
+  }
+
+  // Per row c of C: <a row c, b row c>, in double.
+  static std::vector<double> row_dots(const xt::xarray<T>& a, const xt::xarray<T>& b,
+                                      std::size_t C) {
+    const std::size_t row = b.size() / C;
+    std::vector<double> dots(C, 0.0);
+    for (std::size_t c = 0; c < C; ++c)
+      for (std::size_t j = c * row; j < (c + 1) * row; ++j)
+        dots[c] += double(a.data()[j]) * double(b.data()[j]);
+    return dots;
   }
 
   // Pools `now` with the compensated earlier steps into stats (mean, biased var).
   void pool(const NormDescription& d, const StepStatistics<T>& now, GroupStats& stats) {
-    const std::size_t C = d.groups();
+    const std::size_t C = d.groups(), K = history_.size();
+    old_means_.resize(K * C);
+    old_mean_squares_.resize(K * C);
+    for (std::size_t k = 0; k < K; ++k)
+      compensate(history_[k], C, &old_means_[k * C], &old_mean_squares_[k * C]);
     for (std::size_t c = 0; c < C; ++c) {
       means_.assign(1, now.mean[c]);
       variances_.assign(1, stats.var[c]);  // the current step's, exact
-      for (const StepStatistics<T>& old : history_) {
-        const double mean = old.mean[c] + compensation(old, old.dmean_dweight, now, c);
-        const double mean_square =
-            old.mean_square[c] + compensation(old, old.dmean_square_dweight, now, c);
+      for (std::size_t k = 0; k < K; ++k) {
+        const double mean = old_means_[k * C + c], mean_square = old_mean_squares_[k * C + c];
         const double var = mean_square - mean * mean;
         if (!(var >= 0)) continue;  // not a distribution any more: left out
         means_.push_back(mean);
@@ -162,23 +179,41 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
     }
   }
 
-  // <gradient row c, (W_now - W_old) row c>: the first-order change of an
-  // earlier step's statistic of channel c since its weight. 0 without a layer.
-  static double compensation(const StepStatistics<T>& old, const xt::xarray<T>& gradient,
-                             const StepStatistics<T>& now, std::size_t c) {
-    if (gradient.dimension() == 0 || now.weight.dimension() == 0) return 0;  // 0-d: none kept
-    const std::size_t row = now.weight.size() / now.weight.shape(0), begin = c * row;
-    double sum = 0;
-    for (std::size_t j = begin; j < begin + row; ++j)
-      sum += double(gradient.flat(j)) * (double(now.weight.flat(j)) - double(old.weight.flat(j)));
-    return sum;
+  // An earlier step's mean and mean square per channel, moved to the current
+  // weight: + <gradient row c, W_now row c> - <gradient row c, W_then row c>.
+  // As kept without a layer.
+  void compensate(const StepStatistics<T>& old, std::size_t C, double* mean,
+                  double* mean_square) const {
+    PrecedingLayer<T>* layer = this->preceding_layer();
+    if (!layer || old.dmean_dot_weight.empty()) {
+      std::copy(old.mean.begin(), old.mean.end(), mean);
+      std::copy(old.mean_square.begin(), old.mean_square.end(), mean_square);
+      return;
+    }
+    if (layer->last_weight().size() != old.dmean_dweight.size())
+      throw std::logic_error(this->type() +
+                             " norm: the layer in front changed size within the window");
+    const T* w_now = layer->last_weight().data();
+    const T* dmean = old.dmean_dweight.data();
+    const T* dmean_square = old.dmean_square_dweight.data();
+    const std::size_t row = old.dmean_dweight.size() / C;
+    for (std::size_t c = 0; c < C; ++c) {
+      double now = 0, now_square = 0;
+      for (std::size_t j = c * row; j < (c + 1) * row; ++j) {
+        now += double(dmean[j]) * double(w_now[j]);
+        now_square += double(dmean_square[j]) * double(w_now[j]);
+      }
+      mean[c] = old.mean[c] + (now - old.dmean_dot_weight[c]);
+      mean_square[c] = old.mean_square[c] + (now_square - old.dmean_square_dot_weight[c]);
+    }
   }
 
-  std::deque<StepStatistics<T>> history_;  // the earlier steps, newest first
-  GroupStats batch_;                       // this forward's own statistics
-  std::vector<double> steps_pooled_;       // n per channel in the last forward
-  std::vector<double> means_, variances_;  // one channel's pooled steps
-  xt::xarray<T> dy_;                       // 1/M, then 2x/M
+  std::deque<StepStatistics<T>> history_;             // the earlier steps, newest first
+  GroupStats batch_;                                  // this forward's own statistics
+  std::vector<double> steps_pooled_;                  // n per channel in the last forward
+  std::vector<double> old_means_, old_mean_squares_;  // (earlier step, channel), compensated
+  std::vector<double> means_, variances_;             // one channel's pooled steps
+  xt::xarray<T> dy_;                                  // 1/M, then 2x/M
 };
 
 }  // namespace
