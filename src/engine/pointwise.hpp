@@ -128,7 +128,8 @@ void with_pointwise(const NormDescription& d, Body&& body) {
 
 // y for a pointwise run: TLU alone is the plain apply in T, then the max.
 template <class T, Numerator Num, bool Tlu>
-void pointwise_forward_run(const Pointwise<T, Num, Tlu>& f, const T* x, std::size_t n, T* y) {
+[[gnu::always_inline]] inline void pointwise_forward_run(const Pointwise<T, Num, Tlu>& f,
+                                                         const T* x, std::size_t n, T* y) {
   if (Num == Numerator::input) {
     apply_run(x, n, f.mean, f.rstd * f.scale, f.shift, y);
     const T tau = T(f.tau);
