@@ -34,6 +34,7 @@ py::dict norm_info_dict(const std::string& type) {
   result["options"] = options;
   result["parameters"] = info.traits.parameters;
   result["state"] = info.traits.state;
+  result["unavailable"] = why_unavailable(info.traits);  // "" when this build can make it
   return result;
 }
 
@@ -63,8 +64,8 @@ PYBIND11_MODULE(_normlab, module) {
 
   module.def("norms", &norm_types, "the registered norm types, sorted");
   module.def("norm_info", &norm_info_dict, py::arg("type"),
-             "a registered type's summary, options (key, kind, default, help), parameters and "
-             "state");
+             "a registered type's summary, options (key, kind, default, help), parameters, "
+             "state, and why this build cannot make it ('unavailable', '' when it can)");
   module.def(
       "resolve_spec",
       [](const py::object& spec) { return from_json(resolve_spec(to_json(spec, "norm spec"))); },

@@ -14,3 +14,17 @@ def spec_for_4_channels(name):
     if "normalized_shape" in keys:
         spec["normalized_shape"] = [4, 3, 3]
     return spec
+
+
+def buildable_norms(test):
+    """The registered names this build can make. Each one it cannot (sync_batch
+    without MPI) must say why in norm_info and be refused by Norm."""
+    names = []
+    for name in normlab.norms():
+        if normlab.norm_info(name)["unavailable"]:
+            with test.assertRaises(normlab.Error):
+                normlab.Norm(spec_for_4_channels(name), 4)
+            continue
+        names.append(name)
+    test.assertGreaterEqual(len(names), 10)
+    return names
