@@ -84,3 +84,31 @@ TEST_CASE("normlab bench: a bad option is one line on stderr and exit 2") {
     check_mentions(r.err, {"normlab bench: ", phrase});
   }
 }
+
+// The default cases time every norm beyond the cache too (issue 23): with the
+// last-level cache as the bench reads it, those inputs are at least four times
+// its size and marked as streaming from memory; the small batch is marked as
+// cache-resident.
+TEST_CASE("normlab bench: a norm's default cases include shapes beyond the cache, marked so") {
+  ScratchDir dir;
+  const CliResult r = run_cli(dir, {"bench", "--norm", "layer", "--json", "--seconds", "1",
+                                    "--repeats", "1", "--probe-mb", "1"});
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  std::size_t beyond = 0, resident = 0;
+  while (std::getline(lines, line)) {
+    const nlohmann::json row = nlohmann::json::parse(line);
+    std::size_t bytes = 4;
+    for (std::size_t d : row.at("shape").get<std::vector<std::size_t>>()) bytes *= d;
+    const std::size_t cache = row.at("last_level_cache_bytes").get<std::size_t>();
+    REQUIRE(cache > 0);
+    CAPTURE(row.at("shape").dump());
+    CHECK(row.at("cache_resident").get<bool>() == (2 * bytes <= cache));
+    if (bytes >= 4 * cache) ++beyond;
+    if (row.at("cache_resident").get<bool>()) ++resident;
+  }
+  CHECK(beyond == 2);    // (N, 64, 56, 56) and (rows, 1024)
+  CHECK(resident >= 1);  // (2, 64, 56, 56)
+}

@@ -18,6 +18,7 @@
 #include <unistd.h>  // sysconf
 
 #include "../engine/engine_isa.hpp"  // last_level_cache_bytes
+#include "../shapes.hpp"
 #include "alloc_counter.hpp"
 #include "bench_model.hpp"
 #include "commands.hpp"
@@ -39,6 +40,7 @@ struct BenchOptions {
   bool json = false;
   std::string dtype = "float32";
   std::size_t probe_mb = 0;  // 0: sized from the last-level cache (probe_bytes)
+  std::size_t value_bytes() const { return dtype == "float64" ? 8 : 4; }
 };
 
 struct Case {
@@ -48,12 +50,35 @@ struct Case {
 
 using Shape = std::vector<std::size_t>;
 
+// The input's size over the last-level cache's. Up to 0.5 the input and output
+// fit in the cache together (cache_resident): repeated calls run from the
+// cache, above the memory's bandwidth; from 4 on, every phase streams from memory.
+double input_to_cache(const Shape& shape, std::size_t value_bytes) {
+  return double(product(shape, 0, shape.size()) * value_bytes) / double(last_level_cache_bytes());
+}
+bool cache_resident(const Shape& shape, std::size_t value_bytes) {
+  return input_to_cache(shape, value_bytes) <= 0.5;
+}
+
+// `shape` with its first dimension grown so that the input is at least four
+// times the last-level cache: every phase then streams from memory.
+Shape beyond_cache(Shape shape, std::size_t value_bytes) {
+  const std::size_t per_first = product(shape, 1, shape.size()) * value_bytes;
+  const std::size_t target = 4 * last_level_cache_bytes();
+  shape[0] = std::max(shape[0], (target + per_first - 1) / per_first);
+  return shape;
+}
+
 // The default cases, from the registry: every activation norm on a large
-// 4-D activation and a batch of two (unless its virtual batches need more
-// samples), per-sample norms that take (N, C) also on the rows of a
-// transformer-sized LayerNorm, and weight reparameterizations on a conv weight.
-std::vector<Case> default_cases() {
+// 4-D activation, on the same activation with its batch grown beyond the
+// cache, and on a batch of two (unless its virtual batches need more samples);
+// per-sample norms that take (N, C) also on the rows of a transformer-sized
+// LayerNorm and on 1024-wide rows beyond the cache; weight reparameterizations
+// on a conv weight.
+std::vector<Case> default_cases(std::size_t value_bytes) {
   const Shape large{32, 64, 56, 56}, rows{8192, 768}, small_batch{2, 64, 56, 56};
+  const Shape large_beyond = beyond_cache(large, value_bytes),
+              rows_beyond = beyond_cache({1, 1024}, value_bytes);
   const Shape conv_weight{256, 128, 3, 3};
   std::vector<Case> cases;
   for (const NormInfo& info : registered_norms()) {
@@ -65,7 +90,11 @@ std::vector<Case> default_cases() {
       continue;
     }
     cases.push_back({spec, large});
-    if (!t.batch_statistics && !t.needs_spatial) cases.push_back({spec, rows});
+    cases.push_back({spec, large_beyond});
+    if (!t.batch_statistics && !t.needs_spatial) {
+      cases.push_back({spec, rows});
+      cases.push_back({spec, rows_beyond});
+    }
     if (t.virtual_batch_size <= small_batch[0]) cases.push_back({spec, small_batch});
   }
   return cases;
@@ -116,10 +145,9 @@ std::vector<Case> select_cases(const BenchOptions& o) {
   std::vector<nlohmann::json> specs;
   for (const std::string& n : o.norms) specs.push_back(norm_option("--norm", n));
   std::vector<Shape> shapes;
-  for (const std::string& s : o.shapes)
-    shapes.push_back(parse_shape(s, o.dtype == "float64" ? 8 : 4));
+  for (const std::string& s : o.shapes) shapes.push_back(parse_shape(s, o.value_bytes()));
   if (shapes.empty()) {
-    const std::vector<Case> defaults = default_cases();
+    const std::vector<Case> defaults = default_cases(o.value_bytes());
     if (specs.empty()) return defaults;
     std::vector<Case> cases;
     for (const nlohmann::json& spec : specs)
@@ -273,14 +301,16 @@ std::string norm_label(const nlohmann::json& spec) {
 }
 
 void print_table_header() {
-  std::printf("%-10s %-15s %8s %6s %4s  %8s %6s %4s  %8s %6s %4s  %4s %s\n", "norm", "shape",
-              "fwd ms", "GB/s", "%bw", "eval ms", "GB/s", "%bw", "bwd ms", "GB/s", "%bw", "cpu",
-              "allocs f/e/b");
+  std::printf("%-10s %-15s %6s %8s %6s %4s  %8s %6s %4s  %8s %6s %4s  %4s %s\n", "norm", "shape",
+              "x/LLC", "fwd ms", "GB/s", "%bw", "eval ms", "GB/s", "%bw", "bwd ms", "GB/s", "%bw",
+              "cpu", "allocs f/e/b");
 }
 
-void print_row(const nlohmann::json& spec, const Shape& shape,
+// x/LLC: the input's size over the last-level cache's (input_to_cache).
+void print_row(const nlohmann::json& spec, const Shape& shape, std::size_t value_bytes,
                const std::vector<PhaseResult>& phases, double bandwidth) {
-  std::printf("%-10s %-15s", norm_label(spec).c_str(), shape_string(shape).c_str());
+  std::printf("%-10s %-15s %6.2f", norm_label(spec).c_str(), shape_string(shape).c_str(),
+              input_to_cache(shape, value_bytes));
   for (const PhaseResult& p : phases)
     std::printf(" %s ", format("%8.3f %6.1f %3.0f%%", p.timing.median_ms, p.gbs(),
                                100 * p.gbs() / bandwidth)
@@ -296,6 +326,9 @@ void print_json_row(const nlohmann::json& spec, const Shape& shape, const BenchO
                         {"spec", spec},
                         {"shape", shape},
                         {"dtype", o.dtype},
+                        {"input_to_cache", input_to_cache(shape, o.value_bytes())},
+                        {"cache_resident", cache_resident(shape, o.value_bytes())},
+                        {"last_level_cache_bytes", last_level_cache_bytes()},
                         {"threads", o.threads},
                         {"engine_threads", num_threads()},
                         {"engine_isa", engine_isa()},
@@ -457,7 +490,7 @@ int run_bench(const BenchOptions& o, const std::vector<Case>& cases) {
     if (o.json)
       print_json_row(resolved, c.shape, o, *phases, bandwidth);
     else
-      print_row(c.spec, c.shape, *phases, bandwidth.best_gbs());
+      print_row(c.spec, c.shape, o.value_bytes(), *phases, bandwidth.best_gbs());
   }
   if (rows == 0) throw std::invalid_argument("no norm accepted any of the shapes");
   if (lowest_cpu_share < 0.9)
