@@ -257,15 +257,13 @@ std::unique_ptr<Layer<T>> make_conv2d(std::size_t in_channels, std::size_t out_c
                                       bool bias, const WeightReparameterization& weight_norm,
                                       Layout layout) {
   // Asked in every build, so a misspelt NORMLAB_CONV is refused with or without oneDNN.
-  const ConvBackend backend = conv_backend();
+  [[maybe_unused]] const ConvBackend backend = conv_backend();
 #ifdef NORMLAB_HAVE_ONEDNN
   // oneDNN computes in float32; float64 (the gradient checks) stays on im2col.
   if constexpr (std::is_same_v<T, float>)
     if (backend == ConvBackend::onednn)
       return make_onednn_conv2d(in_channels, out_channels, kernel, stride, padding, bias,
                                 weight_norm, layout);
-#else
-  (void)backend;
 #endif
   return make_im2col_conv2d<T>(in_channels, out_channels, kernel, stride, padding, bias,
                                weight_norm, layout);

@@ -73,7 +73,8 @@ class LearnedWeight {
   // to `dweight` and its bias gradient nowhere: the parameter gradients stay.
   void begin_capture(xt::xarray<T>& dweight) {
     capture_ = &dweight;
-    if (has_bias()) bias_scratch_ = xt::zeros<T>(bias_.shape());
+    // Its contents are never read: sized once, not cleared.
+    if (has_bias() && bias_scratch_.shape() != bias_.shape()) bias_scratch_.resize(bias_.shape());
   }
   void end_capture() { capture_ = nullptr; }
 

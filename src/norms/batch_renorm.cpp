@@ -46,9 +46,7 @@ class BatchRenorm final : public ChannelNorm<T, BatchRenormOptions> {
 
  protected:
   NormDescription describe(const std::vector<std::size_t>& shape, Mode mode) const override {
-    NormDescription d = this->batch_description(shape, mode);
-    this->require_values_to_train(d, shape, mode);
-    return d;
+    return this->batch_description_to_train(shape, mode);
   }
 
   // r and d from the running statistics before this batch updates them.

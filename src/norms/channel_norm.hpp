@@ -117,6 +117,13 @@ class ChannelNorm : public NormWithOptions<T, Options> {
                                 (ghost ? " (use a virtual_batch_size larger than 1 or eval mode)"
                                        : " (use a batch larger than 1 or eval mode)"));
   }
+  // batch_description for a norm whose training needs batch statistics.
+  NormDescription batch_description_to_train(const std::vector<std::size_t>& shape,
+                                             Mode mode) const {
+    NormDescription d = batch_description(shape, mode);
+    require_values_to_train(d, shape, mode);
+    return d;
+  }
   // Per-channel norms without spatial positions have one value per group.
   void require_spatial(const std::vector<std::size_t>& shape, Mode mode) const {
     if (product(shape, 2, shape.size()) >= 2) return;

@@ -75,9 +75,7 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
 
  protected:
   NormDescription describe(const std::vector<std::size_t>& shape, Mode mode) const override {
-    NormDescription d = this->batch_description(shape, mode);
-    this->require_values_to_train(d, shape, mode);
-    return d;
+    return this->batch_description_to_train(shape, mode);
   }
 
   bool combines_stats() const override { return true; }

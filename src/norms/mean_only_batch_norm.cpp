@@ -33,9 +33,8 @@ class MeanOnlyBatchNorm final : public ChannelNorm<T, MeanOnlyBatchNormOptions> 
 
  protected:
   NormDescription describe(const std::vector<std::size_t>& shape, Mode mode) const override {
-    NormDescription d = this->batch_description(shape, mode);
+    NormDescription d = this->batch_description_to_train(shape, mode);
     d.scaled = false;  // centered only: rstd is 1
-    this->require_values_to_train(d, shape, mode);
     return d;
   }
 };
