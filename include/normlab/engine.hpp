@@ -2,7 +2,8 @@
 // the backward reductions. Every norm is a NormDescription handed to it.
 //
 // Forward runs in four phases:
-//   reduce   per-group count, mean and M2 (as a biased variance) in double
+//   reduce   per-group count, mean and M2 (as a biased variance), summed in
+//            the data's precision within blocks of 2048 and in double across
 //   combine  a norm's hook may merge or replace the statistics (a cross-process
 //            reduction; Batch Renorm's correction r, d)
 //   finish   rstd = 1 / sqrt(var + eps)
@@ -157,8 +158,9 @@ NormDescription channels_last(const NormDescription& d);
 
 // ---- Forward phases ----
 
-// Reduce: count, mean and var of every group (stable: blockwise two-pass sums in
-// double, blocks merged with Chan's formula). Leaves rstd for finish_stats.
+// Reduce: count, mean and var of every group (stable: blockwise corrected
+// two-pass sums in the data's precision, the blocks carried in double and
+// merged with Chan's formula). Leaves rstd for finish_stats.
 template <class T>
 void reduce_stats(const T* x, const NormDescription& d, GroupStats& stats);
 

@@ -85,68 +85,87 @@ namespace {
 // S1 and S2 of one group (elementwise gamma).
 template <class T>
 void row_group_sums(BackwardCall<T>& call, std::size_t g) {
+  using A = compute_t<T>;
   const NormDescription& d = call.d;
   const std::size_t n = d.group_size();
   const std::size_t row_position = (g % (d.affine_size() / n)) * n;
   const T* xr = call.x + g * n;
   const T* dyr = call.dy + g * n;
   const T* gr = call.params.gamma + row_position;
-  const double mean = call.stats.mean[g], rstd = call.stats.rstd[g];
-  const double r = correction_r(call.stats, g);
+  const SplitMean<A> m(call.stats.mean[g]);
+  const double rstd = call.stats.rstd[g], r = correction_r(call.stats, g);
   double sum_dxhat, sum_dxhat_xhat;
-  lane_sum2(
+  lane_sum2<A>(
       n,
-      [=](std::size_t i, double& a1, double& a2) {
-        const double dxhat = double(dyr[i]) * double(gr[i]);
+      [=](std::size_t i, A& a1, A& a2) {
+        const A dxhat = A(dyr[i]) * A(gr[i]);
         a1 += dxhat;
-        a2 += dxhat * (double(xr[i]) - mean);
+        a2 += dxhat * m.centered(A(xr[i]));
       },
       sum_dxhat, sum_dxhat_xhat);
   call.sums.sum_dxhat[g] = r * sum_dxhat;
   call.sums.sum_dxhat_xhat[g] = r * (sum_dxhat_xhat * rstd);
 }
 
-// Row a, positions [p0, p1): dx, and the parameter gradients into dgamma and
-// (when not null) dbeta.
+// Row a, positions [p0, p1) of the tile that starts at `tile`: dx, and the
+// parameter gradients added into dgamma[p - tile] and (when not null)
+// dbeta[p - tile], in the compute type (the caller carries them on in double).
+// The loops are marked ivdep: the sums are of the data's own type, and GCC,
+// fearing that they alias dx, would otherwise version them behind a check that
+// took the scalar copy here. They never alias: the sums are scratch.
 template <class T>
-void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t p0, std::size_t p1,
-              double* dgamma, double* dbeta) {
+void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t tile, std::size_t p0,
+              std::size_t p1, compute_t<T>* dgamma, compute_t<T>* dbeta) {
+  using A = compute_t<T>;
   const NormDescription& d = call.d;
   const GroupStats& stats = call.stats;
   const std::size_t row = d.affine_size(), group = d.group_size();
+  const T* xr = call.x + a * row;
+  const T* dyr = call.dy + a * row;
+  const T* gamma = call.params.gamma;
+  T* dxr = call.dx + a * row;
   while (p0 < p1) {  // the tile's pieces within one group
     const std::size_t g = (a * row + p0) / group;
     const std::size_t end = std::min(p1, (g + 1) * group - a * row);
-    const double mean = stats.mean[g], rstd = stats.rstd[g];
-    const double r = correction_r(stats, g), shift = correction_d(stats, g);
+    const double rstd = stats.rstd[g];
     const auto t = call.group_terms(g);
-    const T* xr = call.x + a * row;
-    const T* dyr = call.dy + a * row;
-    const T* gamma = call.params.gamma;
-    T* dxr = call.dx + a * row;
-    // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, and for
-    // dgamma xhat * r + shift = x * (rstd r) + offset (the cancellation costs
-    // about 1e-16 * |mean| / std). All in double, rounded once.
-    const double scale = rstd * r, x_scale = -rstd * rstd * t.xhat_coef,
-                 dx_shift = -rstd * t.mean_dxhat;
-    const double offset = shift - mean * scale;
-    auto dx_and_dgamma = [&](std::size_t p) {
-      const T xp = xr[p], dyp = dyr[p];
-      dxr[p] =
-          T(double(dyp) * double(gamma[p]) * scale + ((double(xp) - mean) * x_scale + dx_shift));
-      dgamma[p] += double(dyp) * (double(xp) * scale + offset);
-    };
+    // dx = dy * gamma * (rstd r) + (x - mean) * (-rstd^2 coef) - rstd m, and
+    // for dgamma xhat * r + shift = (x - mean) * (rstd r) + shift.
+    const SplitMean<A> m(stats.mean[g]);
+    const A scale = A(rstd * correction_r(stats, g)), shift = A(correction_d(stats, g));
+    const A x_scale = A(-rstd * rstd * t.xhat_coef), dx_shift = A(-rstd * t.mean_dxhat);
     if (dbeta) {
+#pragma GCC ivdep
       for (std::size_t p = p0; p < end; ++p) {
-        dx_and_dgamma(p);
-        dbeta[p] += double(dyr[p]);
+        const A centered = m.centered(A(xr[p])), dyp = A(dyr[p]);
+        dxr[p] = T(dyp * A(gamma[p]) * scale + (centered * x_scale + dx_shift));
+        dgamma[p - tile] += dyp * (centered * scale + shift);
+        dbeta[p - tile] += dyp;
       }
     } else {  // no shift (RMSNorm)
-      for (std::size_t p = p0; p < end; ++p) dx_and_dgamma(p);
+#pragma GCC ivdep
+      for (std::size_t p = p0; p < end; ++p) {
+        const A centered = m.centered(A(xr[p])), dyp = A(dyr[p]);
+        dxr[p] = T(dyp * A(gamma[p]) * scale + (centered * x_scale + dx_shift));
+        dgamma[p - tile] += dyp * (centered * scale + shift);
+      }
     }
     p0 = end;
   }
 }
+
+// A tile's parameter sums in the compute type, per thread (reused: no
+// allocation per call); added into double every kRowsPerFlush rows.
+template <class A>
+struct TileSums {
+  std::vector<A> gamma, beta;
+};
+template <class A>
+TileSums<A>& tile_sums() {
+  static thread_local TileSums<A> sums;
+  return sums;
+}
+constexpr std::size_t kRowsPerFlush = 64;
 
 }  // namespace
 
@@ -163,9 +182,11 @@ void Groups<T>::rows_reduce_sums(BackwardCall<T>& call) {
 //   first: each group's reduce sums (a pass over the block; skipped when
 //          rows_reduce_sums already made them);
 //   then:  dx and the parameter gradients tile by tile, each tile of
-//          parameter sums staying in L1 across the block's rows.
+//          parameter sums staying in L1 across the block's rows (in the
+//          compute type for up to kRowsPerFlush rows, then in double).
 template <class T>
 void Groups<T>::rows_gradients(BackwardCall<T>& call, bool reduce_first) {
+  using A = compute_t<T>;
   const NormDescription& d = call.d;
   Workspace& w = workspace();
   ParameterSums& p = call.sums.parameters;
@@ -188,16 +209,31 @@ void Groups<T>::rows_gradients(BackwardCall<T>& call, bool reduce_first) {
   const std::size_t block_rows = rows_in_l2 > 0 ? rows_in_l2 : d.view.outer;
   const std::size_t tile = rows_in_l2 > 0 ? kTile : kL2Bytes / (4 * sizeof(double));
   parallel_for(chunks, d.view.size(), [&](std::size_t k0, std::size_t k1) {
+    std::vector<A>& tile_gamma = tile_sums<A>().gamma;
+    std::vector<A>& tile_beta = tile_sums<A>().beta;
+    tile_gamma.resize(tile), tile_beta.resize(p.beta.empty() ? 0 : tile);
     for (std::size_t k = k0; k < k1; ++k) {
       const std::size_t last = chunk_first_row(d, k + 1);
+      double* dgamma = dgamma_of(k);
+      double* dbeta = dbeta_of(k);
       for (std::size_t a0 = chunk_first_row(d, k); a0 < last; a0 += block_rows) {
         const std::size_t a1 = std::min(a0 + block_rows, last);
         if (reduce_first)
           for (std::size_t g = a0 * (row / group); g < a1 * (row / group); ++g)
             row_group_sums(call, g);
-        for (std::size_t p0 = 0; p0 < row; p0 += tile)
-          for (std::size_t a = a0; a < a1; ++a)
-            row_tile(call, a, p0, std::min(p0 + tile, row), dgamma_of(k), dbeta_of(k));
+        for (std::size_t p0 = 0; p0 < row; p0 += tile) {
+          const std::size_t p1 = std::min(p0 + tile, row);
+          for (std::size_t f0 = a0; f0 < a1; f0 += kRowsPerFlush) {
+            std::fill(tile_gamma.begin(), tile_gamma.end(), A(0));
+            std::fill(tile_beta.begin(), tile_beta.end(), A(0));
+            const std::size_t f1 = std::min(f0 + kRowsPerFlush, a1);
+            for (std::size_t a = f0; a < f1; ++a)
+              row_tile(call, a, p0, p0, p1, tile_gamma.data(), dbeta ? tile_beta.data() : nullptr);
+            for (std::size_t pos = p0; pos < p1; ++pos) dgamma[pos] += double(tile_gamma[pos - p0]);
+            if (dbeta)
+              for (std::size_t pos = p0; pos < p1; ++pos) dbeta[pos] += double(tile_beta[pos - p0]);
+          }
+        }
       }
     }
   });

@@ -76,37 +76,40 @@ bool streams_output(const NormDescription& d, std::size_t arrays) {
 
 // ---- Elementwise kernels over one run ----
 
-// The forward's elementwise step runs in T, so float data get twice the
-// vector width; reductions and dx (whose terms can cancel) stay in double.
-// The mean is split into T's nearest value and the remainder: x - mean_hi is
-// exact for x near the mean (Sterbenz), so a large mean costs no accuracy; y
-// is within a few float ulps of the one computed in double. For double,
-// mean_lo is 0 and this is the double computation.
-template <class T>
+// The elementwise steps run in the data's compute type A (float data get
+// twice the vector width of double). The mean is split into A's nearest value
+// and the remainder: x - mean_hi is exact for x near the mean (Sterbenz), so a
+// large mean costs no accuracy; the result is within a few ulps of A of the
+// one computed in double. For double, mean_lo is 0 and this is the double
+// computation.
+template <class A>
 struct SplitMean {
-  T hi, lo;
-  explicit SplitMean(double mean) : hi(T(mean)), lo(T(mean - double(hi))) {}
-  T centered(T x) const { return (x - hi) - lo; }
+  A hi, lo;
+  explicit SplitMean(double mean) : hi(A(mean)), lo(A(mean - double(hi))) {}
+  A centered(A x) const { return (x - hi) - lo; }
 };
 
 // y = (x - mean) * scale + shift
 template <class T>
 void apply_run(const T* x, std::size_t n, double mean, double scale, double shift, T* y) {
-  const SplitMean<T> m(mean);
-  const T s = T(scale), t = T(shift);
-  for (std::size_t i = 0; i < n; ++i) y[i] = m.centered(x[i]) * s + t;
+  using A = compute_t<T>;
+  const SplitMean<A> m(mean);
+  const A s = A(scale), t = A(shift);
+  for (std::size_t i = 0; i < n; ++i) y[i] = T(m.centered(A(x[i])) * s + t);
 }
 
 // y = ((x - mean) * scale + shift) * gamma + beta, gamma and beta per element.
 template <class T>
 void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale, double shift,
                            const T* gamma, const T* beta, T* y) {
-  const SplitMean<T> m(mean);
-  const T s = T(scale), t = T(shift);
+  using A = compute_t<T>;
+  const SplitMean<A> m(mean);
+  const A s = A(scale), t = A(shift);
   if (beta) {
-    for (std::size_t i = 0; i < n; ++i) y[i] = (m.centered(x[i]) * s + t) * gamma[i] + beta[i];
+    for (std::size_t i = 0; i < n; ++i)
+      y[i] = T((m.centered(A(x[i])) * s + t) * A(gamma[i]) + A(beta[i]));
   } else {
-    for (std::size_t i = 0; i < n; ++i) y[i] = (m.centered(x[i]) * s + t) * gamma[i];
+    for (std::size_t i = 0; i < n; ++i) y[i] = T((m.centered(A(x[i])) * s + t) * A(gamma[i]));
   }
 }
 
@@ -114,21 +117,25 @@ void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale,
 template <class T>
 void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale, double x_scale,
             double shift, T* dx, bool stream) {
-  write_run(dx, n, stream, [&](std::size_t i) {
-    return T(double(dy[i]) * dy_scale + (double(x[i]) - mean) * x_scale + shift);
-  });
+  using A = compute_t<T>;
+  const SplitMean<A> m(mean);
+  const A a = A(dy_scale), b = A(x_scale), c = A(shift);
+  write_run(dx, n, stream,
+            [&](std::size_t i) { return T(A(dy[i]) * a + (m.centered(A(x[i])) * b + c)); });
 }
 
 // sum(dy) and sum(dy * (x - mean)) of a run.
 template <class T>
 void grad_sums_run(const T* x, const T* dy, std::size_t n, double mean, double& sum_dy,
                    double& sum_dy_xmu) {
-  lane_sum2(
+  using A = compute_t<T>;
+  const SplitMean<A> m(mean);
+  lane_sum2<A>(
       n,
-      [x, dy, mean](std::size_t i, double& a, double& b) {
-        const double dyi = double(dy[i]);
+      [x, dy, m](std::size_t i, A& a, A& b) {
+        const A dyi = A(dy[i]);
         a += dyi;
-        b += dyi * (double(x[i]) - mean);
+        b += dyi * m.centered(A(x[i]));
       },
       sum_dy, sum_dy_xmu);
 }

@@ -1,13 +1,20 @@
-// The engine's one moments routine: count, mean and M2 of a span of values,
-// summed in double into independent lanes, block by block (two passes over a
-// block that stays in L1: its exact mean, then its squared deviations), the
-// blocks merged with Chan's formula. Every traversal's statistics come from
-// here: whole runs (span_moments), and per-column blocks merged with
-// merge_moments. Internal to the engine; compiled once per instruction set.
+// The engine's one moments routine: count, mean and M2 of a span of values.
+// A span is cut into blocks that stay in L1. Within a block the values are
+// added in the data's own precision (float data in float: twice the vector
+// width of double) into independent lanes, pairwise at the end; the blocks'
+// results are carried in double (a cascade, as PyTorch's float sums). A
+// block's moments take two passes over it: a center near its mean, then the
+// deviations from that center and their squares, corrected for the center's
+// error (the corrected two-pass algorithm); blocks are merged with Chan's
+// formula. Every traversal's statistics come from here: whole runs
+// (span_moments), and per-column blocks merged with merge_moments. Internal
+// to the engine; compiled once per instruction set.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #ifndef NORMLAB_ENGINE_NAMESPACE
 #error \
@@ -42,48 +49,91 @@ struct Moments {
   }
 };
 
-// Independent partial sums per reduction: enough to fill the vector units and
-// hide the latency of each add (four vector registers), few enough not to
-// spill. For one instruction set the order of additions is fixed by the
-// source, and the lanes are added pairwise at the end.
-#if defined(__AVX512F__)
-constexpr std::size_t kLanes = 32;
-#elif defined(__AVX2__)
-constexpr std::size_t kLanes = 16;
-#else
-constexpr std::size_t kLanes = 8;
-#endif
+// The type a kernel adds and multiplies in: the data's own (float data get
+// twice the vector width of double). Sums longer than a block are carried in
+// double.
+template <class T>
+struct compute_type {
+  using type = T;
+};
+template <class T>
+using compute_t = typename compute_type<T>::type;
 
-inline double add_lanes(double (&lanes)[kLanes]) {
-  for (std::size_t width = kLanes / 2; width > 0; width /= 2)
+// Independent partial sums per reduction: four vector registers of A, enough
+// to hide the latency of each add, few enough not to spill. For one
+// instruction set the order of additions is fixed by the source, and the
+// lanes are added pairwise at the end.
+#if defined(__AVX512F__)
+constexpr std::size_t kVectorBytes = 64;
+#elif defined(__AVX2__)
+constexpr std::size_t kVectorBytes = 32;
+#else
+constexpr std::size_t kVectorBytes = 16;
+#endif
+template <class A>
+constexpr std::size_t kLanesOf = 4 * kVectorBytes / sizeof(A);
+// The column kernels' strips of columns, summed in double.
+constexpr std::size_t kLanes = kLanesOf<double>;
+
+template <class A, std::size_t L>
+A add_lanes(A (&lanes)[L]) {
+  for (std::size_t width = L / 2; width > 0; width /= 2)
     for (std::size_t j = 0; j < width; ++j) lanes[j] += lanes[j + width];
   return lanes[0];
 }
 
-// sum of term(i) over [0, n).
-template <class Term>
+// Blocks small enough for L1: the values of a block are summed in A, and a
+// second pass over a block is a cache hit.
+constexpr std::size_t kBlock = 2048;
+
+// sum of term(i) over [0, n): term returns an A, each block's lanes are
+// summed in A, the blocks in double.
+template <class A, class Term>
 double lane_sum(std::size_t n, Term term) {
-  double lanes[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::size_t j = 0; j < kLanes; ++j) lanes[j] += term(i + j);
-  for (std::size_t j = 0; i < n; ++i, ++j) lanes[j] += term(i);
-  return add_lanes(lanes);
+  constexpr std::size_t L = kLanesOf<A>;
+  double total = 0;
+  if (n < L) {  // short runs (a GroupNorm-like norm on [N, C]): in order
+    for (std::size_t i = 0; i < n; ++i) total += double(term(i));
+    return total;
+  }
+  for (std::size_t start = 0; start < n; start += kBlock) {
+    const std::size_t end = std::min(n, start + kBlock);
+    A lanes[L] = {};
+    std::size_t i = start;
+    for (; i + L <= end; i += L)
+      for (std::size_t j = 0; j < L; ++j) lanes[j] += term(i + j);
+    for (std::size_t j = 0; i < end; ++i, ++j) lanes[j] += term(i);
+    total += double(add_lanes(lanes));
+  }
+  return total;
 }
 
-// Two sums at once: term(i, a, b) adds its terms into a and b.
-template <class Term>
+// Two sums at once: term(i, a, b) adds its terms (of type A) into a and b.
+template <class A, class Term>
 void lane_sum2(std::size_t n, Term term, double& sum_a, double& sum_b) {
-  double a[kLanes] = {}, b[kLanes] = {};
-  std::size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (std::size_t j = 0; j < kLanes; ++j) term(i + j, a[j], b[j]);
-  for (std::size_t j = 0; i < n; ++i, ++j) term(i, a[j], b[j]);
-  sum_a = add_lanes(a);
-  sum_b = add_lanes(b);
+  constexpr std::size_t L = kLanesOf<A>;
+  sum_a = sum_b = 0;
+  if (n < L) {  // short runs: in order
+    for (std::size_t i = 0; i < n; ++i) {
+      A a = 0, b = 0;
+      term(i, a, b);
+      sum_a += double(a), sum_b += double(b);
+    }
+    return;
+  }
+  for (std::size_t start = 0; start < n; start += kBlock) {
+    const std::size_t end = std::min(n, start + kBlock);
+    A a[L] = {}, b[L] = {};
+    std::size_t i = start;
+    for (; i + L <= end; i += L)
+      for (std::size_t j = 0; j < L; ++j) term(i + j, a[j], b[j]);
+    for (std::size_t j = 0; i < end; ++i, ++j) term(i, a[j], b[j]);
+    sum_a += double(add_lanes(a));
+    sum_b += double(add_lanes(b));
+  }
 }
 
-// Four sums at once, likewise; fewer terms than lanes are added in order
+// Four sums at once in double; fewer terms than lanes are added in order
 // (runs of one element: a GroupNorm-like norm on [N, C]).
 template <class Term>
 void lane_sum4(std::size_t n, Term term, double (&sums)[4]) {
@@ -100,18 +150,33 @@ void lane_sum4(std::size_t n, Term term, double (&sums)[4]) {
   sums[0] = add_lanes(a), sums[1] = add_lanes(b), sums[2] = add_lanes(c), sums[3] = add_lanes(e);
 }
 
-// Blocks small enough for L1: the second pass over a block is a cache hit.
-constexpr std::size_t kBlock = 2048;
+// Moments of one block (at most kBlock values), in A. First: a center c, the
+// block's plain mean in A (which may be off by many of A's ulps when the mean
+// is large next to the spread). Then: S1 = sum(x - c) and S2 = sum((x - c)^2),
+// whose terms are small; mean = c + S1 / n and M2 = S2 - S1^2 / n are exact
+// in exact arithmetic for any c, so c's error does not reach them.
+template <class A, class T>
+Moments block_moments_in(const T* x, std::size_t n) {
+  const A center = A(lane_sum<A>(n, [x](std::size_t i) { return A(x[i]); }) / double(n));
+  double s1, s2;
+  lane_sum2<A>(
+      n,
+      [x, center](std::size_t i, A& sum, A& squares) {
+        const A dev = A(x[i]) - center;
+        sum += dev;
+        squares += dev * dev;
+      },
+      s1, s2);
+  return {double(n), double(center) + s1 / double(n), std::max(0.0, s2 - s1 * s1 / double(n))};
+}
 
-// Two-pass moments of one block: exact mean first, then squared deviations.
+// In the data's compute type; in double for a block whose sums overflow that
+// type (float values beyond about 1e19 apart, where float's squares overflow).
 template <class T>
 Moments block_moments(const T* x, std::size_t n) {
-  const double mean = lane_sum(n, [x](std::size_t i) { return double(x[i]); }) / double(n);
-  const double m2 = lane_sum(n, [x, mean](std::size_t i) {
-    const double dev = double(x[i]) - mean;
-    return dev * dev;
-  });
-  return {double(n), mean, m2};
+  const Moments m = block_moments_in<compute_t<T>>(x, n);
+  if (std::is_same_v<compute_t<T>, double> || std::isfinite(m.m2 + m.mean)) return m;
+  return block_moments_in<double>(x, n);
 }
 
 // Moments of a contiguous span: blocks of kBlock merged in order.
@@ -126,7 +191,11 @@ Moments span_moments(const T* x, std::size_t n) {
 // The uncentered second moment's sum (RMS and L2 scaling).
 template <class T>
 double sum_of_squares(const T* x, std::size_t n) {
-  return lane_sum(n, [x](std::size_t i) { return double(x[i]) * double(x[i]); });
+  using A = compute_t<T>;
+  const double sum = lane_sum<A>(n, [x](std::size_t i) { return A(x[i]) * A(x[i]); });
+  if (std::is_same_v<A, double> || std::isfinite(sum)) return sum;
+  // float squares overflow beyond about 1e19: in double
+  return lane_sum<double>(n, [x](std::size_t i) { return double(x[i]) * double(x[i]); });
 }
 
 }  // namespace NORMLAB_ENGINE_NAMESPACE
