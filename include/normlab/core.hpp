@@ -4,6 +4,7 @@
 // It includes no header of normlab::lab.
 #pragma once
 
+#include "normlab/bfloat16.hpp"
 #include "normlab/distributed.hpp"
 #include "normlab/engine.hpp"
 #include "normlab/files.hpp"
