@@ -86,16 +86,17 @@ A add_lanes(A (&lanes)[L]) {
 // second pass over a block is a cache hit.
 constexpr std::size_t kBlock = 2048;
 
-// sum of term(i) over [0, n): term returns an A, each block's lanes are
-// summed in A, the blocks in double.
-template <class A, class Term>
-double lane_sum(std::size_t n, Term term) {
-  constexpr std::size_t L = kLanesOf<A>;
+// Spans shorter than kLanesOf<A> (EvoNorm-S0's groups of 24 channels on
+// [N, C]) use one vector register of lanes instead of four: zeroing and
+// adding up four registers would cost more than their sums.
+template <class A>
+constexpr std::size_t kShortLanesOf = kVectorBytes / sizeof(A);
+
+// sum of term(i) over [0, n) in L lanes: term returns an A, each block's lanes
+// are summed in A, the blocks in double.
+template <class A, std::size_t L, class Term>
+double lane_sum_in(std::size_t n, Term term) {
   double total = 0;
-  if (n < L) {  // short runs (a GroupNorm-like norm on [N, C]): in order
-    for (std::size_t i = 0; i < n; ++i) total += double(term(i));
-    return total;
-  }
   for (std::size_t start = 0; start < n; start += kBlock) {
     const std::size_t end = std::min(n, start + kBlock);
     A lanes[L] = {};
@@ -107,20 +108,16 @@ double lane_sum(std::size_t n, Term term) {
   }
   return total;
 }
+template <class A, class Term>
+double lane_sum(std::size_t n, Term term) {
+  if (n < kLanesOf<A>) return lane_sum_in<A, kShortLanesOf<A>>(n, term);
+  return lane_sum_in<A, kLanesOf<A>>(n, term);
+}
 
 // Two sums at once: term(i, a, b) adds its terms (of type A) into a and b.
-template <class A, class Term>
-void lane_sum2(std::size_t n, Term term, double& sum_a, double& sum_b) {
-  constexpr std::size_t L = kLanesOf<A>;
+template <class A, std::size_t L, class Term>
+void lane_sum2_in(std::size_t n, Term term, double& sum_a, double& sum_b) {
   sum_a = sum_b = 0;
-  if (n < L) {  // short runs: in order
-    for (std::size_t i = 0; i < n; ++i) {
-      A a = 0, b = 0;
-      term(i, a, b);
-      sum_a += double(a), sum_b += double(b);
-    }
-    return;
-  }
   for (std::size_t start = 0; start < n; start += kBlock) {
     const std::size_t end = std::min(n, start + kBlock);
     A a[L] = {}, b[L] = {};
@@ -131,6 +128,11 @@ void lane_sum2(std::size_t n, Term term, double& sum_a, double& sum_b) {
     sum_a += double(add_lanes(a));
     sum_b += double(add_lanes(b));
   }
+}
+template <class A, class Term>
+void lane_sum2(std::size_t n, Term term, double& sum_a, double& sum_b) {
+  if (n < kLanesOf<A>) return lane_sum2_in<A, kShortLanesOf<A>>(n, term, sum_a, sum_b);
+  lane_sum2_in<A, kLanesOf<A>>(n, term, sum_a, sum_b);
 }
 
 // Four sums at once in double; fewer terms than lanes are added in order
