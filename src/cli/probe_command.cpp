@@ -25,7 +25,8 @@ int probe_command(const Args& args) {
       "the population statistics of the whole training set (next to the 1/sqrt(B) law), and the\n"
       "relative L2 gap between the layer's train-mode and eval-mode outputs. The model is freshly\n"
       "initialized from the first seed, or with --model-from the model of one cell of a finished\n"
-      "run, re-trained in-process from RUN_DIR/config.json (CONFIG defaults to that file).\n"
+      "run: its saved weights (RUN_DIR/cells/CELL), or, where the run kept none, the cell\n"
+      "re-trained in-process from RUN_DIR/config.json (CONFIG defaults to that file).\n"
       "Writes DIR/probe.jsonl, probe.csv and probe_config.json. Options");
   desc.add_options()("help,h", "show this help")(
       "out", po::value(&out)->value_name("DIR"),
@@ -34,7 +35,7 @@ int probe_command(const Args& args) {
       "override a config value, e.g. --set probe.batches=50")(
       "model-from", po::value(&run_dir)->value_name("RUN_DIR"), "a finished run's folder")(
       "cell", po::value(&cell)->value_name("ID"),
-      "the cell of that run to re-train and probe, e.g. batch/B64/seed0");
+      "the cell of that run to load (or re-train) and probe, e.g. batch/B64/seed0");
   po::options_description hidden;
   hidden.add_options()("config", po::value(&config_path));
   if (!parse_options(args, desc, &hidden, "config")) return 0;
