@@ -808,7 +808,10 @@ std::string describe_probe(const Probe& probe) {
                        first.value("run", std::string("?"));
     if (first["retrained_test_error"].is_number()) {
       char error[64];
-      std::snprintf(error, sizeof error, ", re-trained test error %.2f%%",
+      // "weights": "saved" when the probe loaded the cell's saved model
+      const bool saved = first.value("weights", std::string()) == "saved";
+      std::snprintf(error, sizeof error, ", %s test error %.2f%%",
+                    saved ? "saved model's" : "re-trained",
                     100 * first["retrained_test_error"].get<double>());
       text += error;
     }
