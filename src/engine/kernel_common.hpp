@@ -89,27 +89,48 @@ struct SplitMean {
   A centered(A x) const { return (x - hi) - lo; }
 };
 
-// y = (x - mean) * scale + shift
+// y = (x - mean) * scale + shift; with `stream`, y goes past the caches.
 template <class T>
-void apply_run(const T* x, std::size_t n, double mean, double scale, double shift, T* y) {
+void apply_run(const T* x, std::size_t n, double mean, double scale, double shift, T* y,
+               bool stream) {
   using A = compute_t<T>;
   const SplitMean<A> m(mean);
   const A s = A(scale), t = A(shift);
-  for (std::size_t i = 0; i < n; ++i) y[i] = T(m.centered(A(x[i])) * s + t);
+  if (!stream) {  // the plain loop: write_run's would be the same, without the branch
+    for (std::size_t i = 0; i < n; ++i) y[i] = T(m.centered(A(x[i])) * s + t);
+    return;
+  }
+  write_run(y, n, stream, [&](std::size_t i) { return T(m.centered(A(x[i])) * s + t); });
 }
 
-// y = ((x - mean) * scale + shift) * gamma + beta, gamma and beta per element.
+// Whether the forward's apply streams y past the caches: when the output
+// leaves the last-level cache anyway, and the groups are contiguous and larger
+// than L1, so that the fused forward re-reads each group's x from L2 after its
+// statistics, and y's write-allocate would evict it. (BatchNorm's apply, which
+// reads x from memory again, measured slower with streamed y; so did rows
+// that stay in L1.)
+template <class T>
+bool streams_forward_output(const NormDescription& d) {
+  constexpr std::size_t kL1Bytes = 32 * 1024;
+  return d.pooling == Pooling::per_outer_groups && d.group_size() * sizeof(T) > kL1Bytes &&
+         streams_output<T>(d, 2);
+}
+
+// y = ((x - mean) * scale + shift) * gamma + beta, gamma and beta per element;
+// with `stream`, y goes past the caches (write_run).
 template <class T>
 void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale, double shift,
-                           const T* gamma, const T* beta, T* y) {
+                           const T* gamma, const T* beta, T* y, bool stream) {
   using A = compute_t<T>;
   const SplitMean<A> m(mean);
   const A s = A(scale), t = A(shift);
   if (beta) {
-    for (std::size_t i = 0; i < n; ++i)
-      y[i] = T((m.centered(A(x[i])) * s + t) * A(gamma[i]) + A(beta[i]));
+    write_run(y, n, stream, [&](std::size_t i) {
+      return T((m.centered(A(x[i])) * s + t) * A(gamma[i]) + A(beta[i]));
+    });
   } else {
-    for (std::size_t i = 0; i < n; ++i) y[i] = T((m.centered(A(x[i])) * s + t) * A(gamma[i]));
+    write_run(y, n, stream,
+              [&](std::size_t i) { return T((m.centered(A(x[i])) * s + t) * A(gamma[i])); });
   }
 }
 

@@ -131,7 +131,7 @@ template <class T, Numerator Num, bool Tlu>
 [[gnu::always_inline]] inline void pointwise_forward_run(const Pointwise<T, Num, Tlu>& f,
                                                          const T* x, std::size_t n, T* y) {
   if (Num == Numerator::input) {
-    apply_run(x, n, f.mean, f.rstd * f.scale, f.shift, y);
+    apply_run(x, n, f.mean, f.rstd * f.scale, f.shift, y, /*stream=*/false);
     const T tau = T(f.tau);
     for (std::size_t i = 0; i < n; ++i) y[i] = y[i] < tau ? tau : y[i];
     return;
@@ -195,10 +195,11 @@ void apply_one_run(const T* x, const NormDescription& d, const GroupStats& stats
   } else if (d.affine == Affine::elementwise) {
     apply_run_elementwise(x + offset, inner, stats.mean[g], stats.rstd[g] * correction_r(stats, g),
                           correction_d(stats, g), affine.params.gamma + c * inner,
-                          affine.params.beta ? affine.params.beta + c * inner : nullptr,
-                          y + offset);
+                          affine.params.beta ? affine.params.beta + c * inner : nullptr, y + offset,
+                          streams_forward_output<T>(d));
   } else {
-    apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g), y + offset);
+    apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g), y + offset,
+              streams_forward_output<T>(d));
   }
 }
 
