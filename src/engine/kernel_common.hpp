@@ -95,7 +95,7 @@ void apply_run(const T* x, std::size_t n, double mean, double scale, double shif
   using A = compute_t<T>;
   const SplitMean<A> m(mean);
   const A s = A(scale), t = A(shift);
-  for (std::size_t i = 0; i < n; ++i) y[i] = T(m.centered(A(x[i])) * s + t);
+  for (std::size_t i = 0; i < n; ++i) y[i] = store<T>(m.centered(load<A>(x[i])) * s + t);
 }
 
 // y = ((x - mean) * scale + shift) * gamma + beta, gamma and beta per element.
@@ -107,9 +107,10 @@ void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale,
   const A s = A(scale), t = A(shift);
   if (beta) {
     for (std::size_t i = 0; i < n; ++i)
-      y[i] = T((m.centered(A(x[i])) * s + t) * A(gamma[i]) + A(beta[i]));
+      y[i] = store<T>((m.centered(load<A>(x[i])) * s + t) * load<A>(gamma[i]) + load<A>(beta[i]));
   } else {
-    for (std::size_t i = 0; i < n; ++i) y[i] = T((m.centered(A(x[i])) * s + t) * A(gamma[i]));
+    for (std::size_t i = 0; i < n; ++i)
+      y[i] = store<T>((m.centered(load<A>(x[i])) * s + t) * load<A>(gamma[i]));
   }
 }
 
@@ -120,8 +121,9 @@ void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale
   using A = compute_t<T>;
   const SplitMean<A> m(mean);
   const A a = A(dy_scale), b = A(x_scale), c = A(shift);
-  write_run(dx, n, stream,
-            [&](std::size_t i) { return T(A(dy[i]) * a + (m.centered(A(x[i])) * b + c)); });
+  write_run(dx, n, stream, [&](std::size_t i) {
+    return store<T>(load<A>(dy[i]) * a + (m.centered(load<A>(x[i])) * b + c));
+  });
 }
 
 // sum(dy) and sum(dy * (x - mean)) of a run.
@@ -133,9 +135,9 @@ void grad_sums_run(const T* x, const T* dy, std::size_t n, double mean, double& 
   lane_sum2<A>(
       n,
       [x, dy, m](std::size_t i, A& a, A& b) {
-        const A dyi = A(dy[i]);
+        const A dyi = load<A>(dy[i]);
         a += dyi;
-        b += dyi * m.centered(A(x[i]));
+        b += dyi * m.centered(load<A>(x[i]));
       },
       sum_dy, sum_dy_xmu);
 }
@@ -292,10 +294,10 @@ struct ChannelAffine {
   const GroupStats& stats;
   const NormParameters<T>& params;
   double gamma(std::size_t c) const {
-    return d.affine == Affine::per_channel ? double(params.gamma[c]) : 1.0;
+    return d.affine == Affine::per_channel ? load<double>(params.gamma[c]) : 1.0;
   }
   double beta(std::size_t c) const {
-    return d.affine == Affine::per_channel && params.beta ? double(params.beta[c]) : 0.0;
+    return d.affine == Affine::per_channel && params.beta ? load<double>(params.beta[c]) : 0.0;
   }
   double scale(std::size_t c, std::size_t g) const {
     return stats.rstd[g] * correction_r(stats, g) * gamma(c);
