@@ -15,10 +15,21 @@
 // A norm without hooks takes the fused calls (normalize_with_batch_stats,
 // normalize_backward), which do the same phases group by group while the
 // group's data is in cache.
+//
+// Data types: every template below (the six calls and NormParameters) is
+// instantiated for T = float, double and bfloat16 (normlab/bfloat16.hpp); x,
+// dy, y, dx and the parameters are all of type T. float and double data are
+// computed in their own type (and in double where a kernel says so); bfloat16
+// data are widened exactly to float and computed as float data are, and each
+// output element is rounded once to bfloat16, to nearest even. Statistics and
+// gradient sums are double for every T: blocks of 2048 are summed in float for
+// float and bfloat16 data, in double for double data, and carried in double.
 #pragma once
 
 #include <cstddef>
 #include <vector>
+
+#include "normlab/bfloat16.hpp"
 
 namespace normlab {
 
@@ -124,9 +135,10 @@ struct GroupStats {
   void resize(std::size_t groups);
 };
 
-// The learned tensors the engine reads; null when absent. gamma and beta are
-// indexed as the description's affine says; tau (TLU) and v (swish, tanh) per
-// channel (v: one value with shared_v).
+// The learned tensors the engine reads, of the data's type T (float, double
+// or bfloat16); null when absent. gamma and beta are indexed as the
+// description's affine says; tau (TLU) and v (swish, tanh) per channel (v: one
+// value with shared_v).
 template <class T>
 struct NormParameters {
   const T* gamma = nullptr;
@@ -157,6 +169,7 @@ struct GradientSums {
 NormDescription channels_last(const NormDescription& d);
 
 // ---- Forward phases ----
+// (Each call is defined for T = float, double and bfloat16; see the top.)
 
 // Reduce: count, mean and var of every group (stable: blockwise corrected
 // two-pass sums in the data's precision, the blocks carried in double and

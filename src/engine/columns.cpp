@@ -27,9 +27,9 @@ void pointwise_column_apply(const T* x, const NormDescription& d, const GroupSta
         T* yr = y + a * channels;
         for (std::size_t c = 0; c < channels; ++c) {
           const F f(columns, c);
-          const double xi = double(xr[c]);
+          const double xi = load<double>(xr[c]);
           const double pre = f.pre(xi, f.gate(xi));
-          yr[c] = T(F::tlu && pre < f.tau ? f.tau : pre);
+          yr[c] = store<T>(F::tlu && pre < f.tau ? f.tau : pre);
         }
       }
     });
@@ -40,8 +40,9 @@ void pointwise_column_apply(const T* x, const NormDescription& d, const GroupSta
 // scale and shift. Chunks of up to kColumnRowsInDouble rows (a linear layer's
 // batch) are computed in double and rounded once: they cost little either
 // way, and these are the numbers of the committed mlp2 studies. Taller ones
-// (channels-last images) run in T like the runs' apply_run, twice the vector
-// width without the conversions, within a few ulps of the double result.
+// (channels-last images) run in the compute type like the runs' apply_run
+// (float for float and bfloat16 data), twice the vector width without the
+// conversions, within a few ulps of the double result.
 constexpr std::size_t kColumnRowsInDouble = 256;
 
 template <class T>
@@ -52,30 +53,33 @@ void apply_columns_in_double(const T* x, std::size_t channels, std::size_t first
     T* yr = y + a * channels;
     for_column_strips(channels, [&](std::size_t c0, auto width) {
       for (std::size_t j = c0; j < c0 + width; ++j)
-        yr[j] = T((double(xr[j]) - mean[j]) * scale[j] + shift[j]);
+        yr[j] = store<T>((load<double>(xr[j]) - mean[j]) * scale[j] + shift[j]);
     });
   }
 }
 
 template <class T>
-void apply_columns_in_t(const T* x, std::size_t channels, std::size_t first, std::size_t last,
-                        const double* mean, const double* scale, const double* shift, T* y) {
-  static thread_local std::vector<T> hi, lo, scale_t, shift_t;  // reused: no allocation per call
-  for (auto* array : {&hi, &lo, &scale_t, &shift_t}) array->resize(channels);
+void apply_columns_in_compute_type(const T* x, std::size_t channels, std::size_t first,
+                                   std::size_t last, const double* mean, const double* scale,
+                                   const double* shift, T* y) {
+  using A = compute_t<T>;
+  static thread_local std::vector<A> hi, lo, scale_a, shift_a;  // reused: no allocation per call
+  for (auto* array : {&hi, &lo, &scale_a, &shift_a}) array->resize(channels);
   for (std::size_t c = 0; c < channels; ++c) {
-    const SplitMean<T> m(mean[c]);
-    hi[c] = m.hi, lo[c] = m.lo, scale_t[c] = T(scale[c]), shift_t[c] = T(shift[c]);
+    const SplitMean<A> m(mean[c]);
+    hi[c] = m.hi, lo[c] = m.lo, scale_a[c] = A(scale[c]), shift_a[c] = A(shift[c]);
   }
-  // Copies the compiler can see are not y (the same type), so the strips vectorize.
-  const T* __restrict h = hi.data();
-  const T* __restrict l = lo.data();
-  const T* __restrict s = scale_t.data();
-  const T* __restrict t = shift_t.data();
+  // Copies the compiler can see are not y (for float, of the same type), so the strips vectorize.
+  const A* __restrict h = hi.data();
+  const A* __restrict l = lo.data();
+  const A* __restrict s = scale_a.data();
+  const A* __restrict t = shift_a.data();
   for (std::size_t a = first; a < last; ++a) {
     const T* xr = x + a * channels;
     T* __restrict yr = y + a * channels;
     for_column_strips(channels, [&](std::size_t c0, auto width) {
-      for (std::size_t j = c0; j < c0 + width; ++j) yr[j] = ((xr[j] - h[j]) - l[j]) * s[j] + t[j];
+      for (std::size_t j = c0; j < c0 + width; ++j)
+        yr[j] = store<T>(((load<A>(xr[j]) - h[j]) - l[j]) * s[j] + t[j]);
     });
   }
 }
@@ -100,12 +104,12 @@ void Columns<T>::stats(const T* x, const NormDescription& d, GroupStats& stats) 
       double mean[kLanes] = {}, m2[kLanes] = {};  // m2: or the sum of squares
       if (d.centered) {
         for (std::size_t a = a0; a < a1; ++a)
-          for (std::size_t j = 0; j < width; ++j) mean[j] += double(strip[a * columns + j]);
+          for (std::size_t j = 0; j < width; ++j) mean[j] += load<double>(strip[a * columns + j]);
         for (std::size_t j = 0; j < width; ++j) mean[j] /= double(a1 - a0);
       }
       for (std::size_t a = a0; a < a1; ++a)
         for (std::size_t j = 0; j < width; ++j) {
-          const double dev = double(strip[a * columns + j]) - mean[j];
+          const double dev = load<double>(strip[a * columns + j]) - mean[j];
           m2[j] += dev * dev;
         }
       std::copy(mean, mean + width, block_mean + i * columns + c0);
@@ -173,7 +177,7 @@ void Columns<T>::apply(const T* x, const NormDescription& d, const GroupStats& s
     }
     const std::size_t first = k * rows + r0, last = k * rows + r1;
     if (rows > kColumnRowsInDouble)
-      apply_columns_in_t(x, channels, first, last, mean, scale, shift, y);
+      apply_columns_in_compute_type(x, channels, first, last, mean, scale, shift, y);
     else
       apply_columns_in_double(x, channels, first, last, mean, scale, shift, y);
   });
@@ -221,7 +225,7 @@ void pointwise_column_sums(BackwardCall<T>& call) {
         const T* dyr = call.dy + a * channels + b0;
         for (std::size_t j = 0; j < width; ++j) {
           const F f(columns, b0 + j);
-          const double xi = double(xr[j]), dyi = double(dyr[j]);
+          const double xi = load<double>(xr[j]), dyi = load<double>(dyr[j]);
           const double gate = f.gate(xi), nhat = f.numerator(xi, gate) * f.rstd;
           const double passed = f.passed(nhat * f.scale + f.shift, dyi);
           s_dy[j] += dyi;
@@ -278,10 +282,10 @@ void pointwise_column_dx(BackwardCall<T>& call) {
       T* dxr = call.dx + a * channels;
       for (std::size_t c = 0; c < channels; ++c) {
         const F f(columns, c);
-        const double xi = double(xr[c]), gate = f.gate(xi);
-        const double dxhat = f.passed(f.pre(xi, gate), double(dyr[c])) * f.scale;
-        dxr[c] = T(dxhat * f.rstd * f.numerator_slope(xi, gate) +
-                   ((xi - f.mean) * x_scale[c] + shift[c]));
+        const double xi = load<double>(xr[c]), gate = f.gate(xi);
+        const double dxhat = f.passed(f.pre(xi, gate), load<double>(dyr[c])) * f.scale;
+        dxr[c] = store<T>(dxhat * f.rstd * f.numerator_slope(xi, gate) +
+                          ((xi - f.mean) * x_scale[c] + shift[c]));
       }
     }
   });
@@ -316,9 +320,9 @@ void Columns<T>::reduce_sums(BackwardCall<T>& call) {
       std::copy(center + c0, center + c0 + width, mean);
       for (std::size_t a = a0; a < a1; ++a)
         for (std::size_t j = 0; j < width; ++j) {
-          const double dyj = double(dy_strip[a * channels + j]);
+          const double dyj = load<double>(dy_strip[a * channels + j]);
           s1[j] += dyj;
-          s2[j] += dyj * (double(x_strip[a * channels + j]) - mean[j]);
+          s2[j] += dyj * (load<double>(x_strip[a * channels + j]) - mean[j]);
         }
       std::copy(s1, s1 + width, block_dy + i * channels + c0);
       std::copy(s2, s2 + width, block_dy_xmu + i * channels + c0);
@@ -365,14 +369,15 @@ void Columns<T>::input_gradient(BackwardCall<T>& call) {
       const T* dyr = call.dy + a * channels;
       T* dxr = call.dx + a * channels;
       for (std::size_t c = 0; c < channels; ++c)
-        dxr[c] =
-            T(double(dyr[c]) * dy_scale[c] + (double(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
+        dxr[c] = store<T>(load<double>(dyr[c]) * dy_scale[c] +
+                          (load<double>(xr[c]) - mean[c]) * x_scale[c] + shift[c]);
     }
   });
 }
 
 template struct Columns<float>;
 template struct Columns<double>;
+template struct Columns<bfloat16>;
 
 }  // namespace NORMLAB_ENGINE_NAMESPACE
 }  // namespace normlab

@@ -98,9 +98,9 @@ void row_group_sums(BackwardCall<T>& call, std::size_t g) {
   lane_sum2<A>(
       n,
       [=](std::size_t i, A& a1, A& a2) {
-        const A dxhat = A(dyr[i]) * A(gr[i]);
+        const A dxhat = load<A>(dyr[i]) * load<A>(gr[i]);
         a1 += dxhat;
-        a2 += dxhat * m.centered(A(xr[i]));
+        a2 += dxhat * m.centered(load<A>(xr[i]));
       },
       sum_dxhat, sum_dxhat_xhat);
   call.sums.sum_dxhat[g] = r * sum_dxhat;
@@ -137,16 +137,16 @@ void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t tile, std:
     if (dbeta) {
 #pragma GCC ivdep
       for (std::size_t p = p0; p < end; ++p) {
-        const A centered = m.centered(A(xr[p])), dyp = A(dyr[p]);
-        dxr[p] = T(dyp * A(gamma[p]) * scale + (centered * x_scale + dx_shift));
+        const A centered = m.centered(load<A>(xr[p])), dyp = load<A>(dyr[p]);
+        dxr[p] = store<T>(dyp * load<A>(gamma[p]) * scale + (centered * x_scale + dx_shift));
         dgamma[p - tile] += dyp * (centered * scale + shift);
         dbeta[p - tile] += dyp;
       }
     } else {  // no shift (RMSNorm)
 #pragma GCC ivdep
       for (std::size_t p = p0; p < end; ++p) {
-        const A centered = m.centered(A(xr[p])), dyp = A(dyr[p]);
-        dxr[p] = T(dyp * A(gamma[p]) * scale + (centered * x_scale + dx_shift));
+        const A centered = m.centered(load<A>(xr[p])), dyp = load<A>(dyr[p]);
+        dxr[p] = store<T>(dyp * load<A>(gamma[p]) * scale + (centered * x_scale + dx_shift));
         dgamma[p - tile] += dyp * (centered * scale + shift);
       }
     }
@@ -277,7 +277,7 @@ void pointwise_group(BackwardCall<T>& call, const PointwiseRunTerms& run, std::s
           inner,
           [&](std::size_t i, double& sum_dy, double& sum_pass, double& sum_pass_nhat,
               double& sum_dv) {
-            const double xi = double(xr[i]), dyi = double(dyr[i]), gate = f.gate(xi);
+            const double xi = load<double>(xr[i]), dyi = load<double>(dyr[i]), gate = f.gate(xi);
             const double nhat = f.numerator(xi, gate) * f.rstd;
             const double passed = f.passed(nhat * f.scale + f.shift, dyi);
             sum_dy += dyi;
@@ -308,9 +308,10 @@ void pointwise_group(BackwardCall<T>& call, const PointwiseRunTerms& run, std::s
       const T* dyr = call.dy + offset;
       T* dxr = call.dx + offset;
       for (std::size_t i = 0; i < inner; ++i) {
-        const double xi = double(xr[i]), gate = f.gate(xi);
-        const double dxhat = f.passed(f.pre(xi, gate), double(dyr[i])) * f.scale;
-        dxr[i] = T(dxhat * rstd * f.numerator_slope(xi, gate) + ((xi - mean) * x_scale + shift));
+        const double xi = load<double>(xr[i]), gate = f.gate(xi);
+        const double dxhat = f.passed(f.pre(xi, gate), load<double>(dyr[i])) * f.scale;
+        dxr[i] =
+            store<T>(dxhat * rstd * f.numerator_slope(xi, gate) + ((xi - mean) * x_scale + shift));
       }
     }
   }
@@ -348,6 +349,7 @@ void Groups<T>::pointwise_backward(BackwardCall<T>& call, bool reduce, bool appl
 
 template struct Groups<float>;
 template struct Groups<double>;
+template struct Groups<bfloat16>;
 
 }  // namespace NORMLAB_ENGINE_NAMESPACE
 }  // namespace normlab

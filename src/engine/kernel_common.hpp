@@ -97,10 +97,11 @@ void apply_run(const T* x, std::size_t n, double mean, double scale, double shif
   const SplitMean<A> m(mean);
   const A s = A(scale), t = A(shift);
   if (!stream) {  // the plain loop: write_run's would be the same, without the branch
-    for (std::size_t i = 0; i < n; ++i) y[i] = T(m.centered(A(x[i])) * s + t);
+    for (std::size_t i = 0; i < n; ++i) y[i] = store<T>(m.centered(load<A>(x[i])) * s + t);
     return;
   }
-  write_run(y, n, stream, [&](std::size_t i) { return T(m.centered(A(x[i])) * s + t); });
+  write_run(y, n, stream,
+            [&](std::size_t i) { return store<T>(m.centered(load<A>(x[i])) * s + t); });
 }
 
 // Whether the forward's apply streams y past the caches: when the output
@@ -126,11 +127,12 @@ void apply_run_elementwise(const T* x, std::size_t n, double mean, double scale,
   const A s = A(scale), t = A(shift);
   if (beta) {
     write_run(y, n, stream, [&](std::size_t i) {
-      return T((m.centered(A(x[i])) * s + t) * A(gamma[i]) + A(beta[i]));
+      return store<T>((m.centered(load<A>(x[i])) * s + t) * load<A>(gamma[i]) + load<A>(beta[i]));
     });
   } else {
-    write_run(y, n, stream,
-              [&](std::size_t i) { return T((m.centered(A(x[i])) * s + t) * A(gamma[i])); });
+    write_run(y, n, stream, [&](std::size_t i) {
+      return store<T>((m.centered(load<A>(x[i])) * s + t) * load<A>(gamma[i]));
+    });
   }
 }
 
@@ -141,8 +143,9 @@ void dx_run(const T* x, const T* dy, std::size_t n, double mean, double dy_scale
   using A = compute_t<T>;
   const SplitMean<A> m(mean);
   const A a = A(dy_scale), b = A(x_scale), c = A(shift);
-  write_run(dx, n, stream,
-            [&](std::size_t i) { return T(A(dy[i]) * a + (m.centered(A(x[i])) * b + c)); });
+  write_run(dx, n, stream, [&](std::size_t i) {
+    return store<T>(load<A>(dy[i]) * a + (m.centered(load<A>(x[i])) * b + c));
+  });
 }
 
 // sum(dy) and sum(dy * (x - mean)) of a run.
@@ -154,9 +157,9 @@ void grad_sums_run(const T* x, const T* dy, std::size_t n, double mean, double& 
   lane_sum2<A>(
       n,
       [x, dy, m](std::size_t i, A& a, A& b) {
-        const A dyi = A(dy[i]);
+        const A dyi = load<A>(dy[i]);
         a += dyi;
-        b += dyi * m.centered(A(x[i]));
+        b += dyi * m.centered(load<A>(x[i]));
       },
       sum_dy, sum_dy_xmu);
 }
@@ -313,10 +316,10 @@ struct ChannelAffine {
   const GroupStats& stats;
   const NormParameters<T>& params;
   double gamma(std::size_t c) const {
-    return d.affine == Affine::per_channel ? double(params.gamma[c]) : 1.0;
+    return d.affine == Affine::per_channel ? load<double>(params.gamma[c]) : 1.0;
   }
   double beta(std::size_t c) const {
-    return d.affine == Affine::per_channel && params.beta ? double(params.beta[c]) : 0.0;
+    return d.affine == Affine::per_channel && params.beta ? load<double>(params.beta[c]) : 0.0;
   }
   double scale(std::size_t c, std::size_t g) const {
     return stats.rstd[g] * correction_r(stats, g) * gamma(c);

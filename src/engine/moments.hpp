@@ -14,7 +14,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
+
+#include "normlab/bfloat16.hpp"
 
 #ifndef NORMLAB_ENGINE_NAMESPACE
 #error \
@@ -56,8 +59,63 @@ template <class T>
 struct compute_type {
   using type = T;
 };
+// bfloat16 data: float arithmetic (exact for every bfloat16, and float's
+// vector width), sums beyond a block in double as for float.
+template <>
+struct compute_type<bfloat16> {
+  using type = float;
+};
 template <class T>
 using compute_t = typename compute_type<T>::type;
+
+// ---- Storage and arithmetic ----
+// The engine's data are float, double or bfloat16, a storage type whose
+// conversions are explicit and to or from float only. Every kernel converts
+// between its storage type T and an arithmetic type A through load and store,
+// so one source serves all three; for float and double they are the plain
+// conversions A(x) and T(value), and compile to the same code.
+
+// The bfloat16 nearest to the double v, ties to even, rounded once. Rounding
+// float(v) to bfloat16 would round twice: a v just off a bfloat16 tie can
+// round to a float exactly on it, which then goes to the even side whichever
+// side v was on. Instead v goes to float rounded to odd: truncated (float(v),
+// one ulp towards zero where that rounded away from zero), with the lowest bit
+// set where inexact. A float has 16 bits below a bfloat16's last, so that
+// float is on a bfloat16 tie only if v is, and on the same side of it as v
+// otherwise; its rounding to bfloat16 is then v's own. (Also for subnormals,
+// whose bits line up the same way, and overflow: beyond the largest float the
+// truncation is that float with its last bit set, which rounds to infinity.)
+// NaN stays NaN. Integer arithmetic and selects, no branch, so loops of it
+// vectorize.
+[[gnu::always_inline]] inline bfloat16 bfloat16_nearest(double v) {
+  const float f = float(v);
+  std::uint32_t u = bfloat16_rounding::float_bits(f);
+  u -= std::uint32_t(std::fabs(double(f)) > std::fabs(v));  // truncated
+  u |= std::uint32_t(double(f) != v);                       // sticky: inexact
+  return bfloat16::from_bits(bfloat16_rounding::from_float_bits(u));
+}
+
+// A value of storage type T as arithmetic type A; exact (a bfloat16 is a float).
+template <class A, class T>
+[[gnu::always_inline]] inline A load(const T& x) {
+  if constexpr (std::is_same_v<T, bfloat16>)
+    return A(float(x));
+  else
+    return A(x);
+}
+
+// A result of arithmetic type A rounded once to storage type T, to nearest
+// even: float(value) or double(value); for bfloat16 its rounding from float
+// (integer arithmetic, written to vectorize), or bfloat16_nearest from double.
+template <class T, class A>
+[[gnu::always_inline]] inline T store(A value) {
+  if constexpr (!std::is_same_v<T, bfloat16>)
+    return T(value);
+  else if constexpr (std::is_same_v<A, double>)
+    return bfloat16_nearest(value);
+  else
+    return bfloat16(float(value));
+}
 
 // Independent partial sums per reduction: four vector registers of A, enough
 // to hide the latency of each add, few enough not to spill. For one
@@ -159,12 +217,12 @@ void lane_sum4(std::size_t n, Term term, double (&sums)[4]) {
 // in exact arithmetic for any c, so c's error does not reach them.
 template <class A, class T>
 Moments block_moments_in(const T* x, std::size_t n) {
-  const A center = A(lane_sum<A>(n, [x](std::size_t i) { return A(x[i]); }) / double(n));
+  const A center = A(lane_sum<A>(n, [x](std::size_t i) { return load<A>(x[i]); }) / double(n));
   double s1, s2;
   lane_sum2<A>(
       n,
       [x, center](std::size_t i, A& sum, A& squares) {
-        const A dev = A(x[i]) - center;
+        const A dev = load<A>(x[i]) - center;
         sum += dev;
         squares += dev * dev;
       },
@@ -194,10 +252,11 @@ Moments span_moments(const T* x, std::size_t n) {
 template <class T>
 double sum_of_squares(const T* x, std::size_t n) {
   using A = compute_t<T>;
-  const double sum = lane_sum<A>(n, [x](std::size_t i) { return A(x[i]) * A(x[i]); });
+  const double sum = lane_sum<A>(n, [x](std::size_t i) { return load<A>(x[i]) * load<A>(x[i]); });
   if (std::is_same_v<A, double> || std::isfinite(sum)) return sum;
   // float squares overflow beyond about 1e19: in double
-  return lane_sum<double>(n, [x](std::size_t i) { return double(x[i]) * double(x[i]); });
+  return lane_sum<double>(n,
+                          [x](std::size_t i) { return load<double>(x[i]) * load<double>(x[i]); });
 }
 
 }  // namespace NORMLAB_ENGINE_NAMESPACE

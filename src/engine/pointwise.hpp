@@ -67,8 +67,8 @@ struct Pointwise {
         rstd(stats.rstd[g]),
         scale(correction_r(stats, g) * affine.gamma(c)),
         shift(affine.shift(c, g)),
-        v(has_v ? double(params.v[affine.d.shared_v ? 0 : c]) : 0.0),
-        tau(Tlu ? double(params.tau[c]) : 0.0) {}
+        v(has_v ? load<double>(params.v[affine.d.shared_v ? 0 : c]) : 0.0),
+        tau(Tlu ? load<double>(params.tau[c]) : 0.0) {}
   // Column c of a set of per-column coefficients (the column kernels keep them
   // as arrays, so that their loops over columns vectorize).
   template <class Columns>
@@ -126,20 +126,26 @@ void with_pointwise(const NormDescription& d, Body&& body) {
   body(static_cast<Pointwise<T, Numerator::input, true>*>(nullptr));
 }
 
-// y for a pointwise run: TLU alone is the plain apply in T, then the max.
+// y for a pointwise run: TLU alone is the plain apply in the compute type,
+// then the max with tau (a parameter of type T, so exact in the compute type:
+// the max is one of two values of type T, stored back unchanged).
 template <class T, Numerator Num, bool Tlu>
 [[gnu::always_inline]] inline void pointwise_forward_run(const Pointwise<T, Num, Tlu>& f,
                                                          const T* x, std::size_t n, T* y) {
   if (Num == Numerator::input) {
+    using A = compute_t<T>;
     apply_run(x, n, f.mean, f.rstd * f.scale, f.shift, y, /*stream=*/false);
-    const T tau = T(f.tau);
-    for (std::size_t i = 0; i < n; ++i) y[i] = y[i] < tau ? tau : y[i];
+    const A tau = load<A>(store<T>(f.tau));
+    for (std::size_t i = 0; i < n; ++i) {
+      const A yi = load<A>(y[i]);
+      y[i] = store<T>(yi < tau ? tau : yi);
+    }
     return;
   }
   for (std::size_t i = 0; i < n; ++i) {
-    const double xi = double(x[i]);
+    const double xi = load<double>(x[i]);
     const double pre = f.pre(xi, f.gate(xi));
-    y[i] = T(Tlu && pre < f.tau ? f.tau : pre);
+    y[i] = store<T>(Tlu && pre < f.tau ? f.tau : pre);
   }
 }
 

@@ -82,6 +82,7 @@ void Runs<T>::input_gradient(const BackwardCall<T>& call) {
 
 template struct Runs<float>;
 template struct Runs<double>;
+template struct Runs<bfloat16>;
 
 }  // namespace NORMLAB_ENGINE_NAMESPACE
 }  // namespace normlab

@@ -16,8 +16,8 @@
 //
 // kernels.cpp chooses one of them, in one place, for each call. Every step
 // of backward takes a BackwardCall (kernel_common.hpp). Each struct is
-// instantiated for float and double at the end of its file. Internal to the
-// engine; compiled once per instruction set.
+// instantiated for float, double and bfloat16 at the end of its file.
+// Internal to the engine; compiled once per instruction set.
 #pragma once
 
 #include "kernel_common.hpp"
