@@ -39,6 +39,7 @@ void Groups<T>::normalize(const T* x, const NormDescription& d, GroupStats& stat
                           const NormParameters<T>& params, T* y) {
   const ChannelAffine<T> affine{d, stats, params};
   const std::size_t per_outer = d.view.channels / d.channels_per_group;
+  const bool stream_y = streams_forward_output<T>(d);
   parallel_for(d.groups(), d.view.size(), [&](std::size_t g0, std::size_t g1) {
     for (std::size_t g = g0; g < g1; ++g) {
       group_stats(x, d, g, stats);
@@ -48,7 +49,7 @@ void Groups<T>::normalize(const T* x, const NormDescription& d, GroupStats& stat
         apply_pointwise_runs(x, d, stats, affine, a, first, d.channels_per_group, g, y);
       else
         for (std::size_t c = first; c < first + d.channels_per_group; ++c)
-          apply_one_run(x, d, stats, affine, a, c, g, y);
+          apply_one_run(x, d, stats, affine, a, c, g, y, stream_y);
     }
   });
 }
@@ -107,15 +108,15 @@ void row_group_sums(BackwardCall<T>& call, std::size_t g) {
   call.sums.sum_dxhat_xhat[g] = r * (sum_dxhat_xhat * rstd);
 }
 
-// Row a, positions [p0, p1) of the tile that starts at `tile`: dx, and the
-// parameter gradients added into dgamma[p - tile] and (when not null)
-// dbeta[p - tile], in the compute type (the caller carries them on in double).
+// Row a, positions [p0, p1) of a tile: dx, and the parameter gradients added
+// into dgamma[p - p0] and (when not null) dbeta[p - p0], in the compute type
+// (the caller carries them on in double).
 // The loops are marked ivdep: the sums are of the data's own type, and GCC,
 // fearing that they alias dx, would otherwise version them behind a check that
 // took the scalar copy here. They never alias: the sums are scratch.
 template <class T>
-void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t tile, std::size_t p0,
-              std::size_t p1, compute_t<T>* dgamma, compute_t<T>* dbeta) {
+void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t p0, std::size_t p1,
+              compute_t<T>* dgamma, compute_t<T>* dbeta) {
   using A = compute_t<T>;
   const NormDescription& d = call.d;
   const GroupStats& stats = call.stats;
@@ -124,7 +125,8 @@ void row_tile(const BackwardCall<T>& call, std::size_t a, std::size_t tile, std:
   const T* dyr = call.dy + a * row;
   const T* gamma = call.params.gamma;
   T* dxr = call.dx + a * row;
-  while (p0 < p1) {  // the tile's pieces within one group
+  const std::size_t tile = p0;  // dgamma[0] and dbeta[0] are position p0's
+  while (p0 < p1) {             // the tile's pieces within one group
     const std::size_t g = (a * row + p0) / group;
     const std::size_t end = std::min(p1, (g + 1) * group - a * row);
     const double rstd = stats.rstd[g];
@@ -228,7 +230,7 @@ void Groups<T>::rows_gradients(BackwardCall<T>& call, bool reduce_first) {
             std::fill(tile_beta.begin(), tile_beta.end(), A(0));
             const std::size_t f1 = std::min(f0 + kRowsPerFlush, a1);
             for (std::size_t a = f0; a < f1; ++a)
-              row_tile(call, a, p0, p0, p1, tile_gamma.data(), dbeta ? tile_beta.data() : nullptr);
+              row_tile(call, a, p0, p1, tile_gamma.data(), dbeta ? tile_beta.data() : nullptr);
             for (std::size_t pos = p0; pos < p1; ++pos) dgamma[pos] += double(tile_gamma[pos - p0]);
             if (dbeta)
               for (std::size_t pos = p0; pos < p1; ++pos) dbeta[pos] += double(tile_beta[pos - p0]);

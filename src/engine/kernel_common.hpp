@@ -96,10 +96,6 @@ void apply_run(const T* x, std::size_t n, double mean, double scale, double shif
   using A = compute_t<T>;
   const SplitMean<A> m(mean);
   const A s = A(scale), t = A(shift);
-  if (!stream) {  // the plain loop: write_run's would be the same, without the branch
-    for (std::size_t i = 0; i < n; ++i) y[i] = store<T>(m.centered(load<A>(x[i])) * s + t);
-    return;
-  }
   write_run(y, n, stream,
             [&](std::size_t i) { return store<T>(m.centered(load<A>(x[i])) * s + t); });
 }

@@ -189,11 +189,12 @@ template <class T>
   });
 }
 
-// y for the run view[a, c, :] of group g.
+// y for the run view[a, c, :] of group g; `stream_y` is the call's
+// streams_forward_output, decided once for all its runs.
 template <class T>
 void apply_one_run(const T* x, const NormDescription& d, const GroupStats& stats,
                    const ChannelAffine<T>& affine, std::size_t a, std::size_t c, std::size_t g,
-                   T* y) {
+                   T* y, bool stream_y) {
   const std::size_t inner = d.view.inner;
   const std::size_t offset = (a * d.view.channels + c) * inner;
   if (is_pointwise(d)) {
@@ -202,10 +203,10 @@ void apply_one_run(const T* x, const NormDescription& d, const GroupStats& stats
     apply_run_elementwise(x + offset, inner, stats.mean[g], stats.rstd[g] * correction_r(stats, g),
                           correction_d(stats, g), affine.params.gamma + c * inner,
                           affine.params.beta ? affine.params.beta + c * inner : nullptr, y + offset,
-                          streams_forward_output<T>(d));
+                          stream_y);
   } else {
     apply_run(x + offset, inner, stats.mean[g], affine.scale(c, g), affine.shift(c, g), y + offset,
-              streams_forward_output<T>(d));
+              stream_y);
   }
 }
 

@@ -46,10 +46,11 @@ void Runs<T>::apply(const T* x, const NormDescription& d, const GroupStats& stat
                     const NormParameters<T>& params, T* y) {
   const ChannelAffine<T> affine{d, stats, params};
   const std::size_t channels = d.view.channels;
+  const bool stream_y = streams_forward_output<T>(d);
   parallel_for(runs(d), d.view.size(), [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r) {
       const std::size_t a = r / channels, c = r % channels;
-      apply_one_run(x, d, stats, affine, a, c, d.group_of(a, c), y);
+      apply_one_run(x, d, stats, affine, a, c, d.group_of(a, c), y, stream_y);
     }
   });
 }
