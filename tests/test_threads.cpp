@@ -45,7 +45,11 @@ std::vector<Case> large_cases() {
       {{{"type", "batch"}, {"layout", "nhwc"}}, {8, 32, 32, 64}},
       {{{"type", "group"}, {"groups", 4}, {"layout", "nhwc"}}, {8, 32, 32, 64}},
       {{{"type", "frn"}, {"layout", "nhwc"}}, {8, 32, 32, 64}},
-      {{{"type", "evonorm_s0"}, {"groups", 8}, {"layout", "nhwc"}}, {4, 32, 32, 64}}};
+      {{{"type", "evonorm_s0"}, {"groups", 8}, {"layout", "nhwc"}}, {4, 32, 32, 64}},
+      // The pointwise rows: runs of one element in groups of channels, and in
+      // groups of one (DyT); more rows than the chunks of parameter sums.
+      {{{"type", "evonorm_s0"}, {"groups", 8}}, {4096, 128}},
+      {{{"type", "dyt"}}, {4096, 128}}};
 }
 
 // Everything a forward and backward produce, in train and then eval mode.

@@ -25,12 +25,8 @@ void pointwise_column_apply(const T* x, const NormDescription& d, const GroupSta
       for (std::size_t a = k * rows + r0; a < k * rows + r1; ++a) {
         const T* xr = x + a * channels;
         T* yr = y + a * channels;
-        for (std::size_t c = 0; c < channels; ++c) {
-          const F f(columns, c);
-          const double xi = load<double>(xr[c]);
-          const double pre = f.pre(xi, f.gate(xi));
-          yr[c] = store<T>(F::tlu && pre < f.tau ? f.tau : pre);
-        }
+        for (std::size_t c = 0; c < channels; ++c)
+          yr[c] = store<T>(F(columns, c).y(load<double>(xr[c])));
       }
     });
   });

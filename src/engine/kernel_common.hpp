@@ -240,6 +240,8 @@ struct Workspace {
   std::vector<double> column_dy_scale, column_x_scale, column_dx_shift;
   // Rows (elementwise affine): parameter gradients of row chunks 1, 2, ...
   std::vector<double> chunk_dgamma, chunk_dbeta;
+  // Pointwise rows: the parameter gradients' terms per chunk of rows.
+  std::vector<double> chunk_pointwise_terms;
 };
 inline Workspace& workspace() {
   static thread_local Workspace w;

@@ -16,13 +16,15 @@ enum class Traversal {
   rows,              // per_outer_groups with an elementwise affine (groups.cpp)
   pointwise_groups,  // per_outer_groups with a pointwise numerator or epilogue
                      // (groups.cpp)
+  pointwise_rows,    // the same with runs of one element (pointwise_rows.cpp)
 };
 
 Traversal traversal(const NormDescription& d) {
   if (d.pooling == Pooling::per_channel)
     return d.view.inner == 1 ? Traversal::columns : Traversal::runs;
   if (d.affine == Affine::elementwise) return Traversal::rows;
-  return is_pointwise(d) ? Traversal::pointwise_groups : Traversal::groups;
+  if (!is_pointwise(d)) return Traversal::groups;
+  return d.view.inner == 1 ? Traversal::pointwise_rows : Traversal::pointwise_groups;
 }
 
 }  // namespace
@@ -41,6 +43,7 @@ void reduce_stats(const T* x, const NormDescription& description, GroupStats& st
     case Traversal::groups:
     case Traversal::rows:
     case Traversal::pointwise_groups:
+    case Traversal::pointwise_rows:
       return Groups<T>::stats(x, d, stats);
   }
 }
@@ -49,8 +52,14 @@ template <class T>
 void apply_stats(const T* x, const NormDescription& description, const GroupStats& stats,
                  const NormParameters<T>& params, T* y) {
   const NormDescription d = canonical_form(description);
-  if (traversal(d) == Traversal::columns) return Columns<T>::apply(x, d, stats, params, y);
-  Runs<T>::apply(x, d, stats, params, y);
+  switch (traversal(d)) {
+    case Traversal::columns:
+      return Columns<T>::apply(x, d, stats, params, y);
+    case Traversal::pointwise_rows:
+      return PointwiseRows<T>::apply(x, d, stats, params, y);
+    default:
+      return Runs<T>::apply(x, d, stats, params, y);
+  }
 }
 
 template <class T>
@@ -65,6 +74,8 @@ void normalize_with_batch_stats(const T* x, const NormDescription& description, 
   }
   stats.resize(d.groups());
   stats.count = double(d.group_size());
+  if (traversal(d) == Traversal::pointwise_rows)
+    return PointwiseRows<T>::normalize(x, d, stats, params, y);
   Groups<T>::normalize(x, d, stats, params, y);
 }
 
@@ -83,6 +94,8 @@ void reduce_gradients(const T* x, const T* dy, const NormDescription& descriptio
     case Traversal::pointwise_groups:
       return Groups<T>::pointwise_backward(call, /*reduce=*/true,
                                            /*apply=*/false);
+    case Traversal::pointwise_rows:
+      return PointwiseRows<T>::backward(call, /*reduce=*/true, /*apply=*/false);
     case Traversal::runs:
     case Traversal::groups:
       return Runs<T>::reduce_sums(call);
@@ -103,6 +116,8 @@ void apply_gradients(const T* x, const T* dy, const NormDescription& description
     case Traversal::pointwise_groups:
       return Groups<T>::pointwise_backward(call, /*reduce=*/false,
                                            /*apply=*/true);
+    case Traversal::pointwise_rows:
+      return PointwiseRows<T>::backward(call, /*reduce=*/false, /*apply=*/true);
     case Traversal::runs:
     case Traversal::groups:
       return Runs<T>::input_gradient(call);
@@ -128,6 +143,9 @@ void normalize_backward(const T* x, const T* dy, const NormDescription& descript
     case Traversal::pointwise_groups:
       call.zero_sums();
       return Groups<T>::pointwise_backward(call, /*reduce=*/true, /*apply=*/true);
+    case Traversal::pointwise_rows:
+      call.zero_sums();
+      return PointwiseRows<T>::backward(call, /*reduce=*/true, /*apply=*/true);
     case Traversal::groups:
       call.zero_sums();
       return Groups<T>::backward(call);

@@ -11,20 +11,25 @@
 
 namespace normlab {
 namespace NORMLAB_ENGINE_NAMESPACE {
-// e^x within 2 ulp for x in [-708, 708] (clamped there: sigmoid needs no more),
-// written only with operations the compiler vectorizes, so that the swish
-// loops do not call libm's scalar exp for every element (which took 90% of
-// EvoNorm-S0's time). x = k ln2 + r, |r| <= ln2 / 2, with ln2 in two parts
-// (Cody and Waite) so that r is exact; e^r by its Taylor series to r^13
-// (truncation below 1e-17); 2^k by writing k + 1023 into the exponent bits.
-[[gnu::always_inline]] inline double exp_vectorizable(double x) {
+// e^x - 1 and 2^k of x = k ln2 + r, |r| <= ln2 / 2, for x in [-708, 708]
+// (clamped there: sigmoid and tanh need no more), written only with
+// operations the compiler vectorizes, so that the swish and tanh loops do not
+// call libm's scalar exp or tanh for every element (libm's exp took 90% of
+// EvoNorm-S0's time). ln2 is in two parts (Cody and Waite) so that r is
+// exact; e^r - 1 is its Taylor series to r^13 (truncation below 1e-17)
+// without the leading 1, so that it keeps its relative accuracy near 0; 2^k is
+// k + 1023 written into the exponent bits.
+struct ExpParts {
+  double expm1_r, scale;
+};
+[[gnu::always_inline]] inline ExpParts exp_parts(double x) {
   constexpr double kLog2e = 1.4426950408889634, kLn2Hi = 0.693147180369123816490,
                    kLn2Lo = 1.90821492927058770002e-10, kRound = 6755399441055744.0;  // 1.5 * 2^52
   x = std::min(std::max(x, -708.0), 708.0);
   const double shifted = x * kLog2e + kRound;  // k in the low bits, rounded to nearest
   const double k = shifted - kRound;
   const double r = (x - k * kLn2Hi) - k * kLn2Lo;
-  // Horner from 1/13! down to 1/0!.
+  // Horner from 1/13! down to 1/1!.
   double p = 1.0 / 6227020800.0;
   p = p * r + 1.0 / 479001600.0;
   p = p * r + 1.0 / 39916800.0;
@@ -38,13 +43,27 @@ namespace NORMLAB_ENGINE_NAMESPACE {
   p = p * r + 1.0 / 6.0;
   p = p * r + 0.5;
   p = p * r + 1.0;
-  p = p * r + 1.0;
   std::uint64_t bits;
   std::memcpy(&bits, &shifted, sizeof bits);
   bits = (bits + 1023) << 52;  // the low 12 bits hold k + 1023 in [1, 2046]
   double scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return {p * r, scale};
+}
+
+// e^x within 2 ulp.
+[[gnu::always_inline]] inline double exp_vectorizable(double x) {
+  const ExpParts e = exp_parts(x);
+  return e.scale * e.expm1_r + e.scale;
+}
+
+// tanh(z) = m / (m + 2) with m = e^(2|z|) - 1, the sign put back (tanh is
+// odd): within a few ulp also near 0, where 1 - 2 / (e^(2z) + 1) would cancel.
+// Beyond |z| = 20, tanh is 1 in double (1 - 2e^-40 rounds to 1).
+[[gnu::always_inline]] inline double tanh_vectorizable(double z) {
+  const ExpParts e = exp_parts(2 * std::min(std::fabs(z), 20.0));
+  const double m = e.scale * e.expm1_r + (e.scale - 1);
+  return std::copysign(m / (m + 2), z);
 }
 
 [[gnu::always_inline]] inline double sigmoid(double z) {
@@ -83,13 +102,18 @@ struct Pointwise {
   // sigmoid(v x) or tanh(v x), computed once per element and passed to the terms below.
   double gate(double x) const {
     if (swish) return sigmoid(v * x);
-    return tanh ? std::tanh(v * x) : 0.0;
+    return tanh ? tanh_vectorizable(v * x) : 0.0;
   }
   double numerator(double x, double s) const {
     if (swish) return x * s;
     return tanh ? s : x - mean;
   }
   double pre(double x, double s) const { return numerator(x, s) * rstd * scale + shift; }
+  // y of one element.
+  double y(double x) const {
+    const double p = pre(x, gate(x));
+    return Tlu && p < tau ? tau : p;
+  }
   // The share of dy that reaches y_pre: all of it, none where the TLU clips,
   // half on a tie (as torch.maximum's backward).
   double passed(double y_pre, double dy) const {
@@ -142,11 +166,7 @@ template <class T, Numerator Num, bool Tlu>
     }
     return;
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    const double xi = load<double>(x[i]);
-    const double pre = f.pre(xi, f.gate(xi));
-    y[i] = store<T>(Tlu && pre < f.tau ? f.tau : pre);
-  }
+  for (std::size_t i = 0; i < n; ++i) y[i] = store<T>(f.y(load<double>(x[i])));
 }
 
 // The coefficients of Pointwise for every column of chunk k, as arrays.

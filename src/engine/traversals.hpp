@@ -13,6 +13,11 @@
 //   Columns  (columns.cpp)  runs of one element under per_channel pooling
 //                           (BatchNorm on (N, C), channels-last inputs): sums
 //                           down the columns, vectorized across channels.
+//   PointwiseRows (pointwise_rows.cpp)
+//                           runs of one element under per_outer_groups pooling
+//                           with a pointwise numerator or epilogue (EvoNorm-S0,
+//                           DyT, FRN on (N, C)): every phase row by row,
+//                           vectorized across channels.
 //
 // kernels.cpp chooses one of them, in one place, for each call. Every step
 // of backward takes a BackwardCall (kernel_common.hpp). Each struct is
@@ -69,6 +74,17 @@ struct Columns {
   // Reduce sums and parameter gradients (every column's sums, in column order).
   static void reduce_sums(BackwardCall<T>& call);
   static void input_gradient(BackwardCall<T>& call);
+};
+
+template <class T>
+struct PointwiseRows {
+  // Statistics and y row by row.
+  static void normalize(const T* x, const NormDescription& d, GroupStats& stats,
+                        const NormParameters<T>& params, T* y);
+  static void apply(const T* x, const NormDescription& d, const GroupStats& stats,
+                    const NormParameters<T>& params, T* y);
+  // Reduce sums, input gradient or both, then the parameter gradients.
+  static void backward(BackwardCall<T>& call, bool reduce, bool apply);
 };
 
 }  // namespace NORMLAB_ENGINE_NAMESPACE

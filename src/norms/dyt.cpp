@@ -34,7 +34,8 @@ class DynamicTanh final : public ChannelNorm<T, DytOptions> {
  protected:
   NormDescription describe(const std::vector<std::size_t>& shape, Mode) const override {
     NormDescription d = this->channel_description(shape);
-    d.pooling = Pooling::per_outer_groups;  // no statistics: the groups only index the runs
+    d.pooling = Pooling::per_outer_groups;  // no statistics: the groups only index the runs,
+    d.channels_per_group = shape[1];        // one per row (a group per element would be work)
     d.centered = false;                     // mean 0, rstd 1: mean 0, rstd 1
     d.scaled = false;
     d.numerator = Numerator::tanh;
