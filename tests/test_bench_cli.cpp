@@ -71,6 +71,37 @@ TEST_CASE("normlab bench --json: one line per case with the timings, traffic and
   CHECK(rows[1].at("backward_bytes") == 5 * tensor);
 }
 
+TEST_CASE("normlab bench --dtype bfloat16: times the bfloat16 norms, 2 bytes a value") {
+  ScratchDir dir;
+  const CliResult r = run_cli(dir, with(kQuick, {"--json", "--dtype", "bfloat16"}));
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<nlohmann::json> rows;
+  while (std::getline(lines, line)) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 2);
+  const double tensor = 4 * 8 * 16 * 16 * 2;  // bfloat16: 2 bytes a value
+  for (const nlohmann::json& row : rows) {
+    CHECK(row.at("dtype") == "bfloat16");
+    CHECK(row.at("input_to_cache").get<double>() * row.at("last_level_cache_bytes").get<double>() ==
+          doctest::Approx(tensor));
+    for (const char* phase : {"forward", "forward_eval", "backward"}) {
+      CHECK(row.at(std::string(phase) + "_ms").get<double>() > 0);
+      CHECK(row.at(std::string(phase) + "_allocs_per_call").get<double>() == 0);
+    }
+  }
+  CHECK(rows[0].at("norm") == "layer");
+  CHECK(rows[0].at("forward_bytes") == 2 * tensor);
+  CHECK(rows[0].at("backward_bytes") == 3 * tensor);
+  CHECK(rows[1].at("norm") == "batch");
+  CHECK(rows[1].at("forward_bytes") == 3 * tensor);
+  CHECK(rows[1].at("backward_bytes") == 5 * tensor);
+  const CliResult table = run_cli(dir, with(kQuick, {"--dtype", "bfloat16"}));
+  REQUIRE(table.status == 0);
+  check_mentions(table.out, {"bfloat16, --threads 1", "\nlayer ", "\nbatch "});
+}
+
 TEST_CASE("normlab bench: a bad option is one line on stderr and exit 2") {
   ScratchDir dir;
   for (const auto& [args, phrase] : std::vector<std::pair<std::vector<std::string>, std::string>>{
