@@ -216,10 +216,10 @@ class Norm {
   std::atomic<bool> in_use_{false};  // checked in builds without NDEBUG
 };
 
-// Builds a norm from its JSON spec, for T float, double or bfloat16. `channels` is the size of dimension 1 of
-// the activations (WeightNorm: of dimension `dim` of the weight); 0 leaves it
-// to be taken from the first input where the norm allows that. The spec's
-// "type" is one of norm_types(); `normlab list norms` shows each type's keys.
+// Builds a norm from its JSON spec, for T float, double or bfloat16. `channels` is the size of
+// dimension 1 of the activations (WeightNorm: of dimension `dim` of the weight); 0 leaves it to be
+// taken from the first input where the norm allows that. The spec's "type" is one of norm_types();
+// `normlab list norms` shows each type's keys.
 template <class T>
 std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t channels);
 
