@@ -16,10 +16,13 @@ Forward train and eval run with autograd recording on a leaf that requires
 grad, as in training; backward times y.backward(dy) with a precomputed dy
 (each preceded by an untimed forward). Medians after a warm-up, like normlab's.
 The ratio is torch time / normlab time: above 1, normlab is faster.
+--dtype bfloat16 times normlab's Norm<bfloat16> (`normlab bench --dtype bfloat16`)
+against the same PyTorch calls on bfloat16 tensors and parameters (a module after
+.to(torch.bfloat16)); both count 2 bytes a value.
 
 Run by hand with Debian's python3-torch (not the pyenv python3 on PATH):
     /usr/bin/python3 scripts/compare_torch.py [--threads 1,2] [--norm batch ...]
-        [--shape 32,64,56,56 ...] [--repeats 10] [--rounds 1] [--dtype float32]
+        [--shape 32,64,56,56 ...] [--repeats 10] [--rounds 1] [--dtype float32|float64|bfloat16]
         [--normlab build/normlab]
 """
 import argparse
@@ -40,6 +43,7 @@ import make_golden  # noqa: E402  (the PyTorch references of the norms torch lac
 # Norms whose peer is their golden reference module, written in torch ops.
 REFERENCE_PEERS = ("dyt", "switchable", "mabn", "cross_iteration_batch")
 PHASES = ("forward", "forward_eval", "backward")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 def torch_peers(normlab):
@@ -170,7 +174,7 @@ def median_ms(call, repeats, before=None):
 
 
 def torch_times(row, repeats):
-    dtype = {"float32": torch.float32, "float64": torch.float64}[row["dtype"]]
+    dtype = DTYPES[row["dtype"]]
     torch.manual_seed(0)
     shape, memory_format = row["shape"], torch.contiguous_format
     if row["spec"].get("layout") == "nhwc":
@@ -206,7 +210,7 @@ def main():
     parser.add_argument("--shape", nargs="*", help="as normlab bench --shape")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--seconds", type=float, help="passed to normlab bench")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
     parser.add_argument("--json", action="store_true", help="also print one JSON line per case")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run everything this many times, interleaved, and keep each side's "

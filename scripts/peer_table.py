@@ -59,11 +59,17 @@ def fmt(values, spec="{:.2f}"):
 def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__.split("\n\n")[1].strip())
-    onednn = onednn_entries(json_lines(argv[1]))
+    onednn_rows = json_lines(argv[1])
+    onednn = onednn_entries(onednn_rows)
     torch_rows = [row for path in argv[2:] for row in json_lines(path)]
     if not torch_rows or not onednn:
         sys.exit("peer_table: no JSON lines in " + (" ".join(argv[2:]) if onednn else argv[1]) +
                  " (run the peer scripts with --json)")
+    # One data type per table (compare_onednn's lines before --dtype were float32).
+    dtypes = {row.get("dtype", "float32") for row in onednn_rows + torch_rows}
+    if len(dtypes) > 1:
+        sys.exit("peer_table: the outputs mix data types (" + ", ".join(sorted(dtypes)) +
+                 "): give the runs of one --dtype")
     print("| norm | shape | layout | thr | normlab ms fwd / eval / bwd | torch / normlab "
           "| oneDNN best ms (layout) | oneDNN / normlab | slowest peer / normlab | % bw |")
     print("|---|---|---|---|---|---|---|---|---|---|")

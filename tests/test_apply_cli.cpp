@@ -310,3 +310,122 @@ TEST_CASE("apply: --layout errors name the problem and leave nothing") {
     CHECK_FALSE(fs::exists(dir / "out"));
   }
 }
+
+namespace {
+
+// The low 16 bits of every float of a file --dtype bfloat16 wrote: all zero.
+bool holds_bfloat16(const xt::xarray<float>& a) {
+  for (float v : a)
+    if (bfloat16_rounding::float_bits(v) & 0xffffu) return false;
+  return true;
+}
+
+xt::xarray<bfloat16> narrowed(const xt::xarray<float>& a) {
+  xt::xarray<bfloat16> out = xt::xarray<bfloat16>::from_shape(a.shape());
+  to_bfloat16(a.data(), out.data(), a.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "apply --dtype bfloat16: float32 files rounded, outputs are Norm<bfloat16>'s, bit for bit") {
+  std::mt19937_64 rng(41);
+  const std::vector<std::pair<nlohmann::json, std::vector<std::size_t>>> cases = {
+      {{{"type", "batch"}, {"momentum", 0.2}}, {5, 3, 2, 3}},
+      {{{"type", "group"}, {"groups", 3}}, {4, 6, 3, 3}},
+      {{{"type", "batch_renorm"}, {"warmup_steps", 0}}, {4, 3, 5}},
+      {{{"type", "layer"}}, {3, 7}},
+      {{{"type", "mabn"}}, {4, 3, 2, 2}},
+  };
+  for (const auto& [spec, shape] : cases) {
+    INFO(spec.dump());
+    const ScratchDir dir;
+    // Inputs with most values between bfloat16s, so the rounding shows.
+    const xt::xarray<float> x = random_normal<float>(rng, shape, 0.5, 2.0);
+    const xt::xarray<float> dy = random_normal<float>(rng, shape);
+    const xt::xarray<float> gamma = random_uniform<float>(rng, {shape[1]}, 0.5, 1.5);
+    save_npy<float>(dir / "x.npy", x);
+    save_npy<float>(dir / "dy.npy", dy);
+    save_npy<float>(dir / "gamma.npy", gamma);
+    const bool elementwise = spec["type"] == "layer";  // its gamma has the shape (7,)
+    std::vector<std::string> args = {"--norm", spec.dump(),    "--input", dir / "x.npy",
+                                     "--grad", dir / "dy.npy", "--dtype", "bfloat16",
+                                     "--out",  dir / "out"};
+    if (!elementwise) args.insert(args.end(), {"--param", "gamma=" + (dir / "gamma.npy")});
+    const CliResult result = run_apply(dir, args);
+    REQUIRE_MESSAGE(result.status == 0, result.err);
+    CHECK(result.err.empty());
+
+    std::map<std::string, xt::xarray<bfloat16>> set;
+    if (!elementwise) set["gamma"] = narrowed(gamma);
+    const xt::xarray<bfloat16> dy_half = narrowed(dy);
+    const auto expected =
+        normlab::test::apply_in_library<bfloat16>(spec, narrowed(x), &dy_half, Mode::train, set);
+    std::set<std::string> expected_files;
+    for (const auto& entry : expected) expected_files.insert(entry.first + ".npy");
+    CHECK(files_in(dir / "out") == expected_files);
+    CHECK(expected.size() >= 4);  // y, dx, dgamma, dbeta, and state where the norm has it
+    for (const auto& [name, value] : expected) {
+      INFO(name);
+      const std::string path = dir / ("out/" + name + ".npy");
+      REQUIRE(npy_dtype(path) == DType::float32);
+      const xt::xarray<float> got = load_npy<float>(path);
+      CHECK(holds_bfloat16(got));
+      REQUIRE(got.shape() == value.shape());
+      std::size_t different = 0;
+      for (std::size_t i = 0; i < got.size(); ++i)
+        if (narrowed(xt::xarray<float>{got.flat(i)})(0).bits != value.flat(i).bits) ++different;
+      CHECK(different == 0);
+    }
+  }
+}
+
+TEST_CASE("apply --dtype: float64 files refused for bfloat16, a bad name, and float64 computing") {
+  const ScratchDir inputs;
+  std::mt19937_64 rng(43);
+  save_npy<float>(inputs / "x.npy", random_normal<float>(rng, {4, 3, 5}));
+  save_npy<double>(inputs / "x64.npy", random_normal<double>(rng, {4, 3, 5}));
+  save_npy<double>(inputs / "dy64.npy", random_normal<double>(rng, {4, 3, 5}));
+  save_npy<double>(inputs / "gamma64.npy", xt::ones<double>({3}));
+  const std::string batch = R"({"type":"batch"})";
+  const struct {
+    std::vector<std::string> args;
+    int status;
+    std::vector<std::string> phrases;
+  } failures[] = {
+      {{"--input", inputs / "x64.npy", "--dtype", "bfloat16"},
+       1,
+       {"x64.npy is float64", "--dtype bfloat16 reads float32", "astype(np.float32)"}},
+      {{"--input", inputs / "x.npy", "--grad", inputs / "dy64.npy", "--dtype", "bfloat16"},
+       1,
+       {"dy64.npy is float64"}},
+      {{"--input", inputs / "x.npy", "--param", "gamma=" + (inputs / "gamma64.npy"), "--dtype",
+        "bfloat16"},
+       1,
+       {"gamma64.npy is float64"}},
+      {{"--input", inputs / "x.npy", "--dtype", "half"}, 2, {"--dtype 'half'", "bfloat16"}},
+  };
+  for (const auto& f : failures) {
+    const ScratchDir run;
+    std::vector<std::string> args = {"--norm", batch, "--out", run / "out"};
+    args.insert(args.end(), f.args.begin(), f.args.end());
+    const CliResult result = run_apply(run, args);
+    INFO(result.err);
+    CHECK(result.status == f.status);
+    CHECK(std::count(result.err.begin(), result.err.end(), '\n') == 1);
+    check_mentions(result.err, f.phrases);
+    CHECK(result.out.empty());
+    CHECK_FALSE(fs::exists(run / "out"));
+  }
+
+  // --dtype float64 on a float32 input: the float64 norm on the converted values.
+  const ScratchDir run;
+  const CliResult result = run_apply(run, {"--norm", batch, "--input", inputs / "x.npy", "--dtype",
+                                           "float64", "--out", run / "out"});
+  REQUIRE_MESSAGE(result.status == 0, result.err);
+  REQUIRE(npy_dtype(run / "out/y.npy") == DType::float64);
+  const xt::xarray<double> x = load_npy<float>(inputs / "x.npy");
+  check_close("y", load_npy<double>(run / "out/y.npy"),
+              make_norm<double>({{"type", "batch"}}, 0)->forward(x, Mode::train));
+}

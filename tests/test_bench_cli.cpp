@@ -38,9 +38,15 @@ TEST_CASE("normlab bench prints the bandwidth and one row per case") {
       r.out, {"bandwidth: copy", "triad", "fwd ms", "bwd ms", "\nlayer ", "\nbatch ", "4x8x16x16"});
 }
 
-TEST_CASE("normlab bench --json: one line per case with the timings, traffic and bandwidth") {
-  ScratchDir dir;
-  const CliResult r = run_cli(dir, with(kQuick, {"--json", "--dtype", "float64"}));
+namespace {
+
+// The JSON lines of kQuick in `dtype`, checked: one per case with the
+// timings, traffic and bandwidth. The minimum-traffic model: LN reads x and
+// writes y, BN reads x once more; backward 3 and 5 passes, of 4*8*16*16
+// values of `value_bytes` each.
+std::vector<nlohmann::json> json_rows(const ScratchDir& dir, const std::string& dtype,
+                                      double value_bytes) {
+  const CliResult r = run_cli(dir, with(kQuick, {"--json", "--dtype", dtype}));
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
   REQUIRE(r.status == 0);
   std::istringstream lines(r.out);
@@ -48,20 +54,21 @@ TEST_CASE("normlab bench --json: one line per case with the timings, traffic and
   std::vector<nlohmann::json> rows;
   while (std::getline(lines, line)) rows.push_back(nlohmann::json::parse(line));
   REQUIRE(rows.size() == 2);
+  const double tensor = 4 * 8 * 16 * 16 * value_bytes;
   for (const nlohmann::json& row : rows) {
-    CHECK(row.at("dtype") == "float64");
+    CHECK(row.at("dtype") == dtype);
     CHECK(row.at("shape") == nlohmann::json({4, 8, 16, 16}));
     CHECK(row.at("threads") == 1);
     CHECK(row.at("bandwidth_gbs").get<double>() > 0);
+    CHECK(row.at("input_to_cache").get<double>() * row.at("last_level_cache_bytes").get<double>() ==
+          doctest::Approx(tensor));
     for (const char* phase : {"forward", "forward_eval", "backward"}) {
       CHECK(row.at(std::string(phase) + "_ms").get<double>() > 0);
       CHECK(row.at(std::string(phase) + "_gbs").get<double>() > 0);
       CHECK(row.contains(std::string(phase) + "_pct"));
+      CHECK(row.at(std::string(phase) + "_allocs_per_call").get<double>() == 0);
     }
   }
-  // The minimum-traffic model: 4*8*16*16 doubles are 64 KiB; LN reads x and
-  // writes y, BN reads x once more; backward 3 and 5 passes.
-  const double tensor = 4 * 8 * 16 * 16 * 8;
   CHECK(rows[0].at("norm") == "layer");
   CHECK(rows[0].at("forward_bytes") == 2 * tensor);
   CHECK(rows[0].at("backward_bytes") == 3 * tensor);
@@ -69,6 +76,22 @@ TEST_CASE("normlab bench --json: one line per case with the timings, traffic and
   CHECK(rows[1].at("forward_bytes") == 3 * tensor);
   CHECK(rows[1].at("forward_eval_bytes") == 2 * tensor);
   CHECK(rows[1].at("backward_bytes") == 5 * tensor);
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("normlab bench --json: one line per case with the timings, traffic and bandwidth") {
+  ScratchDir dir;
+  json_rows(dir, "float64", 8);
+}
+
+TEST_CASE("normlab bench --dtype bfloat16: times the bfloat16 norms, 2 bytes a value") {
+  ScratchDir dir;
+  json_rows(dir, "bfloat16", 2);
+  const CliResult table = run_cli(dir, with(kQuick, {"--dtype", "bfloat16"}));
+  REQUIRE(table.status == 0);
+  check_mentions(table.out, {"bfloat16, --threads 1", "\nlayer ", "\nbatch "});
 }
 
 TEST_CASE("normlab bench: a bad option is one line on stderr and exit 2") {

@@ -106,6 +106,7 @@ TEST_CASE("bfloat16: two trivially copyable bytes, zero when value-initialized")
   // Conversions are explicit both ways.
   static_assert(!std::is_convertible<float, bfloat16>::value);
   static_assert(!std::is_convertible<bfloat16, float>::value);
+  static_assert(!std::is_convertible<bfloat16, double>::value);
 
   CHECK(bfloat16{}.bits == 0);
   const std::vector<bfloat16> zeros(3);
@@ -113,6 +114,48 @@ TEST_CASE("bfloat16: two trivially copyable bytes, zero when value-initialized")
   CHECK(bfloat16::from_bits(0x3f80).bits == 0x3f80);
   CHECK(float(bfloat16::from_bits(0x3f80)) == 1.0f);
   CHECK(float(bfloat16::from_bits(0xc040)) == -3.0f);  // -(1 + 1/2) * 2^1
+}
+
+TEST_CASE("bfloat16: nearest<T> rounds a double once; double(b) is exact; numeric_limits") {
+  // Just above the tie between 1 and 1 + 2^-7: nearest goes up, while through
+  // float (1 + 2^-8 exactly, a tie) it would go to the even 1.
+  const double above_tie = 1 + 0x1p-8 + 0x1p-40;
+  CHECK(float(nearest<bfloat16>(above_tie)) == 1 + 0x1p-7f);
+  CHECK(float(bfloat16(float(above_tie))) == 1.0f);
+  CHECK(float(nearest<bfloat16>(-above_tie)) == -(1 + 0x1p-7f));
+  CHECK(float(nearest<bfloat16>(1 + 0x1p-8)) == 1.0f);                  // a tie: to even
+  CHECK(float(nearest<bfloat16>(1 + 0x1p-7 + 0x1p-8)) == 1 + 0x1p-6f);  // a tie: to even
+  CHECK(nearest<bfloat16>(0.0).bits == 0x0000);
+  CHECK(nearest<bfloat16>(-0.0).bits == 0x8000);
+  CHECK(nearest<bfloat16>(1e300).bits == 0x7f80);  // beyond every float: infinity
+  CHECK(std::isnan(float(nearest<bfloat16>(std::nan("")))));
+  // float and double: the plain conversion.
+  CHECK(nearest<float>(above_tie) == float(above_tie));
+  CHECK(nearest<double>(above_tie) == above_tie);
+  // Every bfloat16 is the same double through either conversion.
+  for (std::uint32_t b = 0; b < 65536; b += 7) {
+    const bfloat16 h = bfloat16::from_bits(std::uint16_t(b));
+    const double d = double(h), f = double(float(h));
+    CHECK((d == f || (std::isnan(d) && std::isnan(f))));
+  }
+
+  using limits = std::numeric_limits<bfloat16>;
+  static_assert(limits::is_specialized && limits::digits == 8 && limits::radix == 2);
+  static_assert(limits::max_exponent == std::numeric_limits<float>::max_exponent);
+  static_assert(limits::min_exponent == std::numeric_limits<float>::min_exponent);
+  CHECK(float(limits::epsilon()) == 0x1p-7f);  // torch.finfo(torch.bfloat16).eps
+  CHECK(float(limits::min()) == std::numeric_limits<float>::min());
+  CHECK(float(limits::max()) == 0x1.fep127f);
+  CHECK(float(limits::lowest()) == -0x1.fep127f);
+  CHECK(float(limits::denorm_min()) == 0x1p-133f);
+  CHECK(float(limits::round_error()) == 0.5f);
+  CHECK(float(limits::infinity()) == std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(float(limits::quiet_NaN())));
+  CHECK(std::isnan(float(limits::signaling_NaN())));
+  CHECK((limits::signaling_NaN().bits & 0x0040) == 0);  // the quiet bit clear
+  // max is the largest finite value: one more ulp is infinity.
+  CHECK(std::isinf(float(bfloat16::from_bits(std::uint16_t(limits::max().bits + 1)))));
+  CHECK(float(bfloat16(1.0f + float(limits::epsilon()))) > 1.0f);
 }
 
 TEST_CASE("bfloat16: every bfloat16 goes to float exactly and comes back unchanged") {

@@ -1,7 +1,8 @@
 // normlab's BatchNorm and LayerNorm next to oneDNN's (Debian libdnnl-dev 2.6),
 // the speed peer for CPU normalization, in one process, interleaved:
 //
-//   compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10] [--json]
+//   compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10] [--dtype float32|bfloat16]
+//                  [--json]
 //
 // For each case, layout and thread count it times forward train, forward
 // eval (running statistics: oneDNN's use_global_stats) and backward (dx,
@@ -10,8 +11,10 @@
 // row-major (N, C) matrix for LayerNorm. Rounds alternate normlab and oneDNN;
 // each phase's time is its median over `repeats` calls after a warm-up, the
 // best of the rounds. The ratio is oneDNN / normlab (above 1: normlab is
-// faster), against the fastest oneDNN layout. float32 only. Built only when
-// CMake finds oneDNN; scripts/compare_onednn runs it.
+// faster), against the fastest oneDNN layout. --dtype bfloat16 times
+// normlab's Norm<bfloat16> against oneDNN's bf16 primitives (data bf16; scale,
+// shift, their gradients and the statistics f32, as oneDNN requires). Built
+// only when CMake finds oneDNN; scripts/compare_onednn runs it.
 #include <omp.h>
 
 #include <algorithm>
@@ -110,20 +113,26 @@ Phases time_phases(const dnnl::engine& eng, dnnl::stream& s,
   return p;
 }
 
-// oneDNN's phases for one case in one memory layout.
-Phases time_onednn(const Case& c, Tag tag, int repeats) {
+// oneDNN's phases for one case in one memory layout, data of type `type`.
+Phases time_onednn(const Case& c, Tag tag, memory::data_type type, int repeats) {
   using namespace dnnl;
   const engine eng(engine::kind::cpu, 0);
   stream s(eng);
-  const memory::desc data(dims_of(c.shape), memory::data_type::f32, tag);
+  const memory::desc data(dims_of(c.shape), type, tag);
   const float eps = 1e-5f;
   const auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
   // Values in the layout's memory (their order does not matter for the time).
   auto filled = [&](const memory::desc& md, float offset) {
     memory m(md, eng);
-    float* p = static_cast<float*>(m.get_data_handle());
-    const std::size_t n = md.get_size() / sizeof(float);
-    for (std::size_t i = 0; i < n; ++i) p[i] = offset + float((i * 2654435761u) % 1000) / 500.0f;
+    const bool half = md.data_type() == memory::data_type::bf16;
+    const std::size_t n = md.get_size() / (half ? 2 : 4);
+    for (std::size_t i = 0; i < n; ++i) {
+      const float v = offset + float((i * 2654435761u) % 1000) / 500.0f;
+      if (half)
+        static_cast<normlab::bfloat16*>(m.get_data_handle())[i] = normlab::bfloat16(v);
+      else
+        static_cast<float*>(m.get_data_handle())[i] = v;
+    }
     return m;
   };
   const std::size_t channels = c.norm == "batch" ? c.shape[1] : c.shape.back();
@@ -152,7 +161,8 @@ Phases time_onednn(const Case& c, Tag tag, int repeats) {
   return time_phases<Forward, Backward>(eng, s, train_pd, eval_pd, back_pd, b, repeats);
 }
 
-// normlab's phases for one case in one layout (nhwc: channels last).
+// normlab's phases for one case in one layout (nhwc: channels last), data of type T.
+template <class T>
 Phases time_normlab(const Case& c, normlab::Layout layout, int repeats) {
   nlohmann::json spec = {{"type", c.norm}};
   std::vector<std::size_t> shape = c.shape;
@@ -161,10 +171,15 @@ Phases time_normlab(const Case& c, normlab::Layout layout, int repeats) {
     shape = {c.shape[0], c.shape[2], c.shape[3], c.shape[1]};
   }
   if (c.norm == "layer") spec["normalized_shape"] = {c.shape.back()};
-  auto norm = normlab::make_norm<float>(spec, 0);
-  const xt::xarray<float> x = xt::random::randn<float>(shape) + 0.5f;
-  const xt::xarray<float> dy = xt::random::randn<float>(shape);
-  xt::xarray<float> y = xt::empty<float>(shape), dx = xt::empty<float>(shape);
+  auto norm = normlab::make_norm<T>(spec, 0);
+  auto values = [&](float offset) {
+    const xt::xarray<float> drawn = xt::random::randn<float>(shape) + offset;
+    xt::xarray<T> out = xt::xarray<T>::from_shape(shape);
+    for (std::size_t i = 0; i < out.size(); ++i) out.flat(i) = T(drawn.flat(i));
+    return out;
+  };
+  const xt::xarray<T> x = values(0.5f), dy = values(0.0f);
+  xt::xarray<T> y = xt::xarray<T>::from_shape(shape), dx = xt::xarray<T>::from_shape(shape);
   Phases p;
   p.forward = median_ms([&] { norm->forward(x, normlab::Mode::train, y); }, repeats);
   p.eval = median_ms([&] { norm->forward(x, normlab::Mode::eval, y); }, repeats);
@@ -208,18 +223,24 @@ int main(int argc, char** argv) {
     std::vector<int> threads = {1, 2};
     int rounds = 3, repeats = 10;
     bool json = false;
+    std::string dtype = "float32";
     for (int i = 1; i < argc; ++i) {
       const std::string arg = argv[i];
       if (arg == "--json") {
         json = true;
+      } else if (arg == "--dtype" && i + 1 < argc) {
+        dtype = argv[++i];
+        if (dtype != "float32" && dtype != "bfloat16")
+          throw std::invalid_argument("--dtype '" + dtype + "': use float32 or bfloat16");
       } else if ((arg == "--threads" || arg == "--rounds" || arg == "--repeats") && i + 1 < argc) {
         const std::string value = argv[++i];
         if (arg == "--threads") threads = parse_counts(value, "--threads");
         if (arg == "--rounds") rounds = parse_counts(value, "--rounds").at(0);
         if (arg == "--repeats") repeats = parse_counts(value, "--repeats").at(0);
       } else {
-        std::fprintf(
-            stderr, "usage: compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10] [--json]\n");
+        std::fprintf(stderr,
+                     "usage: compare_onednn [--threads 1,2] [--rounds 3] [--repeats 10] "
+                     "[--dtype float32|bfloat16] [--json]\n");
         return arg == "-h" || arg == "--help" ? 0 : 2;
       }
     }
@@ -230,12 +251,15 @@ int main(int argc, char** argv) {
                                      {"layer", {32, 64 * 56 * 56}},
                                      {"layer", {8192, 768}},
                                      {"layer", {2, 64 * 56 * 56}}};
+    const bool half = dtype == "bfloat16";
+    const memory::data_type type = half ? memory::data_type::bf16 : memory::data_type::f32;
+    const auto ours_of = half ? time_normlab<normlab::bfloat16> : time_normlab<float>;
     std::printf(
-        "oneDNN %d.%d.%d vs normlab %s, float32, median of %d calls after a warm-up, best of %d "
+        "oneDNN %d.%d.%d vs normlab %s, %s, median of %d calls after a warm-up, best of %d "
         "interleaved rounds; ratio = fastest oneDNN layout / normlab (above 1: normlab is "
         "faster)\n",
         dnnl_version()->major, dnnl_version()->minor, dnnl_version()->patch, normlab::version,
-        repeats, rounds);
+        dtype.c_str(), repeats, rounds);
     std::printf("%-6s %-14s %3s | %-8s %-8s %8s %8s %8s | %-8s %8s %8s %8s | %6s %6s %6s\n", "norm",
                 "shape", "thr", "normlab", "layout", "fwd ms", "eval ms", "bwd ms", "oneDNN",
                 "fwd ms", "eval ms", "bwd ms", "fwd", "eval", "bwd");
@@ -253,9 +277,9 @@ int main(int argc, char** argv) {
         std::map<int, Phases> mine;    // by layout index
         for (int r = 0; r < rounds; ++r) {
           for (std::size_t i = 0; i < ours.size(); ++i)
-            mine[int(i)].keep_best(time_normlab(c, ours[i], repeats));
+            mine[int(i)].keep_best(ours_of(c, ours[i], repeats));
           for (std::size_t i = 0; i < tags.size(); ++i)
-            theirs[int(i)].keep_best(time_onednn(c, tags[i], repeats));
+            theirs[int(i)].keep_best(time_onednn(c, tags[i], type, repeats));
         }
         // The fastest oneDNN layout per phase.
         Phases best;
@@ -282,11 +306,8 @@ int main(int argc, char** argv) {
             std::printf("\n");
         }
         if (json) {  // one line per case and thread count, for scripts/peer_table.py
-          nlohmann::json line = {{"norm", c.norm},
-                                 {"shape", c.shape},
-                                 {"threads", t},
-                                 {"rounds", rounds},
-                                 {"repeats", repeats}};
+          nlohmann::json line = {{"norm", c.norm}, {"shape", c.shape}, {"threads", t},
+                                 {"dtype", dtype}, {"rounds", rounds}, {"repeats", repeats}};
           auto phases = [](const Phases& p) {
             return nlohmann::json{
                 {"forward", p.forward}, {"forward_eval", p.eval}, {"backward", p.backward}};

@@ -72,6 +72,12 @@ class PrecedingLayer {
 // hook gets the engine's fused calls, which do the same with x read once.
 // Backward: reduce -> combine_gradients -> apply, fused likewise.
 //
+// T is float, double or bfloat16 (normlab/bfloat16.hpp). With bfloat16, x, y,
+// dy, dx, the parameters, their gradients and the running state are all
+// bfloat16, as a PyTorch module after .to(torch.bfloat16); the arithmetic is
+// float or double inside (the engine's, and the norm's own in double), and
+// each stored value is rounded once, to nearest even.
+//
 // Thread safety: one Norm object is used by one thread at a time (its forward
 // saves state for its backward); different objects may be used from different
 // threads. Builds without NDEBUG check it: a second thread entering a Norm
@@ -210,10 +216,10 @@ class Norm {
   std::atomic<bool> in_use_{false};  // checked in builds without NDEBUG
 };
 
-// Builds a norm from its JSON spec. `channels` is the size of dimension 1 of
-// the activations (WeightNorm: of dimension `dim` of the weight); 0 leaves it
-// to be taken from the first input where the norm allows that. The spec's
-// "type" is one of norm_types(); `normlab list norms` shows each type's keys.
+// Builds a norm from its JSON spec, for T float, double or bfloat16. `channels` is the size of
+// dimension 1 of the activations (WeightNorm: of dimension `dim` of the weight); 0 leaves it to be
+// taken from the first input where the norm allows that. The spec's "type" is one of norm_types();
+// `normlab list norms` shows each type's keys.
 template <class T>
 std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t channels);
 

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <map>
 #include <stdexcept>
+#include <type_traits>
 #include <xtensor/xarray.hpp>
 
 #include "commands.hpp"
@@ -23,14 +24,43 @@ struct ApplyOptions {
   std::string mode = "train";
   std::vector<std::string> params;
   std::string layout;
+  std::string dtype;  // empty: the input file's
   std::string out;
 };
 
-// Loads an .npy of either float dtype as T.
+// Loads an .npy as T: for float and double a file of either float dtype,
+// converted; for bfloat16 a float32 file, each value rounded to bfloat16 (to
+// nearest even; a float64 value would be rounded twice, so such files are
+// refused).
 template <class T>
 xt::xarray<T> load_as(const std::string& path) {
-  if (npy_dtype(path) == DType::float32) return xt::xarray<T>(load_npy<float>(path));
-  return xt::xarray<T>(load_npy<double>(path));
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    if (npy_dtype(path) != DType::float32)
+      throw std::invalid_argument(path +
+                                  " is float64, but --dtype bfloat16 reads float32 files (each "
+                                  "value rounded to bfloat16): convert it, e.g. with numpy's "
+                                  ".astype(np.float32)");
+    const xt::xarray<float> wide = load_npy<float>(path);
+    xt::xarray<bfloat16> narrow = xt::xarray<bfloat16>::from_shape(wide.shape());
+    to_bfloat16(wide.data(), narrow.data(), wide.size());
+    return narrow;
+  } else {
+    if (npy_dtype(path) == DType::float32) return xt::xarray<T>(load_npy<float>(path));
+    return xt::xarray<T>(load_npy<double>(path));
+  }
+}
+
+// Writes an output of type T: bfloat16 as a float32 file holding its values
+// (the low 16 bits of every float zero).
+template <class T>
+void save_as(const std::string& path, const xt::xarray<T>& value) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    xt::xarray<float> wide = xt::xarray<float>::from_shape(value.shape());
+    to_float(value.data(), wide.data(), value.size());
+    save_npy<float>(path, wide);
+  } else {
+    save_npy<T>(path, value);
+  }
 }
 
 // numpy writes arrays with a zero-size dimension; no norm has statistics of them.
@@ -50,7 +80,7 @@ void require_values(const std::string& path, const xt::xarray<T>& x) {
 template <class T>
 void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
   const Mode mode = parse_mode(o.mode);
-  const xt::xarray<T> x = load_npy<T>(o.input);
+  const xt::xarray<T> x = load_as<T>(o.input);
   require_values(o.input, x);
   auto norm = make_norm<T>(spec, 0);
   norm->prepare(std::vector<std::size_t>(x.shape().begin(), x.shape().end()));
@@ -78,7 +108,7 @@ void run_apply(const ApplyOptions& o, const nlohmann::json& spec) {
   StagedOutput out(o.out);
   for (const auto& entry : outputs) {
     const auto& value = entry.second;  // not a binding: lambdas capture it (C++17)
-    out.write(entry.first + ".npy", [&](const std::string& path) { save_npy<T>(path, value); });
+    out.write(entry.first + ".npy", [&](const std::string& path) { save_as<T>(path, value); });
   }
   out.commit();
   std::cout << "wrote";
@@ -92,7 +122,8 @@ int apply_command(const Args& args) {
   ApplyOptions o;
   po::options_description desc(
       "usage: normlab apply --norm NAME|SPEC --input X.npy [--grad DY.npy] [--mode train|eval]\n"
-      "                     [--param NAME=FILE.npy ...] [--layout nchw|nhwc] --out DIR\n\n"
+      "                     [--param NAME=FILE.npy ...] [--layout nchw|nhwc]\n"
+      "                     [--dtype float32|float64|bfloat16] --out DIR\n\n"
       "Writes DIR/y.npy; with --grad also dx.npy and d<param>.npy; after a train\n"
       "forward the updated running_mean.npy / running_var.npy. Options");
   desc.add_options()("help,h", "show this help")(
@@ -111,6 +142,11 @@ int apply_command(const Args& args) {
       "layout", po::value(&o.layout)->value_name("LAYOUT"),
       "nchw: (N, C, H, W) files (default); nhwc: (N, H, W, C) files, channels last, for the "
       "norms with a \"layout\" option (same as putting it in --norm)")(
+      "dtype", po::value(&o.dtype)->value_name("DTYPE"),
+      "the data type of the norm and its outputs: float32 or float64 (default: the input's; "
+      "files of the other one are converted), or bfloat16: float32 files rounded to bfloat16 "
+      "(to nearest even), the norm in bfloat16 (float arithmetic inside, as PyTorch's "
+      ".to(torch.bfloat16)), outputs written as float32 files holding bfloat16 values")(
       "out", po::value(&o.out)->required()->value_name("DIR"), "output directory");
   if (!parse_options(args, desc)) return 0;
 
@@ -138,7 +174,14 @@ int apply_command(const Args& args) {
                        " norm has no layout (its input is not (N, C, ...) activations)");
     spec["layout"] = o.layout;
   }
-  if (npy_dtype(o.input) == DType::float32)
+  if (!o.dtype.empty() && o.dtype != "float32" && o.dtype != "float64" && o.dtype != "bfloat16")
+    throw UsageError("--dtype '" + o.dtype + "': use float32, float64 or bfloat16");
+  const std::string dtype = !o.dtype.empty()                       ? o.dtype
+                            : npy_dtype(o.input) == DType::float32 ? "float32"
+                                                                   : "float64";
+  if (dtype == "bfloat16")
+    run_apply<bfloat16>(o, spec);
+  else if (dtype == "float32")
     run_apply<float>(o, spec);
   else
     run_apply<double>(o, spec);

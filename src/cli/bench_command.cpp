@@ -40,7 +40,7 @@ struct BenchOptions {
   bool json = false;
   std::string dtype = "float32";
   std::size_t probe_mb = 0;  // 0: sized from the last-level cache (probe_bytes)
-  std::size_t value_bytes() const { return dtype == "float64" ? 8 : 4; }
+  std::size_t value_bytes() const { return dtype == "float64" ? 8 : dtype == "bfloat16" ? 2 : 4; }
 };
 
 struct Case {
@@ -265,7 +265,7 @@ void fill(xt::xarray<T>& a, std::uint64_t seed, double offset) {
   std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
   for (T& v : a) {
     s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-    v = T(double(s >> 11) * (2.0 / 9007199254740992.0) - 1.0 + offset);
+    v = nearest<T>(double(s >> 11) * (2.0 / 9007199254740992.0) - 1.0 + offset);
   }
 }
 
@@ -506,8 +506,8 @@ int bench_command(const Args& args) {
   BenchOptions o;
   po::options_description desc(
       "usage: normlab bench [--norm NAME|SPEC ...] [--shape N,C,H,W ...] [--threads N]\n"
-      "                     [--repeats K] [--seconds S] [--json] [--dtype float32|float64]\n"
-      "                     [--probe-mb MIB]\n"
+      "                     [--repeats K] [--seconds S] [--json]\n"
+      "                     [--dtype float32|float64|bfloat16] [--probe-mb MIB]\n"
       "       normlab bench --model cnn3|mlp2|resnet8|resnet20|resnetD_wW [--norm NAME|SPEC] "
       "[--batch B] [--steps K]\n"
       "                     [--threads N] [--layout nchw|nhwc] [--json]\n\n"
@@ -531,7 +531,9 @@ int bench_command(const Args& args) {
       "seconds", po::value(&seconds)->value_name("S"),
       "time budget for the whole run, shared by the measurements, up to 86400 (default: none)")(
       "json", po::bool_switch(&o.json), "one JSON line per case on stdout instead of the table")(
-      "dtype", po::value(&o.dtype)->value_name("DTYPE"), "float32 (default) or float64")(
+      "dtype", po::value(&o.dtype)->value_name("DTYPE"),
+      "float32 (default), float64, or bfloat16 (data, parameters and state bfloat16, float "
+      "arithmetic inside; the traffic counts 2 bytes a value)")(
       "probe-mb", po::value(&probe_mb)->value_name("MIB"),
       "MiB per array of the bandwidth probe, 1 to 65536 (default: 4 times the last-level "
       "cache, 32 to 512)")("model", po::value(&model)->value_name("MODEL"),
@@ -561,10 +563,11 @@ int bench_command(const Args& args) {
     throw UsageError("--probe-mb " + probe_mb + ": 3 arrays of " + probe_mb +
                      " MiB do not fit in this machine's " + std::to_string(memory / (1024 * 1024)) +
                      " MiB of memory");
-  if (o.dtype != "float32" && o.dtype != "float64")
-    throw UsageError("--dtype '" + o.dtype + "': use float32 or float64");
+  if (o.dtype != "float32" && o.dtype != "float64" && o.dtype != "bfloat16")
+    throw UsageError("--dtype '" + o.dtype + "': use float32, float64 or bfloat16");
   set_num_threads(o.threads);
   const std::vector<Case> cases = accepted_cases(select_cases(o));
+  if (o.dtype == "bfloat16") return run_bench<bfloat16>(o, cases);
   return o.dtype == "float32" ? run_bench<float>(o, cases) : run_bench<double>(o, cases);
 }
 

@@ -37,7 +37,7 @@ _normlab() {
       COMPREPLY=($(compgen -W "$(_normlab_listed "$program" models)" -- "$cur")); return ;;
     --mode) COMPREPLY=($(compgen -W "train eval" -- "$cur")); return ;;
     --layout) COMPREPLY=($(compgen -W "nchw nhwc" -- "$cur")); return ;;
-    --dtype) COMPREPLY=($(compgen -W "float32 float64" -- "$cur")); return ;;
+    --dtype) COMPREPLY=($(compgen -W "float32 float64 bfloat16" -- "$cur")); return ;;
   esac
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$(_normlab_options "$program" "$command")" -- "$cur"))

@@ -56,7 +56,7 @@ class BatchRenorm final : public ChannelNorm<T, BatchRenormOptions> {
     const BatchRenormOptions& o = this->options_;
     xt::xarray<T>& steps = *steps_;
     const double warmup = double(o.warmup_steps);
-    const double done = warmup > 0 ? std::min(1.0, double(steps(0)) / warmup) : 1.0;
+    const double done = warmup > 0 ? std::min(1.0, steps_count_.value(steps) / warmup) : 1.0;
     const double rmax = 1 + (o.rmax - 1) * done;
     const double dmax = o.dmax * done;
     const xt::xarray<T>& running_mean = this->state("running_mean");
@@ -69,11 +69,12 @@ class BatchRenorm final : public ChannelNorm<T, BatchRenormOptions> {
       stats.r[c] = std::clamp(sigma_batch / sigma, 1 / rmax, rmax);
       stats.d[c] = std::clamp((stats.mean[c] - double(running_mean(c))) / sigma, -dmax, dmax);
     }
-    steps(0) += T(1);
+    steps_count_.increment(steps);
   }
 
  private:
   xt::xarray<T>* steps_;  // the state num_batches_tracked (set() assigns in place)
+  StepCount<T> steps_count_;
 };
 
 }  // namespace

@@ -3,9 +3,12 @@
 // Ghost BatchNorm, Batch Renormalization, FRN, EvoNorm-S0.
 #pragma once
 
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <xtensor/xbuilder.hpp>
+
+#include "normlab/bfloat16.hpp"
 
 #include "registry.hpp"
 #include "shapes.hpp"
@@ -63,6 +66,33 @@ inline void require_channel_groups(const std::string& type, std::size_t channels
                                 " channels do not split into " + std::to_string(groups) +
                                 " groups (C % G must be 0; choose groups dividing C)");
 }
+
+// The running state num_batches_tracked: a count of train forwards, kept as a
+// T array of one value (as PyTorch's buffer), which set() and state() see.
+// bfloat16 holds integers exactly only up to 256 (8 significant bits), so the
+// count itself is kept here, in double, and the state holds it rounded to T;
+// a value put into the state from outside (set(): a loaded model, apply's
+// --param) becomes the count. For float and double the state and the count
+// are the same number (for float up to 2^24 forwards).
+template <class T>
+class StepCount {
+ public:
+  // The count so far.
+  double value(const xt::xarray<T>& state) {
+    if (std::memcmp(&state(0), &written_, sizeof(T)) != 0) count_ = double(state(0));
+    return count_;
+  }
+  // Counts one more train forward; returns the new count.
+  double increment(xt::xarray<T>& state) {
+    count_ = value(state) + 1;
+    state(0) = written_ = nearest<T>(count_);
+    return count_;
+  }
+
+ private:
+  double count_ = 0;
+  T written_ = nearest<T>(0.0);  // what the state held when this last looked
+};
 
 template <class T, class Options>
 class ChannelNorm : public NormWithOptions<T, Options> {
@@ -185,8 +215,10 @@ class ChannelNorm : public NormWithOptions<T, Options> {
     xt::xarray<T>& running_mean = this->mutable_state("running_mean");
     xt::xarray<T>& running_var = this->mutable_state("running_var");
     for (std::size_t c = 0; c < channels; ++c) {
-      running_mean(c) = T((1 - momentum) * double(running_mean(c)) + momentum * batch.mean[c]);
-      running_var(c) = T((1 - momentum) * double(running_var(c)) + momentum * batch.var[c]);
+      running_mean(c) =
+          nearest<T>((1 - momentum) * double(running_mean(c)) + momentum * batch.mean[c]);
+      running_var(c) =
+          nearest<T>((1 - momentum) * double(running_var(c)) + momentum * batch.var[c]);
     }
   }
 

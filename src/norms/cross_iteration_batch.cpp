@@ -84,8 +84,7 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
     steps_pooled_.assign(d.groups(), 1.0);
     if (mode != Mode::train) return;
     xt::xarray<T>& steps = this->mutable_state("num_batches_tracked");
-    steps(0) += T(1);
-    if (static_cast<long long>(steps(0)) <= this->options_.burn_in) return;
+    if (static_cast<long long>(steps_count_.increment(steps)) <= this->options_.burn_in) return;
 
     StepStatistics<T> now;
     record(d, stats, now);
@@ -125,12 +124,13 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
           shape_text(weight.shape()) + " but the norm has " + std::to_string(C) +
           " channels (connect the layer whose outputs it normalizes)");
     const xt::xarray<T>& x = this->current_input();
-    const T inverse_count = T(1.0 / double(d.group_size()));
+    const T inverse_count = nearest<T>(1.0 / double(d.group_size()));
     dy_.resize(x.shape());
     std::fill(dy_.begin(), dy_.end(), inverse_count);
     layer->weight_gradient(dy_, now.dmean_dweight);
-    std::transform(x.begin(), x.end(), dy_.begin(),
-                   [=](T value) { return T(2) * value * inverse_count; });
+    std::transform(x.begin(), x.end(), dy_.begin(), [=](T value) {
+      return nearest<T>(2.0 * double(value) * double(inverse_count));
+    });
     layer->weight_gradient(dy_, now.dmean_square_dweight);
     now.dmean_dot_weight = row_dots(now.dmean_dweight, weight, C);
     now.dmean_square_dot_weight = row_dots(now.dmean_square_dweight, weight, C);
@@ -206,6 +206,7 @@ class CrossIterationBatchNorm final : public ChannelNorm<T, CrossIterationOption
     }
   }
 
+  StepCount<T> steps_count_;
   std::deque<StepStatistics<T>> history_;             // the earlier steps, newest first
   GroupStats batch_;                                  // this forward's own statistics
   std::vector<double> steps_pooled_;                  // n per channel in the last forward

@@ -28,7 +28,7 @@ class DynamicTanh final : public ChannelNorm<T, DytOptions> {
  public:
   DynamicTanh(std::string type, const DytOptions& options, std::size_t channels)
       : ChannelNorm<T, DytOptions>(std::move(type), options, channels, /*tracks=*/false) {
-    this->add_parameter("alpha", xt::xarray<T>({T(options.alpha_init)}));
+    this->add_parameter("alpha", xt::xarray<T>({nearest<T>(options.alpha_init)}));
   }
 
  protected:

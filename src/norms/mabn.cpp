@@ -89,8 +89,7 @@ class MovingAverageBatchNorm final : public ChannelNorm<T, MabnOptions> {
   void combine_stats(const NormDescription& d, Mode, GroupStats& stats) override {
     const MabnOptions& o = this->options_;
     xt::xarray<T>& steps = this->mutable_state("num_batches_tracked");
-    steps(0) += T(1);
-    step_ = static_cast<long long>(steps(0));
+    step_ = static_cast<long long>(steps_count_.increment(steps));
     averaged_ = step_ > static_cast<long long>(o.buffer_size) && step_ >= o.warmup_steps;
     const bool renormalized = step_ > std::max(o.renorm_start, o.warmup_steps);
     xt::xarray<T>& buffer = this->mutable_state("forward_buffer");
@@ -104,7 +103,7 @@ class MovingAverageBatchNorm final : public ChannelNorm<T, MabnOptions> {
       if (renormalized)
         stats.r[c] = std::clamp(std::sqrt(stats.var[c] + d.eps) / std::sqrt(old_running + d.eps),
                                 1 / o.rmax, o.rmax);
-      running_var(c) = T((1 - *o.momentum) * old_running + *o.momentum * stats.var[c]);
+      running_var(c) = nearest<T>((1 - *o.momentum) * old_running + *o.momentum * stats.var[c]);
     }
   }
 
@@ -126,7 +125,7 @@ class MovingAverageBatchNorm final : public ChannelNorm<T, MabnOptions> {
   // Row step % buffer_size of a (buffer_size, C) buffer takes this step's values.
   void record(xt::xarray<T>& buffer, const std::vector<double>& values) const {
     const std::size_t row = std::size_t(step_) % this->options_.buffer_size;
-    for (std::size_t c = 0; c < values.size(); ++c) buffer(row, c) = T(values[c]);
+    for (std::size_t c = 0; c < values.size(); ++c) buffer(row, c) = nearest<T>(values[c]);
   }
   double average(const xt::xarray<T>& buffer, std::size_t c) const {
     double sum = 0;
@@ -134,6 +133,7 @@ class MovingAverageBatchNorm final : public ChannelNorm<T, MabnOptions> {
     return sum / double(this->options_.buffer_size);
   }
 
+  StepCount<T> steps_count_;
   long long step_ = 0;     // of the last train forward, counted from 1
   bool averaged_ = false;  // it used the moving averages
   std::vector<double> psi_;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "shapes.hpp"
+#include "storage.hpp"
 
 namespace normlab {
 namespace {
@@ -214,7 +215,7 @@ void Norm<T>::add_parameter_sums(const ParameterSums& sums) {
     auto it = parameters_.find(name);
     if (it == parameters_.end() || sum.empty()) return;
     T* grad = it->second.grad.data();
-    for (std::size_t p = 0; p < sum.size(); ++p) grad[p] += T(sum[p]);
+    for (std::size_t p = 0; p < sum.size(); ++p) add_rounded(grad[p], sum[p]);
   };
   add(scale_name(), sums.gamma);
   add("beta", sums.beta);
@@ -306,5 +307,6 @@ void Norm<T>::backward(const xt::xarray<T>& dy, xt::xarray<T>& dx) {
 
 template class Norm<float>;
 template class Norm<double>;
+template class Norm<bfloat16>;
 
 }  // namespace normlab

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
-#include <type_traits>
 
 #include "normlab/distributed.hpp"
 
@@ -152,14 +151,11 @@ nlohmann::json layer_spec(const nlohmann::json& spec, std::size_t channels, bool
 
 template <class T>
 std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t channels) {
-  const NormRegistration& entry = entry_of(spec);
-  if constexpr (std::is_same_v<T, float>)
-    return entry.make_float(spec, channels);
-  else
-    return entry.make_double(spec, channels);
+  return entry_of(spec).make_norm<T>(spec, channels);
 }
 
 template std::unique_ptr<Norm<float>> make_norm(const nlohmann::json&, std::size_t);
 template std::unique_ptr<Norm<double>> make_norm(const nlohmann::json&, std::size_t);
+template std::unique_ptr<Norm<bfloat16>> make_norm(const nlohmann::json&, std::size_t);
 
 }  // namespace normlab

@@ -11,13 +11,29 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "normlab/bfloat16.hpp"
 #include "normlab/norm.hpp"
 #include "normlab/registry.hpp"
 #include "options.hpp"
 
 namespace normlab {
+
+// Builds a norm of one data type from its spec.
+template <class T>
+using NormFactory =
+    std::function<std::unique_ptr<Norm<T>>(const nlohmann::json& spec, std::size_t channels)>;
+
+template <class... T>
+struct DataTypes {
+  template <template <class> class Of>
+  using Each = std::tuple<Of<T>...>;
+};
+// The data types every norm is built for (make_norm<T>): float and double, and
+// bfloat16 storage with float or double arithmetic inside.
+using NormDataTypes = DataTypes<float, double, bfloat16>;
 
 // One registered type, with its typed options erased behind the JSON boundary.
 struct NormRegistration {
@@ -26,10 +42,12 @@ struct NormRegistration {
   std::function<NormTraits(const nlohmann::json& spec)> traits;
   std::function<nlohmann::json(const nlohmann::json& spec, std::size_t channels, bool spatial)>
       layer_spec;
-  std::function<std::unique_ptr<Norm<float>>(const nlohmann::json& spec, std::size_t channels)>
-      make_float;
-  std::function<std::unique_ptr<Norm<double>>(const nlohmann::json& spec, std::size_t channels)>
-      make_double;
+  NormDataTypes::Each<NormFactory> make;  // one factory per data type
+
+  template <class T>
+  std::unique_ptr<Norm<T>> make_norm(const nlohmann::json& spec, std::size_t channels) const {
+    return std::get<NormFactory<T>>(make)(spec, channels);
+  }
 };
 
 class NormRegistry {
@@ -60,6 +78,18 @@ struct NormDefinition {
   std::function<void(Options&, std::size_t channels, bool spatial)> fit_layer = nullptr;
 };
 
+// The factory of NormClass<T> for each data type.
+template <template <class> class NormClass, class Options, class Parse, class... T>
+NormDataTypes::Each<NormFactory> factories(const std::string& type, Parse parse,
+                                           std::function<NormTraits(const Options&)> traits,
+                                           DataTypes<T...>) {
+  return {NormFactory<T>([=](const nlohmann::json& spec, std::size_t channels) {
+    auto norm = std::make_unique<NormClass<T>>(type, parse(spec), channels);
+    norm->set_traits_function(traits);
+    return std::unique_ptr<Norm<T>>(std::move(norm));
+  })...};
+}
+
 template <template <class> class NormClass, class Options>
 void register_norm(NormRegistry& registry, const NormDefinition<Options>& definition) {
   const std::string type = definition.type;
@@ -81,16 +111,7 @@ void register_norm(NormRegistry& registry, const NormDefinition<Options>& defini
     Options::schema().validate(options);
     return Options::schema().to_json(type, options);
   };
-  entry.make_float = [=](const nlohmann::json& spec, std::size_t channels) {
-    auto norm = std::make_unique<NormClass<float>>(type, parse(spec), channels);
-    norm->set_traits_function(traits);
-    return std::unique_ptr<Norm<float>>(std::move(norm));
-  };
-  entry.make_double = [=](const nlohmann::json& spec, std::size_t channels) {
-    auto norm = std::make_unique<NormClass<double>>(type, parse(spec), channels);
-    norm->set_traits_function(traits);
-    return std::unique_ptr<Norm<double>>(std::move(norm));
-  };
+  entry.make = factories<NormClass, Options>(type, parse, traits, NormDataTypes{});
   registry.add(std::move(entry));
 }
 

@@ -15,6 +15,7 @@
 #include <cmath>
 
 #include "channel_norm.hpp"
+#include "storage.hpp"
 
 namespace normlab {
 namespace {
@@ -192,7 +193,7 @@ class SwitchableNorm final : public ChannelNorm<T, SwitchableOptions> {
     double dot = 0;
     for (std::size_t k = 0; k < kKinds; ++k) dot += mix[k] * dmix[k];
     xt::xarray<T>& grad = this->parameter(name).grad;
-    for (std::size_t k = 0; k < kKinds; ++k) grad(k) += T(mix[k] * (dmix[k] - dot));
+    for (std::size_t k = 0; k < kKinds; ++k) add_rounded(grad(k), mix[k] * (dmix[k] - dot));
   }
 
   bool train_ = true;

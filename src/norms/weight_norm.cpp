@@ -59,7 +59,7 @@ class WeightNorm final : public NormWithOptions<T, WeightNormOptions> {
   void observe_stats(const NormDescription&, Mode, const GroupStats& stats) override {
     if (g_initialized_ || this->was_set("g")) return;
     xt::xarray<T>& g = this->parameter("g").value;
-    for (std::size_t c = 0; c < g.size(); ++c) g(c) = T(std::sqrt(stats.var[c]));
+    for (std::size_t c = 0; c < g.size(); ++c) g(c) = nearest<T>(std::sqrt(stats.var[c]));
     g_initialized_ = true;
   }
 

@@ -16,6 +16,16 @@ those inputs in float64, rounded to the dtype. (torch's float32 kernels lose up
 to three digits on groups of two values, where dx is a cancellation of order
 eps; its own float32 error is recorded per case as torch_float32_error.)
 
+The cases of BFLOAT16_CASES are also generated in bfloat16 (suffix _bf16,
+dtype "bfloat16" in cases.json): the float32 case's inputs rounded to bfloat16
+(to nearest even), saved as float32 .npy files holding those values (the low
+16 bits of each float zero); the expected outputs are the float64 computation
+from exactly those values, saved in float64, not rounded. PyTorch's own
+bfloat16 computation (the module after .to(torch.bfloat16) on bfloat16
+tensors; the references written in torch ops run those ops in bfloat16) is
+measured against it per output as torch_bfloat16_error: {output: scaled error}.
+tests/test_golden.cpp holds normlab's Norm<bfloat16> to that (see there).
+
 Files of a case (all .npy, normlab's names; cases.json lists which exist):
   inputs   x            input of the measured forward (WeightNorm: v)
            x0 x1 x2     inputs of the train forwards run before it (train_steps of them)
@@ -56,6 +66,32 @@ from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DTYPES = {"float32": (torch.float32, "f32"), "float64": (torch.float64, "f64")}
+# Base names of the cases also generated in bfloat16: a few of every type, in
+# train, eval and over steps, on the engine's paths (rows, runs, columns, groups).
+# Cross-Iteration BN's cases with a layer in front are left out: their x is
+# computed by that layer, in float64, so it would not be a bfloat16 input.
+BFLOAT16_CASES = {
+    "batch_eps_momentum_train", "batch_4d_train", "batch_4d_eval", "batch_momentum_steps_eval",
+    "batch_frozen_4d_train", "batch_4d_tall_train",
+    "mean_only_batch_4d_train", "mean_only_batch_momentum_steps_eval",
+    "sync_batch_4d_train",
+    "layer_2d", "layer_3d", "layer_4d", "layer_last_two", "layer_channel_affine_4d",
+    "instance_2d_affine", "instance_1d_track_steps_eval",
+    "group_g2", "group_gC", "group_1d",
+    "weight_2d_dim1", "weight_4d_dim0",
+    "rms_3d", "rms_4d_eps_null", "rms_channel_affine_4d",
+    "ghost_4d_train", "ghost_momentum_steps_eval",
+    "batch_renorm_4d_train", "batch_renorm_3d_clipped_steps_train",
+    "batch_renorm_warmup_steps_train",
+    "frn_4d_train", "frn_4d_scaled_train", "frn_3d_notlu_train",
+    "evonorm_s0_4d_train", "evonorm_s0_2d_train",
+    "dyt_4d_train", "dyt_2d_train",
+    "switchable_4d_train", "switchable_4d_eval", "switchable_n2_steps",
+    "mabn_4d_steps", "mabn_4d_eval",
+    "weight_centering_4d_dim0",
+    "cross_iteration_batch_uncompensated_steps",
+    "none_4d_eval",
+}
 STEPS = 3  # train forwards before the measured one in the "steps" cases
 
 
@@ -265,9 +301,11 @@ class FilterResponseNorm(nn.Module):
             return y
         tau = self.tau.view([1, -1] + [1] * (x.dim() - 2)).expand_as(y)
         # torch.maximum splits the gradient in half on a tie; keep every element
-        # well clear of tau, also after rounding to float32.
-        gap = (y - tau).abs().min().item()
-        assert gap > TLU_MARGIN * y.abs().max().item(), ("y ties tau", gap)
+        # well clear of tau, also after rounding to float32. (PyTorch's own
+        # bfloat16 computation is what it is, ties included.)
+        if y.dtype != torch.bfloat16:
+            gap = (y - tau).abs().min().item()
+            assert gap > TLU_MARGIN * y.abs().max().item(), ("y ties tau", gap)
         return torch.maximum(y, tau)
 
 
@@ -989,10 +1027,36 @@ def remove_previous_cases():
             shutil.rmtree(os.path.join(HERE, case["name"]), ignore_errors=True)
 
 
+def bfloat16_case(base, drawn, compute):
+    """The arrays and the manifest entry of the bfloat16 case of `base` (see the top)."""
+    # The float32 case's inputs, rounded to bfloat16 (torch rounds float to
+    # bfloat16 to nearest even, as normlab does).
+    inputs = {k: v.to(torch.float32).to(torch.bfloat16) for k, v in drawn.items()}
+    reference = compute({k: v.double() for k, v in inputs.items()}, torch.bfloat16)
+    reference.pop("dropped", 0)
+    own = compute(inputs, torch.bfloat16)
+    own.pop("dropped", 0)
+    assert sorted(own) == sorted(reference)
+    errors = {k: scaled_error(own[k], reference[k]) for k in sorted(reference)}
+    assert max(errors.values()) < 0.5, (base, errors)  # a broken reference, not rounding
+    arrays = {k: v.float() for k, v in inputs.items()}
+    arrays.update({k: v.double() for k, v in reference.items()})
+    return arrays, {"torch_bfloat16_error": errors}
+
+
+def save_case(name, arrays):
+    shutil.rmtree(os.path.join(HERE, name), ignore_errors=True)  # left by an interrupted run
+    os.makedirs(os.path.join(HERE, name))
+    for key, value in sorted(arrays.items()):
+        np.save(os.path.join(HERE, name, key + ".npy"),
+                np.ascontiguousarray(value.detach().numpy()))
+
+
 def main():
     torch.set_num_threads(1)
     remove_previous_cases()
     manifest = []
+    assert BFLOAT16_CASES <= {base for base, *_ in cases()}, "BFLOAT16_CASES names no case"
     for base, spec, shape, mode, steps, *options in cases():
         torch.manual_seed(zlib.crc32(base.encode()))  # the same draws for both dtypes
         options = options[0] if options else {}
@@ -1034,15 +1098,25 @@ def main():
                 assert entry["torch_float32_error"] < 1e-2, (base, entry)
             arrays = dict(inputs, **{k: v.to(dtype) for k, v in reference.items()})
             name = f"{base}_{suffix}"
-            os.makedirs(os.path.join(HERE, name))
-            for key, value in sorted(arrays.items()):
-                array = value.detach().numpy()
-                assert array.dtype == np.dtype(dtype_name), (name, key, array.dtype)
-                np.save(os.path.join(HERE, name, key + ".npy"), np.ascontiguousarray(array))
+            for key, value in arrays.items():
+                assert value.dtype == dtype, (name, key, value.dtype)
+            save_case(name, arrays)
             manifest.append(dict({
                 "name": name,
                 "spec": spec,
                 "dtype": dtype_name,
+                "mode": mode,
+                "train_steps": steps,
+                "shape": list(shape),
+                "files": sorted(arrays),
+            }, **entry, **({"sequence": sequence} if sequence else {})))
+        if base in BFLOAT16_CASES:
+            arrays, entry = bfloat16_case(base, drawn, compute)
+            save_case(f"{base}_bf16", arrays)
+            manifest.append(dict({
+                "name": f"{base}_bf16",
+                "spec": spec,
+                "dtype": "bfloat16",
                 "mode": mode,
                 "train_steps": steps,
                 "shape": list(shape),
@@ -1054,8 +1128,10 @@ def main():
                    "cases": manifest}, f, indent=1)
         f.write("\n")
     worst = max(c.get("torch_float32_error", 0) for c in manifest)
+    worst_bf16 = max(max(c.get("torch_bfloat16_error", {0: 0}).values()) for c in manifest)
     print(f"{len(manifest)} cases written to {HERE}; "
-          f"torch float32 vs float64 reference: largest scaled error {worst:.3g}")
+          f"torch float32 vs float64 reference: largest scaled error {worst:.3g}; "
+          f"torch bfloat16: {worst_bf16:.3g}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,20 @@ double scaled_error(const Array& a, const Array& b) {
   return worst;
 }
 
+// An array in data type T (rounded once) and back in double (exactly).
+template <class T>
+xt::xarray<T> as(const Array& a) {
+  xt::xarray<T> out = xt::xarray<T>::from_shape(a.shape());
+  for (std::size_t i = 0; i < a.size(); ++i) out.flat(i) = nearest<T>(a.flat(i));
+  return out;
+}
+template <class T>
+Array widened(const xt::xarray<T>& a) {
+  Array out = Array::from_shape(a.shape());
+  for (std::size_t i = 0; i < a.size(); ++i) out.flat(i) = double(a.flat(i));
+  return out;
+}
+
 // Samples [first, first + count) of x along dimension 0.
 Array rows(const Array& x, std::size_t first, std::size_t count) {
   return xt::view(x, xt::range(first, first + count));
@@ -49,9 +63,11 @@ Shard shard_of(const std::vector<std::size_t>& counts, int rank) {
 }
 
 // Forward, backward and running statistics of sync_batch on this rank's shard
-// and of batch on the whole input, over `steps` train steps.
+// and of batch on the whole input, over `steps` train steps, in data type T:
+// every array within `tolerance` (scaled error).
+template <class T = double>
 void check_against_batch(const std::vector<std::size_t>& counts,
-                         const std::vector<std::size_t>& sample_shape) {
+                         const std::vector<std::size_t>& sample_shape, double tolerance = 1e-12) {
   const auto world = world_communicator();
   REQUIRE(int(counts.size()) == world->size());
   std::size_t total = 0;
@@ -61,45 +77,47 @@ void check_against_batch(const std::vector<std::size_t>& counts,
   const std::size_t channels = sample_shape[0];
   const Shard mine = shard_of(counts, world->rank());
 
-  auto whole = make_norm<double>({{"type", "batch"}}, channels);
-  std::unique_ptr<Norm<double>> sync;
+  auto whole = make_norm<T>({{"type", "batch"}}, channels);
+  std::unique_ptr<Norm<T>> sync;
   {
     CommunicatorScope scope(world);
-    sync = make_norm<double>({{"type", "sync_batch"}}, channels);
+    sync = make_norm<T>({{"type", "sync_batch"}}, channels);
   }
   std::mt19937_64 rng(17);  // the same draws on every rank
   const Array gamma = normal(rng, {channels}, 1.0, 0.5), beta = normal(rng, {channels}, 0, 1);
   for (auto* norm : {whole.get(), sync.get()}) {
-    norm->set("gamma", gamma);
-    norm->set("beta", beta);
+    norm->set("gamma", as<T>(gamma));
+    norm->set("beta", as<T>(beta));
   }
   for (int step = 0; step < 3; ++step) {
     CAPTURE(step);
-    const Array x = normal(rng, shape, 3.0 + step, 2.0), dy = normal(rng, shape, 0.4, 1.5);
+    const Array x = widened(as<T>(normal(rng, shape, 3.0 + step, 2.0)));
+    const Array dy = widened(as<T>(normal(rng, shape, 0.4, 1.5)));
     whole->zero_grad();
     sync->zero_grad();
-    const Array y_whole = whole->forward(x, Mode::train);
-    const Array dx_whole = whole->backward(dy);
-    const Array y = sync->forward(rows(x, mine.first, mine.count), Mode::train);
-    const Array dx = sync->backward(rows(dy, mine.first, mine.count));
-    CHECK(scaled_error(y, rows(y_whole, mine.first, mine.count)) < 1e-12);
-    CHECK(scaled_error(dx, rows(dx_whole, mine.first, mine.count)) < 1e-12);
+    const Array y_whole = widened(whole->forward(as<T>(x), Mode::train));
+    const Array dx_whole = widened(whole->backward(as<T>(dy)));
+    const Array y = widened(sync->forward(as<T>(rows(x, mine.first, mine.count)), Mode::train));
+    const Array dx = widened(sync->backward(as<T>(rows(dy, mine.first, mine.count))));
+    CHECK(scaled_error(y, rows(y_whole, mine.first, mine.count)) < tolerance);
+    CHECK(scaled_error(dx, rows(dx_whole, mine.first, mine.count)) < tolerance);
     // Parameter gradients are per rank (data-parallel training averages them):
     // their sum over the ranks is the whole batch's.
     for (const char* name : {"gamma", "beta"}) {
       CAPTURE(name);
-      Array grad = sync->parameter(name).grad;
+      Array grad = widened(sync->parameter(name).grad);
       world->all_reduce_sum(grad.data(), grad.size());
-      CHECK(scaled_error(grad, whole->parameter(name).grad) < 1e-12);
+      CHECK(scaled_error(grad, widened(whole->parameter(name).grad)) < tolerance);
     }
     for (const char* name : {"running_mean", "running_var"}) {
       CAPTURE(name);
-      CHECK(scaled_error(sync->state(name), whole->state(name)) < 1e-12);
+      CHECK(scaled_error(widened(sync->state(name)), widened(whole->state(name))) < tolerance);
     }
   }
   // Eval is BatchNorm's, with the (identical) running statistics.
-  const Array x = normal(rng, shape, 1.0, 1.0);
-  CHECK(scaled_error(sync->forward(x, Mode::eval), whole->forward(x, Mode::eval)) < 1e-12);
+  const xt::xarray<T> x = as<T>(normal(rng, shape, 1.0, 1.0));
+  CHECK(scaled_error(widened(sync->forward(x, Mode::eval)),
+                     widened(whole->forward(x, Mode::eval))) < tolerance);
 }
 
 // This rank's values equal every other rank's.
@@ -191,6 +209,19 @@ TEST_CASE("mpi: sync_batch over the ranks equals batch on the concatenated input
   SUBCASE("two samples per rank, (N, C)") {
     check_against_batch(std::vector<std::size_t>(ranks, 2), {5});
   }
+}
+
+// bfloat16: the same path (the ranks exchange the double statistics and sums);
+// sync and whole differ in the last bits of their sums, so each output may be
+// rounded to the neighbouring bfloat16 (2^-8 of the array's largest value in
+// the scaled error), and the sum of the ranks' rounded gradients has a
+// rounding per rank (2^-7 allowed for everything).
+TEST_CASE("mpi: sync_batch over the ranks equals batch on the concatenated input (bfloat16)") {
+  const std::size_t ranks = std::size_t(world_communicator()->size());
+  check_against_batch<bfloat16>(std::vector<std::size_t>(ranks, 2), {3, 4, 5}, 0x1p-7);
+  std::vector<std::size_t> counts;
+  for (std::size_t r = 0; r < ranks; ++r) counts.push_back(r + 1);
+  check_against_batch<bfloat16>(counts, {4, 7}, 0x1p-7);
 }
 
 TEST_CASE("mpi: a data-parallel step of R ranks x B equals one process at R*B (float64)") {
