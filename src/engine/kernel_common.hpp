@@ -103,9 +103,11 @@ void apply_run(const T* x, std::size_t n, double mean, double scale, double shif
 // Whether the forward's apply streams y past the caches: when the output
 // leaves the last-level cache anyway, and the groups are contiguous and larger
 // than L1, so that the fused forward re-reads each group's x from L2 after its
-// statistics, and y's write-allocate would evict it. (BatchNorm's apply, which
-// reads x from memory again, measured slower with streamed y; so did rows
-// that stay in L1.)
+// statistics, and y's write-allocate would evict it. (BatchNorm's apply after
+// its statistics pass, which reads x from memory again, measured slower with
+// streamed y; so did rows that stay in L1. An apply that is the call's only
+// pass over x, BatchNorm's eval, streams y once x and y leave the cache:
+// Runs<T>::apply, eval_stream_y_before_after_t1.md.)
 template <class T>
 bool streams_forward_output(const NormDescription& d) {
   constexpr std::size_t kL1Bytes = 32 * 1024;

@@ -58,7 +58,7 @@ void apply_stats(const T* x, const NormDescription& description, const GroupStat
     case Traversal::pointwise_rows:
       return PointwiseRows<T>::apply(x, d, stats, params, y);
     default:
-      return Runs<T>::apply(x, d, stats, params, y);
+      return Runs<T>::apply(x, d, stats, params, y, /*apply_only=*/true);
   }
 }
 
@@ -69,8 +69,8 @@ void normalize_with_batch_stats(const T* x, const NormDescription& description, 
   if (d.pooling == Pooling::per_channel) {  // groups spanning rows: all statistics first
     NORMLAB_ENGINE_NAMESPACE::reduce_stats(x, d, stats);
     finish_stats(d, stats);
-    NORMLAB_ENGINE_NAMESPACE::apply_stats(x, d, stats, params, y);
-    return;
+    if (traversal(d) == Traversal::columns) return Columns<T>::apply(x, d, stats, params, y);
+    return Runs<T>::apply(x, d, stats, params, y, /*apply_only=*/false);
   }
   stats.resize(d.groups());
   stats.count = double(d.group_size());

@@ -43,10 +43,10 @@ void Runs<T>::stats(const T* x, const NormDescription& d, GroupStats& stats) {
 
 template <class T>
 void Runs<T>::apply(const T* x, const NormDescription& d, const GroupStats& stats,
-                    const NormParameters<T>& params, T* y) {
+                    const NormParameters<T>& params, T* y, bool apply_only) {
   const ChannelAffine<T> affine{d, stats, params};
   const std::size_t channels = d.view.channels;
-  const bool stream_y = streams_forward_output<T>(d);
+  const bool stream_y = streams_forward_output<T>(d) || (apply_only && streams_output<T>(d, 2));
   parallel_for(runs(d), d.view.size(), [&](std::size_t r0, std::size_t r1) {
     for (std::size_t r = r0; r < r1; ++r) {
       const std::size_t a = r / channels, c = r % channels;

@@ -35,9 +35,11 @@ struct Runs {
   // per_channel pooling with runs longer than 1: moments of every run in
   // parallel, then merged per group in row order.
   static void stats(const T* x, const NormDescription& d, GroupStats& stats);
-  // y of every run (any pooling but columns).
+  // y of every run (any pooling but columns). `apply_only`: this is the
+  // call's only pass over x (eval with running statistics, phased calls), not
+  // the second after the statistics.
   static void apply(const T* x, const NormDescription& d, const GroupStats& stats,
-                    const NormParameters<T>& params, T* y);
+                    const NormParameters<T>& params, T* y, bool apply_only);
   // Reduce sums and parameter gradients, from every run's sum(dy) and
   // sum(dy * (x - mean)) (a per-channel or no affine, input numerator).
   static void reduce_sums(BackwardCall<T>& call);
