@@ -276,13 +276,9 @@ void pointwise_column_dx(BackwardCall<T>& call) {
       const T* xr = call.x + a * channels;
       const T* dyr = call.dy + a * channels;
       T* dxr = call.dx + a * channels;
-      for (std::size_t c = 0; c < channels; ++c) {
-        const F f(columns, c);
-        const double xi = load<double>(xr[c]), gate = f.gate(xi);
-        const double dxhat = f.passed(f.pre(xi, gate), load<double>(dyr[c])) * f.scale;
-        dxr[c] = store<T>(dxhat * f.rstd * f.numerator_slope(xi, gate) +
-                          ((xi - f.mean) * x_scale[c] + shift[c]));
-      }
+      for (std::size_t c = 0; c < channels; ++c)
+        dxr[c] = store<T>(
+            F(columns, c).dx(load<double>(xr[c]), load<double>(dyr[c]), x_scale[c], shift[c]));
     }
   });
 }

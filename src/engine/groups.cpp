@@ -301,7 +301,7 @@ void pointwise_group(BackwardCall<T>& call, const PointwiseRunTerms& run, std::s
   }
   if (apply) {
     const auto t = call.group_terms(g);
-    const double rstd = stats.rstd[g], mean = stats.mean[g];
+    const double rstd = stats.rstd[g];
     const double x_scale = -rstd * rstd * t.xhat_coef, shift = -rstd * t.mean_dxhat;
     for (std::size_t c = first; c < first + cpg; ++c) {
       const std::size_t offset = (a * d.view.channels + c) * inner;
@@ -309,12 +309,8 @@ void pointwise_group(BackwardCall<T>& call, const PointwiseRunTerms& run, std::s
       const T* xr = call.x + offset;
       const T* dyr = call.dy + offset;
       T* dxr = call.dx + offset;
-      for (std::size_t i = 0; i < inner; ++i) {
-        const double xi = load<double>(xr[i]), gate = f.gate(xi);
-        const double dxhat = f.passed(f.pre(xi, gate), load<double>(dyr[i])) * f.scale;
-        dxr[i] =
-            store<T>(dxhat * rstd * f.numerator_slope(xi, gate) + ((xi - mean) * x_scale + shift));
-      }
+      for (std::size_t i = 0; i < inner; ++i)
+        dxr[i] = store<T>(f.dx(load<double>(xr[i]), load<double>(dyr[i]), x_scale, shift));
     }
   }
 }

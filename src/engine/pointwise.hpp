@@ -127,6 +127,13 @@ struct Pointwise {
     if (swish) return s + v * x * s * (1 - s);
     return tanh ? v * (1 - s * s) : 1.0;
   }
+  // dx of one element: its share through the numerator plus the statistics'
+  // terms x_scale (of x - mean) and dx_shift.
+  double dx(double x, double dy, double x_scale, double dx_shift) const {
+    const double s = gate(x);
+    const double dxhat = passed(pre(x, s), dy) * scale;
+    return dxhat * rstd * numerator_slope(x, s) + ((x - mean) * x_scale + dx_shift);
+  }
   // d numerator / dv.
   double numerator_dv(double x, double s) const {
     return swish ? x * x * s * (1 - s) : x * (1 - s * s);

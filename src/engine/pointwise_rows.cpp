@@ -168,13 +168,9 @@ void row_dx(const BackwardCall<T>& call, const ChannelParameters& p, const RowVi
   // Without statistics, x does not reach dx through them: both terms are 0.
   const double* x_scale = d.has_statistics() ? k.x_scale.data() : p.zero.data();
   const double* dx_shift = d.has_statistics() ? k.dx_shift.data() : p.zero.data();
-  for (std::size_t c = 0; c < channels; ++c) {
-    const F f(view, c);
-    const double xi = load<double>(xr[c]), gate = f.gate(xi);
-    const double dxhat = f.passed(f.pre(xi, gate), load<double>(dyr[c])) * f.scale;
-    dxr[c] = store<T>(dxhat * f.rstd * f.numerator_slope(xi, gate) +
-                      ((xi - f.mean) * x_scale[c] + dx_shift[c]));
-  }
+  for (std::size_t c = 0; c < channels; ++c)
+    dxr[c] =
+        store<T>(F(view, c).dx(load<double>(xr[c]), load<double>(dyr[c]), x_scale[c], dx_shift[c]));
 }
 
 }  // namespace
