@@ -35,6 +35,45 @@ TEST_CASE("variance of 1e7 float32 values with mean 1000 and std 1 is accurate t
   CHECK(std::abs(stats.var[0] - reference) / reference < 1e-6);
 }
 
+// The lanes' loops end in chunks of halving width (src/engine/moments.hpp):
+// every length up to two rows of lanes and past a block must count each
+// value once. A value dropped or added twice moves the mean by about 1/n of
+// its distance from the mean, far beyond float's rounding here.
+TEST_CASE(
+    "statistics of every span length from 1 to 300, and around a block, count each value once") {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> uniform(-1.0, 3.0);
+  std::vector<std::size_t> lengths;
+  for (std::size_t n = 1; n <= 300; ++n) lengths.push_back(n);
+  for (std::size_t n : {2047, 2048, 2049, 2048 + 63, 4096 + 97}) lengths.push_back(n);
+  for (const std::size_t n : lengths) {
+    CAPTURE(n);
+    std::vector<float> x(3 * n);  // three groups of n values: LayerNorm's rows
+    for (float& v : x) v = float(uniform(rng));
+    NormDescription d;
+    d.view = {3, 1, n};
+    d.pooling = Pooling::per_outer_groups;
+    GroupStats stats;
+    reduce_stats(x.data(), d, stats);
+    NormDescription rms = d;  // the uncentered sum of squares
+    rms.centered = false;
+    GroupStats squares;
+    reduce_stats(x.data(), rms, squares);
+    for (std::size_t g = 0; g < 3; ++g) {
+      long double sum = 0, m2 = 0, sum_squares = 0;
+      for (std::size_t i = 0; i < n; ++i) sum += x[g * n + i];
+      const long double mean = sum / n;
+      for (std::size_t i = 0; i < n; ++i) {
+        const long double v = x[g * n + i];
+        m2 += (v - mean) * (v - mean), sum_squares += v * v;
+      }
+      CHECK(stats.mean[g] == doctest::Approx(double(mean)).epsilon(1e-6));
+      CHECK(stats.var[g] == doctest::Approx(double(m2 / n)).epsilon(1e-5));
+      CHECK(squares.var[g] == doctest::Approx(double(sum_squares / n)).epsilon(1e-6));
+    }
+  }
+}
+
 // The issue states [-1.236, 0.106, 1.894, 3.236]; the outer two are wrong:
 // mean 2.5, biased std sqrt(1.25), so x=1 gives 2 * (-1.5 / 1.118) + 1 = -1.683.
 // PyTorch 1.13 (layer_norm and batch_norm alike) gives [-1.6833, 0.1056, 1.8944, 3.6833].
