@@ -13,6 +13,7 @@
 //      statistics placed next to a bfloat16 tie);
 //  (c) phased calls give the fused calls' bytes, also split across threads,
 //      as tests/test_engine_phases.cpp checks for float and double.
+// The cases, inputs and calls are engine_cases.hpp's, shared with that test.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "engine_cases.hpp"
 #include "normlab/bfloat16.hpp"
 #include "normlab/engine.hpp"
 #include "normlab/threads.hpp"
@@ -36,183 +38,20 @@
 #undef NORMLAB_ENGINE_NAMESPACE
 
 using namespace normlab;
+using normlab::test::check_identical;
+using normlab::test::Inputs;
+using normlab::test::make_inputs;
+using normlab::test::path_cases;
+using normlab::test::PathCase;
+using normlab::test::Results;
+using normlab::test::run_fused;
+using normlab::test::run_phased;
+using normlab::test::Threads;
 
 namespace {
 
 // ---------------------------------------------------------------------------
-// The cases: test_engine_phases.cpp's path_cases, and the paths that list
-// leaves out (tanh, mean-only, the pointwise kernels on columns, columns taller
-// than 256 rows, given statistics).
-
-struct PathCase {
-  std::string name;
-  NormDescription d;
-};
-
-NormDescription description(View3 view, Pooling pooling, std::size_t channels_per_group,
-                            Affine affine, bool shift) {
-  NormDescription d;
-  d.view = view;
-  d.pooling = pooling;
-  d.channels_per_group = channels_per_group;
-  d.affine = affine;
-  d.has_shift = shift;
-  return d;
-}
-
-// Every traversal, small or (`large`) above the size from which work is split
-// across threads (2^17 elements).
-std::vector<PathCase> path_cases(bool large) {
-  const auto per_channel = Pooling::per_channel;
-  const auto groups = Pooling::per_outer_groups;
-  const auto pick = [large](View3 small, View3 big) { return large ? big : small; };
-  std::vector<PathCase> cases;
-  // Columns (BatchNorm after a linear layer): applied in double up to 256 rows,
-  // in float beyond.
-  cases.push_back({"per_channel columns", description(pick({37, 19, 1}, {2000, 80, 1}), per_channel,
-                                                      1, Affine::per_channel, true)});
-  cases.push_back(
-      {"per_channel columns, taller than 256 rows, no shift",
-       description(pick({300, 19, 1}, {3000, 48, 1}), per_channel, 1, Affine::per_channel, false)});
-  // Runs merged per channel (BatchNorm on images), and WeightNorm's L2 norm.
-  cases.push_back({"per_channel strided", description(pick({5, 7, 45}, {40, 7, 600}), per_channel,
-                                                      1, Affine::per_channel, true)});
-  {
-    NormDescription d =
-        description(pick({6, 5, 33}, {30, 5, 1000}), per_channel, 1, Affine::per_channel, false);
-    d.centered = false;
-    d.divide_by_count = false;
-    d.eps = 0;
-    cases.push_back({"per_channel strided, L2 norm", d});
-  }
-  {
-    NormDescription d =
-        description(pick({12, 5, 20}, {48, 5, 700}), per_channel, 1, Affine::per_channel, true);
-    d.outer_chunk = 3;
-    cases.push_back({"per_channel outer_chunk (ghost), strided", d});
-    NormDescription c =
-        description(pick({16, 9, 1}, {2000, 80, 1}), per_channel, 1, Affine::per_channel, true);
-    c.outer_chunk = 4;
-    cases.push_back({"per_channel outer_chunk (ghost), columns", c});
-  }
-  // Statistics given (BatchNorm in eval): dx = dxhat * rstd.
-  {
-    NormDescription d =
-        description(pick({5, 7, 45}, {40, 7, 600}), per_channel, 1, Affine::per_channel, true);
-    d.statistics_given = true;
-    cases.push_back({"per_channel strided, statistics given", d});
-  }
-  // Contiguous groups.
-  cases.push_back(
-      {"per_outer_groups, per-channel affine (GN)",
-       description(pick({4, 12, 25}, {16, 12, 800}), groups, 3, Affine::per_channel, true)});
-  cases.push_back({"per_outer_groups, one channel per group (IN), no affine",
-                   description(pick({3, 5, 17}, {12, 5, 2500}), groups, 1, Affine::none, false)});
-  cases.push_back(
-      {"per_outer_groups, GN on (N, C)",
-       description(pick({9, 12, 1}, {1500, 96, 1}), groups, 4, Affine::per_channel, true)});
-  {
-    NormDescription d =
-        description(pick({4, 12, 25}, {16, 12, 800}), groups, 3, Affine::per_channel, true);
-    d.scaled = false;
-    cases.push_back({"per_outer_groups, mean-only (not scaled)", d});
-  }
-  // Rows: an elementwise affine (LayerNorm, RMSNorm).
-  cases.push_back(
-      {"per_outer_groups, elementwise affine (LN over trailing dims)",
-       description(pick({40, 1, 60}, {300, 1, 500}), groups, 1, Affine::elementwise, true)});
-  cases.push_back(
-      {"per_outer_groups, elementwise affine cut into groups",
-       description(pick({20, 4, 15}, {200, 4, 200}), groups, 2, Affine::elementwise, true)});
-  cases.push_back(
-      {"per_outer_groups, elementwise affine, rows larger than L2",
-       description(pick({3, 1, 70000}, {6, 1, 70000}), groups, 1, Affine::elementwise, true)});
-  {
-    NormDescription d =
-        description(pick({33, 1, 24}, {150, 1, 1000}), groups, 1, Affine::elementwise, false);
-    d.centered = false;
-    cases.push_back({"per_outer_groups, elementwise scale, uncentered (RMS)", d});
-  }
-  // The pointwise kernels: FRN's TLU, EvoNorm-S0's swish, DyT's tanh, on
-  // contiguous groups and (channels last) on columns.
-  {
-    NormDescription d =
-        description(pick({3, 6, 30}, {10, 6, 2500}), groups, 1, Affine::per_channel, true);
-    d.centered = false;
-    d.eps = 1e-6;
-    d.epilogue = Epilogue::tlu;
-    cases.push_back({"pointwise, TLU epilogue (FRN)", d});
-    cases.push_back({"pointwise, TLU epilogue (FRN), channels last (columns)", channels_last(d)});
-    NormDescription n = d;
-    n.affine = Affine::none;
-    n.has_shift = false;
-    cases.push_back({"pointwise, TLU epilogue without affine", n});
-  }
-  {
-    NormDescription d =
-        description(pick({3, 8, 20}, {10, 8, 2000}), groups, 2, Affine::per_channel, true);
-    d.numerator = Numerator::swish;
-    cases.push_back({"pointwise, swish numerator (EvoNorm-S0)", d});
-    cases.push_back({"pointwise, swish numerator, channels last (columns)", channels_last(d)});
-    NormDescription c =
-        description(pick({7, 8, 1}, {2500, 64, 1}), groups, 4, Affine::per_channel, true);
-    c.numerator = Numerator::swish;
-    cases.push_back({"pointwise, swish numerator on (N, C)", c});
-  }
-  {
-    NormDescription d =
-        description(pick({3, 8, 20}, {10, 8, 2000}), groups, 1, Affine::per_channel, true);
-    d.centered = false;
-    d.scaled = false;
-    d.numerator = Numerator::tanh;
-    cases.push_back({"pointwise, tanh numerator (DyT)", d});
-    d.shared_v = true;
-    cases.push_back({"pointwise, tanh numerator, one shared v", d});
-    cases.push_back({"pointwise, tanh numerator, channels last (columns)", channels_last(d)});
-  }
-  if (large)
-    for (const PathCase& c : cases)
-      REQUIRE_MESSAGE(c.d.view.size() > (std::size_t(1) << 17), c.name);
-  return cases;
-}
-
-// ---------------------------------------------------------------------------
-// Inputs, calls and results
-
-template <class T>
-struct Inputs {
-  std::vector<T> x, dy, gamma, beta, tau, v;
-  NormParameters<T> params() const {
-    auto ptr = [](const std::vector<T>& a) { return a.empty() ? nullptr : a.data(); };
-    return {ptr(gamma), ptr(beta), ptr(tau), ptr(v)};
-  }
-};
-
-std::vector<bfloat16> normal(std::mt19937_64& rng, std::size_t n, double mean, double stddev) {
-  std::normal_distribution<double> dist(mean, stddev);
-  std::vector<bfloat16> out(n);
-  for (bfloat16& value : out) value = bfloat16(float(dist(rng)));
-  return out;
-}
-
-Inputs<bfloat16> make_inputs(const NormDescription& d, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  Inputs<bfloat16> in;
-  in.x = normal(rng, d.view.size(), 0.5, 2.0);
-  in.dy = normal(rng, d.view.size(), 0.0, 1.0);
-  if (d.affine != Affine::none) in.gamma = normal(rng, d.affine_size(), 1.0, 0.3);
-  if (d.has_shift) in.beta = normal(rng, d.affine_size(), 0.0, 1.0);
-  // tau near beta, the middle of a channel's outputs: a good share is clipped.
-  if (d.epilogue == Epilogue::tlu) {
-    in.tau = normal(rng, d.view.channels, 0.0, 0.1);
-    if (d.has_shift)
-      for (std::size_t c = 0; c < d.view.channels; ++c)
-        in.tau[c] = bfloat16(float(in.tau[c]) + float(in.beta[c]));
-  }
-  if (d.numerator != Numerator::input)
-    in.v = normal(rng, d.shared_v ? 1 : d.view.channels, 0.5, 1.0);
-  return in;
-}
+// Inputs as float
 
 std::vector<float> widened(const std::vector<bfloat16>& a) {
   std::vector<float> out(a.size());
@@ -226,59 +65,8 @@ Inputs<float> widened(const Inputs<bfloat16>& in) {
           widened(in.beta), widened(in.tau), widened(in.v)};
 }
 
-template <class T>
-struct Results {
-  GroupStats stats;
-  std::vector<T> y, dx;
-  GradientSums sums;
-};
-
-template <class T>
-Results<T> run_phased(const NormDescription& d, const Inputs<T>& in) {
-  Results<T> r;
-  r.y.assign(in.x.size(), T(0));
-  r.dx.assign(in.x.size(), T(0));
-  reduce_stats(in.x.data(), d, r.stats);
-  finish_stats(d, r.stats);
-  apply_stats(in.x.data(), d, r.stats, in.params(), r.y.data());
-  reduce_gradients(in.x.data(), in.dy.data(), d, r.stats, in.params(), r.sums);
-  apply_gradients(in.x.data(), in.dy.data(), d, r.stats, in.params(), r.sums, r.dx.data());
-  return r;
-}
-
-template <class T>
-Results<T> run_fused(const NormDescription& d, const Inputs<T>& in) {
-  Results<T> r;
-  r.y.assign(in.x.size(), T(0));
-  r.dx.assign(in.x.size(), T(0));
-  normalize_with_batch_stats(in.x.data(), d, r.stats, in.params(), r.y.data());
-  normalize_backward(in.x.data(), in.dy.data(), d, r.stats, in.params(), r.sums, r.dx.data());
-  return r;
-}
-
 // ---------------------------------------------------------------------------
 // Comparisons
-
-template <class V>
-bool same_bytes(const V& a, const V& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0);
-}
-
-void check_identical(const Results<bfloat16>& a, const Results<bfloat16>& b) {
-  CHECK(a.stats.count == b.stats.count);
-  CHECK(same_bytes(a.stats.mean, b.stats.mean));
-  CHECK(same_bytes(a.stats.var, b.stats.var));
-  CHECK(same_bytes(a.stats.rstd, b.stats.rstd));
-  CHECK(same_bytes(a.y, b.y));
-  CHECK(same_bytes(a.dx, b.dx));
-  CHECK(same_bytes(a.sums.sum_dxhat, b.sums.sum_dxhat));
-  CHECK(same_bytes(a.sums.sum_dxhat_xhat, b.sums.sum_dxhat_xhat));
-  CHECK(same_bytes(a.sums.parameters.gamma, b.sums.parameters.gamma));
-  CHECK(same_bytes(a.sums.parameters.beta, b.sums.parameters.beta));
-  CHECK(same_bytes(a.sums.parameters.tau, b.sums.parameters.tau));
-  CHECK(same_bytes(a.sums.parameters.v, b.sums.parameters.v));
-}
 
 // Relative agreement of two double vectors (statistics, gradient sums). A sum
 // of random terms can cancel to near zero, where a relative bound means
@@ -372,25 +160,13 @@ void compare_to_float(const NormDescription& d, const Results<bfloat16>& b,
   }
 }
 
-// Restores the thread count when it goes away.
-class Threads {
- public:
-  explicit Threads(unsigned n) : saved_(num_threads()) { set_num_threads(n); }
-  ~Threads() { set_num_threads(saved_); }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-
- private:
-  unsigned saved_;
-};
-
 void check_paths(bool large) {
   std::uint64_t seed = large ? 900 : 800;
   for (const PathCase& c : path_cases(large)) {
     INFO(c.name << " [" << c.d.view.outer << ", " << c.d.view.channels << ", " << c.d.view.inner
                 << "]");
     REQUIRE_NOTHROW(c.d.validate());
-    const Inputs<bfloat16> in = make_inputs(c.d, seed++);
+    const Inputs<bfloat16> in = make_inputs<bfloat16>(c.d, seed++);
     const Inputs<float> in_float = widened(in);
     const Results<bfloat16> fused = run_fused(c.d, in);
     const Results<bfloat16> phased = run_phased(c.d, in);

@@ -1,9 +1,13 @@
 // The engine's phases against its fused calls, the Norm hooks between the
 // phases, and NormDescription::validate.
-//  (a) On every traversal the engine has, reduce_stats -> finish_stats ->
+//  (a) On every traversal the engine has (path_cases in engine_cases.hpp,
+//      shared with test_engine_bfloat16.cpp: columns, strided runs, contiguous
+//      groups, rows, the TLU, swish and tanh kernels also on columns,
+//      mean-only, given statistics), reduce_stats -> finish_stats ->
 //      apply_stats gives the bytes normalize_with_batch_stats gives, and
 //      reduce_gradients -> apply_gradients those of normalize_backward (dx,
-//      the group sums and every ParameterSums vector), float32 and float64.
+//      the group sums and every ParameterSums vector), float32 and float64,
+//      also split across threads; the statistics match their definition.
 //  (b) A Norm subclass overriding combine_stats / combine_gradients has them
 //      called once per forward / backward on both poolings, and what they do
 //      to the statistics and sums shows in y and dx.
@@ -13,7 +17,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -21,216 +24,33 @@
 #include <xtensor/xarray.hpp>
 #include <xtensor/xbuilder.hpp>
 
+#include "engine_cases.hpp"
 #include "normlab/normlab.hpp"
 #include "test_helpers.hpp"
 
 using namespace normlab;
+using normlab::test::check_identical;
 using normlab::test::check_mentions;
 using normlab::test::error_of;
+using normlab::test::Inputs;
+using normlab::test::make_inputs;
+using normlab::test::path_cases;
+using normlab::test::PathCase;
+using normlab::test::Results;
+using normlab::test::run_fused;
+using normlab::test::run_phased;
+using normlab::test::Threads;
 
 namespace {
 
 // ---------------------------------------------------------------------------
 // (a) phased == fused
 
-struct PathCase {
-  std::string name;
-  NormDescription d;
-};
-
-NormDescription description(View3 view, Pooling pooling, std::size_t channels_per_group,
-                            Affine affine, bool shift) {
-  NormDescription d;
-  d.view = view;
-  d.pooling = pooling;
-  d.channels_per_group = channels_per_group;
-  d.affine = affine;
-  d.has_shift = shift;
-  return d;
-}
-
-// Every traversal of the engine, at a small size or (`large`) at one above
-// the size from which work is split across threads (2^17 elements).
-std::vector<PathCase> path_cases(bool large) {
-  const auto per_channel = Pooling::per_channel;
-  const auto groups = Pooling::per_outer_groups;
-  const auto pick = [large](View3 small, View3 big) { return large ? big : small; };
-  std::vector<PathCase> cases;
-
-  // per_channel, inner == 1: the column kernels (BatchNorm after a linear layer).
-  cases.push_back({"per_channel columns", description(pick({37, 19, 1}, {2000, 80, 1}), per_channel,
-                                                      1, Affine::per_channel, true)});
-  // per_channel, inner > 1: strided runs merged per channel (BatchNorm on images).
-  cases.push_back({"per_channel strided", description(pick({5, 7, 45}, {40, 7, 600}), per_channel,
-                                                      1, Affine::per_channel, true)});
-  // ... uncentered sums of squares without eps (WeightNorm's g / ||v||).
-  {
-    NormDescription d =
-        description(pick({6, 5, 33}, {30, 5, 1000}), per_channel, 1, Affine::per_channel, false);
-    d.centered = false;
-    d.divide_by_count = false;
-    d.eps = 0;
-    cases.push_back({"per_channel strided, L2 norm", d});
-  }
-  // per_channel with outer_chunk: Ghost BN's virtual batches, strided and columns.
-  {
-    NormDescription d =
-        description(pick({12, 5, 20}, {48, 5, 700}), per_channel, 1, Affine::per_channel, true);
-    d.outer_chunk = 3;
-    cases.push_back({"per_channel outer_chunk (ghost), strided", d});
-    NormDescription c =
-        description(pick({16, 9, 1}, {2000, 80, 1}), per_channel, 1, Affine::per_channel, true);
-    c.outer_chunk = 4;
-    cases.push_back({"per_channel outer_chunk (ghost), columns", c});
-  }
-  // per_outer_groups with a per-channel affine: GroupNorm, InstanceNorm,
-  // LayerNorm with channel_affine; and GroupNorm on (N, C), which the engine
-  // runs as contiguous groups with per-element parameters.
-  cases.push_back(
-      {"per_outer_groups, per-channel affine (GN)",
-       description(pick({4, 12, 25}, {16, 12, 800}), groups, 3, Affine::per_channel, true)});
-  cases.push_back({"per_outer_groups, one channel per group (IN), no affine",
-                   description(pick({3, 5, 17}, {12, 5, 2500}), groups, 1, Affine::none, false)});
-  cases.push_back(
-      {"per_outer_groups, GN on (N, C)",
-       description(pick({9, 12, 1}, {1500, 96, 1}), groups, 4, Affine::per_channel, true)});
-  // per_outer_groups with an elementwise affine: LayerNorm over trailing dims
-  // (several row chunks of parameter sums), also cut into groups, with rows
-  // too long for L2, and RMSNorm.
-  cases.push_back(
-      {"per_outer_groups, elementwise affine (LN over trailing dims)",
-       description(pick({40, 1, 60}, {300, 1, 500}), groups, 1, Affine::elementwise, true)});
-  cases.push_back(
-      {"per_outer_groups, elementwise affine cut into groups",
-       description(pick({20, 4, 15}, {200, 4, 200}), groups, 2, Affine::elementwise, true)});
-  cases.push_back(
-      {"per_outer_groups, elementwise affine, rows larger than L2",
-       description(pick({3, 1, 70000}, {6, 1, 70000}), groups, 1, Affine::elementwise, true)});
-  {
-    NormDescription d =
-        description(pick({33, 1, 24}, {150, 1, 1000}), groups, 1, Affine::elementwise, false);
-    d.centered = false;
-    cases.push_back({"per_outer_groups, elementwise scale, uncentered (RMS)", d});
-  }
-  // The pointwise kernels: FRN's TLU epilogue, EvoNorm-S0's swish numerator.
-  {
-    NormDescription d =
-        description(pick({3, 6, 30}, {10, 6, 2500}), groups, 1, Affine::per_channel, true);
-    d.centered = false;
-    d.eps = 1e-6;
-    d.epilogue = Epilogue::tlu;
-    cases.push_back({"pointwise, TLU epilogue (FRN)", d});
-    NormDescription n = d;
-    n.affine = Affine::none;
-    n.has_shift = false;
-    cases.push_back({"pointwise, TLU epilogue without affine", n});
-  }
-  {
-    NormDescription d =
-        description(pick({3, 8, 20}, {10, 8, 2000}), groups, 2, Affine::per_channel, true);
-    d.numerator = Numerator::swish;
-    cases.push_back({"pointwise, swish numerator (EvoNorm-S0)", d});
-    NormDescription c =
-        description(pick({7, 8, 1}, {2500, 64, 1}), groups, 4, Affine::per_channel, true);
-    c.numerator = Numerator::swish;
-    cases.push_back({"pointwise, swish numerator on (N, C)", c});
-  }
-  if (large)
-    for (const PathCase& c : cases)
-      REQUIRE_MESSAGE(c.d.view.size() > (std::size_t(1) << 17), c.name);
-  return cases;
-}
-
-template <class T>
-struct Inputs {
-  std::vector<T> x, dy, gamma, beta, tau, v;
-  NormParameters<T> params() const {
-    auto ptr = [](const std::vector<T>& a) { return a.empty() ? nullptr : a.data(); };
-    return {ptr(gamma), ptr(beta), ptr(tau), ptr(v)};
-  }
-};
-
-template <class T>
-std::vector<T> normal(std::mt19937_64& rng, std::size_t n, double mean, double stddev) {
-  std::normal_distribution<double> dist(mean, stddev);
-  std::vector<T> out(n);
-  for (T& value : out) value = T(dist(rng));
-  return out;
-}
-
-template <class T>
-Inputs<T> make_inputs(const NormDescription& d, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  Inputs<T> in;
-  in.x = normal<T>(rng, d.view.size(), 0.5, 2.0);
-  in.dy = normal<T>(rng, d.view.size(), 0.0, 1.0);
-  if (d.affine != Affine::none) in.gamma = normal<T>(rng, d.affine_size(), 1.0, 0.3);
-  if (d.has_shift) in.beta = normal<T>(rng, d.affine_size(), 0.0, 1.0);
-  // tau near beta, the middle of a channel's outputs: a good share is clipped.
-  if (d.epilogue == Epilogue::tlu) {
-    in.tau = normal<T>(rng, d.view.channels, 0.0, 0.1);
-    if (d.has_shift)
-      for (std::size_t c = 0; c < d.view.channels; ++c) in.tau[c] += in.beta[c];
-  }
-  if (d.numerator == Numerator::swish) in.v = normal<T>(rng, d.view.channels, 0.0, 1.0);
-  return in;
-}
-
-template <class V>
-bool same_bytes(const V& a, const V& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0);
-}
-
-template <class T>
-struct Results {
-  GroupStats stats;
-  std::vector<T> y, dx;
-  GradientSums sums;
-};
-
-template <class T>
-Results<T> run_phased(const NormDescription& d, const Inputs<T>& in) {
-  Results<T> r;
-  r.y.assign(in.x.size(), T(0));
-  r.dx.assign(in.x.size(), T(0));
-  reduce_stats(in.x.data(), d, r.stats);
-  finish_stats(d, r.stats);
-  apply_stats(in.x.data(), d, r.stats, in.params(), r.y.data());
-  reduce_gradients(in.x.data(), in.dy.data(), d, r.stats, in.params(), r.sums);
-  apply_gradients(in.x.data(), in.dy.data(), d, r.stats, in.params(), r.sums, r.dx.data());
-  return r;
-}
-
-template <class T>
-Results<T> run_fused(const NormDescription& d, const Inputs<T>& in) {
-  Results<T> r;
-  r.y.assign(in.x.size(), T(0));
-  r.dx.assign(in.x.size(), T(0));
-  normalize_with_batch_stats(in.x.data(), d, r.stats, in.params(), r.y.data());
-  normalize_backward(in.x.data(), in.dy.data(), d, r.stats, in.params(), r.sums, r.dx.data());
-  return r;
-}
-
-template <class T>
-void check_identical(const Results<T>& a, const Results<T>& b) {
-  CHECK(a.stats.count == b.stats.count);
-  CHECK(same_bytes(a.stats.mean, b.stats.mean));
-  CHECK(same_bytes(a.stats.var, b.stats.var));
-  CHECK(same_bytes(a.stats.rstd, b.stats.rstd));
-  CHECK(same_bytes(a.y, b.y));
-  CHECK(same_bytes(a.dx, b.dx));
-  CHECK(same_bytes(a.sums.sum_dxhat, b.sums.sum_dxhat));
-  CHECK(same_bytes(a.sums.sum_dxhat_xhat, b.sums.sum_dxhat_xhat));
-  CHECK(same_bytes(a.sums.parameters.gamma, b.sums.parameters.gamma));
-  CHECK(same_bytes(a.sums.parameters.beta, b.sums.parameters.beta));
-  CHECK(same_bytes(a.sums.parameters.tau, b.sums.parameters.tau));
-  CHECK(same_bytes(a.sums.parameters.v, b.sums.parameters.v));
-}
-
 // The statistics from their definition, in long double, group by group:
 // within `tolerance` relative to the standard deviation (the mean) and to
 // itself (the variance, rstd). Float data are summed in float within blocks.
+// Not scaled (mean-only), rstd is 1; a map without statistics (tanh) reduces
+// nothing: mean 0, var 0, rstd 1.
 void check_statistics(const NormDescription& d, const std::vector<double>& x,
                       const GroupStats& stats, double tolerance) {
   const std::size_t groups = d.groups();
@@ -249,11 +69,13 @@ void check_statistics(const NormDescription& d, const std::vector<double>& x,
   const long double n = d.group_size();
   for (std::size_t g = 0; g < groups; ++g) {
     const long double mean = d.centered ? sum[g] / n : 0;
-    const long double var =
-        d.centered ? squares[g] / n - mean * mean : squares[g] / (d.divide_by_count ? n : 1);
+    const long double var = !d.has_statistics() ? 0
+                            : d.centered        ? squares[g] / n - mean * mean
+                                                : squares[g] / (d.divide_by_count ? n : 1);
+    const double rstd = d.scaled ? 1 / std::sqrt(double(var) + d.eps) : 1.0;
     CHECK(std::abs(stats.mean[g] - double(mean)) <= tolerance * std::sqrt(double(var)));
     CHECK(stats.var[g] == doctest::Approx(double(var)).epsilon(tolerance));
-    CHECK(stats.rstd[g] == doctest::Approx(1 / std::sqrt(double(var) + d.eps)).epsilon(tolerance));
+    CHECK(stats.rstd[g] == doctest::Approx(rstd).epsilon(tolerance));
   }
 }
 
@@ -265,7 +87,7 @@ void check_shape_of_results(const NormDescription& d, const Inputs<T>& in, const
   CHECK(p.gamma.size() == (d.affine == Affine::none ? 0 : d.affine_size()));
   CHECK(p.beta.size() == (d.has_shift ? d.affine_size() : 0));
   CHECK(p.tau.size() == (d.epilogue == Epilogue::tlu ? d.view.channels : 0));
-  CHECK(p.v.size() == (d.numerator == Numerator::swish ? d.view.channels : 0));
+  CHECK(p.v.size() == (d.numerator == Numerator::input ? 0 : d.shared_v ? 1 : d.view.channels));
   CHECK(r.sums.sum_dxhat.size() == d.groups());
   if (d.epilogue == Epilogue::tlu) {
     std::size_t clipped = 0;
@@ -275,18 +97,6 @@ void check_shape_of_results(const NormDescription& d, const Inputs<T>& in, const
     CHECK(clipped < r.y.size() * 4 / 5);
   }
 }
-
-// Restores the thread count when it goes away.
-class Threads {
- public:
-  explicit Threads(unsigned n) : saved_(num_threads()) { set_num_threads(n); }
-  ~Threads() { set_num_threads(saved_); }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-
- private:
-  unsigned saved_;
-};
 
 template <class T>
 void check_phases_match_fused(bool large) {
