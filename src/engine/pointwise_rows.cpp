@@ -101,10 +101,13 @@ void row_y(const NormDescription& d, const RowView& view, const T* x, std::size_
   for (std::size_t c = 0; c < channels; ++c) yr[c] = store<T>(F(view, c).y(load<double>(xr[c])));
 }
 
+// body(a, k) for every row a, in parallel; k is the running thread's row
+// scratch, sized once per range of rows.
 template <class Body>
 void for_rows(const NormDescription& d, Body&& body) {
   parallel_for(d.view.outer, d.view.size(), [&](std::size_t a0, std::size_t a1) {
-    for (std::size_t a = a0; a < a1; ++a) body(a);
+    RowScratch& k = row_scratch(d.view.channels);
+    for (std::size_t a = a0; a < a1; ++a) body(a, k);
   });
 }
 
@@ -182,12 +185,12 @@ void PointwiseRows<T>::normalize(const T* x, const NormDescription& d, GroupStat
   const std::size_t per_row = d.view.channels / d.channels_per_group;
   with_pointwise<T>(d, [&](auto* variant) {
     using F = std::remove_pointer_t<decltype(variant)>;
-    for_rows(d, [&](std::size_t a) {
+    for_rows(d, [&](std::size_t a, RowScratch& k) {
       for (std::size_t g = a * per_row; g < (a + 1) * per_row; ++g) {
         Groups<T>::group_stats(x, d, g, stats);
         stats.rstd[g] = group_rstd(d, stats.var[g]);
       }
-      row_y<F>(d, fill_row(d, stats, p, a, row_scratch(d.view.channels)), x, a, y);
+      row_y<F>(d, fill_row(d, stats, p, a, k), x, a, y);
     });
   });
 }
@@ -198,8 +201,8 @@ void PointwiseRows<T>::apply(const T* x, const NormDescription& d, const GroupSt
   const ChannelParameters& p = channel_parameters(ChannelAffine<T>{d, stats, params});
   with_pointwise<T>(d, [&](auto* variant) {
     using F = std::remove_pointer_t<decltype(variant)>;
-    for_rows(d, [&](std::size_t a) {
-      row_y<F>(d, fill_row(d, stats, p, a, row_scratch(d.view.channels)), x, a, y);
+    for_rows(d, [&](std::size_t a, RowScratch& k) {
+      row_y<F>(d, fill_row(d, stats, p, a, k), x, a, y);
     });
   });
 }
