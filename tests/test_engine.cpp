@@ -194,3 +194,60 @@ TEST_CASE("engine: a dx larger than the last-level cache (streamed stores) is ri
   }
   CHECK(worst < 1e-6);  // the float rounding of dx
 }
+
+// The column kernels pass over a block of rows either across the rows
+// (rows of 2 KB or more) or down strips of columns (src/engine/columns.cpp,
+// rows_first). BatchNorm on [N, C] by both, several blocks of rows each:
+// y, dx and the parameter gradients against a long double reference.
+TEST_CASE("column kernels: BatchNorm on [N, C] by rows and by strips matches the formulas") {
+  for (const std::size_t channels : {std::size_t(40), std::size_t(700)}) {
+    CAPTURE(channels);
+    const std::size_t rows = 900;  // more than one block of rows at either width
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> normal(3.0, 2.0);
+    std::vector<float> x(rows * channels), dy(rows * channels), gamma(channels), beta(channels);
+    for (float& v : x) v = float(normal(rng));
+    for (float& v : dy) v = float(normal(rng) - 3.0);
+    for (float& v : gamma) v = float(normal(rng));
+    for (float& v : beta) v = float(normal(rng));
+    NormDescription d;
+    d.view = {rows, channels, 1};
+    d.pooling = Pooling::per_channel;
+    d.affine = Affine::per_channel;
+    d.has_shift = true;
+    d.eps = 0;
+    const NormParameters<float> params{gamma.data(), beta.data(), nullptr, nullptr};
+    GroupStats stats;
+    GradientSums sums;
+    std::vector<float> y(x.size()), dx(x.size());
+    normalize_with_batch_stats(x.data(), d, stats, params, y.data());
+    normalize_backward(x.data(), dy.data(), d, stats, params, sums, dx.data());
+    double worst = 0;
+    auto relative = [](double got, long double want) {
+      return std::abs(got - double(want)) / (std::abs(double(want)) + 1.0);
+    };
+    for (std::size_t c = 0; c < channels; ++c) {
+      long double sum = 0, m2 = 0, sum_dy = 0, sum_dy_xhat = 0;
+      for (std::size_t a = 0; a < rows; ++a) sum += x[a * channels + c];
+      const long double mean = sum / rows;
+      for (std::size_t a = 0; a < rows; ++a)
+        m2 += (x[a * channels + c] - mean) * (x[a * channels + c] - mean);
+      const long double rstd = 1 / std::sqrt(m2 / rows);
+      for (std::size_t a = 0; a < rows; ++a) {
+        sum_dy += dy[a * channels + c];
+        sum_dy_xhat += dy[a * channels + c] * (x[a * channels + c] - mean) * rstd;
+      }
+      for (std::size_t a = 0; a < rows; ++a) {
+        const std::size_t at = a * channels + c;
+        const long double xhat = (x[at] - mean) * rstd;
+        worst = std::max(worst, relative(y[at], xhat * gamma[c] + beta[c]));
+        const long double want_dx =
+            rstd * gamma[c] * (dy[at] - sum_dy / rows - xhat * sum_dy_xhat / rows);
+        worst = std::max(worst, relative(dx[at], want_dx));
+      }
+      worst = std::max(worst, relative(sums.parameters.gamma[c], sum_dy_xhat) / rows);
+      worst = std::max(worst, relative(sums.parameters.beta[c], sum_dy) / rows);
+    }
+    CHECK(worst < 1e-5);
+  }
+}

@@ -12,6 +12,18 @@ namespace NORMLAB_ENGINE_NAMESPACE {
 
 namespace {
 
+// Whether a block's pass from memory goes across its rows, row by row,
+// rather than down strips of kLanes columns: when a row is 2 KB or more, a
+// strip's next row is in another page at least every other step, where the
+// hardware prefetchers do not follow, and the strips' misses are not hidden
+// (BatchNorm on (32768, 1024) and (8192, 768): experiments/results/bench/
+// columns_rows_first_t1.md). Short rows (channels-last images, 64 channels)
+// are faster by strips, the sums in registers.
+template <class T>
+bool rows_first(std::size_t columns) {
+  return columns * sizeof(T) >= 2048;
+}
+
 // y of a pointwise norm on columns (channels-last FRN, EvoNorm-S0): each
 // column's function, row by row.
 template <class T>
@@ -95,10 +107,24 @@ void Columns<T>::stats(const T* x, const NormDescription& d, GroupStats& stats) 
   double* block_mean = zeroed(w.block_mean, blocks.total() * columns).data();
   double* block_m2 = zeroed(w.block_m2, blocks.total() * columns).data();  // or squares
   blocks.for_each([&](std::size_t i, std::size_t a0, std::size_t a1) {
+    // The block's first pass reads x from memory: across long rows, row by
+    // row (rows_first), into the block's means; the second, from L2, down
+    // strips. Each column adds its rows in row order either way.
+    double* __restrict block_means = block_mean + i * columns;
+    const bool means_done = d.centered && rows_first<T>(columns);
+    if (means_done) {
+      for (std::size_t a = a0; a < a1; ++a) {
+        const T* xr = x + a * columns;
+        for (std::size_t c = 0; c < columns; ++c) block_means[c] += load<double>(xr[c]);
+      }
+      for (std::size_t c = 0; c < columns; ++c) block_means[c] /= double(a1 - a0);
+    }
     for_column_strips(columns, [&](std::size_t c0, auto width) {
       const T* strip = x + c0;
       double mean[kLanes] = {}, m2[kLanes] = {};  // m2: or the sum of squares
-      if (d.centered) {
+      if (means_done) {
+        std::copy(block_means + c0, block_means + c0 + width, mean);
+      } else if (d.centered) {
         for (std::size_t a = a0; a < a1; ++a)
           for (std::size_t j = 0; j < width; ++j) mean[j] += load<double>(strip[a * columns + j]);
         for (std::size_t j = 0; j < width; ++j) mean[j] /= double(a1 - a0);
@@ -108,7 +134,7 @@ void Columns<T>::stats(const T* x, const NormDescription& d, GroupStats& stats) 
           const double dev = load<double>(strip[a * columns + j]) - mean[j];
           m2[j] += dev * dev;
         }
-      std::copy(mean, mean + width, block_mean + i * columns + c0);
+      std::copy(mean, mean + width, block_means + c0);
       std::copy(m2, m2 + width, block_m2 + i * columns + c0);
     });
   });
@@ -303,22 +329,38 @@ void Columns<T>::reduce_sums(BackwardCall<T>& call) {
   std::vector<double>& sum_dy_xmu = zeroed(w.column_sum_dy_xmu, d.chunks() * channels);
   double* block_dy = zeroed(w.block_sum_dy, blocks.total() * channels).data();
   double* block_dy_xmu = zeroed(w.block_sum_dy_xmu, blocks.total() * channels).data();
+  // Across long rows row by row, as the statistics' first pass (x and dy come
+  // from memory), else down strips; each column adds its rows in row order.
   blocks.for_each([&](std::size_t i, std::size_t a0, std::size_t a1) {
-    const double* center = column_centers(call, i / blocks.per_chunk);
-    for_column_strips(channels, [&](std::size_t c0, auto width) {
-      const T* x_strip = call.x + c0;
-      const T* dy_strip = call.dy + c0;
-      double mean[kLanes], s1[kLanes] = {}, s2[kLanes] = {};
-      std::copy(center + c0, center + c0 + width, mean);
-      for (std::size_t a = a0; a < a1; ++a)
-        for (std::size_t j = 0; j < width; ++j) {
-          const double dyj = load<double>(dy_strip[a * channels + j]);
-          s1[j] += dyj;
-          s2[j] += dyj * (load<double>(x_strip[a * channels + j]) - mean[j]);
-        }
-      std::copy(s1, s1 + width, block_dy + i * channels + c0);
-      std::copy(s2, s2 + width, block_dy_xmu + i * channels + c0);
-    });
+    const double* __restrict center = column_centers(call, i / blocks.per_chunk);
+    double* __restrict s1 = block_dy + i * channels;
+    double* __restrict s2 = block_dy_xmu + i * channels;
+    if (!rows_first<T>(channels)) {
+      for_column_strips(channels, [&](std::size_t c0, auto width) {
+        const T* x_strip = call.x + c0;
+        const T* dy_strip = call.dy + c0;
+        double mean[kLanes], sum_dy[kLanes] = {}, sum_dy_xmu[kLanes] = {};
+        std::copy(center + c0, center + c0 + width, mean);
+        for (std::size_t a = a0; a < a1; ++a)
+          for (std::size_t j = 0; j < width; ++j) {
+            const double dyj = load<double>(dy_strip[a * channels + j]);
+            sum_dy[j] += dyj;
+            sum_dy_xmu[j] += dyj * (load<double>(x_strip[a * channels + j]) - mean[j]);
+          }
+        std::copy(sum_dy, sum_dy + width, s1 + c0);
+        std::copy(sum_dy_xmu, sum_dy_xmu + width, s2 + c0);
+      });
+      return;
+    }
+    for (std::size_t a = a0; a < a1; ++a) {
+      const T* xr = call.x + a * channels;
+      const T* dyr = call.dy + a * channels;
+      for (std::size_t c = 0; c < channels; ++c) {
+        const double dyc = load<double>(dyr[c]);
+        s1[c] += dyc;
+        s2[c] += dyc * (load<double>(xr[c]) - center[c]);
+      }
+    }
   });
   for (std::size_t i = 0; i < blocks.total(); ++i) {
     const std::size_t at = (i / blocks.per_chunk) * channels;
