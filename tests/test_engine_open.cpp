@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "engine_cases.hpp"
 #include "normlab/engine.hpp"
 
 using namespace normlab;
+using normlab::test::description;
 
 namespace {
 
@@ -28,32 +30,24 @@ struct Case {
   NormDescription d;
 };
 
-NormDescription make(View3 view, Pooling pooling, std::size_t cpg, Affine affine, bool shift) {
-  NormDescription d;
-  d.view = view;
-  d.pooling = pooling;
-  d.channels_per_group = cpg;
-  d.affine = affine;
-  d.has_shift = shift;
-  return d;
-}
-
 // One small description per traversal: columns, strided runs, contiguous
 // groups (per-channel and elementwise affine), GroupNorm on (N, C), Ghost BN.
 std::vector<Case> traversals() {
   const auto per_channel = Pooling::per_channel, groups = Pooling::per_outer_groups;
   std::vector<Case> cases = {
-      {"columns (BN on (N, C))", make({9, 5, 1}, per_channel, 1, Affine::per_channel, true)},
-      {"strided runs (BN on images)", make({4, 3, 7}, per_channel, 1, Affine::per_channel, true)},
-      {"contiguous groups (GN)", make({3, 6, 5}, groups, 2, Affine::per_channel, true)},
+      {"columns (BN on (N, C))", description({9, 5, 1}, per_channel, 1, Affine::per_channel, true)},
+      {"strided runs (BN on images)",
+       description({4, 3, 7}, per_channel, 1, Affine::per_channel, true)},
+      {"contiguous groups (GN)", description({3, 6, 5}, groups, 2, Affine::per_channel, true)},
       {"contiguous groups, elementwise affine (LN)",
-       make({4, 2, 6}, groups, 1, Affine::elementwise, true)},
-      {"GN on (N, C)", make({5, 8, 1}, groups, 4, Affine::per_channel, true)},
+       description({4, 2, 6}, groups, 1, Affine::elementwise, true)},
+      {"GN on (N, C)", description({5, 8, 1}, groups, 4, Affine::per_channel, true)},
   };
-  NormDescription ghost = make({6, 3, 4}, per_channel, 1, Affine::per_channel, true);
+  NormDescription ghost = description({6, 3, 4}, per_channel, 1, Affine::per_channel, true);
   ghost.outer_chunk = 2;
   cases.push_back({"Ghost BN chunks", ghost});
-  NormDescription nhwc = channels_last(make({3, 4, 6}, groups, 2, Affine::per_channel, true));
+  NormDescription nhwc =
+      channels_last(description({3, 4, 6}, groups, 2, Affine::per_channel, true));
   cases.push_back({"channels-last GN (columns in chunks)", nhwc});
   return cases;
 }
@@ -154,7 +148,8 @@ TEST_CASE("gradcheck: engine, tanh numerator (DyT), per channel and shared v, wi
   for (bool shared : {false, true})
     for (bool tlu : {false, true})
       for (View3 view : {View3{3, 4, 5}, View3{6, 4, 1}}) {
-        NormDescription d = make(view, Pooling::per_outer_groups, 1, Affine::per_channel, true);
+        NormDescription d =
+            description(view, Pooling::per_outer_groups, 1, Affine::per_channel, true);
         d.centered = d.scaled = false;
         d.numerator = Numerator::tanh;
         d.shared_v = shared;
@@ -262,7 +257,8 @@ TEST_CASE("engine: statistics supplied by the norm in train mode") {
 }
 
 TEST_CASE("engine: descriptions the open description rejects") {
-  NormDescription d = make({2, 3, 4}, Pooling::per_outer_groups, 1, Affine::per_channel, true);
+  NormDescription d =
+      description({2, 3, 4}, Pooling::per_outer_groups, 1, Affine::per_channel, true);
   d.numerator = Numerator::tanh;
   CHECK_THROWS_WITH_AS(d.validate(), doctest::Contains("without statistics"),
                        std::invalid_argument);
