@@ -5,15 +5,16 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "engine/engine_isa.hpp"
+#include "engine_cases.hpp"
 #include "normlab/engine.hpp"
 
 using namespace normlab;
+using normlab::test::same_bytes;
 
 namespace {
 
@@ -109,12 +110,6 @@ std::vector<Pair> pairs() {
        make({7, 12, 1}, groups, 4, 0, true, Affine::per_channel),
        make({7, 3, 4}, groups, 1, 0, true, Affine::elementwise)},
   };
-}
-
-template <class V>
-bool same_bytes(const V& a, const V& b) {
-  return a.size() == b.size() &&
-         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(a[0])) == 0);
 }
 
 }  // namespace

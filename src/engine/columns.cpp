@@ -134,7 +134,7 @@ void Columns<T>::stats(const T* x, const NormDescription& d, GroupStats& stats) 
           const double dev = load<double>(strip[a * columns + j]) - mean[j];
           m2[j] += dev * dev;
         }
-      std::copy(mean, mean + width, block_means + c0);
+      if (!means_done) std::copy(mean, mean + width, block_means + c0);
       std::copy(m2, m2 + width, block_m2 + i * columns + c0);
     });
   });

@@ -140,6 +140,12 @@ template <class A, std::size_t L>
 // second pass over a block is a cache hit.
 constexpr std::size_t kBlock = 2048;
 
+// Spans shorter than kLanesOf<A> use one vector of lanes: zeroing and adding
+// up four would cost more than their sums (runs of one element, or
+// EvoNorm-S0's groups of 24 channels, on [N, C]).
+template <class A>
+constexpr std::size_t kShortLanesOf = kVectorBytes / sizeof(A);
+
 // W values from i into lanes 0..W-1, as a loop that GCC vectorizes into
 // whole vector adds. (Unrolled first, as GCC does with loops this short, the
 // adds of one vector of lanes were vectorized across rows instead, with a
@@ -171,19 +177,13 @@ template <class A, std::size_t L, class Step>
 [[gnu::always_inline]] inline void for_lanes(std::size_t start, std::size_t end, Step step) {
   std::size_t i = start;
   for (; i + L <= end; i += L) {
-    if constexpr (L * sizeof(A) <= kVectorBytes)
+    if constexpr (L <= kShortLanesOf<A>)
       add_chunk<L>(i, step);
     else
       for (std::size_t j = 0; j < L; ++j) step(i + j, j);
   }
   if constexpr (L > 1) add_tail<L / 2>(i, end, step);
 }
-
-// Spans shorter than kLanesOf<A> use one vector of lanes: zeroing and adding
-// up four would cost more than their sums (runs of one element, or
-// EvoNorm-S0's groups of 24 channels, on [N, C]).
-template <class A>
-constexpr std::size_t kShortLanesOf = kVectorBytes / sizeof(A);
 
 // sum of term(i) over [0, n) in L lanes: term returns an A. Each block's
 // lanes are summed in A, the blocks in double.
