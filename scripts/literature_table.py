@@ -3,8 +3,10 @@
 
     scripts/literature_table.py RUN_DIR [REMEDIES_DIR]
 
-RUN_DIR holds a sweep with `batch` and `group` at B = 32 and 2 (and 16, 8, 4
-when present); REMEDIES_DIR one with `batch` and `batch_renorm` at B = 4 and 2.
+RUN_DIR holds a sweep with `batch` and `group` at B = 2 and at a reference
+batch of the paper's, the largest of 32, 16 and 8 that the sweep has (and the
+other paper batches when present); REMEDIES_DIR one with `batch` and
+`batch_renorm` (and `mabn` when present) at B = 4 and 2.
 Prints a markdown table: test error per B for BatchNorm and GroupNorm, as
 mean ± 95% CI half width over seeds (Student's t, as `normlab report`), then
 the relative measures beside those of the papers:
@@ -34,6 +36,13 @@ def main():
     run = cells(sys.argv[1])
     remedies = cells(sys.argv[2]) if len(sys.argv) > 2 else {}
     name = os.path.basename(os.path.normpath(sys.argv[1]))
+    bn = {b: run.get(("batch", b), {}) for b in PAPER_BATCHES}
+    gn = {b: run.get(("group", b), {}) for b in PAPER_BATCHES}
+    # The large batch that B=2 is measured from: the paper's 32 when the sweep has it.
+    reference = next((b for b in (32, 16, 8) if bn[b] and gn[b]), None)
+    if reference is None or not bn[2] or not gn[2]:
+        sys.exit(f"literature_table: {sys.argv[1]} needs batch and group at B=2 and at one "
+                 "of B=32, 16, 8; run the sweep (or its missing cells) first")
     print(f"| test error (%) | " + " | ".join(f"B={b}" for b in PAPER_BATCHES) + " |")
     print("|---|" + "---:|" * len(PAPER_BATCHES))
     for norm in ("batch", "group"):
@@ -41,32 +50,29 @@ def main():
         print(f"| {name}, {norm} | " +
               " | ".join(text(run.get((norm, b), {}).values()) for b in PAPER_BATCHES) + " |")
     print()
-    bn = {b: run.get(("batch", b), {}) for b in PAPER_BATCHES}
-    gn = {b: run.get(("group", b), {}) for b in PAPER_BATCHES}
     paper_bn = dict(zip(PAPER_BATCHES, GN_PAPER["batch"]))
-    paper_gn = GN_PAPER["group"]
+    paper_gn = dict(zip(PAPER_BATCHES, GN_PAPER["group"]))
+    spanned = [b for b in PAPER_BATCHES if b <= reference]
     print("| measure | published | ours |")
     print("|---|---:|---:|")
-    loss = paper_bn[2] - paper_bn[32]
-    print(f"| BatchNorm, B=2 minus B=32 (points) | {loss:.1f} (GN paper) | {paired(bn[2], bn[32])} |")
-    if bn[2] and bn[32]:
-        ours = 100 * (summary(bn[2].values())[0] / summary(bn[32].values())[0] - 1)
-        ours_text = f"{ours:.0f}%"
-    else:
-        ours_text = "-"
-    print(f"| BatchNorm, B=2 relative to B=32 | +{100 * loss / paper_bn[32]:.0f}% | +{ours_text} |"
-          .replace("+-", "-"))
-    means = [summary(v.values())[0] for v in gn.values() if v]
-    spread = f"{max(means) - min(means):.2f}" if means else "-"
-    print(f"| GroupNorm, spread over B=32..2 (points) | {max(paper_gn) - min(paper_gn):.1f} | {spread} |")
-    # BatchNorm's loss from B=32 to 2 minus GroupNorm's, per seed.
+    loss = paper_bn[2] - paper_bn[reference]
+    print(f"| BatchNorm, B=2 minus B={reference} (points) | {loss:.1f} (GN paper) | "
+          f"{paired(bn[2], bn[reference])} |")
+    ours = 100 * (summary(bn[2].values())[0] / summary(bn[reference].values())[0] - 1)
+    print(f"| BatchNorm, B=2 relative to B={reference} | {100 * loss / paper_bn[reference]:+.0f}% | "
+          f"{ours:+.0f}% |")
+    means = [summary(gn[b].values())[0] for b in spanned if gn[b]]
+    paper_spread = max(paper_gn[b] for b in spanned) - min(paper_gn[b] for b in spanned)
+    print(f"| GroupNorm, spread over B={reference}..2 (points) | {paper_spread:.1f} | "
+          f"{max(means) - min(means):.2f} |")
+    # BatchNorm's loss from the reference B to 2 minus GroupNorm's, per seed.
     def loss_by_seed(cell):
-        common = sorted(set(cell[2]) & set(cell[32]))
-        return {s: cell[2][s] - cell[32][s] for s in common}
-    beyond = paired(loss_by_seed(bn), loss_by_seed(gn)) if bn[2] and gn[2] else "-"
-    paper_beyond = loss - (paper_gn[-1] - paper_gn[0])
-    print(f"| BatchNorm's loss from B=32 to 2 beyond GroupNorm's (points) | {paper_beyond:.1f} (GN paper) | {beyond} |")
-    print(f"| GroupNorm minus BatchNorm at B=2 (points) | {paper_gn[-1] - paper_bn[2]:.1f} (GN paper) | "
+        common = sorted(set(cell[2]) & set(cell[reference]))
+        return {s: cell[2][s] - cell[reference][s] for s in common}
+    paper_beyond = loss - (paper_gn[2] - paper_gn[reference])
+    print(f"| BatchNorm's loss from B={reference} to 2 beyond GroupNorm's (points) | "
+          f"{paper_beyond:.1f} (GN paper) | {paired(loss_by_seed(bn), loss_by_seed(gn))} |")
+    print(f"| GroupNorm minus BatchNorm at B=2 (points) | {paper_gn[2] - paper_bn[2]:.1f} (GN paper) | "
           f"{paired(gn[2], bn[2])} |")
     if remedies:
         gains = [(4, "batch_renorm", "Batch Renorm", paper_bn[4] - GN_PAPER_BRN_AT_4, "GN paper"),
