@@ -267,6 +267,8 @@ TEST_CASE(
   REQUIRE(rendered.status == 0);
   const std::string md = read_file(report + "/report.md");
   CHECK(md.find("120 steps per cell") != std::string::npos);
+  CHECK(md.find("the wall time of the " + std::to_string(cells * multipliers) +
+                " learning-rate search runs summed") != std::string::npos);
   CHECK(md.find("Learning rate selected on the validation split") != std::string::npos);
   CHECK(md.find("Validation error (%) of the selected runs") != std::string::npos);
   CHECK(md.find("Holm-adjusted") != std::string::npos);

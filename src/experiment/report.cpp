@@ -712,6 +712,20 @@ void report_lr_search(const Run& run, const std::string& name, Document& doc,
              "(search.jsonl).");
 }
 
+// What the sweep cost: every trained run's wall time, summed. With a learning-rate
+// search the trained runs are the search's (a cell's record is one of them).
+std::string training_time(const Run& run) {
+  const std::vector<json>& trained = run.search_records.empty() ? run.records : run.search_records;
+  double seconds = 0;
+  for (const json& r : trained) seconds += r.value("wall_seconds", 0.0);
+  char hours[32];
+  std::snprintf(hours, sizeof hours, "%.1f", seconds / 3600);
+  return std::string("Training time: ") + hours + " h, the wall time of the " +
+         std::to_string(trained.size()) +
+         (run.search_records.empty() ? " cell runs" : " learning-rate search runs") +
+         " summed (runs that went side by side on parallel workers count once each).";
+}
+
 void report_run(const Run& run, const std::string& name, const ReportOptions& options,
                 Document& doc, std::vector<Figure>& figures) {
   const std::vector<std::size_t> batch_sizes =
@@ -740,6 +754,7 @@ void report_run(const Run& run, const std::string& name, const ReportOptions& op
     doc.paragraph("No finished cells yet: nothing to plot.");
     return;
   }
+  doc.paragraph(training_time(run));
   figures.push_back(error_figure(name + "_test_error", run, errors));
   doc.figure(figures.back().name,
              "Test error (eval mode) vs batch size, one line per norm; log2 x axis.");

@@ -38,8 +38,9 @@ do for [fmt in "svg png"] {
        'study_fashion_mlp_lr_search.dat' index 8 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
        'study_fashion_mlp_lr_search.dat' index 9 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
        'study_fashion_mlp_lr_search.dat' index 10 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 11 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
-       'study_fashion_mlp_lr_search.dat' index 12 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
+       'study_fashion_mlp_lr_search.dat' index 11 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'cross_iteration_batch', \
+       'study_fashion_mlp_lr_search.dat' index 12 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt', \
+       'study_fashion_mlp_lr_search.dat' index 13 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'batch frozen=true'
   unset logscale
   unset label
   set grid
@@ -54,19 +55,20 @@ do for [fmt in "svg png"] {
   set xtics autofreq
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [*:*]
-  plot 'study_fashion_mlp_lr_search.dat' index 13 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
-       'study_fashion_mlp_lr_search.dat' index 14 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
-       'study_fashion_mlp_lr_search.dat' index 15 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
-       'study_fashion_mlp_lr_search.dat' index 16 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
-       'study_fashion_mlp_lr_search.dat' index 17 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
-       'study_fashion_mlp_lr_search.dat' index 18 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
-       'study_fashion_mlp_lr_search.dat' index 19 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
-       'study_fashion_mlp_lr_search.dat' index 20 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'ghost V=4', \
-       'study_fashion_mlp_lr_search.dat' index 21 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
-       'study_fashion_mlp_lr_search.dat' index 22 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
-       'study_fashion_mlp_lr_search.dat' index 23 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 24 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
-       'study_fashion_mlp_lr_search.dat' index 25 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
+  plot 'study_fashion_mlp_lr_search.dat' index 14 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'study_fashion_mlp_lr_search.dat' index 15 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'study_fashion_mlp_lr_search.dat' index 16 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'study_fashion_mlp_lr_search.dat' index 17 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'study_fashion_mlp_lr_search.dat' index 18 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
+       'study_fashion_mlp_lr_search.dat' index 19 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
+       'study_fashion_mlp_lr_search.dat' index 20 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
+       'study_fashion_mlp_lr_search.dat' index 21 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'ghost V=4', \
+       'study_fashion_mlp_lr_search.dat' index 22 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
+       'study_fashion_mlp_lr_search.dat' index 23 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
+       'study_fashion_mlp_lr_search.dat' index 24 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
+       'study_fashion_mlp_lr_search.dat' index 25 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'cross_iteration_batch', \
+       'study_fashion_mlp_lr_search.dat' index 26 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt', \
+       'study_fashion_mlp_lr_search.dat' index 27 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'batch frozen=true'
   unset logscale
   unset label
   set grid
@@ -81,19 +83,20 @@ do for [fmt in "svg png"] {
   set xtics autofreq
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [*:*]
-  plot 'study_fashion_mlp_lr_search.dat' index 26 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
-       'study_fashion_mlp_lr_search.dat' index 27 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
-       'study_fashion_mlp_lr_search.dat' index 28 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
-       'study_fashion_mlp_lr_search.dat' index 29 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
-       'study_fashion_mlp_lr_search.dat' index 30 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
-       'study_fashion_mlp_lr_search.dat' index 31 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
-       'study_fashion_mlp_lr_search.dat' index 32 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
-       'study_fashion_mlp_lr_search.dat' index 33 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'ghost V=4', \
-       'study_fashion_mlp_lr_search.dat' index 34 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
-       'study_fashion_mlp_lr_search.dat' index 35 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
-       'study_fashion_mlp_lr_search.dat' index 36 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 37 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
-       'study_fashion_mlp_lr_search.dat' index 38 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
+  plot 'study_fashion_mlp_lr_search.dat' index 28 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'study_fashion_mlp_lr_search.dat' index 29 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'study_fashion_mlp_lr_search.dat' index 30 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'study_fashion_mlp_lr_search.dat' index 31 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'study_fashion_mlp_lr_search.dat' index 32 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
+       'study_fashion_mlp_lr_search.dat' index 33 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
+       'study_fashion_mlp_lr_search.dat' index 34 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
+       'study_fashion_mlp_lr_search.dat' index 35 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#17becf' title 'ghost V=4', \
+       'study_fashion_mlp_lr_search.dat' index 36 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
+       'study_fashion_mlp_lr_search.dat' index 37 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
+       'study_fashion_mlp_lr_search.dat' index 38 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
+       'study_fashion_mlp_lr_search.dat' index 39 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'cross_iteration_batch', \
+       'study_fashion_mlp_lr_search.dat' index 40 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt', \
+       'study_fashion_mlp_lr_search.dat' index 41 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'batch frozen=true'
   unset logscale
   unset label
   set grid
@@ -108,18 +111,19 @@ do for [fmt in "svg png"] {
   set xtics autofreq
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [*:*]
-  plot 'study_fashion_mlp_lr_search.dat' index 39 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
-       'study_fashion_mlp_lr_search.dat' index 40 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
-       'study_fashion_mlp_lr_search.dat' index 41 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
-       'study_fashion_mlp_lr_search.dat' index 42 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
-       'study_fashion_mlp_lr_search.dat' index 43 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
-       'study_fashion_mlp_lr_search.dat' index 44 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
-       'study_fashion_mlp_lr_search.dat' index 45 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
-       'study_fashion_mlp_lr_search.dat' index 46 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
-       'study_fashion_mlp_lr_search.dat' index 47 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
-       'study_fashion_mlp_lr_search.dat' index 48 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 49 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
-       'study_fashion_mlp_lr_search.dat' index 50 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
+  plot 'study_fashion_mlp_lr_search.dat' index 42 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'study_fashion_mlp_lr_search.dat' index 43 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'study_fashion_mlp_lr_search.dat' index 44 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'study_fashion_mlp_lr_search.dat' index 45 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'study_fashion_mlp_lr_search.dat' index 46 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
+       'study_fashion_mlp_lr_search.dat' index 47 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
+       'study_fashion_mlp_lr_search.dat' index 48 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
+       'study_fashion_mlp_lr_search.dat' index 49 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
+       'study_fashion_mlp_lr_search.dat' index 50 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
+       'study_fashion_mlp_lr_search.dat' index 51 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
+       'study_fashion_mlp_lr_search.dat' index 52 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'cross_iteration_batch', \
+       'study_fashion_mlp_lr_search.dat' index 53 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt', \
+       'study_fashion_mlp_lr_search.dat' index 54 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'batch frozen=true'
   unset logscale
   unset label
   set grid
@@ -134,18 +138,19 @@ do for [fmt in "svg png"] {
   set xtics autofreq
   set offsets 0, 0, graph 0.04, graph 0.04
   set yrange [*:*]
-  plot 'study_fashion_mlp_lr_search.dat' index 51 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
-       'study_fashion_mlp_lr_search.dat' index 52 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
-       'study_fashion_mlp_lr_search.dat' index 53 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
-       'study_fashion_mlp_lr_search.dat' index 54 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
-       'study_fashion_mlp_lr_search.dat' index 55 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
-       'study_fashion_mlp_lr_search.dat' index 56 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
-       'study_fashion_mlp_lr_search.dat' index 57 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
-       'study_fashion_mlp_lr_search.dat' index 58 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
-       'study_fashion_mlp_lr_search.dat' index 59 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
-       'study_fashion_mlp_lr_search.dat' index 60 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
-       'study_fashion_mlp_lr_search.dat' index 61 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'batch frozen=true', \
-       'study_fashion_mlp_lr_search.dat' index 62 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt'
+  plot 'study_fashion_mlp_lr_search.dat' index 55 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'none', \
+       'study_fashion_mlp_lr_search.dat' index 56 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch', \
+       'study_fashion_mlp_lr_search.dat' index 57 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'layer', \
+       'study_fashion_mlp_lr_search.dat' index 58 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'group', \
+       'study_fashion_mlp_lr_search.dat' index 59 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#9467bd' title 'rms', \
+       'study_fashion_mlp_lr_search.dat' index 60 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#8c564b' title 'weight', \
+       'study_fashion_mlp_lr_search.dat' index 61 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#e377c2' title 'batch_renorm', \
+       'study_fashion_mlp_lr_search.dat' index 62 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#7f7f7f' title 'evonorm_s0', \
+       'study_fashion_mlp_lr_search.dat' index 63 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#bcbd22' title 'switchable', \
+       'study_fashion_mlp_lr_search.dat' index 64 using 1:2 with linespoints lw 2 pt 9 ps 1.1 dt 1 lc rgb '#1f77b4' title 'mabn', \
+       'study_fashion_mlp_lr_search.dat' index 65 using 1:2 with linespoints lw 2 pt 11 ps 1.1 dt 1 lc rgb '#d62728' title 'cross_iteration_batch', \
+       'study_fashion_mlp_lr_search.dat' index 66 using 1:2 with linespoints lw 2 pt 5 ps 1.1 dt 1 lc rgb '#2ca02c' title 'dyt', \
+       'study_fashion_mlp_lr_search.dat' index 67 using 1:2 with linespoints lw 2 pt 7 ps 1.1 dt 1 lc rgb '#ff7f0e' title 'batch frozen=true'
   unset multiplot
   unset output
 }
