@@ -12,12 +12,10 @@
 #include <cstring>
 #include <random>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "normlab/bfloat16.hpp"
 #include "normlab/engine.hpp"
-#include "normlab/threads.hpp"
 
 namespace normlab::test {
 
@@ -171,19 +169,12 @@ struct Inputs {
   }
 };
 
-// Normal(mean, stddev) values drawn as double, then rounded to T (bfloat16:
-// through float).
+// Normal(mean, stddev) values drawn as double, then rounded once to T.
 template <class T>
 std::vector<T> normal_values(std::mt19937_64& rng, std::size_t n, double mean, double stddev) {
   std::normal_distribution<double> dist(mean, stddev);
   std::vector<T> out(n);
-  for (T& value : out) {
-    const double v = dist(rng);
-    if constexpr (std::is_same_v<T, bfloat16>)
-      value = bfloat16(float(v));
-    else
-      value = T(v);
-  }
+  for (T& value : out) value = nearest<T>(dist(rng));
   return out;
 }
 
@@ -201,12 +192,8 @@ Inputs<T> make_inputs(const NormDescription& d, std::uint64_t seed) {
   if (d.epilogue == Epilogue::tlu) {
     in.tau = normal_values<T>(rng, d.view.channels, 0.0, 0.1);
     if (d.has_shift)
-      for (std::size_t c = 0; c < d.view.channels; ++c) {
-        if constexpr (std::is_same_v<T, bfloat16>)
-          in.tau[c] = bfloat16(float(in.tau[c]) + float(in.beta[c]));
-        else
-          in.tau[c] += in.beta[c];
-      }
+      for (std::size_t c = 0; c < d.view.channels; ++c)
+        in.tau[c] = nearest<T>(double(in.tau[c]) + double(in.beta[c]));
   }
   if (d.numerator != Numerator::input)
     in.v = normal_values<T>(rng, d.shared_v ? 1 : d.view.channels, 0.5, 1.0);
@@ -267,17 +254,5 @@ void check_identical(const Results<T>& a, const Results<T>& b) {
   CHECK(same_bytes(a.sums.parameters.tau, b.sums.parameters.tau));
   CHECK(same_bytes(a.sums.parameters.v, b.sums.parameters.v));
 }
-
-// Restores the thread count when it goes away.
-class Threads {
- public:
-  explicit Threads(unsigned n) : saved_(num_threads()) { set_num_threads(n); }
-  ~Threads() { set_num_threads(saved_); }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-
- private:
-  unsigned saved_;
-};
 
 }  // namespace normlab::test

@@ -30,6 +30,7 @@
 #include "normlab/bfloat16.hpp"
 #include "normlab/engine.hpp"
 #include "normlab/threads.hpp"
+#include "test_helpers.hpp"
 
 // The engine's load/store helpers are internal and inline: compiled here in a
 // namespace of their own, for the test of bfloat16_nearest.

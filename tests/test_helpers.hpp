@@ -20,6 +20,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "normlab/norm.hpp"
+#include "normlab/threads.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -187,5 +188,17 @@ inline CliResult run_cli(const ScratchDir& dir, const std::vector<std::string>& 
   result.err = read_file(dir / "stderr.txt");
   return result;
 }
+
+// Restores the thread count when it goes away.
+class Threads {
+ public:
+  explicit Threads(unsigned n) : saved_(num_threads()) { set_num_threads(n); }
+  ~Threads() { set_num_threads(saved_); }
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+
+ private:
+  unsigned saved_;
+};
 
 }  // namespace normlab::test

@@ -15,6 +15,7 @@
 using namespace normlab;
 using normlab::test::random_normal;
 using normlab::test::random_uniform;
+using normlab::test::Threads;
 
 namespace {
 
@@ -55,7 +56,7 @@ std::vector<Case> large_cases() {
 // Everything a forward and backward produce, in train and then eval mode.
 template <class T>
 std::vector<xt::xarray<T>> run_case(const Case& c, unsigned threads) {
-  set_num_threads(threads);
+  const Threads use(threads);
   std::mt19937_64 rng(7);
   const xt::xarray<T> x = random_normal<T>(rng, c.shape, 0.5, 2.0);
   const xt::xarray<T> dy = random_normal<T>(rng, c.shape);
@@ -74,7 +75,6 @@ std::vector<xt::xarray<T>> run_case(const Case& c, unsigned threads) {
       out.push_back(norm->parameter(name).grad);
     for (const std::string& name : norm->state_names()) out.push_back(norm->state(name));
   }
-  set_num_threads(1);
   return out;
 }
 
@@ -96,9 +96,9 @@ TEST_CASE("threads: results are bit-identical with 1 or 2 or 3 threads on every 
 }
 
 TEST_CASE("threads: set_num_threads(0) means one per hardware thread") {
-  set_num_threads(0);
+  const Threads all(0);
   CHECK(num_threads() >= 1);
-  set_num_threads(1);
+  const Threads one(1);
   CHECK(num_threads() == 1);
 }
 
