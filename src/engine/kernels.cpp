@@ -48,18 +48,29 @@ void reduce_stats(const T* x, const NormDescription& description, GroupStats& st
   }
 }
 
+namespace {
+
+// y from finished statistics, for a description in canonical form.
+// `apply_only`: this is the call's only pass over x (Runs::apply).
 template <class T>
-void apply_stats(const T* x, const NormDescription& description, const GroupStats& stats,
-                 const NormParameters<T>& params, T* y) {
-  const NormDescription d = canonical_form(description);
+void apply_canonical(const T* x, const NormDescription& d, const GroupStats& stats,
+                     const NormParameters<T>& params, T* y, bool apply_only) {
   switch (traversal(d)) {
     case Traversal::columns:
       return Columns<T>::apply(x, d, stats, params, y);
     case Traversal::pointwise_rows:
       return PointwiseRows<T>::apply(x, d, stats, params, y);
     default:
-      return Runs<T>::apply(x, d, stats, params, y, /*apply_only=*/true);
+      return Runs<T>::apply(x, d, stats, params, y, apply_only);
   }
+}
+
+}  // namespace
+
+template <class T>
+void apply_stats(const T* x, const NormDescription& description, const GroupStats& stats,
+                 const NormParameters<T>& params, T* y) {
+  apply_canonical(x, canonical_form(description), stats, params, y, /*apply_only=*/true);
 }
 
 template <class T>
@@ -69,8 +80,7 @@ void normalize_with_batch_stats(const T* x, const NormDescription& description, 
   if (d.pooling == Pooling::per_channel) {  // groups spanning rows: all statistics first
     NORMLAB_ENGINE_NAMESPACE::reduce_stats(x, d, stats);
     finish_stats(d, stats);
-    if (traversal(d) == Traversal::columns) return Columns<T>::apply(x, d, stats, params, y);
-    return Runs<T>::apply(x, d, stats, params, y, /*apply_only=*/false);
+    return apply_canonical(x, d, stats, params, y, /*apply_only=*/false);
   }
   stats.resize(d.groups());
   stats.count = double(d.group_size());
