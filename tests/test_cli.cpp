@@ -63,7 +63,7 @@ TEST_CASE("cli: normlab help CMD prints that command's help, as CMD --help does"
     CHECK(r.out.find(" arg ") == std::string::npos);
     CHECK(r.out.find("usage: normlab " + std::string(command)) == 0);
   }
-  check_mentions(run_cli(dir, {"help", "report"}).out, {"[--baseline NORM]", "--out OUT"});
+  check_mentions(run_cli(dir, {"help", "report"}).out, {"[--baseline NORM ...]", "--out OUT"});
   check_mentions(run_cli(dir, {"help", "bench"}).out, {"[--probe-mb MIB]"});
   check_mentions(run_cli(dir, {"help", "demo"}).out, {"mean 0 and standard deviation 1"});
   check_usage_error(run_cli(dir, {"help", "bogus"}), {"unknown command 'bogus'"});

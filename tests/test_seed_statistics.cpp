@@ -191,6 +191,13 @@ TEST_CASE("report: a run with three seeds has CI tables, a paired table and erro
   const std::string gp = read_file(out + "/tiny_test_error.gp");
   CHECK(gp.find("using 1:2:3 with yerrorlines") != std::string::npos);
 
+  // Two baselines: a paired table against each.
+  REQUIRE(run_cli(dir, {"report", run, "--out", out, "--baseline", "group", "--baseline", "batch"})
+              .status == 0);
+  const std::string both = read_file(out + "/report.md");
+  CHECK(both.find("Paired difference in test error (points) against group") != std::string::npos);
+  CHECK(both.find("Paired difference in test error (points) against batch") != std::string::npos);
+
   const auto bad = run_cli(dir, {"report", run, "--out", out, "--baseline", "weight"});
   CHECK(bad.status == 1);
   CHECK(bad.err.find("--baseline weight: not a norm of the run (its rows: batch, group)") !=

@@ -45,9 +45,9 @@ std::string probe_table(const std::vector<nlohmann::json>& records);
 struct ReportOptions {
   std::string out_dir;       // where report.html, figures and tables go
   std::string gnuplot = "";  // program to run; "" = find `gnuplot` on PATH
-  // The norm that paired differences over seeds are taken against; "" =
-  // "batch" when a run has it, else its first norm.
-  std::string baseline = "";
+  // The norms that paired differences over seeds are taken against, one
+  // table each; empty = "batch" when a run has it, else its first norm.
+  std::vector<std::string> baselines = {};
 };
 // What write_report made, for the command's summary.
 struct ReportSummary {

@@ -15,7 +15,8 @@ int report_command(const Args& args) {
   std::vector<std::string> dirs;
   ReportOptions options;
   po::options_description desc(
-      "usage: normlab report DIR [DIR ...] [--out OUT] [--gnuplot PROGRAM] [--baseline NORM]\n\n"
+      "usage: normlab report DIR [DIR ...] [--out OUT] [--gnuplot PROGRAM] [--baseline NORM "
+      "...]\n\n"
       "Figures and tables from run folders (results.jsonl; probe folders inside them are\n"
       "included) and probe folders (probe.jsonl): test error vs batch size, training loss at the\n"
       "smallest and largest batch, batch-statistics error vs batch size and the train/eval gap.\n"
@@ -26,9 +27,10 @@ int report_command(const Args& args) {
                                                  "output folder (default: the first DIR/report)")(
       "gnuplot", po::value(&options.gnuplot)->value_name("PROGRAM"),
       "the gnuplot program (default: gnuplot on PATH)")(
-      "baseline", po::value(&options.baseline)->value_name("NORM"),
+      "baseline", po::value(&options.baselines)->value_name("NORM"),
       "the norm (as its table row reads) that runs with several seeds are compared against, "
-      "seed by seed (default: batch, else the first norm)");
+      "seed by seed, in a paired table; repeat it for a table per norm (default: batch, else "
+      "the first norm)");
   po::options_description hidden;
   hidden.add_options()("dir", po::value(&dirs));
   if (!parse_options(args, desc, &hidden, "dir", -1)) return 0;

@@ -767,15 +767,19 @@ void report_run(const Run& run, const std::string& name, const ReportOptions& op
               errors.markdown("%.2f"));
     doc.table("Standard deviation of the test error over seeds (points)",
               errors.stddev_markdown("%.2f"));
-    const std::string baseline = baseline_norm(errors, options.baseline);
-    doc.table("Paired difference in test error (points) against " + baseline +
-                  ", seed by seed over the seeds that succeeded in both (n): mean ± half width "
-                  "of its 95% interval (per comparison) and the paired t test's p-value, "
-                  "Holm-adjusted over the table's " +
-                  std::to_string(errors.paired_family_size(baseline)) +
-                  " comparisons with n >= 2 (a difference is significant at 5% family-wise "
-                  "when p < 0.05)",
-              errors.paired_markdown(baseline, "%.2f"));
+    const std::vector<std::string> asked =
+        options.baselines.empty() ? std::vector<std::string>{""} : options.baselines;
+    for (const std::string& a : asked) {
+      const std::string baseline = baseline_norm(errors, a);
+      doc.table("Paired difference in test error (points) against " + baseline +
+                    ", seed by seed over the seeds that succeeded in both (n): mean ± half width "
+                    "of its 95% interval (per comparison) and the paired t test's p-value, "
+                    "Holm-adjusted over the table's " +
+                    std::to_string(errors.paired_family_size(baseline)) +
+                    " comparisons with n >= 2 (a difference is significant at 5% family-wise "
+                    "when p < 0.05)",
+                errors.paired_markdown(baseline, "%.2f"));
+    }
   } else {
     doc.table("Test error (%), eval mode", errors.markdown("%.2f"));
   }
