@@ -717,7 +717,9 @@ void report_lr_search(const Run& run, const std::string& name, Document& doc,
 std::string training_time(const Run& run) {
   const std::vector<json>& trained = run.search_records.empty() ? run.records : run.search_records;
   double seconds = 0;
-  for (const json& r : trained) seconds += r.value("wall_seconds", 0.0);
+  for (const json& r : trained)
+    if (const auto it = r.find("wall_seconds"); it != r.end() && it->is_number())
+      seconds += it->get<double>();
   char hours[32];
   std::snprintf(hours, sizeof hours, "%.1f", seconds / 3600);
   return std::string("Training time: ") + hours + " h, the wall time of the " +
