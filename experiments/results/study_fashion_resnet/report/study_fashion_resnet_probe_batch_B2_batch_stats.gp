@@ -1,4 +1,4 @@
-# 'batch statistics vs population statistics: resnet8_w8 trained as batch/B2/seed0 (test error 25.82%)'
+# 'batch statistics vs population statistics: resnet8_w8 trained as batch/B2/seed0 (test error 24.85%)'
 # Written by normlab report; `gnuplot study_fashion_resnet_probe_batch_B2_batch_stats.gp` in this folder redraws study_fashion_resnet_probe_batch_B2_batch_stats.svg and study_fashion_resnet_probe_batch_B2_batch_stats.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "study_fashion_resnet_probe_batch_B2_batch_stats." . fmt
-  set multiplot layout 1,2 title 'batch statistics vs population statistics: resnet8_w8 trained as batch/B2/seed0 (test error 25.82%)'
+  set multiplot layout 1,2 title 'batch statistics vs population statistics: resnet8_w8 trained as batch/B2/seed0 (test error 24.85%)'
   unset logscale
   unset label
   set grid
@@ -31,7 +31,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 0.1948971856/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title '∝ 1/√B (0.19/√B)', \
+  plot 0.1854390931/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title '∝ 1/√B (0.19/√B)', \
        'study_fashion_resnet_probe_batch_B2_batch_stats.dat' index 0 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch · layer 1', \
        'study_fashion_resnet_probe_batch_B2_batch_stats.dat' index 1 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch · layer 2', \
        'study_fashion_resnet_probe_batch_B2_batch_stats.dat' index 2 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch · layer 3', \
@@ -57,7 +57,7 @@ do for [fmt in "svg png"] {
   set offsets 0, 0, graph 0.05, graph 0.05
   set ytics (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100)
   set yrange [*:*]
-  plot 0.3288196477/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title '∝ 1/√B (0.33/√B)', \
+  plot 0.3163522966/sqrt(x) with lines dt 2 lw 1.5 lc rgb 'black' title '∝ 1/√B (0.32/√B)', \
        'study_fashion_resnet_probe_batch_B2_batch_stats.dat' index 7 using 1:2:3 with yerrorlines lw 2 pt 5 ps 1.1 dt 1 lc rgb '#1f77b4' title 'batch · layer 1', \
        'study_fashion_resnet_probe_batch_B2_batch_stats.dat' index 8 using 1:2:3 with yerrorlines lw 2 pt 7 ps 1.1 dt 1 lc rgb '#d62728' title 'batch · layer 2', \
        'study_fashion_resnet_probe_batch_B2_batch_stats.dat' index 9 using 1:2:3 with yerrorlines lw 2 pt 9 ps 1.1 dt 1 lc rgb '#2ca02c' title 'batch · layer 3', \

@@ -1,4 +1,4 @@
-# 'train-mode vs eval-mode output: resnet8_w8 trained as batch/B2/seed0 (test error 25.82%)'
+# 'train-mode vs eval-mode output: resnet8_w8 trained as batch/B2/seed0 (test error 24.85%)'
 # Written by normlab report; `gnuplot study_fashion_resnet_probe_batch_B2_gap.gp` in this folder redraws study_fashion_resnet_probe_batch_B2_gap.svg and study_fashion_resnet_probe_batch_B2_gap.png.
 set encoding utf8
 do for [fmt in "svg png"] {
@@ -12,7 +12,7 @@ do for [fmt in "svg png"] {
     }
   }
   set output "study_fashion_resnet_probe_batch_B2_gap." . fmt
-  set multiplot layout 1,1 title 'train-mode vs eval-mode output: resnet8_w8 trained as batch/B2/seed0 (test error 25.82%)'
+  set multiplot layout 1,1 title 'train-mode vs eval-mode output: resnet8_w8 trained as batch/B2/seed0 (test error 24.85%)'
   unset logscale
   unset label
   set grid
