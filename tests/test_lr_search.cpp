@@ -271,6 +271,9 @@ TEST_CASE(
                 " learning-rate search runs summed") != std::string::npos);
   CHECK(md.find("Learning rate selected on the validation split") != std::string::npos);
   CHECK(md.find("Validation error (%) of the selected runs") != std::string::npos);
+  CHECK(md.find("Search runs that diverged or failed") != std::string::npos);
+  CHECK(md.find(" failed (of " + std::to_string(cells / config.norms.size()) + ")") !=
+        std::string::npos);
   CHECK(md.find("Holm-adjusted") != std::string::npos);
   CHECK(md.find("failed (test error at or above chance minus 5 points") != std::string::npos);
   const std::string gp = read_file(report + "/tuned_quick_lr_search.gp");

@@ -639,6 +639,35 @@ std::string baseline_norm(const ResultGrid& grid, const std::string& asked) {
   return has("batch") ? "batch" : grid.norms.front();
 }
 
+// The search's runs that did not succeed, per norm and multiplier, over every
+// batch size and seed: the selection passes over them, and the table says how
+// many it passed over.
+std::string search_failures_markdown(const std::vector<json>& search, const json& multipliers,
+                                     const std::vector<std::string>& norms) {
+  std::string md = "| norm |";
+  for (const json& m : multipliers) md += " x" + format_number(m.get<double>()) + " |";
+  md += "\n|---|";
+  for (std::size_t i = 0; i < multipliers.size(); ++i) md += "---:|";
+  md += "\n";
+  for (const std::string& norm : norms) {
+    md += "| " + norm + " |";
+    for (const json& m : multipliers) {
+      int runs = 0, diverged = 0, failed = 0;
+      for (const json& r : search)
+        if (r["norm"] == norm && r.value("lr_multiplier", json()) == m) {
+          ++runs;
+          const RunOutcome outcome = record_outcome(r);
+          diverged += outcome == RunOutcome::diverged;
+          failed += outcome == RunOutcome::failed;
+        }
+      md += " " + std::to_string(diverged) + " diverged, " + std::to_string(failed) +
+            " failed (of " + std::to_string(runs) + ") |";
+    }
+    md += "\n";
+  }
+  return md;
+}
+
 // The learning-rate search: the selected rate per cell, the selected runs'
 // validation error, and validation error against the multiplier.
 void report_lr_search(const Run& run, const std::string& name, Document& doc,
@@ -678,13 +707,17 @@ void report_lr_search(const Run& run, const std::string& name, Document& doc,
         return percent(r.value("validation_error", json()));
       }).markdown("%.2f"));
   if (run.search_records.empty()) return;
-  // One panel per batch size: mean validation error over the succeeded seeds
-  // at each multiplier, one line per norm.
-  Figure figure{name + "_lr_search", "learning-rate search: validation error", {}};
   std::vector<std::string> norms;
   for (const json& r : run.search_records)
     if (std::find(norms.begin(), norms.end(), r["norm"].get<std::string>()) == norms.end())
       norms.push_back(r["norm"].get<std::string>());
+  doc.table(
+      "Search runs that diverged or failed, per norm and learning-rate multiplier, over "
+      "every batch size and seed (the selection passes over them)",
+      search_failures_markdown(run.search_records, multipliers, norms));
+  // One panel per batch size: mean validation error over the succeeded seeds
+  // at each multiplier, one line per norm.
+  Figure figure{name + "_lr_search", "learning-rate search: validation error", {}};
   for (std::size_t b : batch_sizes) {
     Panel panel = make_panel("B=" + std::to_string(b), "log2 of the learning-rate multiplier",
                              "validation error (%)");
